@@ -1,0 +1,489 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# distutils: language = c++
+"""ggml core of ggonnx: backends, weights, graph building and compute.
+
+Python lowers an ONNX graph into a flat table of instructions (one row each:
+op code, output slot, source slots, expected ggml shape, integer params) and
+hands it to ``Plan``; one Cython loop turns the table into ggml tensors and a
+cgraph. ``Plan.run`` copies numpy inputs in, computes with the GIL released
+and copies outputs out. Every shape was checked by the Python emitter before
+it reached here, and each built tensor is compared again with the shape the
+emitter expected, so a lowering bug is a Python exception, not an abort().
+"""
+from libc.stdint cimport int64_t, uintptr_t
+from libc.string cimport memcpy
+from libcpp.vector cimport vector
+from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock, PyThread_free_lock,
+                               PyThread_acquire_lock, PyThread_release_lock, WAIT_LOCK)
+cimport numpy as cnp
+import numpy as np
+
+from ggonnx._ggml cimport *
+from ggonnx.errors import ComputeError, GraphBuildError, InvalidInputError
+
+cnp.import_array()
+
+cdef extern from *:
+    """
+    #include <stdio.h>
+    static void ggonnx_log(enum ggml_log_level level, const char * text, void * user_data) {
+        (void)user_data;
+        if (level == GGML_LOG_LEVEL_ERROR) { fputs(text, stderr); }
+    }
+    """
+    void ggonnx_log(ggml_log_level level, const char * text, void * user_data) nogil
+
+ggml_log_set(ggonnx_log, NULL)
+
+# Instruction table layout; ggonnx.emitter builds rows with these columns.
+COL_OP = 0
+COL_OUT = 1
+COL_SRC = 2     # 4 source slots, -1 when unused
+COL_NE = 6      # expected ggml ne[0..3] of the result
+COL_PARAM = 10  # 8 integer parameters
+N_COLS = 18
+
+cpdef enum Op:
+    INPUT = 1
+    WEIGHT = 2
+    CONST = 3
+    ADD = 10
+    SUB = 11
+    MUL = 12
+    DIV = 13
+    REPEAT = 14
+    RELU = 20
+    SIGMOID = 21
+    TANH = 22
+    SCALE_BIAS = 23
+    SOFT_MAX = 30
+    MEAN = 31
+    MUL_MAT = 40
+    CONT = 50
+    RESHAPE = 51
+    PERMUTE = 52
+    CONCAT = 53
+    VIEW = 54
+    IM2COL = 60
+    CONV_DW = 61
+    POOL_MAX = 62
+    POOL_AVG = 63
+    PAD = 64
+
+# MUL_MAT placement hints (param 0)
+PLACE_AUTO = 0
+PLACE_CPU = 1
+PLACE_BLAS = 2
+
+
+def ggml_version_string():
+    return ggml_version().decode()
+
+
+def backend_devices():
+    """(name, description) of every ggml backend device compiled in."""
+    out = []
+    for i in range(ggml_backend_dev_count()):
+        dev = ggml_backend_dev_get(i)
+        out.append((ggml_backend_dev_name(dev).decode(), ggml_backend_dev_description(dev).decode()))
+    return out
+
+
+def cpu_features():
+    feats = {
+        "AVX2": ggml_cpu_has_avx2(), "AVX512": ggml_cpu_has_avx512(),
+        "AVX512_VNNI": ggml_cpu_has_avx512_vnni(), "AVX512_BF16": ggml_cpu_has_avx512_bf16(),
+        "F16C": ggml_cpu_has_f16c(), "FMA": ggml_cpu_has_fma(), "NEON": ggml_cpu_has_neon(),
+        "LLAMAFILE": ggml_cpu_has_llamafile(),
+    }
+    return [k for k, v in feats.items() if v]
+
+
+cdef class Engine:
+    """Backends, thread pool and weights of one session, shared by all its plans.
+
+    Computes on one engine are serialised by a lock: the CPU backend and its
+    thread pool serve one graph at a time.
+    """
+    cdef ggml_backend_t cpu
+    cdef ggml_backend_t blas
+    cdef ggml_threadpool * pool
+    cdef readonly int n_threads
+    cdef vector[ggml_tensor *] weights
+    cdef vector[ggml_context *] weight_ctxs
+    cdef vector[ggml_backend_buffer_t] weight_bufs
+    cdef PyThread_type_lock lock
+    cdef readonly size_t weight_bytes
+
+    def __cinit__(self, int n_threads, bint use_blas=True):
+        cdef ggml_threadpool_params params
+        if n_threads < 1:
+            raise ValueError(f"threads must be >= 1, got {n_threads}")
+        self.n_threads = n_threads
+        self.lock = PyThread_allocate_lock()
+        self.cpu = ggml_backend_cpu_init()
+        if self.cpu == NULL:
+            raise MemoryError("ggml_backend_cpu_init failed")
+        params = ggml_threadpool_params_default(n_threads)
+        params.poll = 0  # idle workers sleep instead of spinning between runs
+        self.pool = ggml_threadpool_new(&params)
+        if self.pool == NULL:
+            raise MemoryError("ggml_threadpool_new failed")
+        ggml_backend_cpu_set_threadpool(self.cpu, self.pool)
+        ggml_backend_cpu_set_n_threads(self.cpu, n_threads)
+        self.blas = ggml_backend_blas_init() if use_blas else NULL
+        if self.blas != NULL:
+            ggml_backend_blas_set_n_threads(self.blas, n_threads)
+        self.weight_bytes = 0
+
+    def __dealloc__(self):
+        cdef size_t i
+        for i in range(self.weight_bufs.size()):
+            ggml_backend_buffer_free(self.weight_bufs[i])
+        for i in range(self.weight_ctxs.size()):
+            ggml_free(self.weight_ctxs[i])
+        if self.blas != NULL:
+            ggml_backend_free(self.blas)
+        if self.cpu != NULL:
+            ggml_backend_free(self.cpu)
+        if self.pool != NULL:
+            ggml_threadpool_free(self.pool)
+        if self.lock != NULL:
+            PyThread_free_lock(self.lock)
+
+    @property
+    def has_blas(self):
+        return self.blas != NULL
+
+    @property
+    def n_weights(self):
+        return self.weights.size()
+
+    def add_weights(self, list arrays):
+        """Upload float32 arrays (ggml shape = reversed numpy shape) once; returns the first index."""
+        cdef size_t first = self.weights.size()
+        cdef ggml_init_params ip
+        cdef ggml_context * ctx
+        cdef ggml_backend_buffer_t buf
+        cdef ggml_tensor * t
+        cdef cnp.ndarray arr
+        cdef int64_t ne[4]
+        cdef int k
+        if not arrays:
+            return first
+        ip.mem_size = ggml_tensor_overhead() * (len(arrays) + 1)
+        ip.mem_buffer = NULL
+        ip.no_alloc = True
+        ctx = ggml_init(ip)
+        if ctx == NULL:
+            raise MemoryError("ggml_init failed for weights")
+        tensors = []
+        for a in arrays:
+            arr = a
+            if arr.dtype != np.float32 or not arr.flags.c_contiguous or arr.ndim > 4:
+                ggml_free(ctx)
+                raise GraphBuildError(f"weight must be a C-contiguous float32 array of rank <= 4, got {a.dtype} {a.shape}")
+            ne[0] = ne[1] = ne[2] = ne[3] = 1
+            for k in range(arr.ndim):
+                ne[k] = arr.shape[arr.ndim - 1 - k]
+            t = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3])
+            tensors.append(<uintptr_t> t)
+        buf = ggml_backend_alloc_ctx_tensors(ctx, self.cpu)
+        if buf == NULL:
+            ggml_free(ctx)
+            raise MemoryError("could not allocate the weight buffer")
+        ggml_backend_buffer_set_usage(buf, GGML_BACKEND_BUFFER_USAGE_WEIGHTS)
+        for a, p in zip(arrays, tensors):
+            arr = a
+            t = <ggml_tensor *> <uintptr_t> p
+            ggml_backend_tensor_set(t, cnp.PyArray_DATA(arr), 0, ggml_nbytes(t))
+            self.weights.push_back(t)
+        self.weight_ctxs.push_back(ctx)
+        self.weight_bufs.push_back(buf)
+        self.weight_bytes += ggml_backend_buffer_get_size(buf)
+        return first
+
+
+cdef inline bint _is_view(ggml_tensor * t) noexcept nogil:
+    return (t.op == GGML_OP_NONE or t.op == GGML_OP_RESHAPE or t.op == GGML_OP_VIEW
+            or t.op == GGML_OP_PERMUTE or t.op == GGML_OP_TRANSPOSE)
+
+
+cdef class Plan:
+    """One compiled ggml graph for one input-shape signature."""
+    cdef Engine engine
+    cdef ggml_context * ctx
+    cdef ggml_context * const_ctx
+    cdef ggml_backend_buffer_t const_buf
+    cdef ggml_cgraph * graph
+    cdef ggml_backend_sched_t sched
+    cdef vector[ggml_tensor *] inputs
+    cdef vector[ggml_tensor *] outputs
+    cdef vector[size_t] input_bytes
+    cdef readonly int n_threads
+    cdef readonly tuple input_shapes
+    cdef readonly tuple output_shapes
+    cdef readonly list matmul_backends
+    cdef readonly int n_nodes
+    cdef readonly int n_splits
+    cdef readonly size_t compute_bytes
+
+    def __cinit__(self, Engine engine, cnp.ndarray instructions, cnp.ndarray fparams, list consts,
+                  list input_slots, tuple input_shapes, list output_slots, tuple output_shapes,
+                  int n_threads, list row_names):
+        self.engine = engine
+        self.n_threads = max(1, min(n_threads, engine.n_threads))
+        self.input_shapes = input_shapes
+        self.output_shapes = output_shapes
+        self.matmul_backends = []
+        self._build(instructions, fparams, consts, input_slots, output_slots, row_names)
+
+    def __dealloc__(self):
+        if self.sched != NULL:
+            ggml_backend_sched_free(self.sched)
+        if self.const_buf != NULL:
+            ggml_backend_buffer_free(self.const_buf)
+        if self.const_ctx != NULL:
+            ggml_free(self.const_ctx)
+        if self.ctx != NULL:
+            ggml_free(self.ctx)
+
+    cdef _upload_consts(self, list consts, vector[ggml_tensor *] & const_tensors):
+        cdef ggml_init_params ip
+        cdef cnp.ndarray arr
+        cdef ggml_tensor * t
+        cdef int64_t ne[4]
+        cdef int k
+        if not consts:
+            return
+        ip.mem_size = ggml_tensor_overhead() * (len(consts) + 1)
+        ip.mem_buffer = NULL
+        ip.no_alloc = True
+        self.const_ctx = ggml_init(ip)
+        if self.const_ctx == NULL:
+            raise MemoryError("ggml_init failed for constants")
+        for a in consts:
+            arr = a
+            ne[0] = ne[1] = ne[2] = ne[3] = 1
+            for k in range(arr.ndim):
+                ne[k] = arr.shape[arr.ndim - 1 - k]
+            const_tensors.push_back(ggml_new_tensor_4d(self.const_ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3]))
+        self.const_buf = ggml_backend_alloc_ctx_tensors(self.const_ctx, self.engine.cpu)
+        if self.const_buf == NULL:
+            raise MemoryError("could not allocate plan constants")
+        for k in range(len(consts)):
+            arr = consts[k]
+            ggml_backend_tensor_set(const_tensors[k], cnp.PyArray_DATA(arr), 0, ggml_nbytes(const_tensors[k]))
+
+    cdef _build(self, cnp.ndarray instructions, cnp.ndarray fparams, list consts,
+                list input_slots, list output_slots, list row_names):
+        cdef int64_t[:, ::1] ins = instructions
+        cdef double[:, ::1] fp = fparams
+        cdef Py_ssize_t n = ins.shape[0]
+        cdef Py_ssize_t i, n_slots = 0
+        cdef int op, k
+        cdef ggml_tensor * a
+        cdef ggml_tensor * b
+        cdef ggml_tensor * r
+        cdef vector[ggml_tensor *] slots
+        cdef vector[ggml_tensor *] const_tensors
+        cdef vector[ggml_tensor *] mm_nodes
+        cdef vector[int] mm_hints
+        cdef ggml_init_params ip
+        cdef size_t graph_size
+        cdef ggml_backend_t backends[2]
+        cdef int n_backends = 0
+        cdef ggml_backend_t bk
+        if ins.shape[1] != N_COLS:
+            raise GraphBuildError(f"instruction table must have {N_COLS} columns")
+        for i in range(n):
+            if ins[i, COL_OUT] + 1 > n_slots:
+                n_slots = ins[i, COL_OUT] + 1
+        slots.resize(n_slots, NULL)
+        self._upload_consts(consts, const_tensors)
+
+        graph_size = max(2048, <size_t> (4 * n + 64))
+        ip.mem_size = ggml_tensor_overhead() * (2 * n + len(output_slots) + 16) + ggml_graph_overhead_custom(graph_size, False)
+        ip.mem_buffer = NULL
+        ip.no_alloc = True
+        self.ctx = ggml_init(ip)
+        if self.ctx == NULL:
+            raise MemoryError("ggml_init failed for the graph")
+
+        for i in range(n):
+            op = ins[i, COL_OP]
+            a = b = NULL
+            if ins[i, COL_SRC] >= 0:
+                a = slots[ins[i, COL_SRC]]
+                if a == NULL:
+                    raise GraphBuildError(f"row {i} ({row_names[i]}): source slot {ins[i, COL_SRC]} is undefined")
+            if ins[i, COL_SRC + 1] >= 0:
+                b = slots[ins[i, COL_SRC + 1]]
+                if b == NULL:
+                    raise GraphBuildError(f"row {i} ({row_names[i]}): source slot {ins[i, COL_SRC + 1]} is undefined")
+            r = self._build_one(op, a, b, ins, fp, i, const_tensors)
+            if r == NULL:
+                raise GraphBuildError(f"row {i} ({row_names[i]}): op code {op} could not be built")
+            for k in range(4):
+                if r.ne[k] != ins[i, COL_NE + k]:
+                    raise GraphBuildError(
+                        f"row {i} ({row_names[i]}): ggml built shape "
+                        f"{[r.ne[0], r.ne[1], r.ne[2], r.ne[3]]} but the emitter expected "
+                        f"{[ins[i, COL_NE], ins[i, COL_NE + 1], ins[i, COL_NE + 2], ins[i, COL_NE + 3]]}")
+            if op == MUL_MAT:
+                mm_nodes.push_back(r)
+                mm_hints.push_back(ins[i, COL_PARAM])
+            slots[ins[i, COL_OUT]] = r
+
+        for s in input_slots:
+            self.inputs.push_back(slots[s])
+            self.input_bytes.push_back(ggml_nbytes(slots[s]))
+
+        self.graph = ggml_new_graph_custom(self.ctx, graph_size, False)
+        for s in output_slots:
+            r = slots[s]
+            if _is_view(r) or not ggml_is_contiguous(r):
+                r = ggml_cont(self.ctx, r)  # outputs are read back as one contiguous block
+            ggml_set_output(r)
+            ggml_build_forward_expand(self.graph, r)
+            self.outputs.push_back(r)
+        self.n_nodes = ggml_graph_n_nodes(self.graph)
+
+        if self.engine.blas != NULL:
+            backends[n_backends] = self.engine.blas
+            n_backends += 1
+        backends[n_backends] = self.engine.cpu  # the CPU backend must come last
+        n_backends += 1
+        self.sched = ggml_backend_sched_new(backends, NULL, n_backends, graph_size, False, False)
+        if self.sched == NULL:
+            raise MemoryError("ggml_backend_sched_new failed")
+        for k in range(<int> mm_nodes.size()):
+            bk = self.engine.cpu
+            if mm_hints[k] == PLACE_BLAS and self.engine.blas != NULL and ggml_backend_supports_op(self.engine.blas, mm_nodes[k]):
+                bk = self.engine.blas
+            ggml_backend_sched_set_tensor_backend(self.sched, mm_nodes[k], bk)
+        if not ggml_backend_sched_alloc_graph(self.sched, self.graph):
+            raise MemoryError("ggml could not allocate the compute graph")
+        self.n_splits = ggml_backend_sched_get_n_splits(self.sched)
+        self.compute_bytes = ggml_backend_sched_get_buffer_size(self.sched, self.engine.cpu)
+        if self.engine.blas != NULL:
+            self.compute_bytes += ggml_backend_sched_get_buffer_size(self.sched, self.engine.blas)
+        for k in range(<int> mm_nodes.size()):
+            bk = ggml_backend_sched_get_tensor_backend(self.sched, mm_nodes[k])
+            self.matmul_backends.append(ggml_backend_name(bk).decode() if bk != NULL else "?")
+        for k in range(<int> self.inputs.size()):
+            if self.inputs[k].data == NULL:
+                self.input_bytes[k] = 0  # input not used by any output: nothing to copy
+
+    cdef ggml_tensor * _build_one(self, int op, ggml_tensor * a, ggml_tensor * b, int64_t[:, ::1] ins,
+                                  double[:, ::1] fp, Py_ssize_t i, vector[ggml_tensor *] & const_tensors) except? NULL:
+        cdef ggml_context * ctx = self.ctx
+        cdef int64_t * p = &ins[i, COL_PARAM]
+        cdef int64_t * ne = &ins[i, COL_NE]
+        cdef ggml_tensor * t
+        if op == INPUT:
+            t = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3])
+            ggml_set_input(t)
+            return t
+        if op == WEIGHT:
+            if p[0] < 0 or <size_t> p[0] >= self.engine.weights.size():
+                raise GraphBuildError(f"row {i}: weight index {p[0]} out of range")
+            return self.engine.weights[p[0]]
+        if op == CONST:
+            if p[0] < 0 or <size_t> p[0] >= const_tensors.size():
+                raise GraphBuildError(f"row {i}: constant index {p[0]} out of range")
+            return const_tensors[p[0]]
+        if op == ADD:
+            return ggml_add(ctx, a, b)
+        if op == SUB:
+            return ggml_sub(ctx, a, b)
+        if op == MUL:
+            return ggml_mul(ctx, a, b)
+        if op == DIV:
+            return ggml_div(ctx, a, b)
+        if op == REPEAT:
+            return ggml_repeat_4d(ctx, a, ne[0], ne[1], ne[2], ne[3])
+        if op == RELU:
+            return ggml_relu(ctx, a)
+        if op == SIGMOID:
+            return ggml_sigmoid(ctx, a)
+        if op == TANH:
+            return ggml_tanh(ctx, a)
+        if op == SCALE_BIAS:
+            return ggml_scale_bias(ctx, a, <float> fp[i, 0], <float> fp[i, 1])
+        if op == SOFT_MAX:
+            return ggml_soft_max(ctx, a)
+        if op == MEAN:
+            return ggml_mean(ctx, a)
+        if op == MUL_MAT:
+            return ggml_mul_mat(ctx, a, b)
+        if op == CONT:
+            return ggml_cont(ctx, a)
+        if op == RESHAPE:
+            if not ggml_is_contiguous(a):
+                a = ggml_cont(ctx, a)
+            return ggml_reshape_4d(ctx, a, ne[0], ne[1], ne[2], ne[3])
+        if op == PERMUTE:
+            return ggml_permute(ctx, a, <int> p[0], <int> p[1], <int> p[2], <int> p[3])
+        if op == CONCAT:
+            return ggml_concat(ctx, a, b, <int> p[0])
+        if op == VIEW:
+            return ggml_view_4d(ctx, a, ne[0], ne[1], ne[2], ne[3], <size_t> p[0], <size_t> p[1],
+                                <size_t> p[2], <size_t> p[3])
+        if op == IM2COL:
+            return ggml_im2col(ctx, a, b, <int> p[0], <int> p[1], <int> p[2], <int> p[3], <int> p[4],
+                               <int> p[5], True, GGML_TYPE_F32)
+        if op == CONV_DW:
+            return ggml_conv_2d_dw_direct(ctx, a, b, <int> p[0], <int> p[1], <int> p[2], <int> p[3],
+                                          <int> p[4], <int> p[5])
+        if op == POOL_MAX or op == POOL_AVG:
+            return ggml_pool_2d(ctx, a, GGML_OP_POOL_MAX if op == POOL_MAX else GGML_OP_POOL_AVG,
+                                <int> p[0], <int> p[1], <int> p[2], <int> p[3], <float> p[4], <float> p[5])
+        if op == PAD:
+            return ggml_pad_ext(ctx, a, <int> p[0], <int> p[1], <int> p[2], <int> p[3],
+                                <int> p[4], <int> p[5], <int> p[6], <int> p[7])
+        raise GraphBuildError(f"row {i}: unknown op code {op}")
+
+    def run(self, list feeds):
+        """Compute the graph. ``feeds`` are float32 arrays in input order with the plan's shapes."""
+        cdef Py_ssize_t n_in = self.inputs.size()
+        cdef Py_ssize_t n_out = self.outputs.size()
+        cdef Py_ssize_t k
+        cdef cnp.ndarray arr
+        cdef vector[void *] in_ptrs
+        cdef vector[void *] out_ptrs
+        cdef ggml_status status
+        cdef Engine eng = self.engine
+        if len(feeds) != n_in:
+            raise InvalidInputError(f"expected {n_in} inputs, got {len(feeds)}")
+        keep = []
+        for k in range(n_in):
+            feed = feeds[k]
+            arr = feed
+            if cnp.PyArray_TYPE(arr) != cnp.NPY_FLOAT32:
+                raise InvalidInputError(f"input {k}: expected float32, got {feed.dtype}")
+            if feed.shape != self.input_shapes[k]:
+                raise InvalidInputError(f"input {k}: expected shape {self.input_shapes[k]}, got {feed.shape}")
+            if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+                arr = np.ascontiguousarray(arr)
+            keep.append(arr)
+            in_ptrs.push_back(cnp.PyArray_DATA(arr))
+        outs = []
+        for k in range(n_out):
+            arr = np.empty(self.output_shapes[k], dtype=np.float32)
+            outs.append(arr)
+            out_ptrs.push_back(cnp.PyArray_DATA(arr))
+        with nogil:
+            PyThread_acquire_lock(eng.lock, WAIT_LOCK)
+            ggml_backend_cpu_set_n_threads(eng.cpu, self.n_threads)
+            for k in range(n_in):
+                if self.input_bytes[k]:
+                    ggml_backend_tensor_set(self.inputs[k], in_ptrs[k], 0, self.input_bytes[k])
+            status = ggml_backend_sched_graph_compute(self.sched, self.graph)
+            if status == GGML_STATUS_SUCCESS:
+                for k in range(n_out):
+                    ggml_backend_tensor_get(self.outputs[k], out_ptrs[k], 0, ggml_nbytes(self.outputs[k]))
+            PyThread_release_lock(eng.lock)
+        if status != GGML_STATUS_SUCCESS:
+            raise ComputeError(f"ggml graph compute failed with status {<int> status}")
+        return outs

@@ -1,0 +1,182 @@
+# Declarations of the part of ggml's C API that _core.pyx uses, nothing more.
+from libc.stdint cimport int64_t, int32_t, uint32_t
+
+cdef extern from "ggml.h" nogil:
+    ctypedef enum ggml_type:
+        GGML_TYPE_F32
+        GGML_TYPE_F16
+
+    ctypedef enum ggml_op_pool:
+        GGML_OP_POOL_MAX
+        GGML_OP_POOL_AVG
+
+    ctypedef enum ggml_op:
+        GGML_OP_NONE
+        GGML_OP_RESHAPE
+        GGML_OP_VIEW
+        GGML_OP_PERMUTE
+        GGML_OP_TRANSPOSE
+        GGML_OP_MUL_MAT
+
+    ctypedef enum ggml_status:
+        GGML_STATUS_SUCCESS
+
+    ctypedef enum ggml_log_level:
+        GGML_LOG_LEVEL_WARN
+        GGML_LOG_LEVEL_ERROR
+
+    cdef struct ggml_tensor:
+        ggml_type type
+        int64_t ne[4]
+        size_t nb[4]
+        int op
+        void * data
+        char name[64]
+
+    cdef struct ggml_context:
+        pass
+    cdef struct ggml_cgraph:
+        pass
+
+    cdef struct ggml_init_params:
+        size_t mem_size
+        void * mem_buffer
+        bint no_alloc
+
+    cdef struct ggml_threadpool_params:
+        int n_threads
+        uint32_t poll
+        bint paused
+    cdef struct ggml_threadpool:
+        pass
+
+    ctypedef void (*ggml_log_callback)(ggml_log_level level, const char * text, void * user_data)
+    void ggml_log_set(ggml_log_callback cb, void * user_data)
+
+    const char * ggml_version()
+    const char * ggml_commit()
+    size_t ggml_tensor_overhead()
+    size_t ggml_graph_overhead_custom(size_t size, bint grads)
+    size_t ggml_nbytes(const ggml_tensor * t)
+    const char * ggml_op_desc(const ggml_tensor * t)
+    bint ggml_is_contiguous(const ggml_tensor * t)
+
+    ggml_context * ggml_init(ggml_init_params params)
+    void ggml_free(ggml_context * ctx)
+    ggml_cgraph * ggml_new_graph_custom(ggml_context * ctx, size_t size, bint grads)
+    void ggml_build_forward_expand(ggml_cgraph * g, ggml_tensor * t)
+    int ggml_graph_n_nodes(ggml_cgraph * g)
+    ggml_tensor * ggml_graph_node(ggml_cgraph * g, int i)
+
+    ggml_tensor * ggml_new_tensor_4d(ggml_context * ctx, ggml_type type, int64_t ne0, int64_t ne1, int64_t ne2, int64_t ne3)
+    void ggml_set_input(ggml_tensor * t)
+    void ggml_set_output(ggml_tensor * t)
+
+    ggml_tensor * ggml_add(ggml_context * ctx, ggml_tensor * a, ggml_tensor * b)
+    ggml_tensor * ggml_sub(ggml_context * ctx, ggml_tensor * a, ggml_tensor * b)
+    ggml_tensor * ggml_mul(ggml_context * ctx, ggml_tensor * a, ggml_tensor * b)
+    ggml_tensor * ggml_div(ggml_context * ctx, ggml_tensor * a, ggml_tensor * b)
+    ggml_tensor * ggml_repeat_4d(ggml_context * ctx, ggml_tensor * a, int64_t ne0, int64_t ne1, int64_t ne2, int64_t ne3)
+    ggml_tensor * ggml_relu(ggml_context * ctx, ggml_tensor * a)
+    ggml_tensor * ggml_sigmoid(ggml_context * ctx, ggml_tensor * a)
+    ggml_tensor * ggml_tanh(ggml_context * ctx, ggml_tensor * a)
+    ggml_tensor * ggml_scale_bias(ggml_context * ctx, ggml_tensor * a, float s, float b)
+    ggml_tensor * ggml_soft_max(ggml_context * ctx, ggml_tensor * a)
+    ggml_tensor * ggml_mean(ggml_context * ctx, ggml_tensor * a)
+    ggml_tensor * ggml_mul_mat(ggml_context * ctx, ggml_tensor * a, ggml_tensor * b)
+    ggml_tensor * ggml_cont(ggml_context * ctx, ggml_tensor * a)
+    ggml_tensor * ggml_reshape_4d(ggml_context * ctx, ggml_tensor * a, int64_t ne0, int64_t ne1, int64_t ne2, int64_t ne3)
+    ggml_tensor * ggml_permute(ggml_context * ctx, ggml_tensor * a, int axis0, int axis1, int axis2, int axis3)
+    ggml_tensor * ggml_view_4d(ggml_context * ctx, ggml_tensor * a, int64_t ne0, int64_t ne1, int64_t ne2, int64_t ne3,
+                               size_t nb1, size_t nb2, size_t nb3, size_t offset)
+    ggml_tensor * ggml_concat(ggml_context * ctx, ggml_tensor * a, ggml_tensor * b, int dim)
+    ggml_tensor * ggml_im2col(ggml_context * ctx, ggml_tensor * a, ggml_tensor * b, int s0, int s1, int p0, int p1,
+                              int d0, int d1, bint is_2D, ggml_type dst_type)
+    ggml_tensor * ggml_conv_2d_dw_direct(ggml_context * ctx, ggml_tensor * a, ggml_tensor * b, int s0, int s1,
+                                         int p0, int p1, int d0, int d1)
+    ggml_tensor * ggml_pool_2d(ggml_context * ctx, ggml_tensor * a, ggml_op_pool op, int k0, int k1, int s0, int s1,
+                               float p0, float p1)
+    ggml_tensor * ggml_pad_ext(ggml_context * ctx, ggml_tensor * a, int lp0, int rp0, int lp1, int rp1,
+                               int lp2, int rp2, int lp3, int rp3)
+
+    ggml_threadpool_params ggml_threadpool_params_default(int n_threads)
+
+cdef extern from "ggml-backend.h" nogil:
+    ctypedef struct ggml_backend:
+        pass
+    ctypedef ggml_backend * ggml_backend_t
+    ctypedef struct ggml_backend_buffer:
+        pass
+    ctypedef ggml_backend_buffer * ggml_backend_buffer_t
+    ctypedef struct ggml_backend_buffer_type:
+        pass
+    ctypedef ggml_backend_buffer_type * ggml_backend_buffer_type_t
+    ctypedef struct ggml_backend_sched:
+        pass
+    ctypedef ggml_backend_sched * ggml_backend_sched_t
+    ctypedef struct ggml_backend_reg:
+        pass
+    ctypedef ggml_backend_reg * ggml_backend_reg_t
+    ctypedef struct ggml_backend_device:
+        pass
+    ctypedef ggml_backend_device * ggml_backend_dev_t
+
+    ctypedef enum ggml_backend_buffer_usage:
+        GGML_BACKEND_BUFFER_USAGE_WEIGHTS
+
+    const char * ggml_backend_name(ggml_backend_t backend)
+    void ggml_backend_free(ggml_backend_t backend)
+    bint ggml_backend_supports_op(ggml_backend_t backend, const ggml_tensor * op)
+    void ggml_backend_buffer_free(ggml_backend_buffer_t buf)
+    size_t ggml_backend_buffer_get_size(ggml_backend_buffer_t buf)
+    void ggml_backend_buffer_set_usage(ggml_backend_buffer_t buf, ggml_backend_buffer_usage usage)
+    void ggml_backend_tensor_set(ggml_tensor * t, const void * data, size_t offset, size_t size)
+    void ggml_backend_tensor_get(const ggml_tensor * t, void * data, size_t offset, size_t size)
+
+    ggml_backend_sched_t ggml_backend_sched_new(ggml_backend_t * backends, ggml_backend_buffer_type_t * bufts,
+                                                int n_backends, size_t graph_size, bint parallel, bint op_offload)
+    void ggml_backend_sched_free(ggml_backend_sched_t sched)
+    bint ggml_backend_sched_alloc_graph(ggml_backend_sched_t sched, ggml_cgraph * graph)
+    ggml_status ggml_backend_sched_graph_compute(ggml_backend_sched_t sched, ggml_cgraph * graph)
+    void ggml_backend_sched_set_tensor_backend(ggml_backend_sched_t sched, ggml_tensor * node, ggml_backend_t backend)
+    ggml_backend_t ggml_backend_sched_get_tensor_backend(ggml_backend_sched_t sched, ggml_tensor * node)
+    int ggml_backend_sched_get_n_splits(ggml_backend_sched_t sched)
+    size_t ggml_backend_sched_get_buffer_size(ggml_backend_sched_t sched, ggml_backend_t backend)
+
+    size_t ggml_backend_reg_count()
+    ggml_backend_reg_t ggml_backend_reg_get(size_t i)
+    const char * ggml_backend_reg_name(ggml_backend_reg_t reg)
+    size_t ggml_backend_dev_count()
+    ggml_backend_dev_t ggml_backend_dev_get(size_t i)
+    const char * ggml_backend_dev_name(ggml_backend_dev_t dev)
+    const char * ggml_backend_dev_description(ggml_backend_dev_t dev)
+
+cdef extern from "ggml-alloc.h" nogil:
+    ggml_backend_buffer_t ggml_backend_alloc_ctx_tensors(ggml_context * ctx, ggml_backend_t backend)
+
+cdef extern from "ggml-cpu.h" nogil:
+    ggml_backend_t ggml_backend_cpu_init()
+    void ggml_backend_cpu_set_n_threads(ggml_backend_t backend, int n_threads)
+    void ggml_backend_cpu_set_threadpool(ggml_backend_t backend, ggml_threadpool * tp)
+    ggml_threadpool * ggml_threadpool_new(ggml_threadpool_params * params)
+    void ggml_threadpool_free(ggml_threadpool * tp)
+    int ggml_cpu_has_avx2()
+    int ggml_cpu_has_avx512()
+    int ggml_cpu_has_avx512_vnni()
+    int ggml_cpu_has_avx512_bf16()
+    int ggml_cpu_has_f16c()
+    int ggml_cpu_has_fma()
+    int ggml_cpu_has_neon()
+    int ggml_cpu_has_llamafile()
+
+cdef extern from *:
+    """
+    #if GGONNX_HAVE_BLAS
+    #include "ggml-blas.h"
+    #else
+    static ggml_backend_t ggml_backend_blas_init(void) { return NULL; }
+    static void ggml_backend_blas_set_n_threads(ggml_backend_t b, int n) { (void)b; (void)n; }
+    #endif
+    """
+    ggml_backend_t ggml_backend_blas_init() nogil
+    void ggml_backend_blas_set_n_threads(ggml_backend_t backend, int n_threads) nogil

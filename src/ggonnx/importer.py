@@ -1,0 +1,134 @@
+"""ONNX ModelProto -> ggonnx.ir.Graph.
+
+Validates what would otherwise crash or silently misbehave later: unreadable
+protobufs, nodes that use values nobody produces (dangling inputs or cycles),
+unknown domains.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from ggonnx.errors import ModelLoadError
+from ggonnx.ir import Graph, Node, TensorInfo
+
+KNOWN_DOMAINS = {"", "ai.onnx", "ai.onnx.ml"}
+
+
+def load_model(model) -> onnx.ModelProto:
+    """Accept a path, bytes or a ModelProto; raise ModelLoadError on anything unreadable."""
+    if isinstance(model, onnx.ModelProto):
+        return model
+    try:
+        if isinstance(model, (bytes, bytearray, memoryview)):
+            proto = onnx.load_from_string(bytes(model))
+        elif isinstance(model, (str, os.PathLike)):
+            path = Path(model)
+            if not path.is_file():
+                raise ModelLoadError(f"model file not found: {path}")
+            proto = onnx.load(str(path))
+        else:
+            raise ModelLoadError(f"expected a path, bytes or onnx.ModelProto, got {type(model).__name__}")
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # protobuf DecodeError, external data errors, ...
+        raise ModelLoadError(f"could not parse the ONNX model: {exc}") from exc
+    if not proto.graph.node and not proto.graph.output:
+        raise ModelLoadError("the ONNX model has an empty graph (not an ONNX file?)")
+    return proto
+
+
+def _type_string(elem_type: int) -> str:
+    names = {
+        onnx.TensorProto.FLOAT: "float", onnx.TensorProto.DOUBLE: "double",
+        onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.BFLOAT16: "bfloat16",
+        onnx.TensorProto.INT8: "int8", onnx.TensorProto.INT16: "int16",
+        onnx.TensorProto.INT32: "int32", onnx.TensorProto.INT64: "int64",
+        onnx.TensorProto.UINT8: "uint8", onnx.TensorProto.UINT16: "uint16",
+        onnx.TensorProto.UINT32: "uint32", onnx.TensorProto.UINT64: "uint64",
+        onnx.TensorProto.BOOL: "bool", onnx.TensorProto.STRING: "string",
+    }
+    return f"tensor({names.get(elem_type, 'undefined')})"
+
+
+def _tensor_info(vi: onnx.ValueInfoProto) -> TensorInfo:
+    t = vi.type
+    if t.WhichOneof("value") != "tensor_type":
+        return TensorInfo(vi.name, None, None, t.WhichOneof("value") or "unknown")
+    tt = t.tensor_type
+    dtype = None
+    if tt.elem_type not in (0, onnx.TensorProto.STRING):
+        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tt.elem_type))
+    shape = None
+    if tt.HasField("shape"):
+        dims = []
+        for i, d in enumerate(tt.shape.dim):
+            if d.HasField("dim_value"):
+                dims.append(int(d.dim_value))
+            elif d.HasField("dim_param"):
+                dims.append(d.dim_param)
+            else:
+                dims.append(f"unk__{vi.name}_{i}")
+        shape = tuple(dims)
+    return TensorInfo(vi.name, dtype, shape, _type_string(tt.elem_type))
+
+
+def _attr_value(attr: onnx.AttributeProto):
+    if attr.type == onnx.AttributeProto.TENSOR:
+        return numpy_helper.to_array(attr.t)
+    if attr.type == onnx.AttributeProto.TENSORS:
+        return [numpy_helper.to_array(t) for t in attr.tensors]
+    value = helper.get_attribute_value(attr)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, list) and value and isinstance(value[0], bytes):
+        return [v.decode("utf-8", errors="replace") for v in value]
+    return value
+
+
+def import_model(proto: onnx.ModelProto) -> Graph:
+    opsets = {}
+    for op in proto.opset_import:
+        opsets[op.domain or ""] = int(op.version)
+    if "" not in opsets and "ai.onnx" in opsets:
+        opsets[""] = opsets["ai.onnx"]
+    g = proto.graph
+    try:
+        initializers = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    except Exception as exc:
+        raise ModelLoadError(f"could not read an initializer: {exc}") from exc
+
+    inputs = [_tensor_info(vi) for vi in g.input if vi.name not in initializers]
+    outputs = [_tensor_info(vi) for vi in g.output]
+
+    available = set(initializers) | {i.name for i in inputs}
+    produced_later = {o for n in g.node for o in n.output if o}
+    nodes = []
+    for idx, n in enumerate(g.node):
+        name = n.name or f"{n.op_type}_{idx}"
+        domain = n.domain or ""
+        if domain == "ai.onnx":
+            domain = ""
+        if domain not in KNOWN_DOMAINS and domain not in opsets:
+            raise ModelLoadError(f"node '{name}' ({n.op_type}) uses unknown domain '{domain}'")
+        for inp in n.input:
+            if inp and inp not in available:
+                why = ("is produced by a later node (the graph has a cycle or is not topologically sorted)"
+                       if inp in produced_later else "is not produced by any node, input or initializer")
+                raise ModelLoadError(f"node '{name}' ({n.op_type}): input '{inp}' {why}")
+        for out in n.output:
+            if out and out in available:
+                raise ModelLoadError(f"node '{name}' ({n.op_type}): output '{out}' is defined twice")
+        attrs = {a.name: _attr_value(a) for a in n.attribute}
+        nodes.append(Node(name, n.op_type, domain, list(n.input), list(n.output), attrs,
+                          opsets.get(domain, opsets.get("", 1))))
+        available.update(o for o in n.output if o)
+    for out in outputs:
+        if out.name not in available:
+            raise ModelLoadError(f"graph output '{out.name}' is not produced by any node")
+    metadata = {p.key: p.value for p in proto.metadata_props}
+    return Graph(nodes, inputs, outputs, initializers, opsets, proto.producer_name, metadata)
