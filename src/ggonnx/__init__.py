@@ -1,0 +1,23 @@
+"""ggonnx: an ONNX inference runtime whose compute runs on ggml."""
+import os as _os
+
+# OpenBLAS worker threads busy-wait after each call before sleeping; keep that short so an
+# idle session burns no CPU (read once, when the library loads).
+_os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+try:  # loads libscipy_openblas.so from site-packages before _core needs it
+    import scipy_openblas32 as _openblas  # noqa: F401
+except ImportError:  # built with blas=system or blas=off
+    pass
+
+from ggonnx import _core  # noqa: E402
+from ggonnx.config import show_config  # noqa: E402
+from ggonnx.errors import (ComputeError, GgonnxError, GraphBuildError, InvalidInputError,  # noqa: E402
+                           ModelLoadError, ShapeError, UnsupportedOpError)
+from ggonnx.session import InferenceSession, NodeArg, Session  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Session", "InferenceSession", "NodeArg", "show_config", "GgonnxError", "ModelLoadError",
+    "UnsupportedOpError", "ShapeError", "InvalidInputError", "GraphBuildError", "ComputeError",
+]

@@ -1,0 +1,3 @@
+from ggonnx.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,29 @@
+"""show_config(): what this build of ggonnx has inside."""
+from __future__ import annotations
+
+import sys
+
+
+def config() -> dict:
+    from ggonnx import _build_info, _core
+    from ggonnx.ops import supported_ops
+    return {
+        "ggonnx": _build_info.GGONNX_VERSION,
+        "ggml": _core.ggml_version_string(),
+        "backends": [f"{name} ({desc})" for name, desc in _core.backend_devices()],
+        "blas": _build_info.BLAS,
+        "arch_flags": _build_info.ARCH_FLAGS,
+        "cpu_features": _core.cpu_features(),
+        "ops": supported_ops(),
+    }
+
+
+def show_config(file=None) -> None:
+    file = file or sys.stdout
+    cfg = config()
+    print(f"ggonnx {cfg['ggonnx']} on ggml {cfg['ggml']}", file=file)
+    print(f"  backends:     {', '.join(cfg['backends'])}", file=file)
+    print(f"  BLAS:         {cfg['blas']}", file=file)
+    print(f"  arch flags:   {cfg['arch_flags'] or '(default)'}", file=file)
+    print(f"  CPU features: {' '.join(cfg['cpu_features'])}", file=file)
+    print(f"  ONNX ops in ggml ({len(cfg['ops'])}): {' '.join(cfg['ops'])}", file=file)

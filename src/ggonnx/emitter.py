@@ -1,0 +1,255 @@
+"""Emits the flat instruction table that _core.Plan turns into a ggml graph.
+
+Every method checks ggml's preconditions for its op (the ones ggml would
+GGML_ASSERT on, aborting the process) and computes the result's ggml shape
+before a row is written, so a bad shape becomes a ShapeError here.
+
+Shapes: ONNX shapes are row-major tuples; ggml's ``ne`` is the reverse, padded
+with 1s to four dims. ``GT`` is a handle to one ggml tensor: its slot in the
+table and its ne.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ggonnx import _core
+from ggonnx.errors import ShapeError, UnsupportedOpError
+
+Op = _core.Op
+N_COLS = _core.N_COLS
+MAX_DIMS = 4
+
+
+@dataclass(frozen=True)
+class GT:
+    slot: int
+    ne: tuple  # 4 ints, ggml order
+
+
+def onnx_to_ne(shape) -> tuple:
+    if len(shape) > MAX_DIMS:
+        raise UnsupportedOpError(f"rank {len(shape)} tensors (shape {tuple(shape)}) exceed ggml's 4 dims")
+    ne = [int(d) for d in reversed(shape)]
+    return tuple(ne + [1] * (MAX_DIMS - len(ne)))
+
+
+def can_repeat(small: tuple, big: tuple) -> bool:
+    return all(b % s == 0 for s, b in zip(small, big) if s != 0)
+
+
+class WeightStore:
+    """Session-wide weights: each distinct (name, layout) uploaded to ggml once, shared by all plans."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.index: dict[tuple, int] = {}
+        self.pending: list[np.ndarray] = []
+
+    def request(self, key: tuple, make_array) -> int:
+        idx = self.index.get(key)
+        if idx is None:
+            arr = np.ascontiguousarray(make_array(), dtype=np.float32)
+            if arr.ndim > MAX_DIMS:
+                raise UnsupportedOpError(f"weight {key[0]!r} has rank {arr.ndim} > 4")
+            idx = self.engine.n_weights + len(self.pending)
+            self.pending.append(arr)
+            self.index[key] = idx
+        return idx
+
+    def flush(self) -> None:
+        if self.pending:
+            self.engine.add_weights(self.pending)
+            self.pending = []
+
+    def discard_pending(self) -> None:
+        for key in [k for k, v in self.index.items() if v >= self.engine.n_weights]:
+            del self.index[key]
+        self.pending = []
+
+
+class Emitter:
+    def __init__(self, weights: WeightStore):
+        self.weights = weights
+        self.rows: list[list[int]] = []
+        self.fparams: list[tuple[float, float]] = []
+        self.row_names: list[str] = []
+        self.consts: list[np.ndarray] = []
+        self.weight_slots: dict[tuple, GT] = {}
+        self.n_slots = 0
+        self.flops = 0
+        self.where = "?"  # the node being lowered, for error messages and row names
+
+    # -- rows ---------------------------------------------------------------
+    def _emit(self, op, srcs=(), ne=(1, 1, 1, 1), params=(), fparams=(0.0, 0.0)) -> GT:
+        slot = self.n_slots
+        self.n_slots += 1
+        src = [s.slot for s in srcs] + [-1] * (4 - len(srcs))
+        row = [int(op), slot, *src, *ne, *[int(p) for p in params], *([0] * (8 - len(params)))]
+        assert len(row) == N_COLS
+        self.rows.append(row)
+        self.fparams.append((float(fparams[0]), float(fparams[1])))
+        self.row_names.append(self.where)
+        return GT(slot, tuple(int(x) for x in ne))
+
+    def fail(self, msg: str):
+        raise ShapeError(f"{self.where}: {msg}")
+
+    def instructions(self):
+        ins = np.array(self.rows, dtype=np.int64).reshape(-1, N_COLS)
+        fp = np.array(self.fparams, dtype=np.float64).reshape(-1, 2)
+        return ins, fp
+
+    # -- leaves -------------------------------------------------------------
+    def input(self, shape) -> GT:
+        return self._emit(Op.INPUT, ne=onnx_to_ne(shape))
+
+    def weight(self, key: tuple, make_array, shape) -> GT:
+        """A session weight; ``make_array()`` builds its float32 array the first time ``key`` is seen."""
+        gt = self.weight_slots.get(key)
+        if gt is None:
+            idx = self.weights.request(key, make_array)
+            gt = self._emit(Op.WEIGHT, ne=onnx_to_ne(shape), params=(idx,))
+            self.weight_slots[key] = gt
+        return gt
+
+    def const(self, array: np.ndarray) -> GT:
+        """A constant owned by this plan only (e.g. a padding mask)."""
+        arr = np.ascontiguousarray(array, dtype=np.float32)
+        self.consts.append(arr)
+        return self._emit(Op.CONST, ne=onnx_to_ne(arr.shape), params=(len(self.consts) - 1,))
+
+    # -- elementwise ----------------------------------------------------------
+    def binary(self, op, a: GT, b: GT) -> GT:
+        """a (op) b with numpy broadcasting, both given in ggml order."""
+        out = []
+        for x, y in zip(a.ne, b.ne):
+            if x != y and x != 1 and y != 1:
+                self.fail(f"shapes {a.ne[::-1]} and {b.ne[::-1]} (ggml order reversed) do not broadcast")
+            out.append(max(x, y) if x and y else 0)
+        out = tuple(out)
+        commutative = op in (Op.ADD, Op.MUL)
+        if a.ne != out:
+            if commutative and b.ne == out:
+                a, b = b, a
+            else:
+                a = self.repeat(a, out)
+        if not can_repeat(b.ne, a.ne):
+            b = self.repeat(b, out)
+        return self._emit(op, (a, b), out)
+
+    def repeat(self, a: GT, ne: tuple) -> GT:
+        if not can_repeat(a.ne, ne):
+            self.fail(f"cannot repeat ggml shape {a.ne} to {ne}")
+        return self._emit(Op.REPEAT, (a,), ne)
+
+    def unary(self, op, a: GT) -> GT:
+        return self._emit(op, (a,), a.ne)
+
+    def scale_bias(self, a: GT, scale: float, bias: float = 0.0) -> GT:
+        return self._emit(Op.SCALE_BIAS, (a,), a.ne, fparams=(scale, bias))
+
+    # -- reductions -----------------------------------------------------------
+    def soft_max(self, a: GT) -> GT:
+        """Softmax along ne0."""
+        return self._emit(Op.SOFT_MAX, (a,), a.ne)
+
+    def mean_rows(self, a: GT) -> GT:
+        """Mean along ne0."""
+        return self._emit(Op.MEAN, (a,), (1,) + a.ne[1:])
+
+    # -- matmul ---------------------------------------------------------------
+    def mul_mat(self, a: GT, b: GT, place: int = _core.PLACE_AUTO) -> GT:
+        """ggml_mul_mat: a [K, N, A2, A3], b [K, M, B2, B3] -> [N, M, B2, B3]; a broadcasts over b."""
+        if a.ne[0] != b.ne[0]:
+            self.fail(f"matmul inner dims differ: {a.ne[0]} vs {b.ne[0]}")
+        if b.ne[2] % a.ne[2] or b.ne[3] % a.ne[3]:
+            self.fail(f"matmul batch dims {a.ne[2:]} do not broadcast to {b.ne[2:]}")
+        out = (a.ne[1], b.ne[1], b.ne[2], b.ne[3])
+        self.flops += 2 * a.ne[0] * out[0] * out[1] * out[2] * out[3]
+        return self._emit(Op.MUL_MAT, (a, b), out, params=(place,))
+
+    # -- layout ---------------------------------------------------------------
+    def cont(self, a: GT) -> GT:
+        return self._emit(Op.CONT, (a,), a.ne)
+
+    def reshape(self, a: GT, ne: tuple) -> GT:
+        ne = tuple(ne) + (1,) * (MAX_DIMS - len(ne))
+        if int(np.prod(ne)) != int(np.prod(a.ne)):
+            self.fail(f"cannot reshape ggml shape {a.ne} ({int(np.prod(a.ne))} elements) to {ne}")
+        if ne == a.ne:
+            return a
+        return self._emit(Op.RESHAPE, (a,), ne)
+
+    def permute(self, a: GT, dest: tuple) -> GT:
+        """ggml_permute: source dim i goes to position dest[i]; returns a contiguous copy."""
+        if sorted(dest) != [0, 1, 2, 3]:
+            self.fail(f"invalid permutation {dest}")
+        if tuple(dest) == (0, 1, 2, 3):
+            return a
+        ne = [0] * 4
+        for i, d in enumerate(dest):
+            ne[d] = a.ne[i]
+        view = self._emit(Op.PERMUTE, (a,), tuple(ne), params=dest)
+        return self.cont(view)
+
+    def concat(self, a: GT, b: GT, dim: int) -> GT:
+        for k in range(4):
+            if k != dim and a.ne[k] != b.ne[k]:
+                self.fail(f"concat along ggml dim {dim}: shapes {a.ne} and {b.ne} differ in dim {k}")
+        ne = list(a.ne)
+        ne[dim] += b.ne[dim]
+        return self._emit(Op.CONCAT, (a, b), tuple(ne), params=(dim,))
+
+    def view(self, a: GT, ne: tuple, offset_elems: int) -> GT:
+        """A view of contiguous ``a`` with a's strides, starting ``offset_elems`` in; returned contiguous."""
+        nb1 = a.ne[0] * 4
+        nb2 = nb1 * a.ne[1]
+        nb3 = nb2 * a.ne[2]
+        for k in range(4):
+            if ne[k] > a.ne[k]:
+                self.fail(f"view {ne} larger than source {a.ne}")
+        v = self._emit(Op.VIEW, (a,), tuple(ne), params=(nb1, nb2, nb3, offset_elems * 4))
+        return self.cont(v)
+
+    def pad(self, a: GT, pads: tuple) -> GT:
+        """Zero padding: pads = (lp0, rp0, lp1, rp1, lp2, rp2, lp3, rp3) in ggml dims."""
+        if any(p < 0 for p in pads):
+            self.fail(f"negative padding {pads}")
+        ne = tuple(a.ne[k] + pads[2 * k] + pads[2 * k + 1] for k in range(4))
+        return self._emit(Op.PAD, (a,), ne, params=pads)
+
+    # -- convolution and pooling ------------------------------------------------
+    def im2col(self, kernel: GT, data: GT, s, p, d) -> GT:
+        """kernel [KW, KH, C, OC], data [W, H, C, N] -> [C*KH*KW, OW, OH, N]."""
+        kw, kh, c = kernel.ne[0], kernel.ne[1], kernel.ne[2]
+        if data.ne[2] != c:
+            self.fail(f"conv input has {data.ne[2]} channels, kernel expects {c}")
+        ow = (data.ne[0] + 2 * p[0] - d[0] * (kw - 1) - 1) // s[0] + 1
+        oh = (data.ne[1] + 2 * p[1] - d[1] * (kh - 1) - 1) // s[1] + 1
+        if ow <= 0 or oh <= 0:
+            self.fail(f"conv output would be empty (input {data.ne}, kernel {kernel.ne})")
+        ne = (c * kh * kw, ow, oh, data.ne[3])
+        return self._emit(Op.IM2COL, (kernel, data), ne, params=(s[0], s[1], p[0], p[1], d[0], d[1]))
+
+    def conv_depthwise(self, kernel: GT, data: GT, s, p, d) -> GT:
+        """kernel [KW, KH, 1, C], data [W, H, C, N] -> [OW, OH, C, N]."""
+        kw, kh = kernel.ne[0], kernel.ne[1]
+        if kernel.ne[2] != 1 or kernel.ne[3] != data.ne[2]:
+            self.fail(f"depthwise kernel {kernel.ne} does not match input {data.ne}")
+        ow = (data.ne[0] + 2 * p[0] - d[0] * (kw - 1) - 1) // s[0] + 1
+        oh = (data.ne[1] + 2 * p[1] - d[1] * (kh - 1) - 1) // s[1] + 1
+        if ow <= 0 or oh <= 0:
+            self.fail(f"conv output would be empty (input {data.ne}, kernel {kernel.ne})")
+        self.flops += 2 * kw * kh * ow * oh * data.ne[2] * data.ne[3]
+        return self._emit(Op.CONV_DW, (kernel, data), (ow, oh, data.ne[2], data.ne[3]),
+                          params=(s[0], s[1], p[0], p[1], d[0], d[1]))
+
+    def pool2d(self, op, a: GT, k, s, p) -> GT:
+        """ggml_pool_2d over ne0 (W) and ne1 (H) with symmetric padding p."""
+        ow = (a.ne[0] + 2 * p[0] - k[0]) // s[0] + 1
+        oh = (a.ne[1] + 2 * p[1] - k[1]) // s[1] + 1
+        if ow <= 0 or oh <= 0:
+            self.fail(f"pooling output would be empty (input {a.ne}, kernel {k})")
+        return self._emit(op, (a,), (ow, oh, a.ne[2], a.ne[3]), params=(k[0], k[1], s[0], s[1], p[0], p[1]))

@@ -125,7 +125,7 @@ def import_model(proto: onnx.ModelProto) -> Graph:
                 raise ModelLoadError(f"node '{name}' ({n.op_type}): output '{out}' is defined twice")
         attrs = {a.name: _attr_value(a) for a in n.attribute}
         nodes.append(Node(name, n.op_type, domain, list(n.input), list(n.output), attrs,
-                          opsets.get(domain, opsets.get("", 1))))
+                          opsets.get(domain, opsets.get("", 1)), n))
         available.update(o for o in n.output if o)
     for out in outputs:
         if out.name not in available:

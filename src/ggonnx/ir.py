@@ -19,6 +19,7 @@ class Node:
     outputs: list[str]
     attrs: dict[str, object]
     opset: int               # opset version of the node's domain
+    proto: object = None     # the NodeProto, for host evaluation of folded nodes
 
     def describe(self) -> str:
         return f"node '{self.name}' ({self.op_type})"

@@ -1,0 +1,230 @@
+"""Session: the user-facing runtime object, a drop-in for onnxruntime.InferenceSession."""
+from __future__ import annotations
+
+import math
+import os
+import threading
+import warnings
+from collections import OrderedDict
+
+import numpy as np
+import onnx
+
+from ggonnx import _core
+from ggonnx.emitter import WeightStore
+from ggonnx.errors import InvalidInputError, UnsupportedOpError
+from ggonnx.importer import import_model, load_model
+from ggonnx.ops import lookup
+from ggonnx.planner import CompiledPlan, NodePlacement, compile_plan
+
+DEFAULT_PLAN_CACHE = 16
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:
+        n = os.cpu_count() or 1
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as fh:
+            quota, period = fh.read().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, n)
+
+
+class NodeArg:
+    """An input or output description, like onnxruntime's NodeArg."""
+
+    def __init__(self, name: str, shape, type_str: str):
+        self.name = name
+        self.shape = list(shape) if shape is not None else None
+        self.type = type_str
+
+    def __repr__(self):
+        return f"NodeArg(name={self.name!r}, type={self.type!r}, shape={self.shape})"
+
+
+class _HostPlan:
+    """Runs the whole model with onnx's reference kernels: only for degenerate (empty) shapes."""
+
+    def __init__(self, proto, input_names):
+        from onnx.reference import ReferenceEvaluator
+        self._ref = ReferenceEvaluator(proto)
+        self._names = input_names
+        self.placement = []
+
+    def run(self, arrays):
+        return [np.asarray(o) for o in self._ref.run(None, dict(zip(self._names, arrays)))]
+
+
+class Session:
+    """Load an ONNX model once, run it many times.
+
+    ``model`` is a path, the serialized bytes or an ``onnx.ModelProto``.
+    ``threads`` defaults to the CPUs this process may use. Plans (compiled
+    ggml graphs) are built per input-shape signature and kept in an LRU cache
+    of ``plan_cache_size``; weights are uploaded once and shared by all plans.
+    """
+
+    def __init__(self, model, threads: int | None = None, *, use_blas: bool = True,
+                 plan_cache_size: int = DEFAULT_PLAN_CACHE):
+        self._proto = load_model(model)
+        self._graph = import_model(self._proto)
+        self._threads = int(threads) if threads else available_cpus()
+        if self._threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        self._check_supported()
+        self._engine = _core.Engine(self._threads, use_blas)
+        self._weights = WeightStore(self._engine)
+        self._plans: OrderedDict = OrderedDict()
+        self._plan_cache_size = max(1, plan_cache_size)
+        self._build_lock = threading.Lock()
+        self._input_names = [i.name for i in self._graph.inputs]
+        self._input_dtypes = [i.dtype for i in self._graph.inputs]
+        self._input_shapes = [i.shape for i in self._graph.inputs]
+        self._output_names = [o.name for o in self._graph.outputs]
+        self._output_index = {n: i for i, n in enumerate(self._output_names)}
+        # Static input shapes: compile now, so unsupported shapes fail at load like onnxruntime.
+        if all(s is not None and all(isinstance(d, int) for d in s) for s in self._input_shapes):
+            self._plan_for(tuple(tuple(s) for s in self._input_shapes))
+
+    # -- validation at load ----------------------------------------------------
+    def _check_supported(self):
+        for info in self._graph.inputs:
+            if info.dtype != np.float32:
+                raise UnsupportedOpError(
+                    f"graph input '{info.name}' has type {info.type_str}; this version runs float32 inputs")
+        for node in self._graph.nodes:
+            # Ops without a ggml lowering may still be folded on the host at plan time;
+            # an op ONNX itself does not define can never run.
+            if lookup(node.domain, node.op_type, node.opset) is None and not onnx.defs.has(node.op_type, node.domain):
+                dom = f"{node.domain}::" if node.domain else ""
+                raise UnsupportedOpError(f"{node.describe()}: op {dom}{node.op_type} is not an ONNX op "
+                                         f"ggonnx knows (opset {node.opset})")
+
+    # -- onnxruntime-compatible API ----------------------------------------------
+    def get_inputs(self) -> list[NodeArg]:
+        return [NodeArg(i.name, i.shape, i.type_str) for i in self._graph.inputs]
+
+    def get_outputs(self) -> list[NodeArg]:
+        return [NodeArg(o.name, o.shape, o.type_str) for o in self._graph.outputs]
+
+    def get_providers(self) -> list[str]:
+        return ["CPUExecutionProvider"]
+
+    def get_modelmeta(self):
+        return {"producer_name": self._graph.producer, "custom_metadata_map": dict(self._graph.metadata)}
+
+    @property
+    def threads(self) -> int:
+        return self._threads
+
+    def run(self, output_names, input_feed, run_options=None) -> list[np.ndarray]:
+        """Compute ``output_names`` (None = all) from ``input_feed`` {name: array}."""
+        arrays = self._gather_inputs(input_feed)
+        sig = tuple(a.shape for a in arrays)
+        plan = self._plans.get(sig)
+        if plan is None:
+            plan = self._plan_for(sig)
+        else:
+            try:
+                self._plans.move_to_end(sig)
+            except KeyError:  # evicted by another thread meanwhile; we still hold it
+                pass
+        outs = plan.run(arrays)
+        if output_names is None:
+            return outs
+        try:
+            return [outs[self._output_index[n]] for n in output_names]
+        except KeyError as exc:
+            raise InvalidInputError(f"unknown output name {exc.args[0]!r}; outputs are {self._output_names}") from None
+
+    def _gather_inputs(self, feed) -> list[np.ndarray]:
+        if not hasattr(feed, "keys"):
+            raise InvalidInputError(f"input_feed must be a dict of name -> array, got {type(feed).__name__}")
+        arrays = []
+        for name, dtype in zip(self._input_names, self._input_dtypes):
+            try:
+                a = feed[name]
+            except KeyError:
+                raise InvalidInputError(f"missing input '{name}'; the model expects {self._input_names}") from None
+            if type(a) is not np.ndarray:
+                a = np.asarray(a)
+            if a.dtype != dtype:
+                raise InvalidInputError(f"input '{name}': expected {np.dtype(dtype).name} "
+                                        f"(tensor({'float' if dtype == np.float32 else dtype})), got {a.dtype}")
+            arrays.append(a)
+        if len(feed) != len(arrays):
+            extra = sorted(set(feed.keys()) - set(self._input_names))
+            raise InvalidInputError(f"unknown input name(s) {extra}; the model expects {self._input_names}")
+        return arrays
+
+    def _check_shapes(self, sig):
+        for name, declared, got in zip(self._input_names, self._input_shapes, sig):
+            if declared is None:
+                continue
+            if len(declared) != len(got) or any(isinstance(d, int) and d != g for d, g in zip(declared, got)):
+                raise InvalidInputError(f"input '{name}': expected shape {list(declared)} (strings are free dims), "
+                                        f"got {list(got)}")
+
+    def _plan_for(self, sig) -> CompiledPlan:
+        self._check_shapes(sig)
+        with self._build_lock:
+            plan = self._plans.get(sig)
+            if plan is not None:
+                return plan
+            if any(0 in s for s in sig):
+                plan = _HostPlan(self._proto, self._input_names)
+            else:
+                try:
+                    plan = compile_plan(self._graph, self._engine, self._weights, list(sig))
+                except BaseException:
+                    self._weights.discard_pending()
+                    raise
+            self._plans[sig] = plan
+            while len(self._plans) > self._plan_cache_size:
+                self._plans.popitem(last=False)
+            return plan
+
+    # -- introspection -----------------------------------------------------------
+    def placement(self, input_shapes: dict | None = None) -> list[NodePlacement]:
+        """Where each node runs for the given input shapes (free dims default to 1)."""
+        sig = []
+        for name, declared in zip(self._input_names, self._input_shapes):
+            if input_shapes and name in input_shapes:
+                sig.append(tuple(input_shapes[name]))
+            else:
+                sig.append(tuple(d if isinstance(d, int) else 1 for d in (declared or ())))
+        return self._plan_for(tuple(sig)).placement
+
+    @property
+    def plan_count(self) -> int:
+        return len(self._plans)
+
+    @property
+    def weight_bytes(self) -> int:
+        return self._engine.weight_bytes
+
+
+class InferenceSession(Session):
+    """onnxruntime.InferenceSession's constructor signature over a ggonnx Session.
+
+    ``sess_options.intra_op_num_threads`` sets the thread count; providers other
+    than the CPU one are not available yet and fall back to CPU with a warning,
+    as onnxruntime does for a provider it lacks.
+    """
+
+    def __init__(self, path_or_bytes, sess_options=None, providers=None, provider_options=None, **kwargs):
+        threads = getattr(sess_options, "intra_op_num_threads", 0) or None
+        self._requested_providers = []
+        for p in providers or []:
+            name = p[0] if isinstance(p, (tuple, list)) else p
+            self._requested_providers.append(name)
+            if name != "CPUExecutionProvider":
+                warnings.warn(f"ggonnx: provider {name!r} is not available; running on CPU", RuntimeWarning,
+                              stacklevel=2)
+        super().__init__(path_or_bytes, threads=threads)

@@ -1,0 +1,120 @@
+"""MatMul and Gemm.
+
+ggml_mul_mat(a, b) computes b @ a^T row-wise: a is [K, N] (ggml order), b is
+[K, M], the result [N, M]. So ONNX A @ B becomes mul_mat(B^T, A): constant B
+is stored transposed once per session, an activation B is transposed in the
+graph.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ggonnx import _core
+from ggonnx.errors import ShapeError
+from ggonnx.ops.context import Value
+from ggonnx.ops.registry import register
+
+# Below this many rows, columns and depth OpenBLAS' setup costs more than it saves;
+# ggml's own (llamafile) kernels take the small shapes. Measured by bench/matmul_placement.py.
+BLAS_MIN_DIM = 32
+
+
+def choose_placement(m: int, n: int, k: int) -> int:
+    if min(m, n, k) >= BLAS_MIN_DIM:
+        return _core.PLACE_BLAS
+    return _core.PLACE_CPU
+
+
+def _transposed_weight(ctx, v: Value):
+    """Constant B [..., K, N] stored as B^T [..., N, K]: ggml [K, N, ...]."""
+    shape = v.shape[:-2] + (v.shape[-1], v.shape[-2])
+    return ctx.weight(v, "T", lambda c: np.swapaxes(c, -1, -2), shape)
+
+
+def _transposed(ctx, v: Value):
+    """ggml tensor holding v^T over its last two dims."""
+    if v.const is not None and v.gt is None:
+        return _transposed_weight(ctx, v)
+    return ctx.e.permute(ctx.tensor(v), (1, 0, 2, 3))
+
+
+def matmul(ctx, a: Value, b: Value) -> Value:
+    a_shape, b_shape = a.shape, b.shape
+    if a.rank == 0 or b.rank == 0:
+        raise ShapeError(f"{ctx.node.describe()}: MatMul of a scalar ({a_shape} @ {b_shape})")
+    a2 = a_shape if a.rank > 1 else (1,) + a_shape
+    b2 = b_shape if b.rank > 1 else b_shape + (1,)
+    m, k = a2[-2:]
+    k2, n = b2[-2:]
+    if k != k2:
+        raise ShapeError(f"{ctx.node.describe()}: inner dims differ: {a_shape} @ {b_shape}")
+    try:
+        batch = tuple(np.broadcast_shapes(a2[:-2], b2[:-2]))
+    except ValueError:
+        raise ShapeError(f"{ctx.node.describe()}: batch dims of {a_shape} and {b_shape} do not broadcast") from None
+    if len(batch) > 2:
+        ctx.unsupported(f"batched MatMul with {len(batch)} batch dims ({a_shape} @ {b_shape})")
+
+    e = ctx.e
+    if b.rank == 1:
+        bt = e.reshape(ctx.tensor(b), (k, 1))            # B^T of a column vector is the row [K]
+    else:
+        bt = _transposed(ctx, b)
+    ta = ctx.tensor(a)
+    a_ne = (k, m) + tuple(reversed(batch)) + (1,) * (2 - len(batch))
+    if a2[:-2] != batch:
+        a_full = (k, m) + tuple(reversed((1,) * (len(batch) - len(a2[:-2])) + a2[:-2])) + (1,) * (2 - len(batch))
+        ta = e.repeat(e.reshape(ta, a_full), a_ne)
+    else:
+        ta = e.reshape(ta, a_ne)
+    b_batch = (1,) * (len(batch) - len(b2[:-2])) + b2[:-2]
+    bt = e.reshape(bt, (k, n) + tuple(reversed(b_batch)) + (1,) * (2 - len(batch)))
+    y = e.mul_mat(bt, ta, choose_placement(m * int(np.prod(batch, dtype=np.int64)), n, k))
+
+    shape = batch + (m, n)
+    if a.rank == 1:
+        shape = shape[:-2] + (n,)
+    if b.rank == 1:
+        shape = shape[:-1]
+    return ctx.output(e.reshape(y, tuple(reversed(shape))), shape)
+
+
+@register("MatMul", since=1)
+def lower_matmul(ctx, node, inputs):
+    return [matmul(ctx, inputs[0], inputs[1])]
+
+
+@register("Gemm", since=7)
+def lower_gemm(ctx, node, inputs):
+    a, b = inputs[0], inputs[1]
+    c = inputs[2] if len(inputs) > 2 else None
+    alpha = float(ctx.attr("alpha", 1.0))
+    beta = float(ctx.attr("beta", 1.0))
+    trans_a, trans_b = ctx.attr("transA", 0), ctx.attr("transB", 0)
+    if a.rank != 2 or b.rank != 2:
+        raise ShapeError(f"{node.describe()}: Gemm needs 2-D A and B, got {a.shape} and {b.shape}")
+    m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
+    k2, n = (b.shape[1], b.shape[0]) if trans_b else b.shape
+    if k != k2:
+        raise ShapeError(f"{node.describe()}: inner dims differ: A {a.shape} (transA={trans_a}), "
+                         f"B {b.shape} (transB={trans_b})")
+    e = ctx.e
+    # mul_mat wants B^T as [K, N] in ggml order, i.e. the (N, K) row-major matrix.
+    bt = ctx.tensor(b) if trans_b else _transposed(ctx, b)
+    ta = _transposed(ctx, a) if trans_a else ctx.tensor(a)
+    y = e.mul_mat(bt, ta, choose_placement(m, n, k))
+    if alpha != 1.0:
+        y = e.scale_bias(y, alpha)
+    if c is not None and beta != 0.0:
+        try:
+            np.broadcast_shapes(c.shape, (m, n))
+        except ValueError:
+            raise ShapeError(f"{node.describe()}: C {c.shape} does not broadcast to ({m}, {n})") from None
+        if c.const is not None and c.gt is None:
+            tc = ctx.weight(c, f"beta={beta}", lambda v: v * np.float32(beta), c.shape)
+        else:
+            tc = ctx.tensor(c)
+            if beta != 1.0:
+                tc = e.scale_bias(tc, beta)
+        y = e.binary(_core.Op.ADD, y, tc)
+    return [ctx.output(y, (m, n))]

@@ -1,0 +1,138 @@
+"""Layout ops: Reshape, Flatten, Transpose, Concat, Identity, Constant, Shape."""
+from __future__ import annotations
+
+import numpy as np
+
+from ggonnx.errors import ShapeError
+from ggonnx.ops.context import Value
+from ggonnx.ops.registry import register
+
+
+def onnx_perm_to_ggml(perm, rank: int) -> tuple:
+    """ggml_permute destinations for an ONNX Transpose perm (ggml dims are reversed ONNX dims)."""
+    dest = list(range(4))
+    for j in range(rank):             # ggml output dim j = ONNX output dim rank-1-j
+        src_onnx = perm[rank - 1 - j]  # ... which reads ONNX input dim perm[rank-1-j]
+        dest[rank - 1 - src_onnx] = j
+    return tuple(dest)
+
+
+def transpose(ctx, x: Value, perm, out_index: int = 0) -> Value:
+    perm = [int(p) for p in perm]
+    if sorted(perm) != list(range(x.rank)):
+        raise ShapeError(f"{ctx.node.describe()}: perm {perm} is not a permutation of rank {x.rank}")
+    shape = tuple(x.shape[p] for p in perm)
+    gt = ctx.e.permute(ctx.tensor(x), onnx_perm_to_ggml(perm, x.rank))
+    return ctx.output(gt, shape, out_index)
+
+
+def reshape_value(ctx, x: Value, shape, out_index: int = 0) -> Value:
+    if int(np.prod(shape)) != int(np.prod(x.shape)):
+        raise ShapeError(f"{ctx.node.describe()}: cannot reshape {x.shape} to {tuple(shape)}")
+    if x.const is not None and x.gt is None:
+        return Value(ctx.node.outputs[out_index], shape, const=x.const.reshape(shape), static=x.static)
+    return ctx.output(ctx.e.reshape(ctx.tensor(x), tuple(reversed(shape))), shape, out_index)
+
+
+def resolve_reshape(ctx, in_shape, target, allowzero: int) -> tuple:
+    target = [int(t) for t in target]
+    out = []
+    for i, t in enumerate(target):
+        if t == 0 and not allowzero:
+            if i >= len(in_shape):
+                raise ShapeError(f"{ctx.node.describe()}: shape {target} copies dim {i} of {in_shape}")
+            t = in_shape[i]
+        out.append(t)
+    if out.count(-1) > 1:
+        raise ShapeError(f"{ctx.node.describe()}: shape {target} has more than one -1")
+    total = int(np.prod(in_shape))
+    if -1 in out:
+        known = int(np.prod([d for d in out if d != -1]))
+        if known == 0 or total % known:
+            raise ShapeError(f"{ctx.node.describe()}: cannot reshape {tuple(in_shape)} to {target}")
+        out[out.index(-1)] = total // known
+    if any(d < 0 for d in out) or int(np.prod(out)) != total:
+        raise ShapeError(f"{ctx.node.describe()}: cannot reshape {tuple(in_shape)} to {target}")
+    return tuple(out)
+
+
+@register("Reshape", since=5)
+def lower_reshape(ctx, node, inputs):
+    x, shape = inputs
+    target = ctx.const_input(shape, "shape")
+    return [reshape_value(ctx, x, resolve_reshape(ctx, x.shape, target, ctx.attr("allowzero", 0)))]
+
+
+@register("Flatten", since=1)
+def lower_flatten(ctx, node, inputs):
+    x = inputs[0]
+    axis = ctx.attr("axis", 1)
+    if axis < 0:
+        axis += x.rank
+    if not 0 <= axis <= x.rank:
+        raise ShapeError(f"{node.describe()}: axis {ctx.attr('axis', 1)} out of range for rank {x.rank}")
+    shape = (int(np.prod(x.shape[:axis])), int(np.prod(x.shape[axis:])))
+    return [reshape_value(ctx, x, shape)]
+
+
+@register("Transpose", since=1)
+def lower_transpose(ctx, node, inputs):
+    x = inputs[0]
+    perm = ctx.attr("perm", list(reversed(range(x.rank))))
+    return [transpose(ctx, x, perm)]
+
+
+@register("Concat", since=4)
+def lower_concat(ctx, node, inputs):
+    xs = [v for v in inputs if v is not None]
+    rank = xs[0].rank
+    axis = ctx.attr("axis")
+    if axis is None:
+        ctx.unsupported("attribute 'axis' is required")
+    if axis < 0:
+        axis += rank
+    if not 0 <= axis < rank:
+        raise ShapeError(f"{node.describe()}: axis {ctx.attr('axis')} out of range for rank {rank}")
+    for v in xs:
+        if v.rank != rank or any(v.shape[k] != xs[0].shape[k] for k in range(rank) if k != axis):
+            raise ShapeError(f"{node.describe()}: cannot concat shapes {[v.shape for v in xs]} on axis {axis}")
+    xs = [v for v in xs if v.shape[axis] > 0] or xs[:1]
+    shape = list(xs[0].shape)
+    shape[axis] = sum(v.shape[axis] for v in xs)
+    acc = ctx.tensor(xs[0])
+    for v in xs[1:]:
+        acc = ctx.e.concat(acc, ctx.tensor(v), rank - 1 - axis)
+    return [ctx.output(acc, shape)]
+
+
+@register("Identity", since=1)
+def lower_identity(ctx, node, inputs):
+    x = inputs[0]
+    return [Value(node.outputs[0], x.shape, gt=x.gt, const=x.const, static=x.static)]
+
+
+@register("Constant", since=1)
+def lower_constant(ctx, node, inputs):
+    attrs = node.attrs
+    if "value" in attrs:
+        arr = np.asarray(attrs["value"])
+    elif "value_float" in attrs:
+        arr = np.array(attrs["value_float"], dtype=np.float32)
+    elif "value_floats" in attrs:
+        arr = np.array(attrs["value_floats"], dtype=np.float32)
+    elif "value_int" in attrs:
+        arr = np.array(attrs["value_int"], dtype=np.int64)
+    elif "value_ints" in attrs:
+        arr = np.array(attrs["value_ints"], dtype=np.int64)
+    else:
+        ctx.unsupported(f"attributes {sorted(attrs)} are not supported")
+    return [Value(node.outputs[0], arr.shape, const=arr, static=True)]
+
+
+@register("Shape", since=1)
+def lower_shape(ctx, node, inputs):
+    shape = np.array(inputs[0].shape, dtype=np.int64)
+    rank = len(shape)
+    start = ctx.attr("start", 0)
+    end = ctx.attr("end", rank)
+    return [ctx.const_output(shape[slice(start, end)])]
