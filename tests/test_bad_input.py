@@ -1,0 +1,138 @@
+"""Bad models and bad feeds raise clear Python exceptions; the process survives."""
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import ggonnx
+from ggonnx.errors import InvalidInputError, ModelLoadError, ShapeError, UnsupportedOpError
+from models import mlp
+
+
+@pytest.fixture(scope="module")
+def sess():
+    return ggonnx.Session(mlp(), threads=1)
+
+
+def test_garbage_bytes(tmp_path):
+    with pytest.raises(ModelLoadError):
+        ggonnx.Session(b"\x00\x01 this is not an onnx model \xff" * 10)
+    bad = tmp_path / "garbage.onnx"
+    bad.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(ModelLoadError):
+        ggonnx.Session(str(bad))
+
+
+def test_truncated_file(tmp_path):
+    data = mlp().SerializeToString()
+    path = tmp_path / "truncated.onnx"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelLoadError):
+        ggonnx.Session(str(path))
+
+
+def test_missing_file():
+    with pytest.raises(ModelLoadError, match="not found"):
+        ggonnx.Session("/nonexistent/model.onnx")
+
+
+def test_wrong_dtype(sess):
+    with pytest.raises(InvalidInputError, match="'x'.*float64"):
+        sess.run(None, {"x": np.ones((2, 64), np.float64)})
+
+
+def test_wrong_rank_and_shape(sess):
+    with pytest.raises(InvalidInputError, match="'x'"):
+        sess.run(None, {"x": np.ones((2, 64, 1), np.float32)})
+    with pytest.raises(InvalidInputError, match=r"\[2, 63\]"):
+        sess.run(None, {"x": np.ones((2, 63), np.float32)})
+
+
+def test_missing_and_extra_inputs(sess):
+    with pytest.raises(InvalidInputError, match="missing input 'x'"):
+        sess.run(None, {})
+    with pytest.raises(InvalidInputError, match="unknown input name.*'z'"):
+        sess.run(None, {"x": np.ones((1, 64), np.float32), "z": np.ones(1, np.float32)})
+    with pytest.raises(InvalidInputError, match="unknown output"):
+        sess.run(["nope"], {"x": np.ones((1, 64), np.float32)})
+
+
+def _one_node(op, inputs, shapes, **attrs):
+    node = helper.make_node(op, [n for n, _ in inputs], ["y"], name="the_node", **attrs)
+    vis = [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for (n, _), s in zip(inputs, shapes)]
+    graph = helper.make_graph([node], "g", vis, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_unknown_op_names_the_node():
+    model = _one_node("FancyNewOp", [("x", None)], [[2, 2]])
+    with pytest.raises(UnsupportedOpError, match="the_node.*FancyNewOp"):
+        ggonnx.Session(model)
+
+
+def test_onnx_op_without_lowering_names_node_and_shapes():
+    model = _one_node("Cos", [("x", None)], [[2, 3]])
+    with pytest.raises(UnsupportedOpError, match=r"the_node.*Cos.*\(2, 3\)"):
+        ggonnx.Session(model)
+
+
+def test_shape_mismatch_inside_graph_names_node():
+    model = _one_node("MatMul", [("a", None), ("b", None)], [["M", 4], [5, 3]])
+    sess = ggonnx.Session(model)
+    with pytest.raises(ShapeError, match="the_node.*MatMul"):
+        sess.run(None, {"a": np.ones((2, 4), np.float32), "b": np.ones((5, 3), np.float32)})
+    model = _one_node("Add", [("a", None), ("b", None)], [[2, 3], [4, 3]])
+    with pytest.raises(ShapeError, match="the_node.*Add.*do not broadcast"):
+        ggonnx.Session(model)
+
+
+def test_dangling_input_and_cycle():
+    relu = helper.make_node("Relu", ["ghost"], ["y"], name="dangling")
+    graph = helper.make_graph([relu], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    with pytest.raises(ModelLoadError, match="dangling.*'ghost'"):
+        ggonnx.Session(helper.make_model(graph))
+    a = helper.make_node("Relu", ["b_out"], ["a_out"], name="cyc_a")
+    b = helper.make_node("Relu", ["a_out"], ["b_out"], name="cyc_b")
+    graph = helper.make_graph([a, b], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("b_out", TensorProto.FLOAT, [2])])
+    with pytest.raises(ModelLoadError, match="cyc_a.*later node"):
+        ggonnx.Session(helper.make_model(graph))
+
+
+def test_unknown_domain():
+    node = helper.make_node("Relu", ["x"], ["y"], name="custom", domain="com.example")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    with pytest.raises(ModelLoadError, match="custom.*com.example"):
+        ggonnx.Session(helper.make_model(graph))
+
+
+def test_non_float_input_is_refused_clearly():
+    node = helper.make_node("Identity", ["x"], ["y"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.INT32, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.INT32, [2])])
+    with pytest.raises(UnsupportedOpError, match="'x'.*int32"):
+        ggonnx.Session(helper.make_model(graph))
+
+
+def test_rank_above_four_is_refused_not_crashing():
+    model = _one_node("Relu", [("x", None)], [[1, 2, 1, 2, 3]])
+    with pytest.raises(UnsupportedOpError, match="rank 5"):
+        ggonnx.Session(model)
+
+
+def test_bad_weight_shape_in_conv():
+    w = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
+    node = helper.make_node("Conv", ["x", "w"], ["y"], name="conv")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 5, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
+    with pytest.raises(ShapeError, match="conv"):
+        ggonnx.Session(helper.make_model(graph))
+
+
+def test_session_survives_errors(sess):
+    for bad in ({"x": np.ones((2, 63), np.float32)}, {"x": np.ones((2, 64), np.int64)}, {}):
+        with pytest.raises(InvalidInputError):
+            sess.run(None, bad)
+    assert sess.run(None, {"x": np.ones((2, 64), np.float32)})[0].shape == (2, 10)
