@@ -40,7 +40,9 @@ def _download(dest: Path) -> Path:
     # build tools (cmake among them) from source.
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps",
            "--no-binary", PACKAGE, f"{PACKAGE}=={PACKAGE_VERSION}", "-d", str(dest)]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"fetch_ggml: '{' '.join(cmd)}' failed:\n{proc.stderr[-2000:]}")
     found = sorted(dest.glob("libggml_python-*.tar.gz"))
     if not found:
         raise SystemExit(f"fetch_ggml: pip did not produce a {PACKAGE} sdist in {dest}")
