@@ -4,10 +4,23 @@ import os as _os
 # OpenBLAS worker threads busy-wait after each call before sleeping; keep that short so an
 # idle session burns no CPU (read once, when the library loads).
 _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
-try:  # loads libscipy_openblas.so from site-packages before _core needs it
-    import scipy_openblas32 as _openblas  # noqa: F401
-except ImportError:  # built with blas=system or blas=off
-    pass
+
+def _preload_openblas():
+    """Load PyPI's libscipy_openblas.so before _core, which names it by soname.
+
+    Installed wheels also find it through their rpath; an editable build in a
+    source tree relies on this.
+    """
+    try:
+        import scipy_openblas32
+    except ImportError:  # built with blas=system or blas=off
+        return
+    import ctypes
+    lib_dir = scipy_openblas32.get_lib_dir()
+    ctypes.CDLL(_os.path.join(lib_dir, scipy_openblas32.get_library(fullname=True)), ctypes.RTLD_GLOBAL)
+
+
+_preload_openblas()
 
 from ggonnx import _core  # noqa: E402
 from ggonnx.config import show_config  # noqa: E402
