@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ggonnx import _core
-from ggonnx.errors import ShapeError, UnsupportedOpError
+from ggonnx.errors import GraphBuildError, ShapeError, UnsupportedOpError
 
 Op = _core.Op
 N_COLS = _core.N_COLS
@@ -87,7 +87,8 @@ class Emitter:
         self.n_slots += 1
         src = [s.slot for s in srcs] + [-1] * (4 - len(srcs))
         row = [int(op), slot, *src, *ne, *[int(p) for p in params], *([0] * (8 - len(params)))]
-        assert len(row) == N_COLS
+        if len(row) != N_COLS:
+            raise GraphBuildError(f"{self.where}: malformed instruction {row}")
         self.rows.append(row)
         self.fparams.append((float(fparams[0]), float(fparams[1])))
         self.row_names.append(self.where)
@@ -175,6 +176,8 @@ class Emitter:
         return self._emit(Op.CONT, (a,), a.ne)
 
     def reshape(self, a: GT, ne: tuple) -> GT:
+        if len(ne) > MAX_DIMS:
+            raise UnsupportedOpError(f"{self.where}: rank {len(ne)} result {tuple(reversed(ne))} exceeds ggml's 4 dims")
         ne = tuple(ne) + (1,) * (MAX_DIMS - len(ne))
         if int(np.prod(ne)) != int(np.prod(a.ne)):
             self.fail(f"cannot reshape ggml shape {a.ne} ({int(np.prod(a.ne))} elements) to {ne}")

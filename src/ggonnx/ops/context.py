@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ggonnx.emitter import GT, Emitter, onnx_to_ne
-from ggonnx.errors import UnsupportedOpError
+from ggonnx.errors import GraphBuildError, UnsupportedOpError
 from ggonnx.ir import Node
 
 
@@ -73,7 +73,7 @@ class LoweringContext:
     def output(self, gt: GT, shape, index: int = 0) -> Value:
         shape = tuple(int(d) for d in shape)
         if onnx_to_ne(shape) != gt.ne:
-            raise AssertionError(f"{self.node.describe()}: lowering produced ggml shape {gt.ne} for ONNX shape {shape}")
+            raise GraphBuildError(f"{self.node.describe()}: lowering produced ggml shape {gt.ne} for ONNX shape {shape}")
         return Value(self.node.outputs[index], shape, gt=gt)
 
     def const_output(self, array: np.ndarray, index: int = 0) -> Value:
