@@ -1,0 +1,153 @@
+"""Conv, 1-D and 2-D: strides, explicit and automatic pads, dilations, groups, bias, batches."""
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ._helpers import (PAD_MODES, assert_close, op_node, randn, resolve_pads, run_graph_shapes, run_op, seeds,
+                       sum_atol)
+
+
+def conv_reference(x, w, b, strides, begin, end, dilations, group):
+    x, w = x.astype(np.float64), w.astype(np.float64)
+    n, oc, cg, kernel = x.shape[0], w.shape[0], w.shape[1], w.shape[2:]
+    xp = np.pad(x, [(0, 0), (0, 0)] + list(zip(begin, end)))
+    out = [(xp.shape[2 + i] - (k - 1) * d - 1) // s + 1
+           for i, (k, s, d) in enumerate(zip(kernel, strides, dilations))]
+    y = np.zeros((n, oc, *out))
+    ocg = oc // group
+    # one strided slice of the padded input per kernel tap, contracted over channels
+    for g in range(group):
+        xg, wg = xp[:, g * cg:(g + 1) * cg], w[g * ocg:(g + 1) * ocg]
+        for tap in np.ndindex(*kernel):
+            window = tuple(slice(t * d, t * d + (o - 1) * s + 1, s)
+                           for t, d, o, s in zip(tap, dilations, out, strides))
+            y[:, g * ocg:(g + 1) * ocg] += np.einsum("nc...,oc->no...", xg[(..., *window)],
+                                                     wg[(slice(None), slice(None), *tap)])
+    if b is not None:
+        y += b.astype(np.float64).reshape((1, oc) + (1,) * len(kernel))
+    return y
+
+
+@st.composite
+def conv_cases(draw):
+    sp = draw(st.sampled_from([1, 2]))
+    kind = draw(st.sampled_from(["dense", "depthwise", "grouped"]))
+    if kind == "dense":
+        group, c, oc = 1, draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    elif kind == "depthwise":
+        c = draw(st.integers(1, 4))
+        group, oc = c, c
+    else:
+        group = draw(st.integers(2, 3))
+        c, oc = group * draw(st.integers(1, 2)), group * draw(st.integers(1, 3))
+    kernel = [draw(st.integers(1, 3)) for _ in range(sp)]
+    strides = [draw(st.integers(1, 3)) for _ in range(sp)]
+    dilations = [draw(st.integers(1, 2)) for _ in range(sp)]
+    mode = draw(st.sampled_from(PAD_MODES))
+    if mode == "symmetric":
+        half = [draw(st.integers(0, 2)) for _ in range(sp)]
+        pads = half + half
+    elif mode == "asymmetric":
+        pads = [draw(st.integers(0, 2)) for _ in range(2 * sp)]
+    else:
+        pads = None
+    sizes = [draw(st.integers(1, 7)) for _ in range(sp)]
+    # grow the input until every output dim is at least 1
+    pb, pe = (pads[:sp], pads[sp:]) if pads else ([0] * sp, [0] * sp)
+    if mode not in ("SAME_UPPER", "SAME_LOWER"):
+        sizes = [max(sz, (k - 1) * d + 1 - b - e) for sz, k, d, b, e in zip(sizes, kernel, dilations, pb, pe)]
+    return dict(
+        n=draw(st.integers(1, 3)), c=c, oc=oc, group=group, sizes=sizes, kernel=kernel, strides=strides,
+        dilations=dilations, mode=mode, pads=pads,
+        bias=draw(st.sampled_from([None, "const", "input"])),
+        weight_const=draw(st.booleans()),
+        explicit_attrs=draw(st.booleans()),   # spell out defaults: kernel_shape, strides=1, ...
+    )
+
+
+def _conv_attrs(case):
+    attrs = {}
+    if case["explicit_attrs"] or case["group"] != 1:
+        attrs["group"] = case["group"]
+    if case["explicit_attrs"] or any(s != 1 for s in case["strides"]):
+        attrs["strides"] = case["strides"]
+    if case["explicit_attrs"] or any(d != 1 for d in case["dilations"]):
+        attrs["dilations"] = case["dilations"]
+    if case["explicit_attrs"]:
+        attrs["kernel_shape"] = case["kernel"]
+    if case["mode"] in ("symmetric", "asymmetric"):
+        attrs["pads"] = case["pads"]
+    elif case["mode"] != "none":
+        attrs["auto_pad"] = case["mode"]
+    return attrs
+
+
+def _conv_weights(case, rng):
+    w = randn(rng, (case["oc"], case["c"] // case["group"], *case["kernel"]))
+    b = None if case["bias"] is None else randn(rng, (case["oc"],))
+    return w, b
+
+
+def _conv_expected(case, x, w, b):
+    begin, end = resolve_pads(case["mode"], case["pads"], x.shape[2:], case["kernel"], case["strides"],
+                              case["dilations"])
+    return conv_reference(x, w, b, case["strides"], begin, end, case["dilations"], case["group"])
+
+
+def _conv_atol(case):
+    return sum_atol((case["c"] // case["group"]) * int(np.prod(case["kernel"])))
+
+
+@settings(max_examples=150, deadline=None)
+@given(case=conv_cases(), seed=seeds)
+def test_conv(case, seed):
+    rng = np.random.default_rng(seed)
+    x = randn(rng, (case["n"], case["c"], *case["sizes"]))
+    w, b = _conv_weights(case, rng)
+    const = ((1,) if case["weight_const"] else ()) + ((2,) if case["bias"] == "const" else ())
+    (got,) = run_op("Conv", [x, w] + ([] if b is None else [b]), const=const, **_conv_attrs(case))
+    assert_close(got, _conv_expected(case, x, w, b), atol=_conv_atol(case))
+
+
+@settings(max_examples=25, deadline=None)
+@given(case=conv_cases(),
+       grow=st.lists(st.tuples(st.integers(1, 3), st.integers(0, 3), st.integers(0, 3)), min_size=2, max_size=2),
+       seed=seeds)
+def test_conv_one_session_many_shapes(case, grow, seed):
+    # constant weights, while the batch and spatial sizes change between runs
+    rng = np.random.default_rng(seed)
+    w, b = _conv_weights(case, rng)
+    sp = len(case["sizes"])
+    x_shapes = [(case["n"], case["c"], *case["sizes"])]
+    for n, dh, dw in grow:
+        x_shapes.append((n, case["c"], *[s + d for s, d in zip(case["sizes"], (dh, dw)[2 - sp:])]))
+    x_shapes.append(x_shapes[0])   # a signature seen before: its cached plan runs again
+    node, _, consts = op_node("Conv", [None, w] + ([] if b is None else [b]), const=(1, 2), **_conv_attrs(case))
+    node.input[0] = "x"
+    feeds = [{"x": randn(rng, s)} for s in x_shapes]
+    for f, (got,) in zip(feeds, run_graph_shapes([node], feeds, consts)):
+        assert_close(got, _conv_expected(case, f["x"], w, b), atol=_conv_atol(case))
+
+
+@settings(max_examples=8, deadline=None)
+@given(n=st.integers(1, 2), oc=st.sampled_from([8, 16]), depthwise=st.booleans(), size=st.integers(32, 40),
+       mode=st.sampled_from(PAD_MODES), seed=seeds)
+def test_conv_multithreaded_size(n, oc, depthwise, size, mode, seed):
+    # enough work (> 200k flops) that the plan runs on both threads, unlike the tiny cases above
+    rng = np.random.default_rng(seed)
+    c, group, oc = (16, 16, 16) if depthwise else (8, 1, oc)
+    x = randn(rng, (n, c, size, size + 3))
+    w = randn(rng, (oc, c // group, 3, 3))
+    b = randn(rng, (oc,))
+    pads = [1, 0, 2, 1] if mode == "asymmetric" else [1, 1, 1, 1] if mode == "symmetric" else None
+    attrs = {"group": group}
+    if pads:
+        attrs["pads"] = pads
+    elif mode != "none":
+        attrs["auto_pad"] = mode
+    (got,) = run_op("Conv", [x, w, b], const=(1, 2), **attrs)
+    begin, end = resolve_pads(mode, pads, x.shape[2:], [3, 3], [1, 1], [1, 1])
+    want = conv_reference(x, w, b, [1, 1], begin, end, [1, 1], group)
+    assert_close(got, want, atol=sum_atol((c // group) * 9))
