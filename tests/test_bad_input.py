@@ -70,10 +70,22 @@ def test_unknown_op_names_the_node():
         ggonnx.Session(model)
 
 
-def test_onnx_op_without_lowering_names_node_and_shapes():
+def test_op_without_lowering_runs_on_host():
     model = _one_node("Cos", [("x", None)], [[2, 3]])
-    with pytest.raises(UnsupportedOpError, match=r"the_node.*Cos.*\(2, 3\)"):
-        ggonnx.Session(model)
+    sess = ggonnx.Session(model)
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_allclose(sess.run(None, {"x": x})[0], np.cos(x), rtol=1e-6)
+    assert [p.where for p in sess.placement()] == ["host"]
+
+
+def test_failing_host_kernel_names_node_and_shapes():
+    idx = numpy_helper.from_array(np.array([7], np.int64), "idx")
+    node = helper.make_node("Gather", ["x", "idx"], ["y"], name="the_gather", axis=0)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [idx])
+    sess = ggonnx.Session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    with pytest.raises(UnsupportedOpError, match=r"the_gather.*Gather.*\(2, 3\)"):
+        sess.run(None, {"x": np.ones((2, 3), np.float32)})
 
 
 def test_shape_mismatch_inside_graph_names_node():
@@ -108,18 +120,20 @@ def test_unknown_domain():
         ggonnx.Session(helper.make_model(graph))
 
 
-def test_non_float_input_is_refused_clearly():
-    node = helper.make_node("Identity", ["x"], ["y"])
+def test_non_float_input_runs_on_host_and_wrong_dtype_is_refused():
+    node = helper.make_node("Neg", ["x"], ["y"])
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.INT32, [2])],
                               [helper.make_tensor_value_info("y", TensorProto.INT32, [2])])
-    with pytest.raises(UnsupportedOpError, match="'x'.*int32"):
-        ggonnx.Session(helper.make_model(graph))
+    sess = ggonnx.Session(helper.make_model(graph))
+    np.testing.assert_array_equal(sess.run(None, {"x": np.array([1, -2], np.int32)})[0], [-1, 2])
+    with pytest.raises(InvalidInputError, match="'x'.*int32.*float32"):
+        sess.run(None, {"x": np.array([1, -2], np.float32)})
 
 
-def test_rank_above_four_is_refused_not_crashing():
+def test_rank_above_four_runs_on_host_not_crashing():
     model = _one_node("Relu", [("x", None)], [[1, 2, 1, 2, 3]])
-    with pytest.raises(UnsupportedOpError, match="rank 5"):
-        ggonnx.Session(model)
+    x = np.random.default_rng(0).standard_normal((1, 2, 1, 2, 3)).astype(np.float32)
+    np.testing.assert_array_equal(ggonnx.Session(model).run(None, {"x": x})[0], np.maximum(x, 0))
 
 
 def test_bad_weight_shape_in_conv():

@@ -20,7 +20,8 @@ class GgonnxRep(BackendRep):
             if not isinstance(inputs, (list, tuple)):
                 inputs = [inputs]
             feeds = dict(zip(names, inputs))
-        return tuple(self.session.run(None, {k: np.asarray(v) for k, v in feeds.items()}))
+        feeds = {k: v if v is None or isinstance(v, (list, dict)) else np.asarray(v) for k, v in feeds.items()}
+        return tuple(self.session.run(None, feeds))
 
 
 class GgonnxBackend(Backend):

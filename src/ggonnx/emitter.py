@@ -94,6 +94,13 @@ class Emitter:
         self.row_names.append(self.where)
         return GT(slot, tuple(int(x) for x in ne))
 
+    def mark(self):
+        return len(self.rows), self.n_slots, self.flops, len(self.consts), dict(self.weight_slots)
+
+    def rollback(self, mark) -> None:
+        n_rows, self.n_slots, self.flops, n_consts, self.weight_slots = mark
+        del self.rows[n_rows:], self.fparams[n_rows:], self.row_names[n_rows:], self.consts[n_consts:]
+
     def fail(self, msg: str):
         raise ShapeError(f"{self.where}: {msg}")
 

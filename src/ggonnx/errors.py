@@ -13,6 +13,10 @@ class UnsupportedOpError(GgonnxError, NotImplementedError):
     """A node uses an op, domain, attribute or dtype ggonnx cannot run."""
 
 
+class HostKernelError(UnsupportedOpError):
+    """A node running on the host (onnx reference kernel) failed on its inputs."""
+
+
 class ShapeError(GgonnxError, ValueError):
     """A node's input shapes are invalid for its op."""
 

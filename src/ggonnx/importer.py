@@ -61,7 +61,9 @@ def _tensor_info(vi: onnx.ValueInfoProto) -> TensorInfo:
         return TensorInfo(vi.name, None, None, t.WhichOneof("value") or "unknown")
     tt = t.tensor_type
     dtype = None
-    if tt.elem_type not in (0, onnx.TensorProto.STRING):
+    if tt.elem_type == onnx.TensorProto.STRING:
+        dtype = np.dtype(object)
+    elif tt.elem_type != 0:
         dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tt.elem_type))
     shape = None
     if tt.HasField("shape"):
@@ -90,6 +92,29 @@ def _attr_value(attr: onnx.AttributeProto):
     return value
 
 
+def _subgraph_free_names(node: onnx.NodeProto) -> list[str]:
+    """Names the node's subgraphs read from the enclosing scope."""
+    free: list[str] = []
+
+    def visit(graph: onnx.GraphProto, outer_defined: set) -> None:
+        defined = set(outer_defined)
+        defined.update(i.name for i in graph.input)
+        defined.update(t.name for t in graph.initializer)
+        for n in graph.node:
+            for name in n.input:
+                if name and name not in defined and name not in free:
+                    free.append(name)
+            for a in n.attribute:
+                for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                    visit(sub, defined)
+            defined.update(o for o in n.output if o)
+
+    for a in node.attribute:
+        for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+            visit(sub, set())
+    return free
+
+
 def import_model(proto: onnx.ModelProto) -> Graph:
     opsets = {}
     for op in proto.opset_import:
@@ -115,7 +140,8 @@ def import_model(proto: onnx.ModelProto) -> Graph:
             domain = ""
         if domain not in KNOWN_DOMAINS and domain not in opsets:
             raise ModelLoadError(f"node '{name}' ({n.op_type}) uses unknown domain '{domain}'")
-        for inp in n.input:
+        implicit = _subgraph_free_names(n)
+        for inp in list(n.input) + implicit:
             if inp and inp not in available:
                 why = ("is produced by a later node (the graph has a cycle or is not topologically sorted)"
                        if inp in produced_later else "is not produced by any node, input or initializer")
@@ -125,7 +151,7 @@ def import_model(proto: onnx.ModelProto) -> Graph:
                 raise ModelLoadError(f"node '{name}' ({n.op_type}): output '{out}' is defined twice")
         attrs = {a.name: _attr_value(a) for a in n.attribute}
         nodes.append(Node(name, n.op_type, domain, list(n.input), list(n.output), attrs,
-                          opsets.get(domain, opsets.get("", 1)), n))
+                          opsets.get(domain, opsets.get("", 1)), n, implicit))
         available.update(o for o in n.output if o)
     for out in outputs:
         if out.name not in available:

@@ -20,6 +20,8 @@ class Node:
     attrs: dict[str, object]
     opset: int               # opset version of the node's domain
     proto: object = None     # the NodeProto, for host evaluation of folded nodes
+    # Outer-scope values its subgraphs (If/Loop/Scan bodies) read; they are inputs too.
+    implicit_inputs: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         return f"node '{self.name}' ({self.op_type})"

@@ -1,10 +1,20 @@
-"""Per input-shape signature: concrete shapes, constant folding, lowering, one ggml Plan.
+"""Per input-shape signature: concrete shapes, host/ggml partition, compiled steps.
 
-``compile_plan`` walks the nodes once in topological order. Nodes whose inputs
-are all known at plan time (shape arithmetic, constant subgraphs) are evaluated
-on the host with onnx's reference kernels; every other node is lowered to ggml
-instructions. The result is cached by the Session, so a signature seen before
-costs no planning.
+``compile_plan`` traces the graph once, in topological order, on the first
+inputs seen with a signature:
+
+- a node whose inputs are all known at plan time (shape arithmetic, constant
+  subgraphs) is folded on the host with onnx's reference kernels;
+- a node ggml can run joins the current ggml *island* (one ``_core.Plan``);
+- any other node (an op without a lowering, non-float32 data, empty tensors,
+  data-dependent ops) runs on the host with onnx's reference kernels. When it
+  needs a value of the open island, that island is closed, compiled and run
+  first, so the trace always has real data, and the host node's real output
+  shapes feed the planning of what follows.
+
+The result is a list of steps replayed by later runs. A host step checks that
+its outputs still have the traced shapes; if data changed them (NonZero,
+data-dependent Reshape targets...), the session re-traces.
 """
 from __future__ import annotations
 
@@ -16,14 +26,20 @@ from onnx import helper
 
 from ggonnx import _core
 from ggonnx.emitter import Emitter, WeightStore
-from ggonnx.errors import GgonnxError, ShapeError, UnsupportedOpError
+from ggonnx.errors import GgonnxError, HostKernelError, ShapeError, UnsupportedOpError
 from ggonnx.ir import Graph, Node
 from ggonnx.ops import lookup
-from ggonnx.ops.context import LoweringContext, Value
+from ggonnx.ops.context import Island, LoweringContext, Value
 
-# Graphs with less work than this (flops + elements written) run on one thread:
+# Islands with less work than this (flops + elements written) run on one thread:
 # waking the pool costs more than it saves.
 SINGLE_THREAD_WORK = 200_000
+# Ops never folded at plan time: they are cheaper (or only possible) as lowerings.
+NO_FOLD = {"Constant", "Shape", "Identity"}
+
+
+class ShapeChanged(Exception):
+    """A host step produced shapes other than the traced ones: the plan must be re-traced."""
 
 
 @dataclass
@@ -35,19 +51,83 @@ class NodePlacement:
 
 
 @dataclass
+class IslandStep:
+    plan: object        # _core.Plan
+    in_ids: list
+    out_ids: list
+    flops: int
+
+    def run(self, env: list) -> None:
+        outs = self.plan.run([env[i] for i in self.in_ids])
+        for i, o in zip(self.out_ids, outs):
+            env[i] = o
+
+
+@dataclass
+class HostStep:
+    node: Node
+    evaluator: object
+    in_names: list      # evaluator input names, parallel to in_ids
+    in_ids: list
+    out_ids: list
+    out_shapes: list
+
+    def run(self, env: list) -> None:
+        results = self.evaluator.run(None, {n: env[i] for n, i in zip(self.in_names, self.in_ids)})
+        for i, r, shape in zip(self.out_ids, results, self.out_shapes):
+            if shape is not None and np.shape(r) != shape:
+                raise ShapeChanged(self.node.name)
+            env[i] = r
+
+
+def _array_shape(r):
+    """Shape of a host result; None for sequences and maps, whose shapes are never planned on."""
+    return np.shape(r) if isinstance(r, np.ndarray) else None
+
+
+@dataclass
 class CompiledPlan:
-    plan: object                               # _core.Plan, or None when every output is constant
-    output_sources: list                       # per graph output: ("ggml", i) or ("const", array)
+    steps: list
+    n_env: int
+    input_ids: list
+    output_sources: list        # per graph output: ("env", id) or ("const", array)
+    env_consts: dict            # env id -> plan-time constant some host step reads
     placement: list = field(default_factory=list)
-    flops: int = 0
+    # Fast path: one island computes every output from graph inputs alone.
+    single: object = None       # its _core.Plan
+    single_in: list = None      # graph input index feeding each island input
+    single_out: list = None     # island output index giving each graph output
 
     def run(self, arrays: list) -> list:
-        outs = self.plan.run(arrays) if self.plan is not None else []
-        return [outs[src] if kind == "ggml" else src.copy() for kind, src in self.output_sources]
+        if self.single is not None:
+            outs = self.single.run([arrays[k] for k in self.single_in])
+            return [outs[k] for k in self.single_out]
+        env = [None] * self.n_env
+        for i, c in self.env_consts.items():
+            env[i] = c
+        for i, a in zip(self.input_ids, arrays):
+            env[i] = a
+        for step in self.steps:
+            step.run(env)
+        return [env[src] if kind == "env" else src.copy() for kind, src in self.output_sources]
+
+    @property
+    def flops_in_ggml(self) -> int:
+        return sum(s.flops for s in self.steps if isinstance(s, IslandStep))
 
 
-def _host_eval(node: Node, inputs: list) -> list:
-    """Evaluate one node with onnx's reference implementation (all inputs known)."""
+def _value_info(name: str, v: Value):
+    if v.dtype == object and v.const is None and not v.shape:  # sequences, maps, optionals: type left open
+        return onnx.ValueInfoProto(name=name)
+    return helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+
+
+def _reference_model(node: Node, inputs: list, implicit: list) -> tuple:
+    """A one-node model around ``node`` for onnx's ReferenceEvaluator, and its input names.
+
+    Explicit inputs are renamed in0, in1, ...; values the node's subgraphs read
+    from the outer scope keep their names.
+    """
     from onnx.reference import ReferenceEvaluator
 
     names = [f"in{i}" if v is not None else "" for i, v in enumerate(inputs)]
@@ -55,85 +135,196 @@ def _host_eval(node: Node, inputs: list) -> list:
     proto.CopyFrom(node.proto)
     del proto.input[:]
     proto.input.extend(names)
-    graph_inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.const.dtype), v.shape)
-                    for n, v in zip(names, inputs) if v is not None]
-    graph_outputs = [helper.make_tensor_value_info(o, onnx.TensorProto.UNDEFINED, None) for o in node.outputs if o]
-    model = helper.make_model(helper.make_graph([proto], "fold", graph_inputs, graph_outputs),
-                              opset_imports=[helper.make_opsetid(node.domain, node.opset)])
-    feeds = {n: v.const for n, v in zip(names, inputs) if v is not None}
-    return ReferenceEvaluator(model).run(None, feeds)
+    feeds = [(n, v) for n, v in zip(names, inputs) if v is not None] + list(zip(node.implicit_inputs, implicit))
+    graph_outputs = [onnx.ValueInfoProto(name=o) for o in node.outputs if o]
+    opsets = {node.domain: node.opset}
+    opsets.setdefault("", node.opset if node.domain == "" else 18)
+    model = helper.make_model(helper.make_graph([proto], "host", [_value_info(n, v) for n, v in feeds],
+                                                graph_outputs),
+                              opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()])
+    try:
+        evaluator = ReferenceEvaluator(model)
+    except Exception as exc:
+        raise UnsupportedOpError(f"{node.describe()}: no ggml lowering and no host kernel: {exc}") from exc
+    return evaluator, [n for n, _ in feeds]
 
 
-def compile_plan(graph: Graph, engine, weights: WeightStore, shapes: list) -> CompiledPlan:
-    emitter = Emitter(weights)
-    ctx = LoweringContext(emitter)
-    values: dict[str, Value] = {name: Value(name, arr.shape, const=arr, static=True)
-                                for name, arr in graph.initializers.items()}
-    input_slots = []
-    for info, shape in zip(graph.inputs, shapes):
-        emitter.where = f"input '{info.name}'"
-        gt = emitter.input(shape)
-        input_slots.append(gt.slot)
-        values[info.name] = Value(info.name, shape, gt=gt)
+class _Tracer:
+    def __init__(self, graph: Graph, engine, weights: WeightStore):
+        self.graph = graph
+        self.engine = engine
+        self.weights = weights
+        self.env: list = []
+        self.env_consts: dict = {}
+        self.steps: list = []
+        self.placement: list[NodePlacement] = []
+        self.ctx = LoweringContext()
+        self.n_islands = 0
+        self.last_use: dict[str, int] = {}
+        for i, node in enumerate(graph.nodes):
+            for name in node.inputs + node.implicit_inputs:
+                if name:
+                    self.last_use[name] = i
+        self.graph_outputs = {o.name for o in graph.outputs}
+        self.node_index = 0
 
-    placement = []
-    for node in graph.nodes:
-        inputs = [values[name] if name else None for name in node.inputs]
-        ctx.node = node
-        emitter.where = node.describe()
-        n_rows = len(emitter.rows)
-        known = [v for v in inputs if v is not None]
-        if node.op_type not in ("Constant", "Shape", "Identity") and known and all(v.const is not None for v in known):
-            try:
-                results = _host_eval(node, inputs)
-            except Exception as exc:
-                raise UnsupportedOpError(f"{node.describe()}: constant folding failed: {exc}") from exc
-            static = all(v.static for v in known)
-            outs = [Value(name, np.shape(r), const=np.asarray(r), static=static)
-                    for name, r in zip([o for o in node.outputs if o], results)]
-            placement.append(NodePlacement(node.name, node.op_type, "host", "folded at plan time"))
-        else:
-            lower = lookup(node.domain, node.op_type, node.opset)
-            if lower is None:
-                dom = f"{node.domain}::" if node.domain else ""
-                raise UnsupportedOpError(
-                    f"{node.describe()}: op {dom}{node.op_type} (opset {node.opset}) is not supported; "
-                    f"input shapes {[v.shape if v else None for v in inputs]}")
-            try:
-                outs = lower(ctx, node, inputs)
-            except GgonnxError:
-                raise
-            except (ValueError, TypeError, IndexError, KeyError) as exc:
-                raise ShapeError(f"{node.describe()}: cannot lower with input shapes "
-                                 f"{[v.shape if v else None for v in inputs]}: {exc}") from exc
-            where = "ggml" if len(emitter.rows) > n_rows or any(v.gt is not None for v in outs) else "host"
-            placement.append(NodePlacement(node.name, node.op_type, where))
-        for v in outs:
-            values[v.name] = v
+    # -- runtime environment ------------------------------------------------------
+    def new_rid(self, array) -> int:
+        self.env.append(array)
+        return len(self.env) - 1
 
-    output_slots, output_shapes, output_sources = [], [], []
-    for info in graph.outputs:
-        v = values[info.name]
-        if v.gt is None:
-            output_sources.append(("const", np.asarray(v.const)))
-        else:
-            output_sources.append(("ggml", len(output_slots)))
-            output_slots.append(v.gt.slot)
-            output_shapes.append(v.shape)
+    def runtime(self, v: Value) -> int:
+        """Make sure ``v`` has real data in the environment; returns its id."""
+        if v.rid is None:
+            if v.const is not None:
+                v.rid = self.new_rid(v.const)
+                self.env_consts[v.rid] = v.const
+            elif self.ctx.island is not None and v.island == self.ctx.island.index:
+                self.close_island()
+            if v.rid is None:
+                raise GgonnxError(f"value '{v.name}' has no data (internal planning error)")
+        return v.rid
 
-    plan = None
-    if output_slots:
-        ins, fp = emitter.instructions()
-        work = emitter.flops + int(ins[:, _core.COL_NE:_core.COL_NE + 4].prod(axis=1).sum()) if len(ins) else 0
-        n_threads = 1 if work < SINGLE_THREAD_WORK else engine.n_threads
-        weights.flush()
-        plan = _core.Plan(engine, ins, fp, emitter.consts, input_slots, tuple(tuple(s) for s in shapes),
-                          output_slots, tuple(output_shapes), n_threads, emitter.row_names)
-        mm_nodes = [emitter.row_names[i] for i, row in enumerate(emitter.rows) if row[0] == _core.Op.MUL_MAT]
-        by_node = {}
-        for name, backend in zip(mm_nodes, plan.matmul_backends):
-            by_node.setdefault(name, []).append(backend)
-        for p, node in zip(placement, graph.nodes):
+    # -- islands --------------------------------------------------------------------
+    def open_island(self) -> Island:
+        if self.ctx.island is None:
+            self.ctx.island = Island(self.n_islands, Emitter(self.weights))
+            self.n_islands += 1
+        return self.ctx.island
+
+    def close_island(self) -> None:
+        island, self.ctx.island = self.ctx.island, None
+        if island is None:
+            return
+        exported = [v for v in island.produced
+                    if self.last_use.get(v.name, -1) >= self.node_index or v.name in self.graph_outputs]
+        if not exported:
+            return
+        e = island.e
+        ins, fp = e.instructions()
+        work = e.flops + int(ins[:, _core.COL_NE:_core.COL_NE + 4].prod(axis=1).sum())
+        n_threads = 1 if work < SINGLE_THREAD_WORK else self.engine.n_threads
+        self.weights.flush()
+        plan = _core.Plan(self.engine, ins, fp, e.consts, [slot for _, slot in island.inputs],
+                          tuple(self.env[rid].shape for rid, _ in island.inputs),
+                          [v.gt.slot for v in exported], tuple(v.shape for v in exported),
+                          n_threads, e.row_names)
+        step = IslandStep(plan, [rid for rid, _ in island.inputs], [], e.flops)
+        outs = plan.run([self.env[i] for i in step.in_ids])
+        for v, arr in zip(exported, outs):
+            v.rid = self.new_rid(arr)
+            step.out_ids.append(v.rid)
+        self.steps.append(step)
+        self._note_matmul_backends(e, plan)
+
+    def _note_matmul_backends(self, e: Emitter, plan) -> None:
+        rows = [e.row_names[i] for i, row in enumerate(e.rows) if row[0] == _core.Op.MUL_MAT]
+        by_node: dict[str, set] = {}
+        for name, backend in zip(rows, plan.matmul_backends):
+            by_node.setdefault(name, set()).add(backend)
+        for p, node in zip(self.placement, self.graph.nodes):
             if node.describe() in by_node:
-                p.detail = "matmul on " + ",".join(sorted(set(by_node[node.describe()])))
-    return CompiledPlan(plan, output_sources, placement, emitter.flops)
+                p.detail = "matmul on " + ",".join(sorted(by_node[node.describe()]))
+
+    # -- nodes ------------------------------------------------------------------------
+    def fold(self, node: Node, inputs: list, implicit: list) -> list[Value]:
+        evaluator, names = _reference_model(node, inputs, implicit)
+        known = [v for v in inputs if v is not None] + implicit
+        try:
+            results = evaluator.run(None, {n: v.const for n, v in zip(names, known)})
+        except Exception as exc:
+            raise HostKernelError(f"{node.describe()}: constant folding failed: {exc}") from exc
+        static = all(v.static for v in inputs if v is not None)
+        self.placement.append(NodePlacement(node.name, node.op_type, "host", "folded at plan time"))
+        return [Value.constant(name, r, static) for name, r in zip([o for o in node.outputs if o], results)]
+
+    def lower(self, node: Node, inputs: list):
+        """Lower into the open island; None (and nothing emitted) when ggml cannot run it."""
+        lower = lookup(node.domain, node.op_type, node.opset)
+        if lower is None:
+            return None
+        island = self.open_island()
+        mark = island.mark()
+        self.ctx.node = node
+        island.e.where = node.describe()
+        try:
+            outs = lower(self.ctx, node, inputs)
+        except UnsupportedOpError:
+            island.rollback(mark)
+            return None
+        except GgonnxError:
+            raise
+        except (ValueError, TypeError, IndexError, KeyError) as exc:
+            raise ShapeError(f"{node.describe()}: cannot lower with input shapes "
+                             f"{[v.shape if v else None for v in inputs]}: {exc}") from exc
+        island.produced.extend(v for v in outs if v.gt is not None and v.island == island.index)
+        where = "ggml" if any(v.gt is not None for v in outs) else "host"
+        self.placement.append(NodePlacement(node.name, node.op_type, where,
+                                            "" if where == "ggml" else "layout only"))
+        return outs
+
+    def host(self, node: Node, inputs: list, implicit: list) -> list[Value]:
+        in_ids = [self.runtime(v) for v in inputs if v is not None] + [self.runtime(v) for v in implicit]
+        evaluator, names = _reference_model(node, inputs, implicit)
+        try:
+            results = evaluator.run(None, {n: self.env[i] for n, i in zip(names, in_ids)})
+        except Exception as exc:
+            raise HostKernelError(f"{node.describe()}: host kernel failed on input shapes "
+                                     f"{[v.shape if v else None for v in inputs]}: {exc}") from exc
+        outs, out_ids = [], []
+        for name, r in zip([o for o in node.outputs if o], results):
+            r = r if r is None or isinstance(r, (list, dict)) else np.asarray(r)
+            rid = self.new_rid(r)
+            out_ids.append(rid)
+            shape, dtype = (np.shape(r), r.dtype) if isinstance(r, np.ndarray) else ((), np.dtype(object))
+            outs.append(Value(name, shape, dtype, rid=rid))
+        self.steps.append(HostStep(node, evaluator, names, in_ids, out_ids, [_array_shape(r) for r in results]))
+        self.placement.append(NodePlacement(node.name, node.op_type, "host"))
+        return outs
+
+    def trace(self, arrays: list) -> tuple[CompiledPlan, list]:
+        graph = self.graph
+        values: dict[str, Value] = {name: Value.constant(name, arr, static=True)
+                                    for name, arr in graph.initializers.items()}
+        input_ids = []
+        for info, arr in zip(graph.inputs, arrays):
+            rid = self.new_rid(arr)
+            input_ids.append(rid)
+            if isinstance(arr, np.ndarray):
+                values[info.name] = Value(info.name, arr.shape, arr.dtype, rid=rid)
+            else:  # a sequence, map or absent optional: host nodes only
+                values[info.name] = Value(info.name, (), object, rid=rid)
+        for self.node_index, node in enumerate(graph.nodes):
+            inputs = [values[name] if name else None for name in node.inputs]
+            implicit = [values[name] for name in node.implicit_inputs]
+            known = [v for v in inputs if v is not None] + implicit
+            if node.op_type not in NO_FOLD and known and all(v.const is not None for v in known):
+                outs = self.fold(node, inputs, implicit)
+            else:
+                outs = None if implicit else self.lower(node, inputs)
+                if outs is None:
+                    outs = self.host(node, inputs, implicit)
+            for v in outs:
+                values[v.name] = v
+        self.node_index = len(graph.nodes)
+        self.close_island()
+
+        sources = []
+        for info in graph.outputs:
+            v = values[info.name]
+            sources.append(("env", v.rid) if v.rid is not None else ("const", np.asarray(v.const)))
+        plan = CompiledPlan(self.steps, len(self.env), input_ids, sources, self.env_consts, self.placement)
+        if len(self.steps) == 1 and isinstance(self.steps[0], IslandStep):
+            step = self.steps[0]
+            if all(i in input_ids for i in step.in_ids) and all(k == "env" and src in step.out_ids
+                                                                 for k, src in sources):
+                plan.single = step.plan
+                plan.single_in = [input_ids.index(i) for i in step.in_ids]
+                plan.single_out = [step.out_ids.index(src) for _, src in sources]
+        outputs = [self.env[src] if kind == "env" else src.copy() for kind, src in sources]
+        return plan, outputs
+
+
+def compile_plan(graph: Graph, engine, weights: WeightStore, arrays: list) -> tuple[CompiledPlan, list]:
+    """Trace ``graph`` on ``arrays``: the plan for their shape signature, and this run's outputs."""
+    return _Tracer(graph, engine, weights).trace(arrays)

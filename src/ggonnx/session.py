@@ -12,10 +12,10 @@ import onnx
 
 from ggonnx import _core
 from ggonnx.emitter import WeightStore
-from ggonnx.errors import InvalidInputError, UnsupportedOpError
+from ggonnx.errors import HostKernelError, InvalidInputError, UnsupportedOpError
 from ggonnx.importer import import_model, load_model
 from ggonnx.ops import lookup
-from ggonnx.planner import CompiledPlan, NodePlacement, compile_plan
+from ggonnx.planner import CompiledPlan, NodePlacement, ShapeChanged, compile_plan
 
 DEFAULT_PLAN_CACHE = 16
 
@@ -36,6 +36,15 @@ def available_cpus() -> int:
     return max(1, n)
 
 
+def _signature(value):
+    """What a plan is specialised on: an array's shape; a sequence's element shapes."""
+    if isinstance(value, np.ndarray):
+        return value.shape
+    if isinstance(value, list):
+        return ("seq",) + tuple(np.shape(v) for v in value)
+    return (type(value).__name__,)
+
+
 class NodeArg:
     """An input or output description, like onnxruntime's NodeArg."""
 
@@ -46,19 +55,6 @@ class NodeArg:
 
     def __repr__(self):
         return f"NodeArg(name={self.name!r}, type={self.type!r}, shape={self.shape})"
-
-
-class _HostPlan:
-    """Runs the whole model with onnx's reference kernels: only for degenerate (empty) shapes."""
-
-    def __init__(self, proto, input_names):
-        from onnx.reference import ReferenceEvaluator
-        self._ref = ReferenceEvaluator(proto)
-        self._names = input_names
-        self.placement = []
-
-    def run(self, arrays):
-        return [np.asarray(o) for o in self._ref.run(None, dict(zip(self._names, arrays)))]
 
 
 class Session:
@@ -88,16 +84,18 @@ class Session:
         self._input_shapes = [i.shape for i in self._graph.inputs]
         self._output_names = [o.name for o in self._graph.outputs]
         self._output_index = {n: i for i, n in enumerate(self._output_names)}
-        # Static input shapes: compile now, so unsupported shapes fail at load like onnxruntime.
-        if all(s is not None and all(isinstance(d, int) for d in s) for s in self._input_shapes):
-            self._plan_for(tuple(tuple(s) for s in self._input_shapes))
+        # Static float input shapes: plan now (traced on zeros), so bad shapes fail at load like
+        # onnxruntime. A host kernel may reject zeros (data that is really a shape, say): then
+        # the first real run plans instead.
+        if all(s is not None and all(isinstance(d, int) for d in s) and d is not None and d.kind == "f"
+               for s, d in zip(self._input_shapes, self._input_dtypes)):
+            try:
+                self._trace([np.zeros(s, dtype=d) for s, d in zip(self._input_shapes, self._input_dtypes)])
+            except HostKernelError:
+                pass
 
     # -- validation at load ----------------------------------------------------
     def _check_supported(self):
-        for info in self._graph.inputs:
-            if info.dtype != np.float32:
-                raise UnsupportedOpError(
-                    f"graph input '{info.name}' has type {info.type_str}; this version runs float32 inputs")
         for node in self._graph.nodes:
             # Ops without a ggml lowering may still be folded on the host at plan time;
             # an op ONNX itself does not define can never run.
@@ -126,16 +124,19 @@ class Session:
     def run(self, output_names, input_feed, run_options=None) -> list[np.ndarray]:
         """Compute ``output_names`` (None = all) from ``input_feed`` {name: array}."""
         arrays = self._gather_inputs(input_feed)
-        sig = tuple(a.shape for a in arrays)
+        sig = tuple(map(_signature, arrays))
         plan = self._plans.get(sig)
         if plan is None:
-            plan = self._plan_for(sig)
+            outs = self._trace(arrays)
         else:
             try:
                 self._plans.move_to_end(sig)
             except KeyError:  # evicted by another thread meanwhile; we still hold it
                 pass
-        outs = plan.run(arrays)
+            try:
+                outs = plan.run(arrays)
+            except ShapeChanged:  # data-dependent shapes moved: plan again for these values
+                outs = self._trace(arrays, replace=True)
         if output_names is None:
             return outs
         try:
@@ -152,11 +153,15 @@ class Session:
                 a = feed[name]
             except KeyError:
                 raise InvalidInputError(f"missing input '{name}'; the model expects {self._input_names}") from None
+            if dtype is None:  # sequence, map or optional input: passed to host kernels as given
+                arrays.append(a)
+                continue
             if type(a) is not np.ndarray:
-                a = np.asarray(a)
+                a = np.asarray(a, dtype=object if dtype.kind == "O" else None)
+            elif dtype.kind == "O" and a.dtype.kind in "US":
+                a = a.astype(object)
             if a.dtype != dtype:
-                raise InvalidInputError(f"input '{name}': expected {np.dtype(dtype).name} "
-                                        f"(tensor({'float' if dtype == np.float32 else dtype})), got {a.dtype}")
+                raise InvalidInputError(f"input '{name}': expected {np.dtype(dtype).name}, got {a.dtype}")
             arrays.append(a)
         if len(feed) != len(arrays):
             extra = sorted(set(feed.keys()) - set(self._input_names))
@@ -165,41 +170,44 @@ class Session:
 
     def _check_shapes(self, sig):
         for name, declared, got in zip(self._input_names, self._input_shapes, sig):
-            if declared is None:
+            if declared is None or (got and got[0] in ("seq",)) or any(isinstance(g, str) for g in got):
                 continue
             if len(declared) != len(got) or any(isinstance(d, int) and d != g for d, g in zip(declared, got)):
                 raise InvalidInputError(f"input '{name}': expected shape {list(declared)} (strings are free dims), "
                                         f"got {list(got)}")
 
-    def _plan_for(self, sig) -> CompiledPlan:
+    def _trace(self, arrays: list, replace: bool = False) -> list:
+        """Plan the signature of ``arrays`` by tracing a run on them; returns that run's outputs."""
+        sig = tuple(map(_signature, arrays))
         self._check_shapes(sig)
         with self._build_lock:
-            plan = self._plans.get(sig)
+            plan = None if replace else self._plans.get(sig)
             if plan is not None:
-                return plan
-            if any(0 in s for s in sig):
-                plan = _HostPlan(self._proto, self._input_names)
-            else:
-                try:
-                    plan = compile_plan(self._graph, self._engine, self._weights, list(sig))
-                except BaseException:
-                    self._weights.discard_pending()
-                    raise
+                return plan.run(arrays)
+            try:
+                plan, outs = compile_plan(self._graph, self._engine, self._weights, arrays)
+            except BaseException:
+                self._weights.discard_pending()
+                raise
             self._plans[sig] = plan
             while len(self._plans) > self._plan_cache_size:
                 self._plans.popitem(last=False)
-            return plan
+            return outs
 
     # -- introspection -----------------------------------------------------------
     def placement(self, input_shapes: dict | None = None) -> list[NodePlacement]:
-        """Where each node runs for the given input shapes (free dims default to 1)."""
-        sig = []
-        for name, declared in zip(self._input_names, self._input_shapes):
+        """Where each node runs for the given input shapes (free dims default to 1), traced on zeros."""
+        arrays = []
+        for name, declared, dtype in zip(self._input_names, self._input_shapes, self._input_dtypes):
             if input_shapes and name in input_shapes:
-                sig.append(tuple(input_shapes[name]))
+                shape = tuple(input_shapes[name])
             else:
-                sig.append(tuple(d if isinstance(d, int) else 1 for d in (declared or ())))
-        return self._plan_for(tuple(sig)).placement
+                shape = tuple(d if isinstance(d, int) else 1 for d in (declared or ()))
+            arrays.append(np.zeros(shape, dtype=dtype))
+        sig = tuple(map(_signature, arrays))
+        if sig not in self._plans:
+            self._trace(arrays)
+        return self._plans[sig].placement
 
     @property
     def plan_count(self) -> int:

@@ -9,36 +9,74 @@ from ggonnx.ir import Node
 
 
 class Value:
-    """One ONNX value during planning: its concrete shape, and where it lives.
+    """One ONNX value during planning: its concrete shape and dtype, and where it lives.
 
     ``const`` is set when the value is known at plan time (initializers,
-    Constant nodes, folded shape arithmetic); ``gt`` once it exists in ggml.
+    Constant nodes, folded shape arithmetic); ``gt`` while it is a tensor of
+    ggml island ``island``; ``rid`` once it is a runtime numpy array (a graph
+    input, a host node's output, or an island output) in the plan's environment.
     """
-    __slots__ = ("name", "shape", "gt", "const", "static")
+    __slots__ = ("name", "shape", "dtype", "gt", "island", "const", "static", "rid")
 
-    def __init__(self, name: str, shape: tuple, gt: GT | None = None, const: np.ndarray | None = None,
-                 static: bool = False):
+    def __init__(self, name: str, shape: tuple, dtype=np.float32, gt: GT | None = None, island: int | None = None,
+                 const: np.ndarray | None = None, static: bool = False, rid: int | None = None):
         self.name = name
         self.shape = tuple(int(d) for d in shape)
+        self.dtype = np.dtype(dtype)
         self.gt = gt
+        self.island = island
         self.const = const
         # static: the same data for every input signature (initializers, Constant nodes), so it
         # may be stored once per session; folded values can depend on input shapes.
         self.static = static
+        self.rid = rid
+
+    @classmethod
+    def constant(cls, name: str, array, static: bool) -> "Value":
+        array = np.asarray(array)
+        return cls(name, array.shape, array.dtype, const=array, static=static)
+
+    def alias(self, name: str) -> "Value":
+        return Value(name, self.shape, self.dtype, self.gt, self.island, self.const, self.static, self.rid)
 
     @property
     def rank(self) -> int:
         return len(self.shape)
 
     def __repr__(self):
-        where = "const" if self.const is not None else f"slot {self.gt.slot}" if self.gt else "?"
-        return f"Value({self.name!r}, {self.shape}, {where})"
+        where = "const" if self.const is not None else f"island {self.island}" if self.gt else f"env {self.rid}"
+        return f"Value({self.name!r}, {self.shape}, {self.dtype}, {where})"
+
+
+class Island:
+    """One ggml graph being built: its emitter and the runtime values it takes as inputs."""
+
+    def __init__(self, index: int, emitter: Emitter):
+        self.index = index
+        self.e = emitter
+        self.inputs: list[tuple[int, int]] = []   # (runtime id, input slot)
+        self.input_gts: dict[str, GT] = {}
+        self.produced: list[Value] = []
+
+    def mark(self):
+        return self.e.mark(), len(self.inputs), dict(self.input_gts)
+
+    def rollback(self, mark) -> None:
+        """Forget what a lowering emitted before it found it cannot run in ggml."""
+        emitter_mark, n_inputs, input_gts = mark
+        self.e.rollback(emitter_mark)
+        del self.inputs[n_inputs:]
+        self.input_gts = input_gts
 
 
 class LoweringContext:
-    def __init__(self, emitter: Emitter):
-        self.e = emitter
+    def __init__(self):
+        self.island: Island | None = None
         self.node: Node | None = None
+
+    @property
+    def e(self) -> Emitter:
+        return self.island.e
 
     # -- attributes ------------------------------------------------------------
     def attr(self, name: str, default=None):
@@ -49,12 +87,23 @@ class LoweringContext:
 
     # -- values ----------------------------------------------------------------
     def tensor(self, v: Value) -> GT:
-        """The value as a ggml tensor; constants become session weights (uploaded once)."""
-        if v.gt is None:
-            if v.const is None:
-                raise UnsupportedOpError(f"{self.node.describe()}: value '{v.name}' has no data")
-            v.gt = self.weight(v, "raw", lambda c: c, v.shape)
-        return v.gt
+        """The value as a tensor of the current ggml island."""
+        if v.gt is not None and v.island == self.island.index:
+            return v.gt
+        if v.const is not None:
+            return self.weight(v, "raw", lambda c: c, v.shape)
+        gt = self.island.input_gts.get(v.name)
+        if gt is None:
+            if v.rid is None:
+                raise GraphBuildError(f"{self.node.describe()}: value '{v.name}' has no data yet")
+            if v.dtype != np.float32:
+                self.unsupported(f"input '{v.name}' is {v.dtype}; ggml islands compute float32")
+            if 0 in v.shape:
+                self.unsupported(f"input '{v.name}' is empty {v.shape}")
+            gt = self.e.input(v.shape)
+            self.island.inputs.append((v.rid, gt.slot))
+            self.island.input_gts[v.name] = gt
+        return gt
 
     def weight(self, v: Value, layout: str, transform, shape) -> GT:
         """A constant input stored once in ggml, as ``transform(const)`` of ONNX shape ``shape``.
@@ -74,8 +123,9 @@ class LoweringContext:
         shape = tuple(int(d) for d in shape)
         if onnx_to_ne(shape) != gt.ne:
             raise GraphBuildError(f"{self.node.describe()}: lowering produced ggml shape {gt.ne} for ONNX shape {shape}")
-        return Value(self.node.outputs[index], shape, gt=gt)
+        if 0 in shape:
+            self.unsupported(f"empty result {shape}")
+        return Value(self.node.outputs[index], shape, np.float32, gt=gt, island=self.island.index)
 
     def const_output(self, array: np.ndarray, index: int = 0) -> Value:
-        array = np.asarray(array)
-        return Value(self.node.outputs[index], array.shape, const=array)
+        return Value.constant(self.node.outputs[index], array, static=False)

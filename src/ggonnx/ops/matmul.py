@@ -33,7 +33,7 @@ def _transposed_weight(ctx, v: Value):
 
 def _transposed(ctx, v: Value):
     """ggml tensor holding v^T over its last two dims."""
-    if v.const is not None and v.gt is None:
+    if v.const is not None:
         return _transposed_weight(ctx, v)
     return ctx.e.permute(ctx.tensor(v), (1, 0, 2, 3))
 
@@ -110,7 +110,7 @@ def lower_gemm(ctx, node, inputs):
             np.broadcast_shapes(c.shape, (m, n))
         except ValueError:
             raise ShapeError(f"{node.describe()}: C {c.shape} does not broadcast to ({m}, {n})") from None
-        if c.const is not None and c.gt is None:
+        if c.const is not None:
             tc = ctx.weight(c, f"beta={beta}", lambda v: v * np.float32(beta), c.shape)
         else:
             tc = ctx.tensor(c)

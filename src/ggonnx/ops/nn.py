@@ -97,7 +97,7 @@ def lower_conv(ctx, node, inputs):
     if b is not None:
         if b.shape != (oc,):
             raise ShapeError(f"{node.describe()}: bias {b.shape} does not match {oc} output channels")
-        if b.const is not None and b.gt is None:
+        if b.const is not None:
             bt = ctx.weight(b, "c11", lambda v: v.reshape(oc, 1, 1), (oc, 1, 1))
         else:
             bt = e.reshape(ctx.tensor(b), (1, 1, oc, 1))

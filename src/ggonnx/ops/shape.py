@@ -29,8 +29,8 @@ def transpose(ctx, x: Value, perm, out_index: int = 0) -> Value:
 def reshape_value(ctx, x: Value, shape, out_index: int = 0) -> Value:
     if int(np.prod(shape)) != int(np.prod(x.shape)):
         raise ShapeError(f"{ctx.node.describe()}: cannot reshape {x.shape} to {tuple(shape)}")
-    if x.const is not None and x.gt is None:
-        return Value(ctx.node.outputs[out_index], shape, const=x.const.reshape(shape), static=x.static)
+    if x.const is not None:
+        return Value.constant(ctx.node.outputs[out_index], x.const.reshape(shape), static=x.static)
     return ctx.output(ctx.e.reshape(ctx.tensor(x), tuple(reversed(shape))), shape, out_index)
 
 
@@ -108,7 +108,7 @@ def lower_concat(ctx, node, inputs):
 @register("Identity", since=1)
 def lower_identity(ctx, node, inputs):
     x = inputs[0]
-    return [Value(node.outputs[0], x.shape, gt=x.gt, const=x.const, static=x.static)]
+    return [x.alias(node.outputs[0])]
 
 
 @register("Constant", since=1)
@@ -126,7 +126,7 @@ def lower_constant(ctx, node, inputs):
         arr = np.array(attrs["value_ints"], dtype=np.int64)
     else:
         ctx.unsupported(f"attributes {sorted(attrs)} are not supported")
-    return [Value(node.outputs[0], arr.shape, const=arr, static=True)]
+    return [Value.constant(node.outputs[0], arr, static=True)]
 
 
 @register("Shape", since=1)

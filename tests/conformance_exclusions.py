@@ -1,0 +1,14 @@
+"""ONNX backend node tests ggonnx does not pass yet, each with its reason.
+
+Patterns are regular expressions over the test name (which ends in _cpu).
+"""
+EXCLUDED = {
+    r"^test_bernoulli": "random sampling: the draws cannot match the reference's",
+    r"^test_scatter_with(out)?_axis_cpu$": "Scatter (deprecated in opset 11) has neither a ggml lowering "
+                                           "nor an onnx.reference host kernel",
+    r"^test_if_opt_cpu$": "If returning an optional sequence: the host If kernel returns the wrong branch value",
+    r"^test_loop16_seq_none_cpu$": "Loop over an absent optional sequence: host kernel output type differs",
+    r"^test_scan_sum_cpu$": "opset-8 Scan with an empty sequence_lens input: host kernel rejects it",
+    r"^test_range_.*_expanded_cpu$": "Range expanded into a Loop with scalar scan outputs: host Loop "
+                                     "returns shape (n, 1) instead of (n,)",
+}
