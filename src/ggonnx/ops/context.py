@@ -90,6 +90,8 @@ class LoweringContext:
         """The value as a tensor of the current ggml island."""
         if v.gt is not None and v.island == self.island.index:
             return v.gt
+        if 0 in v.shape:  # ggml has no empty tensors: empty data runs on the host
+            self.unsupported(f"value '{v.name}' is empty {v.shape}")
         if v.const is not None:
             return self.weight(v, "raw", lambda c: c, v.shape)
         gt = self.island.input_gts.get(v.name)
@@ -98,8 +100,6 @@ class LoweringContext:
                 raise GraphBuildError(f"{self.node.describe()}: value '{v.name}' has no data yet")
             if v.dtype != np.float32:
                 self.unsupported(f"input '{v.name}' is {v.dtype}; ggml islands compute float32")
-            if 0 in v.shape:
-                self.unsupported(f"input '{v.name}' is empty {v.shape}")
             gt = self.e.input(v.shape)
             self.island.inputs.append((v.rid, gt.slot))
             self.island.input_gts[v.name] = gt
@@ -110,6 +110,8 @@ class LoweringContext:
 
         The layout name keys the stored copy, so every plan of the session shares it.
         """
+        if 0 in v.shape:
+            self.unsupported(f"value '{v.name}' is empty {v.shape}")
         if not v.static:
             return self.e.const(transform(np.asarray(v.const, dtype=np.float32)))
         return self.e.weight((v.name, layout), lambda: transform(np.asarray(v.const, dtype=np.float32)), shape)
