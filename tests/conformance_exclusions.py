@@ -1,4 +1,4 @@
-"""ONNX backend node tests ggonnx does not pass yet, each with its reason.
+"""ONNX backend tests ggonnx does not pass yet, each with its reason.
 
 Patterns are regular expressions over the test name (which ends in _cpu).
 """
@@ -11,4 +11,9 @@ EXCLUDED = {
     r"^test_scan_sum_cpu$": "opset-8 Scan with an empty sequence_lens input: host kernel rejects it",
     r"^test_range_.*_expanded_cpu$": "Range expanded into a Loop with scalar scan outputs: host Loop "
                                      "returns shape (n, 1) instead of (n,)",
+    r"^test_gradient_of_add(_and_mul)?_cpu$": "ai.onnx.preview.training Gradient is a training op: "
+                                              "no ggml lowering and no onnx.reference kernel",
+    r"^test_squeezenet_cpu$": "light squeezenet's logits are ~9.5e9 and equal only in exact arithmetic; "
+                              "float32 rounding differs per channel (relative 3e-7, in ORT too before "
+                              "its pooling), and softmax turns that into 0.03 vs the expected 0.001",
 }

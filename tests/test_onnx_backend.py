@@ -35,5 +35,11 @@ backend_test.include(r"^test_.*_cpu$")
 for pattern in EXCLUDED:
     backend_test.exclude(pattern)
 
-# Only the node tests: the model categories need downloads or are covered elsewhere.
-OnnxBackendNodeModelTest = backend_test.test_cases["OnnxBackendNodeModelTest"]
+_cases = backend_test.test_cases
+OnnxBackendNodeModelTest = _cases["OnnxBackendNodeModelTest"]
+# The "real" models are the light architectures shipped in the onnx wheel (resnet50,
+# densenet121, ...): opset 9, weights built by ConstantOfShape, reference outputs on disk.
+OnnxBackendRealModelTest = _cases["OnnxBackendRealModelTest"]
+OnnxBackendSimpleModelTest = _cases["OnnxBackendSimpleModelTest"]
+OnnxBackendPyTorchConvertedModelTest = _cases["OnnxBackendPyTorchConvertedModelTest"]
+OnnxBackendPyTorchOperatorModelTest = _cases["OnnxBackendPyTorchOperatorModelTest"]

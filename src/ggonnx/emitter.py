@@ -29,8 +29,12 @@ class GT:
 
 
 def onnx_to_ne(shape) -> tuple:
+    """ggml ne of a contiguous ONNX shape. Above rank 4 the size-1 dims are dropped (the
+    memory layout is the same); only layout ops registered with any_rank see such values."""
     if len(shape) > MAX_DIMS:
-        raise UnsupportedOpError(f"rank {len(shape)} tensors (shape {tuple(shape)}) exceed ggml's 4 dims")
+        shape = [d for d in shape if d != 1]
+        if len(shape) > MAX_DIMS:
+            raise UnsupportedOpError(f"rank {len(shape)} tensors (shape {tuple(shape)}) exceed ggml's 4 dims")
     ne = [int(d) for d in reversed(shape)]
     return tuple(ne + [1] * (MAX_DIMS - len(ne)))
 

@@ -241,7 +241,7 @@ class _Tracer:
     def lower(self, node: Node, inputs: list):
         """Lower into the open island; None (and nothing emitted) when ggml cannot run it."""
         lower = lookup(node.domain, node.op_type, node.opset)
-        if lower is None:
+        if lower is None or (not lower.any_rank and any(v is not None and v.rank > 4 for v in inputs)):
             return None
         island = self.open_island()
         mark = island.mark()

@@ -112,9 +112,15 @@ class LoweringContext:
         """
         if 0 in v.shape:
             self.unsupported(f"value '{v.name}' is empty {v.shape}")
-        if not v.static:
-            return self.e.const(transform(np.asarray(v.const, dtype=np.float32)))
-        return self.e.weight((v.name, layout), lambda: transform(np.asarray(v.const, dtype=np.float32)), shape)
+        return self.derived_weight(v.name, layout, lambda: transform(np.asarray(v.const, dtype=np.float32)),
+                                   shape, v.static)
+
+    def derived_weight(self, name: str, layout: str, make, shape, static: bool) -> GT:
+        """A float32 constant built by ``make()`` from plan-time values; stored once per session
+        under (name, layout) when those values are static, else owned by this plan."""
+        if not static:
+            return self.e.const(make())
+        return self.e.weight((name, layout), make, shape)
 
     def const_input(self, v: Value | None, what: str) -> np.ndarray:
         if v is None or v.const is None:

@@ -5,6 +5,7 @@ import numpy as np
 
 from ggonnx.emitter import Op
 from ggonnx.errors import ShapeError
+from ggonnx.ops.context import Value
 from ggonnx.ops.registry import register
 
 
@@ -36,3 +37,14 @@ def _unary(op):
 
 for _name, _op in (("Relu", Op.RELU), ("Sigmoid", Op.SIGMOID), ("Tanh", Op.TANH)):
     register(_name, since=6)(_unary(_op))
+
+
+@register("Sum", since=6)
+def lower_sum(ctx, node, inputs):
+    xs = [v for v in inputs if v is not None]
+    shape = xs[0].shape
+    acc = ctx.tensor(xs[0])
+    for v in xs[1:]:
+        shape = _broadcast_shape(ctx, Value(v.name, shape), v)
+        acc = ctx.e.binary(Op.ADD, acc, ctx.tensor(v))
+    return [ctx.output(acc, shape)]

@@ -134,11 +134,11 @@ def _pool_out(in_size, k, s, pb, pe, d, ceil_mode):
     return out
 
 
-@register("MaxPool", since=1)
-def lower_maxpool(ctx, node, inputs):
+def _lower_pool(ctx, node, inputs, op):
+    """MaxPool / AveragePool over 1-D or 2-D windows."""
     if len(node.outputs) > 1 and node.outputs[1]:
         ctx.unsupported("the Indices output")
-    x, one_d = _as_2d(ctx, inputs[0], "MaxPool")
+    x, one_d = _as_2d(ctx, inputs[0], node.op_type)
     n, c, h, w = x.shape
     kshape = list(ctx.attr("kernel_shape"))
     strides = list(ctx.attr("strides", [1] * len(kshape)))
@@ -153,30 +153,94 @@ def lower_maxpool(ctx, node, inputs):
     if one_d:
         begin, end = [0] + begin, [0] + end
     ceil_mode = ctx.attr("ceil_mode", 0)
-    out_hw = [_pool_out((h, w)[i], kshape[i], strides[i], begin[i], end[i], 1, ceil_mode) for i in range(2)]
+    in_hw = (h, w)
+    out_hw = [_pool_out(in_hw[i], kshape[i], strides[i], begin[i], end[i], 1, ceil_mode) for i in range(2)]
     if min(out_hw) <= 0:
         raise ShapeError(f"{node.describe()}: output would be empty for input {x.shape}, kernel {kshape}")
-    # padding each window actually reads past the end
-    end_eff = [max(0, (out_hw[i] - 1) * strides[i] + kshape[i] - (h, w)[i] - begin[i]) for i in range(2)]
+    # padding the windows actually read past the end
+    end_eff = [max(0, (out_hw[i] - 1) * strides[i] + kshape[i] - in_hw[i] - begin[i]) for i in range(2)]
     e = ctx.e
     xt = ctx.tensor(x)
     k, s = (kshape[1], kshape[0]), (strides[1], strides[0])
-    if begin == end_eff:
-        y = e.pool2d(Op.POOL_MAX, xt, k, s, (begin[1], begin[0]))
+    count_pad = op == Op.POOL_AVG and ctx.attr("count_include_pad", 0)
+    if begin == end_eff and (op == Op.POOL_MAX or count_pad or not any(begin)):
+        y = e.pool2d(op, xt, k, s, (begin[1], begin[0]))   # ggml pads symmetrically, averages over k
     else:
-        # Asymmetric or ceil-mode padding: pad explicitly, and make the pad -inf-like with a mask.
         xt = e.pad(xt, (begin[1], end_eff[1], begin[0], end_eff[0], 0, 0, 0, 0))
-        mask = np.zeros((xt.ne[1], xt.ne[0]), dtype=np.float32)
-        mask[:begin[0], :] = mask[xt.ne[1] - end_eff[0]:, :] = -np.finfo(np.float32).max
-        mask[:, :begin[1]] = mask[:, xt.ne[0] - end_eff[1]:] = -np.finfo(np.float32).max
-        xt = e.binary(Op.ADD, xt, e.const(mask))
-        y = e.pool2d(Op.POOL_MAX, xt, k, s, (0, 0))
+        if op == Op.POOL_MAX:  # padding must never win the max
+            mask = np.zeros((xt.ne[1], xt.ne[0]), dtype=np.float32)
+            lowest = -np.finfo(np.float32).max
+            mask[:begin[0], :] = mask[xt.ne[1] - end_eff[0]:, :] = lowest
+            mask[:, :begin[1]] = mask[:, xt.ne[0] - end_eff[1]:] = lowest
+            xt = e.binary(Op.ADD, xt, e.const(mask))
+        y = e.pool2d(op, xt, k, s, (0, 0))
     if (y.ne[1], y.ne[0]) != tuple(out_hw):
         y = e.view(y, (out_hw[1], out_hw[0], c, n), 0)
+    if op == Op.POOL_AVG:
+        counted_end = end if count_pad else [0, 0]
+        counted_begin = begin if count_pad else [0, 0]
+        scale = _avg_pool_rescale(in_hw, out_hw, kshape, strides, begin, counted_begin, counted_end)
+        if scale is not None:
+            y = e.binary(Op.MUL, y, e.const(scale))
     out = ctx.output(y, (n, c, out_hw[0], out_hw[1]))
     if one_d:
         out = reshape_value(ctx, out, (n, c, out_hw[1]))
     return [out]
+
+
+def _avg_pool_rescale(in_hw, out_hw, kshape, strides, begin, counted_begin, counted_end):
+    """ggml divides every window by its full size; ONNX divides by the positions counted
+    (the input, plus the explicit pads when count_include_pad). Returns k/count per output
+    position, or None where that is 1 everywhere."""
+    factors = []
+    for i in range(2):
+        start = np.arange(out_hw[i]) * strides[i] - begin[i]
+        lo = np.maximum(start, -counted_begin[i])
+        hi = np.minimum(start + kshape[i], in_hw[i] + counted_end[i])
+        factors.append(kshape[i] / np.maximum(hi - lo, 1))
+    scale = np.outer(factors[0], factors[1]).astype(np.float32)
+    return None if np.all(scale == 1.0) else scale
+
+
+@register("MaxPool", since=1)
+def lower_maxpool(ctx, node, inputs):
+    return _lower_pool(ctx, node, inputs, Op.POOL_MAX)
+
+
+@register("AveragePool", since=1)
+def lower_averagepool(ctx, node, inputs):
+    return _lower_pool(ctx, node, inputs, Op.POOL_AVG)
+
+
+@register("BatchNormalization", since=7)
+def lower_batchnorm(ctx, node, inputs):
+    """Inference batch norm: y = x * s + t with s = scale / sqrt(var + eps), t = B - mean * s."""
+    x, scale, bias, mean, var = inputs[:5]
+    if ctx.attr("training_mode", 0) or (len(node.outputs) > 1 and any(node.outputs[1:])):
+        ctx.unsupported("training mode")
+    params = (scale, bias, mean, var)
+    if any(p is None or p.const is None for p in params):
+        ctx.unsupported("scale, B, mean and var must be constants")
+    if x.rank < 2:
+        raise ShapeError(f"{node.describe()}: input {x.shape} has no channel axis")
+    c = x.shape[1]
+    if any(p.const.size != c for p in params):
+        raise ShapeError(f"{node.describe()}: parameters {[p.shape for p in params]} do not match {c} channels")
+    eps = float(ctx.attr("epsilon", 1e-5))
+    pshape = (c,) + (1,) * (x.rank - 2)
+    static = all(p.static for p in params)
+
+    def mul():
+        return (scale.const / np.sqrt(var.const.astype(np.float64) + eps)).astype(np.float32).reshape(pshape)
+
+    def add():
+        s = scale.const / np.sqrt(var.const.astype(np.float64) + eps)
+        return (bias.const - mean.const * s).astype(np.float32).reshape(pshape)
+
+    e = ctx.e
+    y = e.binary(Op.MUL, ctx.tensor(x), ctx.derived_weight(node.outputs[0], "bn_mul", mul, pshape, static))
+    y = e.binary(Op.ADD, y, ctx.derived_weight(node.outputs[0], "bn_add", add, pshape, static))
+    return [ctx.output(y, x.shape)]
 
 
 @register("GlobalAveragePool", since=1)

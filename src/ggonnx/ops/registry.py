@@ -19,8 +19,11 @@ class Entry:
 _TABLE: dict[tuple[str, str], list[Entry]] = {}
 
 
-def register(op_type: str, domain: str = "", since: int = 1, until: int = 10_000):
+def register(op_type: str, domain: str = "", since: int = 1, until: int = 10_000, any_rank: bool = False):
+    """Register a lowering. ``any_rank``: it handles inputs above rank 4 (layout ops, whose
+    values are stored with their size-1 dims dropped); other lowerings only see rank <= 4."""
     def deco(fn):
+        fn.any_rank = any_rank or getattr(fn, "any_rank", False)
         _TABLE.setdefault((domain, op_type), []).append(Entry(since, until, fn))
         return fn
     return deco

@@ -22,7 +22,11 @@ def transpose(ctx, x: Value, perm, out_index: int = 0) -> Value:
     if sorted(perm) != list(range(x.rank)):
         raise ShapeError(f"{ctx.node.describe()}: perm {perm} is not a permutation of rank {x.rank}")
     shape = tuple(x.shape[p] for p in perm)
-    gt = ctx.e.permute(ctx.tensor(x), onnx_perm_to_ggml(perm, x.rank))
+    kept = list(range(x.rank))
+    if x.rank > 4:  # size-1 dims are not stored above rank 4: permute the others
+        kept = [d for d in kept if x.shape[d] != 1]
+    squeezed = [kept.index(p) for p in perm if p in kept]
+    gt = ctx.e.permute(ctx.tensor(x), onnx_perm_to_ggml(squeezed, len(kept)))
     return ctx.output(gt, shape, out_index)
 
 
@@ -56,14 +60,14 @@ def resolve_reshape(ctx, in_shape, target, allowzero: int) -> tuple:
     return tuple(out)
 
 
-@register("Reshape", since=5)
+@register("Reshape", since=5, any_rank=True)
 def lower_reshape(ctx, node, inputs):
     x, shape = inputs
     target = ctx.const_input(shape, "shape")
     return [reshape_value(ctx, x, resolve_reshape(ctx, x.shape, target, ctx.attr("allowzero", 0)))]
 
 
-@register("Flatten", since=1)
+@register("Flatten", since=1, any_rank=True)
 def lower_flatten(ctx, node, inputs):
     x = inputs[0]
     axis = ctx.attr("axis", 1)
@@ -75,7 +79,7 @@ def lower_flatten(ctx, node, inputs):
     return [reshape_value(ctx, x, shape)]
 
 
-@register("Transpose", since=1)
+@register("Transpose", since=1, any_rank=True)
 def lower_transpose(ctx, node, inputs):
     x = inputs[0]
     perm = ctx.attr("perm", list(reversed(range(x.rank))))
@@ -105,7 +109,7 @@ def lower_concat(ctx, node, inputs):
     return [ctx.output(acc, shape)]
 
 
-@register("Identity", since=1)
+@register("Identity", since=1, any_rank=True)
 def lower_identity(ctx, node, inputs):
     x = inputs[0]
     return [x.alias(node.outputs[0])]
@@ -136,3 +140,56 @@ def lower_shape(ctx, node, inputs):
     start = ctx.attr("start", 0)
     end = ctx.attr("end", rank)
     return [ctx.const_output(shape[slice(start, end)])]
+
+
+def _axes(ctx, node, inputs):
+    """Axes from the attribute (before opset 13) or the optional second input; None if absent."""
+    if node.opset >= 13:
+        if len(inputs) < 2 or inputs[1] is None:
+            return None
+        return [int(a) for a in np.atleast_1d(ctx.const_input(inputs[1], "axes"))]
+    axes = ctx.attr("axes")
+    return None if axes is None else [int(a) for a in axes]
+
+
+def _normalised(node, axes, rank: int) -> list:
+    out = [a + rank if a < 0 else a for a in axes]
+    if any(not 0 <= a < rank for a in out) or len(set(out)) != len(out):
+        raise ShapeError(f"{node.describe()}: axes {axes} invalid for rank {rank}")
+    return out
+
+
+@register("Unsqueeze", since=1, any_rank=True)
+def lower_unsqueeze(ctx, node, inputs):
+    x = inputs[0]
+    axes = _axes(ctx, node, inputs)
+    if axes is None:
+        ctx.unsupported("axes are required")
+    axes = _normalised(node, axes, x.rank + len(axes))
+    shape = list(x.shape)
+    for a in sorted(axes):
+        shape.insert(a, 1)
+    return [reshape_value(ctx, x, tuple(shape))]
+
+
+@register("Squeeze", since=1, any_rank=True)
+def lower_squeeze(ctx, node, inputs):
+    x = inputs[0]
+    axes = _axes(ctx, node, inputs)
+    axes = [i for i, d in enumerate(x.shape) if d == 1] if axes is None else _normalised(node, axes, x.rank)
+    if any(x.shape[a] != 1 for a in axes):
+        raise ShapeError(f"{node.describe()}: cannot squeeze axes {axes} of {x.shape}")
+    return [reshape_value(ctx, x, tuple(d for i, d in enumerate(x.shape) if i not in axes))]
+
+
+@register("Dropout", since=1, any_rank=True)
+def lower_dropout(ctx, node, inputs):
+    """Inference: the identity; the optional mask is all true."""
+    x = inputs[0]
+    training = inputs[2] if len(inputs) > 2 else None
+    if training is not None and (training.const is None or bool(training.const)):
+        ctx.unsupported("training_mode")
+    outs = [x.alias(node.outputs[0])]
+    if len(node.outputs) > 1 and node.outputs[1]:
+        outs.append(ctx.const_output(np.ones(x.shape, dtype=bool), 1))
+    return outs
