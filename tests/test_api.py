@@ -69,7 +69,7 @@ def test_cli_run_default_model_and_info(tmp_path):
     path.write_bytes(mlp().SerializeToString())
     info = subprocess.run([sys.executable, "-m", "ggonnx", "info", str(path), "--shape", "x=64,64"],
                           capture_output=True, text=True, check=True)
-    assert "MatMul" in info.stdout and "matmul on" in info.stdout and "7 of 7 nodes run in ggml" in info.stdout
+    assert "MatMul" in info.stdout and "matmul on" in info.stdout and "7 of 7 nodes run in ggml" in info.stdout and "100.0% of FLOPs in ggml" in info.stdout
 
 
 def test_cli_reports_errors_without_traceback(tmp_path):

@@ -77,3 +77,24 @@ def test_shape_arithmetic_is_folded_on_host():
         np.testing.assert_array_equal(sess.run(None, {"x": x})[0], np.maximum(x.reshape(n, -1), 0))
     where = {p.op_type: p.where for p in sess.placement({"x": (2, 2, 3)})}
     assert where["Gather"] == "host" and where["Relu"] == "ggml"
+
+
+def test_sparse_initializer_and_local_function():
+    from onnx import TensorProto, helper, numpy_helper
+    values = numpy_helper.from_array(np.array([2.0, 3.0], np.float32), "w")
+    indices = numpy_helper.from_array(np.array([1, 4], np.int64), "w_idx")
+    sparse = helper.make_sparse_tensor(values, indices, [2, 3])
+    fn = helper.make_function("local", "AddRelu", ["a", "b"], ["c"],
+                              [helper.make_node("Add", ["a", "b"], ["s"]), helper.make_node("Relu", ["s"], ["c"])],
+                              [helper.make_opsetid("", 17)])
+    graph = helper.make_graph([helper.make_node("AddRelu", ["x", "w"], ["y"], domain="local")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+                              sparse_initializer=[sparse])
+    model = helper.make_model(graph, functions=[fn],
+                              opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("local", 1)])
+    x = -np.ones((2, 3), np.float32)
+    dense = np.array([[0, 2, 0], [0, 3, 0]], np.float32)
+    sess = ggonnx.Session(model)
+    np.testing.assert_array_equal(sess.run(None, {"x": x})[0], np.maximum(x + dense, 0))
+    assert {p.op_type: p.where for p in sess.placement()} == {"Add": "ggml", "Relu": "ggml"}

@@ -83,7 +83,11 @@ def cmd_info(args) -> int:
     for p in placement:
         print(f"{p.node:<{width}}  {p.op_type:<20} {p.where:<6} {p.detail}")
     in_ggml = sum(p.where == "ggml" for p in placement)
-    print(f"\n{in_ggml} of {len(placement)} nodes run in ggml; the rest are folded on the host at plan time")
+    folded = sum(p.detail == "folded at plan time" for p in placement)
+    total = sum(p.flops for p in placement) or 1
+    share = sum(p.flops for p in placement if p.where == "ggml") / total
+    print(f"\n{in_ggml} of {len(placement)} nodes run in ggml, {folded} folded at plan time, "
+          f"{len(placement) - in_ggml - folded} on the host; {share:.1%} of FLOPs in ggml")
     return 0
 
 

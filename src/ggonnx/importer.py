@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx.inliner
 from onnx import helper, numpy_helper
 
 from ggonnx.errors import ModelLoadError
@@ -115,7 +116,23 @@ def _subgraph_free_names(node: onnx.NodeProto) -> list[str]:
     return free
 
 
+def _sparse_to_dense(sp: onnx.SparseTensorProto) -> np.ndarray:
+    values = numpy_helper.to_array(sp.values)
+    indices = numpy_helper.to_array(sp.indices).astype(np.int64)
+    dims = tuple(int(d) for d in sp.dims)
+    dense = np.zeros(int(np.prod(dims)), dtype=values.dtype)
+    if indices.ndim == 2:  # [NNZ, rank] coordinates
+        indices = np.ravel_multi_index(tuple(indices.T), dims)
+    dense[indices.reshape(-1)] = values.reshape(-1)
+    return dense.reshape(dims)
+
+
 def import_model(proto: onnx.ModelProto) -> Graph:
+    if proto.functions:  # model-local functions: inline them so every node is a plain op
+        try:
+            proto = onnx.inliner.inline_local_functions(proto)
+        except Exception as exc:
+            raise ModelLoadError(f"could not inline the model's local functions: {exc}") from exc
     opsets = {}
     for op in proto.opset_import:
         opsets[op.domain or ""] = int(op.version)
@@ -124,6 +141,8 @@ def import_model(proto: onnx.ModelProto) -> Graph:
     g = proto.graph
     try:
         initializers = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+        for sp in g.sparse_initializer:
+            initializers[sp.values.name] = _sparse_to_dense(sp)
     except Exception as exc:
         raise ModelLoadError(f"could not read an initializer: {exc}") from exc
 

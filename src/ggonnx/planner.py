@@ -48,6 +48,18 @@ class NodePlacement:
     op_type: str
     where: str          # "ggml" or "host"
     detail: str = ""
+    flops: int = 0      # estimate: 2*M*N*K for matmuls and convs, output elements otherwise
+
+
+def estimate_flops(node: Node, inputs: list, outputs: list) -> int:
+    out_elems = sum(int(np.prod(v.shape)) for v in outputs if v is not None)
+    shapes = [v.shape if v is not None else None for v in inputs]
+    if node.op_type in ("MatMul", "Gemm") and shapes[0] and outputs:
+        k = shapes[0][0] if node.op_type == "Gemm" and node.attrs.get("transA") else shapes[0][-1]
+        return 2 * k * out_elems
+    if node.op_type == "Conv" and len(shapes) > 1 and shapes[1] and len(shapes[1]) > 2:
+        return 2 * int(np.prod(shapes[1][1:])) * out_elems
+    return out_elems
 
 
 @dataclass
@@ -260,7 +272,8 @@ class _Tracer:
         island.produced.extend(v for v in outs if v.gt is not None and v.island == island.index)
         where = "ggml" if any(v.gt is not None for v in outs) else "host"
         self.placement.append(NodePlacement(node.name, node.op_type, where,
-                                            "" if where == "ggml" else "layout only"))
+                                            "" if where == "ggml" else "layout only",
+                                            estimate_flops(node, inputs, outs) if where == "ggml" else 0))
         return outs
 
     def host(self, node: Node, inputs: list, implicit: list) -> list[Value]:
@@ -279,7 +292,8 @@ class _Tracer:
             shape, dtype = (np.shape(r), r.dtype) if isinstance(r, np.ndarray) else ((), np.dtype(object))
             outs.append(Value(name, shape, dtype, rid=rid))
         self.steps.append(HostStep(node, evaluator, names, in_ids, out_ids, [_array_shape(r) for r in results]))
-        self.placement.append(NodePlacement(node.name, node.op_type, "host"))
+        self.placement.append(NodePlacement(node.name, node.op_type, "host", "",
+                                            estimate_flops(node, inputs, outs)))
         return outs
 
     def trace(self, arrays: list) -> tuple[CompiledPlan, list]:
