@@ -56,8 +56,13 @@ cpdef enum Op:
     SIGMOID = 21
     TANH = 22
     SCALE_BIAS = 23
+    UNARY = 24        # param 0: a Unary kind
+    LEAKY_RELU = 25   # fparam 0: slope
+    CLAMP = 26        # fparams: min, max
     SOFT_MAX = 30
     MEAN = 31
+    NORM = 32         # (x - mean) / sqrt(var + eps) along ne0; fparam 0: eps
+    SUM_ROWS = 33
     MUL_MAT = 40
     CONT = 50
     RESHAPE = 51
@@ -69,6 +74,45 @@ cpdef enum Op:
     POOL_MAX = 62
     POOL_AVG = 63
     PAD = 64
+
+cpdef enum Unary:
+    EXP = 0
+    LOG = 1
+    ABS = 2
+    NEG = 3
+    SQRT = 4
+    SQR = 5
+    SIN = 6
+    COS = 7
+    GELU_ERF = 8
+    SILU = 9
+    HARDSWISH = 10
+    FLOOR = 11
+    CEIL = 12
+    SGN = 13
+    SOFTPLUS = 14
+    ELU = 15
+
+
+cdef ggml_tensor * _unary(ggml_context * ctx, int kind, ggml_tensor * a) noexcept nogil:
+    if kind == EXP: return ggml_exp(ctx, a)
+    if kind == LOG: return ggml_log(ctx, a)
+    if kind == ABS: return ggml_abs(ctx, a)
+    if kind == NEG: return ggml_neg(ctx, a)
+    if kind == SQRT: return ggml_sqrt(ctx, a)
+    if kind == SQR: return ggml_sqr(ctx, a)
+    if kind == SIN: return ggml_sin(ctx, a)
+    if kind == COS: return ggml_cos(ctx, a)
+    if kind == GELU_ERF: return ggml_gelu_erf(ctx, a)
+    if kind == SILU: return ggml_silu(ctx, a)
+    if kind == HARDSWISH: return ggml_hardswish(ctx, a)
+    if kind == FLOOR: return ggml_floor(ctx, a)
+    if kind == CEIL: return ggml_ceil(ctx, a)
+    if kind == SGN: return ggml_sgn(ctx, a)
+    if kind == SOFTPLUS: return ggml_softplus(ctx, a)
+    if kind == ELU: return ggml_elu(ctx, a)
+    return NULL
+
 
 # MUL_MAT placement hints (param 0)
 PLACE_AUTO = 0
@@ -409,6 +453,16 @@ cdef class Plan:
             return ggml_sigmoid(ctx, a)
         if op == TANH:
             return ggml_tanh(ctx, a)
+        if op == UNARY:
+            return _unary(ctx, <int> p[0], a)
+        if op == LEAKY_RELU:
+            return ggml_leaky_relu(ctx, a, <float> fp[i, 0], False)
+        if op == CLAMP:
+            return ggml_clamp(ctx, a, <float> fp[i, 0], <float> fp[i, 1])
+        if op == NORM:
+            return ggml_norm(ctx, a, <float> fp[i, 0])
+        if op == SUM_ROWS:
+            return ggml_sum_rows(ctx, a)
         if op == SCALE_BIAS:
             return ggml_scale_bias(ctx, a, <float> fp[i, 0], <float> fp[i, 1])
         if op == SOFT_MAX:

@@ -159,6 +159,16 @@ class Emitter:
     def unary(self, op, a: GT) -> GT:
         return self._emit(op, (a,), a.ne)
 
+    def unary_kind(self, kind, a: GT) -> GT:
+        """One of ggml's elementwise functions (a _core.Unary kind)."""
+        return self._emit(Op.UNARY, (a,), a.ne, params=(kind,))
+
+    def leaky_relu(self, a: GT, slope: float) -> GT:
+        return self._emit(Op.LEAKY_RELU, (a,), a.ne, fparams=(slope, 0.0))
+
+    def clamp(self, a: GT, lo: float, hi: float) -> GT:
+        return self._emit(Op.CLAMP, (a,), a.ne, fparams=(lo, hi))
+
     def scale_bias(self, a: GT, scale: float, bias: float = 0.0) -> GT:
         return self._emit(Op.SCALE_BIAS, (a,), a.ne, fparams=(scale, bias))
 
@@ -170,6 +180,14 @@ class Emitter:
     def mean_rows(self, a: GT) -> GT:
         """Mean along ne0."""
         return self._emit(Op.MEAN, (a,), (1,) + a.ne[1:])
+
+    def sum_rows(self, a: GT) -> GT:
+        """Sum along ne0."""
+        return self._emit(Op.SUM_ROWS, (a,), (1,) + a.ne[1:])
+
+    def norm(self, a: GT, eps: float) -> GT:
+        """(a - mean) / sqrt(var + eps) along ne0."""
+        return self._emit(Op.NORM, (a,), a.ne, fparams=(eps, 0.0))
 
     # -- matmul ---------------------------------------------------------------
     def mul_mat(self, a: GT, b: GT, place: int = _core.PLACE_AUTO) -> GT:

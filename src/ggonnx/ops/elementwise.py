@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ggonnx.emitter import Op
+from ggonnx._core import Unary
 from ggonnx.errors import ShapeError
 from ggonnx.ops.context import Value
 from ggonnx.ops.registry import register
@@ -37,6 +38,89 @@ def _unary(op):
 
 for _name, _op in (("Relu", Op.RELU), ("Sigmoid", Op.SIGMOID), ("Tanh", Op.TANH)):
     register(_name, since=6)(_unary(_op))
+
+
+def _ggml_function(kind):
+    def lower(ctx, node, inputs):
+        x = inputs[0]
+        return [ctx.output(ctx.e.unary_kind(kind, ctx.tensor(x)), x.shape)]
+    return lower
+
+
+for _name, _kind in (("Exp", Unary.EXP), ("Log", Unary.LOG), ("Abs", Unary.ABS), ("Neg", Unary.NEG),
+                     ("Sqrt", Unary.SQRT), ("Sin", Unary.SIN), ("Cos", Unary.COS), ("Floor", Unary.FLOOR),
+                     ("Ceil", Unary.CEIL), ("Sign", Unary.SGN), ("Softplus", Unary.SOFTPLUS),
+                     ("HardSwish", Unary.HARDSWISH)):
+    register(_name, since=6)(_ggml_function(_kind))
+
+
+@register("Elu", since=6)
+def lower_elu(ctx, node, inputs):
+    if float(ctx.attr("alpha", 1.0)) != 1.0:
+        ctx.unsupported("alpha != 1 (ggml's elu has alpha 1)")
+    return _ggml_function(Unary.ELU)(ctx, node, inputs)
+
+
+@register("Gelu", since=20)
+def lower_gelu(ctx, node, inputs):
+    if ctx.attr("approximate", "none") != "none":
+        ctx.unsupported("approximate='tanh' (ggml's tanh gelu uses an fp16 table)")
+    return _ggml_function(Unary.GELU_ERF)(ctx, node, inputs)
+
+
+@register("LeakyRelu", since=6)
+def lower_leaky_relu(ctx, node, inputs):
+    x = inputs[0]
+    return [ctx.output(ctx.e.leaky_relu(ctx.tensor(x), float(ctx.attr("alpha", 0.01))), x.shape)]
+
+
+@register("HardSigmoid", since=6)
+def lower_hard_sigmoid(ctx, node, inputs):
+    x = inputs[0]
+    y = ctx.e.scale_bias(ctx.tensor(x), float(ctx.attr("alpha", 0.2)), float(ctx.attr("beta", 0.5)))
+    return [ctx.output(ctx.e.clamp(y, 0.0, 1.0), x.shape)]
+
+
+@register("Clip", since=6)
+def lower_clip(ctx, node, inputs):
+    x = inputs[0]
+    if node.opset < 11:
+        lo, hi = float(ctx.attr("min", -np.inf)), float(ctx.attr("max", np.inf))
+    else:
+        lo = float(ctx.const_input(inputs[1], "min")) if len(inputs) > 1 and inputs[1] is not None else -np.inf
+        hi = float(ctx.const_input(inputs[2], "max")) if len(inputs) > 2 and inputs[2] is not None else np.inf
+    big = float(np.finfo(np.float32).max)
+    y = ctx.e.clamp(ctx.tensor(x), max(lo, -big), min(hi, big))
+    return [ctx.output(y, x.shape)]
+
+
+@register("Pow", since=7)
+def lower_pow(ctx, node, inputs):
+    x, p = inputs
+    exponent = ctx.const_input(p, "Y")
+    if exponent.size != 1:
+        ctx.unsupported("non-scalar exponent")
+    kinds = {2.0: Unary.SQR, 0.5: Unary.SQRT}
+    value = float(exponent.reshape(-1)[0])
+    if value == 1.0:
+        return [x.alias(node.outputs[0])]
+    if value not in kinds:
+        ctx.unsupported(f"exponent {value}")
+    return _ggml_function(kinds[value])(ctx, node, [x])
+
+
+@register("PRelu", since=7)
+def lower_prelu(ctx, node, inputs):
+    """relu(x) + slope * (x - relu(x)), with slope broadcast."""
+    x, slope = inputs
+    shape = _broadcast_shape(ctx, x, slope)
+    if shape != x.shape:
+        ctx.unsupported(f"slope {slope.shape} broadcasting beyond x {x.shape}")
+    e = ctx.e
+    tx = ctx.tensor(x)
+    pos = e.unary(Op.RELU, tx)
+    neg = e.binary(Op.SUB, tx, pos)
+    return [ctx.output(e.binary(Op.ADD, pos, e.binary(Op.MUL, neg, ctx.tensor(slope))), shape)]
 
 
 @register("Sum", since=6)
