@@ -1,0 +1,106 @@
+"""Reductions and normalizations: ReduceMean, ReduceSum, LayerNormalization, LRN."""
+from __future__ import annotations
+
+import numpy as np
+
+from ggonnx._core import Unary
+from ggonnx.emitter import Op
+from ggonnx.errors import ShapeError
+from ggonnx.ops.registry import register
+from ggonnx.ops.shape import onnx_perm_to_ggml
+
+
+def _reduce_axes(ctx, node, inputs, axes_input_since: int):
+    x = inputs[0]
+    if node.opset >= axes_input_since:
+        axes = None
+        if len(inputs) > 1 and inputs[1] is not None:
+            axes = [int(a) for a in np.atleast_1d(ctx.const_input(inputs[1], "axes"))]
+    else:
+        axes = ctx.attr("axes")
+    if not axes:
+        if ctx.attr("noop_with_empty_axes", 0):
+            return []
+        return list(range(x.rank))
+    out = sorted({a + x.rank if a < 0 else a for a in axes})
+    if any(not 0 <= a < x.rank for a in out):
+        raise ShapeError(f"{node.describe()}: axes {axes} out of range for {x.shape}")
+    return out
+
+
+def _reduce(ctx, node, inputs, op, axes_input_since):
+    x = inputs[0]
+    axes = _reduce_axes(ctx, node, inputs, axes_input_since)
+    if not axes:
+        return [x.alias(node.outputs[0])]
+    e = ctx.e
+    t = ctx.tensor(x)
+    kept = [a for a in range(x.rank) if a not in axes]
+    perm = kept + axes
+    if perm != list(range(x.rank)):  # move the reduced axes last (innermost in ggml)
+        t = e.permute(t, onnx_perm_to_ggml(perm, x.rank))
+    inner = int(np.prod([x.shape[a] for a in axes]))
+    outer = int(np.prod([x.shape[a] for a in kept]))
+    t = e.reshape(t, (inner, outer))
+    y = e.mean_rows(t) if op == Op.MEAN else e.sum_rows(t)
+    keep = ctx.attr("keepdims", 1)
+    shape = tuple(1 if a in axes else d for a, d in enumerate(x.shape)) if keep else \
+        tuple(x.shape[a] for a in kept)
+    return [ctx.output(e.reshape(y, tuple(reversed(shape))), shape)]
+
+
+@register("ReduceMean", since=1)
+def lower_reduce_mean(ctx, node, inputs):
+    return _reduce(ctx, node, inputs, Op.MEAN, axes_input_since=18)
+
+
+@register("ReduceSum", since=1)
+def lower_reduce_sum(ctx, node, inputs):
+    return _reduce(ctx, node, inputs, Op.SUM_ROWS, axes_input_since=13)
+
+
+@register("LayerNormalization", since=17)
+def lower_layer_norm(ctx, node, inputs):
+    x, scale = inputs[0], inputs[1]
+    bias = inputs[2] if len(inputs) > 2 else None
+    if any(node.outputs[1:]):
+        ctx.unsupported("the Mean and InvStdDev outputs")
+    axis = int(ctx.attr("axis", -1))
+    axis = axis + x.rank if axis < 0 else axis
+    if not 0 <= axis < x.rank:
+        raise ShapeError(f"{node.describe()}: axis {ctx.attr('axis')} out of range for {x.shape}")
+    inner = int(np.prod(x.shape[axis:]))
+    e = ctx.e
+    t = e.reshape(ctx.tensor(x), (inner, int(np.prod(x.shape[:axis]))))
+    y = e.reshape(e.norm(t, float(ctx.attr("epsilon", 1e-5))), tuple(reversed(x.shape)))
+    for param, op in ((scale, Op.MUL), (bias, Op.ADD)):
+        if param is None:
+            continue
+        try:
+            if np.broadcast_shapes(param.shape, x.shape[axis:]) != x.shape[axis:]:
+                raise ValueError
+        except ValueError:
+            raise ShapeError(f"{node.describe()}: {param.shape} does not broadcast to {x.shape[axis:]}") from None
+        y = e.binary(op, y, ctx.tensor(param))
+    return [ctx.output(y, x.shape)]
+
+
+@register("LRN", since=1)
+def lower_lrn(ctx, node, inputs):
+    """x / (bias + alpha/size * sum of x^2 over a window of channels)^beta."""
+    x = inputs[0]
+    if x.rank != 4:
+        ctx.unsupported(f"rank {x.rank} input")
+    n, c, h, w = x.shape
+    size = int(ctx.attr("size"))
+    alpha, beta, bias = float(ctx.attr("alpha", 1e-4)), float(ctx.attr("beta", 0.75)), float(ctx.attr("bias", 1.0))
+    lo = (size - 1) // 2
+    e = ctx.e
+    tx = ctx.tensor(x)
+    sq = e.reshape(e.unary_kind(Unary.SQR, tx), (w * h, c, n, 1))
+    sq = e.pad(sq, (0, 0, lo, size - 1 - lo, 0, 0, 0, 0))
+    avg = e.pool2d(Op.POOL_AVG, sq, (1, size), (1, 1), (0, 0))             # window sum / size
+    d = e.scale_bias(avg, alpha, bias)                                        # bias + alpha/size * sum
+    inv = e.unary_kind(Unary.EXP, e.scale_bias(e.unary_kind(Unary.LOG, d), -beta, 0.0))  # d^-beta
+    y = e.binary(Op.MUL, tx, e.reshape(inv, tx.ne))
+    return [ctx.output(y, x.shape)]
