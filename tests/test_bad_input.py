@@ -151,3 +151,12 @@ def test_session_survives_errors(sess):
         with pytest.raises(InvalidInputError):
             sess.run(None, bad)
     assert sess.run(None, {"x": np.ones((2, 64), np.float32)})[0].shape == (2, 10)
+
+
+def test_type_mismatch_names_the_node():
+    node = helper.make_node("Add", ["x", "y"], ["z"], name="bad_add")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2]),
+                                            helper.make_tensor_value_info("y", TensorProto.INT64, [2])],
+                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, [2])])
+    with pytest.raises(ModelLoadError, match="bad_add.*int64"):
+        ggonnx.Session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))

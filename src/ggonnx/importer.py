@@ -127,12 +127,29 @@ def _sparse_to_dense(sp: onnx.SparseTensorProto) -> np.ndarray:
     return dense.reshape(dims)
 
 
+def _check_types(proto: onnx.ModelProto) -> None:
+    """Type mismatches between nodes are model errors: find them with onnx's type inference.
+
+    Other inference complaints (ops onnx has no schema for, shapes it cannot infer) are
+    left to planning, which knows the concrete shapes.
+    """
+    try:
+        onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+    except onnx.shape_inference.InferenceError as exc:
+        message = str(exc)
+        if "inconsistent type" in message or "type mismatch" in message.lower():
+            raise ModelLoadError(f"type error: {message}") from None
+    except ValueError:  # protobuf too large to serialise (> 2 GB): nothing checked here
+        pass
+
+
 def import_model(proto: onnx.ModelProto) -> Graph:
     if proto.functions:  # model-local functions: inline them so every node is a plain op
         try:
             proto = onnx.inliner.inline_local_functions(proto)
         except Exception as exc:
             raise ModelLoadError(f"could not inline the model's local functions: {exc}") from exc
+    _check_types(proto)
     opsets = {}
     for op in proto.opset_import:
         opsets[op.domain or ""] = int(op.version)
