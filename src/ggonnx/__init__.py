@@ -5,22 +5,9 @@ import os as _os
 # idle session burns no CPU (read once, when the library loads).
 _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
-def _preload_openblas():
-    """Load PyPI's libscipy_openblas.so before _core, which names it by soname.
+from ggonnx import blas as _blas  # noqa: E402
 
-    Installed wheels also find it through their rpath; an editable build in a
-    source tree relies on this.
-    """
-    try:
-        import scipy_openblas32
-    except ImportError:  # built with blas=system or blas=off
-        return
-    import ctypes
-    lib_dir = scipy_openblas32.get_lib_dir()
-    ctypes.CDLL(_os.path.join(lib_dir, scipy_openblas32.get_library(fullname=True)), ctypes.RTLD_GLOBAL)
-
-
-_preload_openblas()
+_blas.preload()  # before _core, which names libscipy_openblas.so by soname
 
 from ggonnx import _core  # noqa: E402
 from ggonnx.config import show_config  # noqa: E402

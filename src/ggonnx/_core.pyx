@@ -336,6 +336,7 @@ cdef class Plan:
         cdef ggml_init_params ip
         cdef size_t graph_size
         cdef ggml_backend_t backends[2]
+        cdef ggml_backend_buffer_type_t bufts[2]
         cdef int n_backends = 0
         cdef ggml_backend_t bk
         if ins.shape[1] != N_COLS:
@@ -395,10 +396,12 @@ cdef class Plan:
 
         if self.engine.blas != NULL:
             backends[n_backends] = self.engine.blas
+            bufts[n_backends] = ggonnx_blas_buffer_type()
             n_backends += 1
         backends[n_backends] = self.engine.cpu  # the CPU backend must come last
+        bufts[n_backends] = ggml_backend_cpu_buffer_type()
         n_backends += 1
-        self.sched = ggml_backend_sched_new(backends, NULL, n_backends, graph_size, False, False)
+        self.sched = ggml_backend_sched_new(backends, bufts, n_backends, graph_size, False, False)
         if self.sched == NULL:
             raise MemoryError("ggml_backend_sched_new failed")
         for k in range(<int> mm_nodes.size()):

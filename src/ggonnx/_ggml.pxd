@@ -171,11 +171,28 @@ cdef extern from "ggml-backend.h" nogil:
     const char * ggml_backend_dev_name(ggml_backend_dev_t dev)
     const char * ggml_backend_dev_description(ggml_backend_dev_t dev)
 
+cdef extern from *:
+    """
+    #include "ggml-backend-impl.h"
+    static struct ggml_backend_buffer_type ggonnx_blas_buft;
+    /* A host buffer type identical to the CPU's but distinct by address. ggml's scheduler moves
+       a node to a higher-priority backend when both backends use the same buffer type; with
+       this one the BLAS backend runs exactly the matmuls ggonnx places on it. */
+    static ggml_backend_buffer_type_t ggonnx_blas_buffer_type(void) {
+        if (ggonnx_blas_buft.iface.alloc_buffer == NULL) {
+            ggonnx_blas_buft = *ggml_backend_cpu_buffer_type();
+        }
+        return &ggonnx_blas_buft;
+    }
+    """
+    ggml_backend_buffer_type_t ggonnx_blas_buffer_type()
+
 cdef extern from "ggml-alloc.h" nogil:
     ggml_backend_buffer_t ggml_backend_alloc_ctx_tensors(ggml_context * ctx, ggml_backend_t backend)
 
 cdef extern from "ggml-cpu.h" nogil:
     ggml_backend_t ggml_backend_cpu_init()
+    ggml_backend_buffer_type_t ggml_backend_cpu_buffer_type()
     void ggml_backend_cpu_set_n_threads(ggml_backend_t backend, int n_threads)
     void ggml_backend_cpu_set_threadpool(ggml_backend_t backend, ggml_threadpool * tp)
     ggml_threadpool * ggml_threadpool_new(ggml_threadpool_params * params)

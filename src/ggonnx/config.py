@@ -5,13 +5,16 @@ import sys
 
 
 def config() -> dict:
-    from ggonnx import _build_info, _core
+    from ggonnx import _build_info, _core, blas
     from ggonnx.ops import supported_ops
     return {
         "ggonnx": _build_info.GGONNX_VERSION,
         "ggml": _core.ggml_version_string(),
         "backends": [f"{name} ({desc})" for name, desc in _core.backend_devices()],
         "blas": _build_info.BLAS,
+        "openblas_core": blas.core_name(),
+        "blas_f32_matmuls": "shapes >= 64 per dim and 5e7 MACs" if blas.f32_kernels_match_cpu()
+                            else "none (OpenBLAS kernels narrower than ggml's here)",
         "arch_flags": _build_info.ARCH_FLAGS,
         "cpu_features": _core.cpu_features(),
         "ops": supported_ops(),
@@ -23,7 +26,8 @@ def show_config(file=None) -> None:
     cfg = config()
     print(f"ggonnx {cfg['ggonnx']} on ggml {cfg['ggml']}", file=file)
     print(f"  backends:     {', '.join(cfg['backends'])}", file=file)
-    print(f"  BLAS:         {cfg['blas']}", file=file)
+    print(f"  BLAS:         {cfg['blas']} (OpenBLAS kernels: {cfg['openblas_core']}; "
+          f"float32 matmuls placed on it: {cfg['blas_f32_matmuls']})", file=file)
     print(f"  arch flags:   {cfg['arch_flags'] or '(default)'}", file=file)
     print(f"  CPU features: {' '.join(cfg['cpu_features'])}", file=file)
     print(f"  ONNX ops in ggml ({len(cfg['ops'])}): {' '.join(cfg['ops'])}", file=file)

@@ -9,18 +9,26 @@ from __future__ import annotations
 
 import numpy as np
 
-from ggonnx import _core
+from ggonnx import _core, blas
 from ggonnx.errors import ShapeError
 from ggonnx.ops.context import Value
 from ggonnx.ops.registry import register
 
-# Below this many rows, columns and depth OpenBLAS' setup costs more than it saves;
-# ggml's own (llamafile) kernels take the small shapes. Measured by bench/matmul_placement.py.
-BLAS_MIN_DIM = 32
+# float32 matmuls go to OpenBLAS only where it beat ggml's own (llamafile) sgemm side by
+# side on 2 AVX-512 cores: at least 64 in every dim and 5e7 multiply-adds (128x768x3072:
+# 375 vs 307 GFLOP/s; 64x768x768: equal; 32x256x256: ggml 121 vs 106). When OpenBLAS
+# runs narrower kernels than ggml (OPENBLAS_CORETYPE=Haswell on an AVX-512 CPU), ggml's
+# sgemm was faster at every shape measured, so OpenBLAS gets none.
+BLAS_MIN_DIM = 64
+BLAS_MIN_MACS = 50_000_000
+_blas_competitive = None
 
 
 def choose_placement(m: int, n: int, k: int) -> int:
-    if min(m, n, k) >= BLAS_MIN_DIM:
+    global _blas_competitive
+    if _blas_competitive is None:
+        _blas_competitive = blas.f32_kernels_match_cpu()
+    if _blas_competitive and min(m, n, k) >= BLAS_MIN_DIM and m * n * k >= BLAS_MIN_MACS:
         return _core.PLACE_BLAS
     return _core.PLACE_CPU
 
