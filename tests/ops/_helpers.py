@@ -23,6 +23,12 @@ THREADS = 2
 seeds = st.integers(0, 2**32 - 1)
 
 
+def floats32(lo: float, hi: float):
+    """Floats in [lo, hi] rounded to float32, as ONNX float attributes store them: the reference
+    then uses exactly the value the runtime reads."""
+    return st.floats(lo, hi).map(lambda v: float(np.float32(v)))
+
+
 def randn(rng: np.random.Generator, shape, scale: float = 1.0) -> np.ndarray:
     return np.asarray(rng.standard_normal(tuple(shape)) * scale, dtype=np.float32)
 
@@ -75,28 +81,38 @@ def _value_info(name: str, array: np.ndarray, dynamic: bool):
 
 
 def make_model(nodes, feeds: dict, consts: dict | None = None, outputs=None, opset: int = 13,
-               dynamic: bool = False) -> onnx.ModelProto:
+               dynamic: bool = False, out_types: dict | None = None) -> onnx.ModelProto:
     """A model over ``nodes``: ``feeds`` become graph inputs, ``consts`` initializers.
 
     Input shapes are those of ``feeds``, or symbolic dims of the same rank if ``dynamic``.
-    ``outputs`` defaults to the outputs of the last node.
+    ``outputs`` defaults to the outputs of the last node; they are float unless
+    ``out_types`` {name: TensorProto element type} says otherwise.
     """
     consts = consts or {}
+    out_types = out_types or {}
     if outputs is None:
         outputs = [o for o in nodes[-1].output if o]
     graph = helper.make_graph(
         list(nodes), "test",
         [_value_info(n, a, dynamic) for n, a in feeds.items()],
-        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs],
+        [helper.make_tensor_value_info(o, out_types.get(o, TensorProto.FLOAT), None) for o in outputs],
         [numpy_helper.from_array(np.asarray(a), n) for n, a in consts.items()],
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
-def run_graph(nodes, feeds: dict, consts: dict | None = None, outputs=None, opset: int = 13) -> list:
-    model = make_model(nodes, feeds, consts, outputs, opset)
+def run_graph_placed(nodes, feeds: dict, consts: dict | None = None, outputs=None, opset: int = 13,
+                     out_types: dict | None = None) -> tuple:
+    """Run the model; returns (outputs, where each node ran: "ggml" or "host", in node order)."""
+    model = make_model(nodes, feeds, consts, outputs, opset, out_types=out_types)
     sess = ggonnx.Session(model, threads=THREADS)
-    return sess.run(None, feeds)
+    outs = sess.run(None, feeds)
+    # the inputs' shapes are static, so this is the plan the run used
+    return outs, [p.where for p in sess.placement()]
+
+
+def run_graph(nodes, feeds: dict, consts: dict | None = None, outputs=None, opset: int = 13) -> list:
+    return run_graph_placed(nodes, feeds, consts, outputs, opset)[0]
 
 
 def run_graph_shapes(nodes, feed_list: list, consts: dict | None = None, opset: int = 13) -> list:
@@ -108,6 +124,16 @@ def run_graph_shapes(nodes, feed_list: list, consts: dict | None = None, opset: 
     model = make_model(nodes, feed_list[0], consts, opset=opset, dynamic=True)
     sess = ggonnx.Session(model, threads=THREADS)
     return [sess.run(None, feeds) for feeds in feed_list]
+
+
+def signed_axes(draw, axes, rank: int) -> list:
+    """Inside an ``st.composite``: each axis either as is or counted from the end (negative)."""
+    return [a - rank if draw(st.booleans()) else a for a in axes]
+
+
+def given_attrs(**attrs) -> dict:
+    """The attributes whose value is not None: a test draws None to leave one at its default."""
+    return {k: v for k, v in attrs.items() if v is not None}
 
 
 def op_node(op_type: str, inputs, *, const=(), n_outputs: int = 1, **attrs):
@@ -128,10 +154,20 @@ def op_node(op_type: str, inputs, *, const=(), n_outputs: int = 1, **attrs):
     return node, feeds, consts
 
 
+def run_op_placed(op_type: str, inputs, *, const=(), opset: int = 13, n_outputs: int = 1,
+                  out_types: dict | None = None, **attrs) -> tuple:
+    """Run one ``op_type`` node; returns (outputs, "ggml" or "host": where the node ran).
+
+    See ``op_node`` for the arguments; ``out_types`` as for ``make_model`` (outputs are out0, out1, ...).
+    """
+    node, feeds, consts = op_node(op_type, inputs, const=const, n_outputs=n_outputs, **attrs)
+    outs, (where,) = run_graph_placed([node], feeds, consts, opset=opset, out_types=out_types)
+    return outs, where
+
+
 def run_op(op_type: str, inputs, *, const=(), opset: int = 13, n_outputs: int = 1, **attrs) -> list:
     """Run one ``op_type`` node; see ``op_node`` for the arguments."""
-    node, feeds, consts = op_node(op_type, inputs, const=const, n_outputs=n_outputs, **attrs)
-    return run_graph([node], feeds, consts, opset=opset)
+    return run_op_placed(op_type, inputs, const=const, opset=opset, n_outputs=n_outputs, **attrs)[0]
 
 
 def assert_close(got, want, rtol: float = RTOL, atol: float = ATOL) -> None:

@@ -1,4 +1,4 @@
-"""Add/Sub/Mul/Div with numpy broadcasting; Relu, Sigmoid, Tanh."""
+"""Add/Sub/Mul/Div and variadic Sum with numpy broadcasting; Relu, Sigmoid, Tanh."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import mutually_broadcastable_shapes
 from onnx import helper
 
-from ._helpers import assert_close, away_from_zero, randn, run_graph, run_graph_shapes, run_op, seeds, shapes
+from ._helpers import (assert_close, away_from_zero, randn, run_graph, run_graph_shapes, run_op, run_op_placed, seeds,
+                       shapes, sum_atol)
 
 BINARY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}
 UNARY = {
@@ -40,6 +41,27 @@ def _check_binary(op, shape_a, shape_b, const, seed):
 def test_binary_broadcast(op, bs, const, seed):
     shape_a, shape_b = bs.input_shapes
     _check_binary(op, shape_a, shape_b, const, seed)
+
+
+@st.composite
+def sum_cases(draw):
+    """Shapes of 1 to 4 broadcasting Sum inputs, and which are initializers (never all of them:
+    an all-constant node is folded on the host)."""
+    n = draw(st.integers(1, 4))
+    bs = draw(mutually_broadcastable_shapes(num_shapes=n, min_dims=0, max_dims=4, min_side=1, max_side=4))
+    const = draw(st.sets(st.integers(0, n - 1), max_size=n - 1))
+    return bs.input_shapes, tuple(const)
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=sum_cases(), seed=seeds)
+def test_sum(case, seed):
+    in_shapes, const = case
+    rng = np.random.default_rng(seed)
+    xs = [randn(rng, s) for s in in_shapes]
+    (got,), where = run_op_placed("Sum", xs, const=const)
+    assert_close(got, sum(x.astype(np.float64) for x in xs), atol=sum_atol(len(xs)))
+    assert where == "ggml"
 
 
 @st.composite

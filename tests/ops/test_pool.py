@@ -1,4 +1,4 @@
-"""MaxPool (1-D and 2-D, explicit and automatic pads, ceil_mode) and GlobalAveragePool."""
+"""MaxPool and AveragePool (1-D and 2-D, explicit and automatic pads, ceil_mode), GlobalAveragePool."""
 from __future__ import annotations
 
 import math
@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import ggonnx
 
-from ._helpers import PAD_MODES, assert_close, randn, resolve_pads, run_op, seeds, shapes
+from ._helpers import PAD_MODES, assert_close, given_attrs, randn, resolve_pads, run_op, run_op_placed, seeds, shapes
 
 
 def pool_out_size(size, k, s, pb, pe, d, ceil_mode):
@@ -21,18 +21,44 @@ def pool_out_size(size, k, s, pb, pe, d, ceil_mode):
     return out
 
 
-def maxpool_reference(x, kernel, strides, begin, end, dilations, ceil_mode):
-    sizes = x.shape[2:]
+def _pool_geometry(sizes, kernel, strides, begin, end, dilations, ceil_mode):
+    """Output sizes, and the end padding every window needs (ceil_mode may read past the declared end pad)."""
     out = [pool_out_size(*a, ceil_mode) for a in zip(sizes, kernel, strides, begin, end, dilations)]
-    # pad with -inf far enough for every window (ceil_mode may read past the declared end pad)
     need = [max(e, (o - 1) * s + (k - 1) * d + 1 - sz - b)
             for o, s, k, d, sz, b, e in zip(out, strides, kernel, dilations, sizes, begin, end)]
-    xp = np.pad(x.astype(np.float64), [(0, 0), (0, 0)] + list(zip(begin, need)), constant_values=-np.inf)
-    y = np.full(x.shape[:2] + tuple(out), -np.inf)
+    return out, need
+
+
+def _window_taps(xp, kernel, strides, dilations, out):
+    """For each kernel tap, the padded input's values under that tap at every output position."""
     for tap in np.ndindex(*kernel):
         window = tuple(slice(t * d, t * d + (o - 1) * s + 1, s) for t, d, o, s in zip(tap, dilations, out, strides))
-        y = np.maximum(y, xp[(..., *window)])
+        yield xp[(..., *window)]
+
+
+def maxpool_reference(x, kernel, strides, begin, end, dilations, ceil_mode):
+    out, need = _pool_geometry(x.shape[2:], kernel, strides, begin, end, dilations, ceil_mode)
+    xp = np.pad(x.astype(np.float64), [(0, 0), (0, 0)] + list(zip(begin, need)), constant_values=-np.inf)
+    y = np.full(x.shape[:2] + tuple(out), -np.inf)
+    for values in _window_taps(xp, kernel, strides, dilations, out):
+        y = np.maximum(y, values)
     return y
+
+
+def avgpool_reference(x, kernel, strides, begin, end, ceil_mode, count_include_pad):
+    sizes = x.shape[2:]
+    ones = [1] * len(kernel)
+    out, need = _pool_geometry(sizes, kernel, strides, begin, end, ones, ceil_mode)
+    xp = np.pad(x.astype(np.float64), [(0, 0), (0, 0)] + list(zip(begin, need)))
+    total = sum(_window_taps(xp, kernel, strides, ones, out))
+    # The divisor counts the input positions, plus the pads with count_include_pad; never
+    # what ceil_mode reads beyond the end pad (onnxruntime's rule).
+    if count_include_pad:
+        counted = np.pad(np.ones([b + sz + e for b, sz, e in zip(begin, sizes, end)]),
+                         [(0, n - e) for n, e in zip(need, end)])
+    else:
+        counted = np.pad(np.ones(sizes), list(zip(begin, need)))
+    return total / sum(_window_taps(counted, kernel, strides, ones, out))
 
 
 @st.composite
@@ -63,25 +89,35 @@ def maxpool_cases(draw, max_dilation: int = 1):
                 explicit_attrs=draw(st.booleans()))
 
 
-def _run_maxpool(case, x):
+def _pool_attrs(case):
+    """kernel/strides/pads/ceil_mode attributes; optional ones spelled out when ``explicit_attrs``."""
     attrs = {"kernel_shape": case["kernel"]}
     if case["explicit_attrs"] or any(s != 1 for s in case["strides"]):
         attrs["strides"] = case["strides"]
-    if case["explicit_attrs"] or any(d != 1 for d in case["dilations"]):
-        attrs["dilations"] = case["dilations"]
     if case["explicit_attrs"] or case["ceil_mode"]:
         attrs["ceil_mode"] = case["ceil_mode"]
     if case["mode"] in ("symmetric", "asymmetric"):
         attrs["pads"] = case["pads"]
     elif case["mode"] != "none":
         attrs["auto_pad"] = case["mode"]
+    return attrs
+
+
+def _run_maxpool(case, x):
+    attrs = _pool_attrs(case)
+    if case["explicit_attrs"] or any(d != 1 for d in case["dilations"]):
+        attrs["dilations"] = case["dilations"]
     (got,) = run_op("MaxPool", [x], **attrs)
     return got
 
 
+def _case_pads(case):
+    return resolve_pads(case["mode"], case["pads"], case["sizes"], case["kernel"], case["strides"],
+                        case["dilations"])
+
+
 def _maxpool_expected(case, x):
-    begin, end = resolve_pads(case["mode"], case["pads"], case["sizes"], case["kernel"], case["strides"],
-                              case["dilations"])
+    begin, end = _case_pads(case)
     return maxpool_reference(x, case["kernel"], case["strides"], begin, end, case["dilations"], case["ceil_mode"])
 
 
@@ -117,3 +153,15 @@ def test_global_average_pool(shape, seed):
     (got,) = run_op("GlobalAveragePool", [x])
     want = x.astype(np.float64).mean(axis=tuple(range(2, x.ndim)), keepdims=True)
     assert_close(got, want)
+
+
+@settings(max_examples=100, deadline=None)
+@given(case=maxpool_cases(), count_include_pad=st.none() | st.integers(0, 1), seed=seeds)
+def test_average_pool(case, count_include_pad, seed):
+    x = randn(np.random.default_rng(seed), (case["n"], case["c"], *case["sizes"]))
+    (got,), where = run_op_placed("AveragePool", [x], **_pool_attrs(case),
+                                  **given_attrs(count_include_pad=count_include_pad))
+    begin, end = _case_pads(case)
+    assert_close(got, avgpool_reference(x, case["kernel"], case["strides"], begin, end, case["ceil_mode"],
+                                        bool(count_include_pad)))
+    assert where == "ggml"

@@ -1,12 +1,14 @@
-"""Layout ops: Reshape, Flatten, Transpose, Concat, Identity, Constant."""
+"""Layout ops: Reshape, Flatten, Transpose, Concat, Identity, Constant, Squeeze, Unsqueeze, Dropout."""
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings
+import pytest
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from onnx import helper, numpy_helper
+from onnx import TensorProto, helper, numpy_helper
 
-from ._helpers import assert_close, randn, run_graph, run_op, seeds, shapes
+from ._helpers import (assert_close, given_attrs, randn, run_graph, run_graph_placed, run_op, run_op_placed, seeds,
+                       shapes, signed_axes)
 
 
 def _prime_factors(n: int) -> list:
@@ -197,3 +199,126 @@ def test_constant_as_reshape_target_and_output(case, seed):
     y, got_c = run_graph(nodes, {"x": x}, outputs=["y", "c"])
     assert_close(y, x.reshape(want_shape), rtol=0, atol=0)
     assert_close(got_c, c, rtol=0, atol=0)
+
+
+def _run_with_axes(op, x, axes, opset):
+    """``op`` with ``axes`` as an attribute (opset 11) or an int64 initializer input (opset 13);
+    None leaves them out."""
+    if opset < 13:
+        return run_op_placed(op, [x], opset=opset, **given_attrs(axes=axes))
+    return run_op_placed(op, [x, None if axes is None else np.array(axes, dtype=np.int64)], const=(1,), opset=opset)
+
+
+@st.composite
+def squeeze_cases(draw):
+    # up to rank 5: above rank 4 ggml values are stored with their size-1 dims dropped
+    shape = draw(shapes(1, 5, max_side=3))
+    ones = [i for i, d in enumerate(shape) if d == 1]
+    picked = draw(st.none() | st.lists(st.sampled_from(ones), min_size=1, unique=True)) if ones else None
+    return shape, None if picked is None else signed_axes(draw, picked, len(shape))
+
+
+@settings(max_examples=50, deadline=None)
+@given(case=squeeze_cases(), opset=st.sampled_from([11, 13]), seed=seeds)
+def test_squeeze(case, opset, seed):
+    shape, axes = case
+    x = randn(np.random.default_rng(seed), shape)
+    (got,), where = _run_with_axes("Squeeze", x, axes, opset)
+    # no axes: every size-1 dim goes
+    assert_close(got, np.squeeze(x, axis=None if axes is None else tuple(axes)), rtol=0, atol=0)
+    if sum(d != 1 for d in shape) <= 4:  # else the input cannot be a ggml tensor
+        assert where == "ggml"
+
+
+@st.composite
+def unsqueeze_cases(draw):
+    shape = draw(shapes(0, 4, max_side=3))
+    out_rank = len(shape) + draw(st.integers(1, 2))
+    # axes index the output, whatever their order
+    axes = draw(st.lists(st.integers(0, out_rank - 1), min_size=out_rank - len(shape),
+                         max_size=out_rank - len(shape), unique=True))
+    return shape, signed_axes(draw, axes, out_rank)
+
+
+@settings(max_examples=50, deadline=None)
+@given(case=unsqueeze_cases(), opset=st.sampled_from([11, 13]), seed=seeds)
+@example(case=((1, 1, 2), [3, 0]), opset=11, seed=0)   # unsorted axes, rank-5 result
+def test_unsqueeze(case, opset, seed):
+    shape, axes = case
+    x = randn(np.random.default_rng(seed), shape)
+    (got,), where = _run_with_axes("Unsqueeze", x, axes, opset)
+    want = np.expand_dims(x, tuple(axes))
+    assert_close(got, want, rtol=0, atol=0)
+    if want.ndim <= 4:
+        assert where == "ggml"
+
+
+@st.composite
+def dropout_cases(draw):
+    """Opset 7 takes ratio as an attribute; 13 as an optional input, with training_mode (false here)."""
+    opset = draw(st.sampled_from([7, 13]))
+    ratio = draw(st.none() | st.sampled_from([0.0, 0.3, 0.5]))
+    training = draw(st.none() | st.just(False)) if opset >= 13 else None
+    return opset, ratio, training
+
+
+@pytest.mark.parametrize("with_mask", [False, True])
+@settings(max_examples=25, deadline=None)
+@given(shape=shapes(0, 4), case=dropout_cases(), seed=seeds)
+def test_dropout_inference(with_mask, shape, case, seed):
+    opset, ratio, training = case
+    x = randn(np.random.default_rng(seed), shape)
+    n_outputs = 2 if with_mask else 1
+    if opset < 12:
+        attrs = given_attrs(ratio=ratio)
+        inputs = [x]
+    else:
+        attrs = {}
+        inputs = [x, None if ratio is None else np.array(ratio, dtype=np.float32),
+                  None if training is None else np.array(training)]
+        while inputs[-1] is None:
+            inputs.pop()
+    outs, _ = run_op_placed("Dropout", inputs, const=(1, 2), opset=opset, n_outputs=n_outputs,
+                            out_types={"out1": TensorProto.BOOL}, **attrs)
+    # inference: the output is the input, nothing dropped or rescaled
+    assert_close(outs[0], x, rtol=0, atol=0)
+    if with_mask:
+        mask = outs[1]
+        assert mask.dtype == np.bool_ and mask.shape == x.shape and mask.all()
+
+
+@st.composite
+def rank5_transpose_cases(draw):
+    """A rank-5 shape with size-1 dims, and a perm: its ggml layout drops those dims."""
+    shape = list(draw(shapes(5, 5, min_side=2, max_side=3)))
+    for i in draw(st.lists(st.integers(0, 4), min_size=1, max_size=4, unique=True)):
+        shape[i] = 1
+    return tuple(shape), draw(st.permutations(range(5)))
+
+
+@settings(max_examples=50, deadline=None)
+@given(case=rank5_transpose_cases(), seed=seeds)
+def test_transpose_rank5_with_unit_dims(case, seed):
+    shape, perm = case
+    x = randn(np.random.default_rng(seed), shape)
+    (got,), where = run_op_placed("Transpose", [x], perm=list(perm))
+    assert_close(got, np.transpose(x, perm), rtol=0, atol=0)
+    assert where == "ggml"
+
+
+@settings(max_examples=40, deadline=None)
+@given(groups=st.integers(1, 4), per_group=st.integers(1, 4), hw=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+       seed=seeds)
+def test_channel_shuffle(groups, per_group, hw, seed):
+    # shufflenet: [1, C, H, W] -> [1, g, C/g, H, W] -> swap the group axes -> [1, C, H, W]
+    c = groups * per_group
+    x = randn(np.random.default_rng(seed), (1, c, *hw))
+    nodes = [helper.make_node("Reshape", ["x", "split"], ["g"]),
+             helper.make_node("Transpose", ["g"], ["t"], perm=[0, 2, 1, 3, 4]),
+             helper.make_node("Reshape", ["t", "merged"], ["y"])]
+    consts = {"split": np.array([1, groups, per_group, *hw], dtype=np.int64),
+              "merged": np.array([1, c, *hw], dtype=np.int64)}
+    (got,), where = run_graph_placed(nodes, {"x": x}, consts)
+    want = x.reshape(1, groups, per_group, *hw).transpose(0, 2, 1, 3, 4).reshape(x.shape)
+    assert_close(got, want, rtol=0, atol=0)
+    assert where == ["ggml"] * 3
