@@ -90,7 +90,9 @@ def lower_clip(ctx, node, inputs):
         lo = float(ctx.const_input(inputs[1], "min")) if len(inputs) > 1 and inputs[1] is not None else -np.inf
         hi = float(ctx.const_input(inputs[2], "max")) if len(inputs) > 2 and inputs[2] is not None else np.inf
     big = float(np.finfo(np.float32).max)
-    y = ctx.e.clamp(ctx.tensor(x), max(lo, -big), min(hi, big))
+    lo, hi = max(lo, -big), min(hi, big)
+    # min(max(x, lo), hi): with lo > hi every element is hi
+    y = ctx.e.clamp(ctx.tensor(x), min(lo, hi), hi)
     return [ctx.output(y, x.shape)]
 
 
@@ -98,8 +100,8 @@ def lower_clip(ctx, node, inputs):
 def lower_pow(ctx, node, inputs):
     x, p = inputs
     exponent = ctx.const_input(p, "Y")
-    if exponent.size != 1:
-        ctx.unsupported("non-scalar exponent")
+    if exponent.size != 1 or _broadcast_shape(ctx, x, p) != x.shape:
+        ctx.unsupported(f"exponent of shape {p.shape} (only a scalar that keeps x's shape)")
     kinds = {2.0: Unary.SQR, 0.5: Unary.SQRT}
     value = float(exponent.reshape(-1)[0])
     if value == 1.0:

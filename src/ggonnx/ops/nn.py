@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 
+from ggonnx._core import Unary
 from ggonnx.emitter import Op
 from ggonnx.errors import ShapeError
 from ggonnx.ops.matmul import SGEMM_K_MULTIPLE, choose_placement
@@ -225,27 +226,28 @@ def lower_batchnorm(ctx, node, inputs):
     if ctx.attr("training_mode", 0) or (len(node.outputs) > 1 and any(node.outputs[1:])):
         ctx.unsupported("training mode")
     params = (scale, bias, mean, var)
-    if any(p is None or p.const is None for p in params):
-        ctx.unsupported("scale, B, mean and var must be constants")
     if x.rank < 2:
         raise ShapeError(f"{node.describe()}: input {x.shape} has no channel axis")
     c = x.shape[1]
-    if any(p.const.size != c for p in params):
-        raise ShapeError(f"{node.describe()}: parameters {[p.shape for p in params]} do not match {c} channels")
+    if any(p is None or int(np.prod(p.shape)) != c for p in params):
+        raise ShapeError(f"{node.describe()}: parameters {[p and p.shape for p in params]} do not match "
+                         f"{c} channels")
     eps = float(ctx.attr("epsilon", 1e-5))
     pshape = (c,) + (1,) * (x.rank - 2)
-    static = all(p.static for p in params)
-
-    def mul():
-        return (scale.const / np.sqrt(var.const.astype(np.float64) + eps)).astype(np.float32).reshape(pshape)
-
-    def add():
-        s = scale.const / np.sqrt(var.const.astype(np.float64) + eps)
-        return (bias.const - mean.const * s).astype(np.float32).reshape(pshape)
-
     e = ctx.e
-    y = e.binary(Op.MUL, ctx.tensor(x), ctx.derived_weight(node.outputs[0], "bn_mul", mul, pshape, static))
-    y = e.binary(Op.ADD, y, ctx.derived_weight(node.outputs[0], "bn_add", add, pshape, static))
+    if all(p.const is not None for p in params):
+        static = all(p.static for p in params)
+        s = scale.const.astype(np.float64).reshape(pshape) / np.sqrt(var.const.astype(np.float64).reshape(pshape) + eps)
+        t = bias.const.reshape(pshape) - mean.const.reshape(pshape) * s
+        mul = ctx.derived_weight(node.outputs[0], "bn_mul", lambda: s.astype(np.float32), pshape, static)
+        add = ctx.derived_weight(node.outputs[0], "bn_add", lambda: t.astype(np.float32), pshape, static)
+        y = e.binary(Op.ADD, e.binary(Op.MUL, ctx.tensor(x), mul), add)
+    else:  # parameters computed at run time: the same formula in the graph
+        ne = tuple(reversed(pshape))
+        g_scale, g_bias, g_mean, g_var = (e.reshape(ctx.tensor(p), ne) for p in params)
+        denom = e.unary_kind(Unary.SQRT, e.scale_bias(g_var, 1.0, eps))
+        y = e.binary(Op.DIV, e.binary(Op.MUL, e.binary(Op.SUB, ctx.tensor(x), g_mean), g_scale), denom)
+        y = e.binary(Op.ADD, y, g_bias)
     return [ctx.output(y, x.shape)]
 
 

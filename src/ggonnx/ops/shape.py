@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ggonnx.emitter import onnx_to_ne
 from ggonnx.errors import ShapeError
 from ggonnx.ops.context import Value
 from ggonnx.ops.registry import register
@@ -35,7 +36,7 @@ def reshape_value(ctx, x: Value, shape, out_index: int = 0) -> Value:
         raise ShapeError(f"{ctx.node.describe()}: cannot reshape {x.shape} to {tuple(shape)}")
     if x.const is not None:
         return Value.constant(ctx.node.outputs[out_index], x.const.reshape(shape), static=x.static)
-    return ctx.output(ctx.e.reshape(ctx.tensor(x), tuple(reversed(shape))), shape, out_index)
+    return ctx.output(ctx.e.reshape(ctx.tensor(x), onnx_to_ne(shape)), shape, out_index)
 
 
 def resolve_reshape(ctx, in_shape, target, allowzero: int) -> tuple:
