@@ -206,46 +206,57 @@ cdef class Engine:
     def add_weights(self, list arrays):
         """Upload float32 arrays (ggml shape = reversed numpy shape) once; returns the first index."""
         cdef size_t first = self.weights.size()
-        cdef ggml_init_params ip
-        cdef ggml_context * ctx
-        cdef ggml_backend_buffer_t buf
-        cdef ggml_tensor * t
-        cdef cnp.ndarray arr
-        cdef int64_t ne[4]
-        cdef int k
+        cdef ggml_context * ctx = NULL
+        cdef ggml_backend_buffer_t buf = NULL
+        cdef vector[ggml_tensor *] tensors
         if not arrays:
             return first
-        ip.mem_size = ggml_tensor_overhead() * (len(arrays) + 1)
-        ip.mem_buffer = NULL
-        ip.no_alloc = True
-        ctx = ggml_init(ip)
-        if ctx == NULL:
-            raise MemoryError("ggml_init failed for weights")
-        tensors = []
-        for a in arrays:
-            arr = a
-            if arr.dtype != np.float32 or not arr.flags.c_contiguous or arr.ndim > 4:
+        try:
+            _upload(self.cpu, arrays, &ctx, &buf, tensors)
+        except BaseException:
+            if ctx != NULL:
                 ggml_free(ctx)
-                raise GraphBuildError(f"weight must be a C-contiguous float32 array of rank <= 4, got {a.dtype} {a.shape}")
-            ne[0] = ne[1] = ne[2] = ne[3] = 1
-            for k in range(arr.ndim):
-                ne[k] = arr.shape[arr.ndim - 1 - k]
-            t = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3])
-            tensors.append(<uintptr_t> t)
-        buf = ggml_backend_alloc_ctx_tensors(ctx, self.cpu)
-        if buf == NULL:
-            ggml_free(ctx)
-            raise MemoryError("could not allocate the weight buffer")
+            raise
         ggml_backend_buffer_set_usage(buf, GGML_BACKEND_BUFFER_USAGE_WEIGHTS)
-        for a, p in zip(arrays, tensors):
-            arr = a
-            t = <ggml_tensor *> <uintptr_t> p
-            ggml_backend_tensor_set(t, cnp.PyArray_DATA(arr), 0, ggml_nbytes(t))
-            self.weights.push_back(t)
+        self.weights.insert(self.weights.end(), tensors.begin(), tensors.end())
         self.weight_ctxs.push_back(ctx)
         self.weight_bufs.push_back(buf)
         self.weight_bytes += ggml_backend_buffer_get_size(buf)
         return first
+
+
+cdef _upload(ggml_backend_t backend, list arrays, ggml_context ** ctx_out, ggml_backend_buffer_t * buf_out,
+             vector[ggml_tensor *] & tensors):
+    """Create one float32 tensor per array in a new context, allocate them in one buffer of
+    ``backend`` and copy the data in; the tensors are appended to ``tensors``."""
+    cdef ggml_init_params ip
+    cdef cnp.ndarray arr
+    cdef int64_t ne[4]
+    cdef int k
+    cdef size_t first = tensors.size()
+    for a in arrays:
+        arr = a
+        if arr.dtype != np.float32 or not arr.flags.c_contiguous or arr.ndim > 4 or arr.size == 0:
+            raise GraphBuildError(f"constant must be a non-empty C-contiguous float32 array of rank <= 4, "
+                                  f"got {a.dtype} {a.shape}")
+    ip.mem_size = ggml_tensor_overhead() * (len(arrays) + 1)
+    ip.mem_buffer = NULL
+    ip.no_alloc = True
+    ctx_out[0] = ggml_init(ip)
+    if ctx_out[0] == NULL:
+        raise MemoryError("ggml_init failed for constants")
+    for a in arrays:
+        arr = a
+        ne[0] = ne[1] = ne[2] = ne[3] = 1
+        for k in range(arr.ndim):
+            ne[k] = arr.shape[arr.ndim - 1 - k]
+        tensors.push_back(ggml_new_tensor_4d(ctx_out[0], GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3]))
+    buf_out[0] = ggml_backend_alloc_ctx_tensors(ctx_out[0], backend)
+    if buf_out[0] == NULL:
+        raise MemoryError("could not allocate a buffer for constants")
+    for k in range(len(arrays)):
+        arr = arrays[k]
+        ggml_backend_tensor_set(tensors[first + k], cnp.PyArray_DATA(arr), 0, ggml_nbytes(tensors[first + k]))
 
 
 cdef inline bint _is_view(ggml_tensor * t) noexcept nogil:
@@ -292,33 +303,6 @@ cdef class Plan:
         if self.ctx != NULL:
             ggml_free(self.ctx)
 
-    cdef _upload_consts(self, list consts, vector[ggml_tensor *] & const_tensors):
-        cdef ggml_init_params ip
-        cdef cnp.ndarray arr
-        cdef ggml_tensor * t
-        cdef int64_t ne[4]
-        cdef int k
-        if not consts:
-            return
-        ip.mem_size = ggml_tensor_overhead() * (len(consts) + 1)
-        ip.mem_buffer = NULL
-        ip.no_alloc = True
-        self.const_ctx = ggml_init(ip)
-        if self.const_ctx == NULL:
-            raise MemoryError("ggml_init failed for constants")
-        for a in consts:
-            arr = a
-            ne[0] = ne[1] = ne[2] = ne[3] = 1
-            for k in range(arr.ndim):
-                ne[k] = arr.shape[arr.ndim - 1 - k]
-            const_tensors.push_back(ggml_new_tensor_4d(self.const_ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3]))
-        self.const_buf = ggml_backend_alloc_ctx_tensors(self.const_ctx, self.engine.cpu)
-        if self.const_buf == NULL:
-            raise MemoryError("could not allocate plan constants")
-        for k in range(len(consts)):
-            arr = consts[k]
-            ggml_backend_tensor_set(const_tensors[k], cnp.PyArray_DATA(arr), 0, ggml_nbytes(const_tensors[k]))
-
     cdef _build(self, cnp.ndarray instructions, cnp.ndarray fparams, list consts,
                 list input_slots, list output_slots, list row_names):
         cdef int64_t[:, ::1] ins = instructions
@@ -345,7 +329,8 @@ cdef class Plan:
             if ins[i, COL_OUT] + 1 > n_slots:
                 n_slots = ins[i, COL_OUT] + 1
         slots.resize(n_slots, NULL)
-        self._upload_consts(consts, const_tensors)
+        if consts:  # freed by __dealloc__ even when _upload fails half way
+            _upload(self.engine.cpu, consts, &self.const_ctx, &self.const_buf, const_tensors)
 
         graph_size = max(2048, <size_t> (4 * n + 64))
         ip.mem_size = ggml_tensor_overhead() * (2 * n + len(output_slots) + 16) + ggml_graph_overhead_custom(graph_size, False)

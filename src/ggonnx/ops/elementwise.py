@@ -29,22 +29,24 @@ for _name, _op in (("Add", Op.ADD), ("Sub", Op.SUB), ("Mul", Op.MUL), ("Div", Op
     register(_name, since=7)(_binary(_op))
 
 
-def _unary(op):
+def _shape_preserving(emit):
+    """A one-input op whose ggml form is ``emit(emitter, tensor)``."""
     def lower(ctx, node, inputs):
         x = inputs[0]
-        return [ctx.output(ctx.e.unary(op, ctx.tensor(x)), x.shape)]
+        return [ctx.output(emit(ctx.e, ctx.tensor(x)), x.shape)]
     return lower
+
+
+def _unary(op):
+    return _shape_preserving(lambda e, t: e.unary(op, t))
+
+
+def _ggml_function(kind):
+    return _shape_preserving(lambda e, t: e.unary_kind(kind, t))
 
 
 for _name, _op in (("Relu", Op.RELU), ("Sigmoid", Op.SIGMOID), ("Tanh", Op.TANH)):
     register(_name, since=6)(_unary(_op))
-
-
-def _ggml_function(kind):
-    def lower(ctx, node, inputs):
-        x = inputs[0]
-        return [ctx.output(ctx.e.unary_kind(kind, ctx.tensor(x)), x.shape)]
-    return lower
 
 
 for _name, _kind in (("Exp", Unary.EXP), ("Log", Unary.LOG), ("Abs", Unary.ABS), ("Neg", Unary.NEG),
@@ -70,8 +72,8 @@ def lower_gelu(ctx, node, inputs):
 
 @register("LeakyRelu", since=6)
 def lower_leaky_relu(ctx, node, inputs):
-    x = inputs[0]
-    return [ctx.output(ctx.e.leaky_relu(ctx.tensor(x), float(ctx.attr("alpha", 0.01))), x.shape)]
+    slope = float(ctx.attr("alpha", 0.01))
+    return _shape_preserving(lambda e, t: e.leaky_relu(t, slope))(ctx, node, inputs)
 
 
 @register("HardSigmoid", since=6)
