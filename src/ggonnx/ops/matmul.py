@@ -20,9 +20,6 @@ from ggonnx.ops.registry import register
 # runs narrower kernels than ggml (OPENBLAS_CORETYPE=Haswell on an AVX-512 CPU), ggml's
 # sgemm was faster at every shape measured, so OpenBLAS gets none.
 BLAS_MIN_DIM = 64
-# ggml's llamafile sgemm runs only when the depth K is a multiple of its vector width
-# (16 floats with AVX-512); other depths take a much slower generic kernel.
-SGEMM_K_MULTIPLE = 16
 BLAS_MIN_MACS = 50_000_000
 _blas_competitive = None
 

@@ -8,7 +8,7 @@ import numpy as np
 from ggonnx._core import Unary
 from ggonnx.emitter import Op
 from ggonnx.errors import ShapeError
-from ggonnx.ops.matmul import SGEMM_K_MULTIPLE, choose_placement
+from ggonnx.ops.matmul import choose_placement
 from ggonnx.ops.registry import register
 from ggonnx.ops.shape import reshape_value
 
@@ -118,12 +118,6 @@ def _conv_im2col(ctx, wt, xt, s, p, d):
     oc = wt.ne[3]
     cols2 = e.reshape(cols, (kdim, ow * oh * n))
     w2 = e.reshape(wt, (kdim, oc))
-    if kdim % SGEMM_K_MULTIPLE:
-        # ggml's fast f32 sgemm needs the depth to be a multiple of the SIMD width; zero
-        # padding costs one copy of the columns and is far cheaper than the fallback kernel.
-        extra = SGEMM_K_MULTIPLE - kdim % SGEMM_K_MULTIPLE
-        cols2 = e.pad(cols2, (0, extra, 0, 0, 0, 0, 0, 0))
-        w2 = e.pad(w2, (0, extra, 0, 0, 0, 0, 0, 0))
     y = e.mul_mat(cols2, w2, choose_placement(oc, ow * oh * n, kdim))   # [OW*OH*N, OC]
     if n == 1:
         return e.reshape(y, (ow, oh, oc, 1))
