@@ -16,6 +16,7 @@ from onnx import helper, numpy_helper
 
 from ggonnx.errors import ModelLoadError
 from ggonnx.ir import Graph, Node, TensorInfo
+from ggonnx.normalize import normalize
 
 KNOWN_DOMAINS = {"", "ai.onnx", "ai.onnx.ml"}
 
@@ -193,4 +194,6 @@ def import_model(proto: onnx.ModelProto) -> Graph:
         if out.name not in available:
             raise ModelLoadError(f"graph output '{out.name}' is not produced by any node")
     metadata = {p.key: p.value for p in proto.metadata_props}
-    return Graph(nodes, inputs, outputs, initializers, opsets, proto.producer_name, metadata)
+    graph = Graph(nodes, inputs, outputs, initializers, opsets, proto.producer_name, metadata)
+    normalize(graph)
+    return graph

@@ -83,14 +83,11 @@ def lower_hard_sigmoid(ctx, node, inputs):
     return [ctx.output(ctx.e.clamp(y, 0.0, 1.0), x.shape)]
 
 
-@register("Clip", since=6)
+@register("Clip", since=11)  # older forms are normalised to this one at import
 def lower_clip(ctx, node, inputs):
     x = inputs[0]
-    if node.opset < 11:
-        lo, hi = float(ctx.attr("min", -np.inf)), float(ctx.attr("max", np.inf))
-    else:
-        lo = float(ctx.const_input(inputs[1], "min")) if len(inputs) > 1 and inputs[1] is not None else -np.inf
-        hi = float(ctx.const_input(inputs[2], "max")) if len(inputs) > 2 and inputs[2] is not None else np.inf
+    lo = float(ctx.const_input(inputs[1], "min")) if len(inputs) > 1 and inputs[1] is not None else -np.inf
+    hi = float(ctx.const_input(inputs[2], "max")) if len(inputs) > 2 and inputs[2] is not None else np.inf
     big = float(np.finfo(np.float32).max)
     lo, hi = max(lo, -big), min(hi, big)
     # min(max(x, lo), hi): with lo > hi every element is hi

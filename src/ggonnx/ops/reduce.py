@@ -10,14 +10,12 @@ from ggonnx.ops.registry import register
 from ggonnx.ops.shape import onnx_perm_to_ggml
 
 
-def _reduce_axes(ctx, node, inputs, axes_input_since: int):
+def _reduce_axes(ctx, node, inputs):
+    """Axes from the optional input (older attribute forms are normalised at import)."""
     x = inputs[0]
-    if node.opset >= axes_input_since:
-        axes = None
-        if len(inputs) > 1 and inputs[1] is not None:
-            axes = [int(a) for a in np.atleast_1d(ctx.const_input(inputs[1], "axes"))]
-    else:
-        axes = ctx.attr("axes")
+    axes = None
+    if len(inputs) > 1 and inputs[1] is not None:
+        axes = [int(a) for a in np.atleast_1d(ctx.const_input(inputs[1], "axes"))]
     if not axes:
         if ctx.attr("noop_with_empty_axes", 0):
             return []
@@ -28,9 +26,9 @@ def _reduce_axes(ctx, node, inputs, axes_input_since: int):
     return out
 
 
-def _reduce(ctx, node, inputs, op, axes_input_since):
+def _reduce(ctx, node, inputs, op):
     x = inputs[0]
-    axes = _reduce_axes(ctx, node, inputs, axes_input_since)
+    axes = _reduce_axes(ctx, node, inputs)
     if not axes:
         return [x.alias(node.outputs[0])]
     e = ctx.e
@@ -49,14 +47,14 @@ def _reduce(ctx, node, inputs, op, axes_input_since):
     return [ctx.output(e.reshape(y, tuple(reversed(shape))), shape)]
 
 
-@register("ReduceMean", since=1)
+@register("ReduceMean", since=18)
 def lower_reduce_mean(ctx, node, inputs):
-    return _reduce(ctx, node, inputs, Op.MEAN, axes_input_since=18)
+    return _reduce(ctx, node, inputs, Op.MEAN)
 
 
-@register("ReduceSum", since=1)
+@register("ReduceSum", since=13)
 def lower_reduce_sum(ctx, node, inputs):
-    return _reduce(ctx, node, inputs, Op.SUM_ROWS, axes_input_since=13)
+    return _reduce(ctx, node, inputs, Op.SUM_ROWS)
 
 
 @register("LayerNormalization", since=17)

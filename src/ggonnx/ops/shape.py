@@ -144,13 +144,10 @@ def lower_shape(ctx, node, inputs):
 
 
 def _axes(ctx, node, inputs):
-    """Axes from the attribute (before opset 13) or the optional second input; None if absent."""
-    if node.opset >= 13:
-        if len(inputs) < 2 or inputs[1] is None:
-            return None
-        return [int(a) for a in np.atleast_1d(ctx.const_input(inputs[1], "axes"))]
-    axes = ctx.attr("axes")
-    return None if axes is None else [int(a) for a in axes]
+    """Axes from the optional second input (older attribute forms are normalised at import)."""
+    if len(inputs) < 2 or inputs[1] is None:
+        return None
+    return [int(a) for a in np.atleast_1d(ctx.const_input(inputs[1], "axes"))]
 
 
 def _normalised(node, axes, rank: int) -> list:
@@ -160,7 +157,7 @@ def _normalised(node, axes, rank: int) -> list:
     return out
 
 
-@register("Unsqueeze", since=1, any_rank=True)
+@register("Unsqueeze", since=13, any_rank=True)
 def lower_unsqueeze(ctx, node, inputs):
     x = inputs[0]
     axes = _axes(ctx, node, inputs)
@@ -173,7 +170,7 @@ def lower_unsqueeze(ctx, node, inputs):
     return [reshape_value(ctx, x, tuple(shape))]
 
 
-@register("Squeeze", since=1, any_rank=True)
+@register("Squeeze", since=13, any_rank=True)
 def lower_squeeze(ctx, node, inputs):
     x = inputs[0]
     axes = _axes(ctx, node, inputs)
