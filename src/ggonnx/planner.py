@@ -25,6 +25,7 @@ import onnx
 from onnx import helper
 
 from ggonnx import _core
+from ggonnx.control_flow import ControlFlowEvaluator
 from ggonnx.emitter import Emitter, WeightStore
 from ggonnx.errors import GgonnxError, HostKernelError, ShapeError, UnsupportedOpError
 from ggonnx.ir import Graph, Node
@@ -279,6 +280,12 @@ class _Tracer:
     def host(self, node: Node, inputs: list, implicit: list) -> list[Value]:
         in_ids = [self.runtime(v) for v in inputs if v is not None] + [self.runtime(v) for v in implicit]
         evaluator, names = _reference_model(node, inputs, implicit)
+        detail = ""
+        if node.op_type in ("If", "Loop") and node.domain == "":
+            explicit = [f"in{i}" if v is not None else "" for i, v in enumerate(inputs)]
+            reference = evaluator
+            evaluator = ControlFlowEvaluator(node, explicit, self.graph.opsets, self.engine, lambda: reference)
+            detail = "control flow; bodies planned as nested ggml sessions"
         try:
             results = evaluator.run(None, {n: self.env[i] for n, i in zip(names, in_ids)})
         except Exception as exc:
@@ -292,7 +299,7 @@ class _Tracer:
             shape, dtype = (np.shape(r), r.dtype) if isinstance(r, np.ndarray) else ((), np.dtype(object))
             outs.append(Value(name, shape, dtype, rid=rid))
         self.steps.append(HostStep(node, evaluator, names, in_ids, out_ids, [_array_shape(r) for r in results]))
-        self.placement.append(NodePlacement(node.name, node.op_type, "host", "",
+        self.placement.append(NodePlacement(node.name, node.op_type, "host", detail,
                                             estimate_flops(node, inputs, outs)))
         return outs
 

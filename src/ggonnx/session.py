@@ -67,14 +67,15 @@ class Session:
     """
 
     def __init__(self, model, threads: int | None = None, *, use_blas: bool = True,
-                 plan_cache_size: int = DEFAULT_PLAN_CACHE):
+                 plan_cache_size: int = DEFAULT_PLAN_CACHE, _engine=None):
         self._proto = load_model(model)
         self._graph = import_model(self._proto)
         self._threads = int(threads) if threads else available_cpus()
         if self._threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self._check_supported()
-        self._engine = _core.Engine(self._threads, use_blas)
+        # _engine: control-flow bodies run as nested sessions on their parent's backends
+        self._engine = _engine if _engine is not None else _core.Engine(self._threads, use_blas)
         self._weights = WeightStore(self._engine)
         self._plans: OrderedDict = OrderedDict()
         self._plan_cache_size = max(1, plan_cache_size)

@@ -1,0 +1,97 @@
+"""If and Loop with their bodies planned like any graph.
+
+The node itself runs on the host (it decides which branch, how many
+iterations), but each body is a nested Session on the parent's ggml engine, so
+its static parts are ggml islands, planned once per input signature. Cases the
+nested sessions cannot express (sequence or optional values, a Loop that runs
+zero times but has scan outputs) go to onnx's reference kernel.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from ggonnx.importer import graph_free_names
+
+
+def _value_info(name: str, value) -> onnx.ValueInfoProto:
+    # rank and sizes left free: loop-carried values may change shape between iterations
+    return helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(value.dtype), None)
+
+
+class _Body:
+    """A subgraph compiled as a nested Session; its formal inputs come first, then outer values."""
+
+    def __init__(self, graph: onnx.GraphProto, formal: list, outer: dict, opsets: dict, engine):
+        from ggonnx.session import Session
+        self.outer_names = [n for n in graph_free_names(graph) if n in outer]
+        body = onnx.GraphProto()
+        body.CopyFrom(graph)
+        del body.input[:]
+        body.input.extend([_value_info(vi.name, v) for vi, v in zip(graph.input, formal)])
+        body.input.extend([_value_info(n, outer[n]) for n in self.outer_names])
+        model = helper.make_model(body, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()])
+        self.formal_names = [vi.name for vi in graph.input]
+        self.session = Session(model, threads=engine.n_threads, _engine=engine)
+
+    def run(self, formal: list, outer: dict) -> list:
+        feeds = dict(zip(self.formal_names, formal))
+        feeds.update((n, outer[n]) for n in self.outer_names)
+        return self.session.run(None, feeds)
+
+
+class ControlFlowEvaluator:
+    """Runs an If or Loop node; same run(None, feeds) interface as onnx's ReferenceEvaluator."""
+
+    def __init__(self, node, explicit_names: list, opsets: dict, engine, make_reference):
+        self.node = node
+        self.explicit_names = explicit_names      # feed names of the node's inputs, '' when omitted
+        self.opsets = opsets
+        self.engine = engine
+        self.make_reference = make_reference
+        self.bodies: dict = {}
+        self.reference = None
+        # nested sessions return tensors; bodies producing sequences or optionals stay on the reference
+        graphs = [v for v in node.attrs.values() if isinstance(v, onnx.GraphProto)]
+        self.tensor_only = all(o.type.WhichOneof("value") == "tensor_type" for g in graphs for o in g.output)
+
+    def run(self, _outputs, feeds: dict) -> list:
+        values = [feeds[n] if n else None for n in self.explicit_names]
+        outer = {k: v for k, v in feeds.items() if k not in self.explicit_names}
+        tensors = [v for v in list(outer.values()) + values if v is not None]
+        if self.tensor_only and all(isinstance(v, np.ndarray) for v in tensors):
+            result = self._if(values, outer) if self.node.op_type == "If" else self._loop(values, outer)
+            if result is not None and all(isinstance(r, np.ndarray) for r in result):
+                return result
+        if self.reference is None:
+            self.reference = self.make_reference()
+        return self.reference.run(None, feeds)
+
+    def _body(self, key: str, formal: list, outer: dict) -> _Body:
+        body = self.bodies.get(key)
+        if body is None:
+            body = self.bodies[key] = _Body(self.node.attrs[key], formal, outer, self.opsets, self.engine)
+        return body
+
+    def _if(self, values, outer):
+        key = "then_branch" if bool(np.asarray(values[0]).reshape(-1)[0]) else "else_branch"
+        return self._body(key, [], outer).run([], outer)
+
+    def _loop(self, values, outer):
+        trip, cond, carried = values[0], values[1], list(values[2:])
+        limit = None if trip is None else int(np.asarray(trip).reshape(-1)[0])
+        keep_going = True if cond is None else bool(np.asarray(cond).reshape(-1)[0])
+        scans, i = [], 0
+        while keep_going and (limit is None or i < limit):
+            formal = [np.array(i, dtype=np.int64), np.array(keep_going, dtype=bool)] + carried
+            outs = self._body("body", formal, outer).run(formal, outer)
+            if cond is not None:
+                keep_going = bool(np.asarray(outs[0]).reshape(-1)[0])
+            carried = list(outs[1:1 + len(carried)])
+            scans.append(outs[1 + len(carried):])
+            i += 1
+        n_scan = len(self.node.attrs["body"].output) - 1 - len(carried)
+        if n_scan and not scans:
+            return None  # zero iterations: the scan outputs' element shapes are unknown here
+        return carried + [np.stack([s[k] for s in scans]) for k in range(n_scan)]
