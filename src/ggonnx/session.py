@@ -68,8 +68,8 @@ class Session:
 
     def __init__(self, model, threads: int | None = None, *, use_blas: bool = True,
                  plan_cache_size: int = DEFAULT_PLAN_CACHE, _engine=None):
-        self._proto = load_model(model)
-        self._graph = import_model(self._proto)
+        # the ModelProto is not kept: the IR holds the initializers, ggml the weights
+        self._graph = import_model(load_model(model))
         self._threads = int(threads) if threads else available_cpus()
         if self._threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
