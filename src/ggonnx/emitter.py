@@ -48,10 +48,15 @@ def can_repeat(small: tuple, big: tuple) -> bool:
 class WeightStore:
     """Session-wide weights: each distinct (name, layout) uploaded to ggml once, shared by all plans."""
 
+    # Converted weights wait for upload in batches of about this size, which bounds the extra
+    # memory held at load time.
+    FLUSH_BYTES = 64 << 20
+
     def __init__(self, engine):
         self.engine = engine
         self.index: dict[tuple, int] = {}
         self.pending: list[np.ndarray] = []
+        self.pending_bytes = 0
 
     def request(self, key: tuple, make_array) -> int:
         idx = self.index.get(key)
@@ -61,18 +66,23 @@ class WeightStore:
                 raise UnsupportedOpError(f"weight {key[0]!r} has rank {arr.ndim} > 4")
             idx = self.engine.n_weights + len(self.pending)
             self.pending.append(arr)
+            self.pending_bytes += arr.nbytes
             self.index[key] = idx
+            if self.pending_bytes >= self.FLUSH_BYTES:
+                self.flush()
         return idx
 
     def flush(self) -> None:
         if self.pending:
             self.engine.add_weights(self.pending)
             self.pending = []
+            self.pending_bytes = 0
 
     def discard_pending(self) -> None:
         for key in [k for k, v in self.index.items() if v >= self.engine.n_weights]:
             del self.index[key]
         self.pending = []
+        self.pending_bytes = 0
 
 
 class Emitter:

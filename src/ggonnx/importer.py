@@ -123,6 +123,13 @@ def _subgraph_free_names(node: onnx.NodeProto) -> list[str]:
     return free
 
 
+def _detached(node: onnx.NodeProto) -> onnx.NodeProto:
+    """A copy of the node: protobuf sub-messages keep their whole model (weights included) alive."""
+    copy = onnx.NodeProto()
+    copy.CopyFrom(node)
+    return copy
+
+
 def _sparse_to_dense(sp: onnx.SparseTensorProto) -> np.ndarray:
     values = numpy_helper.to_array(sp.values)
     indices = numpy_helper.to_array(sp.indices).astype(np.int64)
@@ -134,6 +141,22 @@ def _sparse_to_dense(sp: onnx.SparseTensorProto) -> np.ndarray:
     return dense.reshape(dims)
 
 
+def _without_weights(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with initializers turned into typed graph inputs: same types, no weight bytes."""
+    light = onnx.ModelProto(ir_version=proto.ir_version)
+    light.opset_import.extend(proto.opset_import)
+    light.functions.extend(proto.functions)
+    g = proto.graph
+    light.graph.node.extend(g.node)
+    light.graph.output.extend(g.output)
+    light.graph.value_info.extend(g.value_info)
+    declared = {vi.name for vi in g.input}
+    light.graph.input.extend(g.input)
+    light.graph.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+                             for t in g.initializer if t.name not in declared)
+    return light
+
+
 def _check_types(proto: onnx.ModelProto) -> None:
     """Type mismatches between nodes are model errors: find them with onnx's type inference.
 
@@ -141,7 +164,7 @@ def _check_types(proto: onnx.ModelProto) -> None:
     left to planning, which knows the concrete shapes.
     """
     try:
-        onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+        onnx.shape_inference.infer_shapes(_without_weights(proto), check_type=True, strict_mode=True)
     except onnx.shape_inference.InferenceError as exc:
         message = str(exc)
         if "inconsistent type" in message or "type mismatch" in message.lower():
@@ -194,7 +217,7 @@ def import_model(proto: onnx.ModelProto) -> Graph:
                 raise ModelLoadError(f"node '{name}' ({n.op_type}): output '{out}' is defined twice")
         attrs = {a.name: _attr_value(a) for a in n.attribute}
         nodes.append(Node(name, n.op_type, domain, list(n.input), list(n.output), attrs,
-                          opsets.get(domain, opsets.get("", 1)), n, implicit))
+                          opsets.get(domain, opsets.get("", 1)), _detached(n), implicit))
         available.update(o for o in n.output if o)
     for out in outputs:
         if out.name not in available:
