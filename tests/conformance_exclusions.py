@@ -13,7 +13,4 @@ EXCLUDED = {
                                      "returns shape (n, 1) instead of (n,)",
     r"^test_gradient_of_add(_and_mul)?_cpu$": "ai.onnx.preview.training Gradient is a training op: "
                                               "no ggml lowering and no onnx.reference kernel",
-    r"^test_squeezenet_cpu$": "light squeezenet's logits are ~9.5e9 and equal only in exact arithmetic; "
-                              "float32 rounding differs per channel (relative 3e-7, in ORT too before "
-                              "its pooling), and softmax turns that into 0.03 vs the expected 0.001",
 }

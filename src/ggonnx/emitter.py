@@ -218,6 +218,12 @@ class Emitter:
             extra = SGEMM_K_MULTIPLE - a.ne[0] % SGEMM_K_MULTIPLE
             a = self.pad(a, (0, extra, 0, 0, 0, 0, 0, 0))
             b = self.pad(b, (0, extra, 0, 0, 0, 0, 0, 0))
+        if (place != _core.PLACE_BLAS and a.ne[1] % 4 and b.ne[1] % 4 == 0 and min(a.ne[1], b.ne[1]) >= 2
+                and a.ne[2:] == b.ne[2:] and a.ne[0] % SGEMM_K_MULTIPLE == 0):
+            # The fast sgemm also needs the result's row count (a's rows) to be a multiple of 4:
+            # compute the transposed product, which has b's rows, and transpose it back.
+            t = self._emit(Op.MUL_MAT, (b, a), (out[1], out[0], out[2], out[3]), params=(place,))
+            return self.permute(t, (1, 0, 2, 3))
         return self._emit(Op.MUL_MAT, (a, b), out, params=(place,))
 
     # -- layout ---------------------------------------------------------------

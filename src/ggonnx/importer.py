@@ -17,6 +17,7 @@ from onnx import helper, numpy_helper
 from ggonnx.errors import ModelLoadError
 from ggonnx.ir import Graph, Node, TensorInfo
 from ggonnx.normalize import normalize
+from ggonnx.optimize import optimize
 
 KNOWN_DOMAINS = {"", "ai.onnx", "ai.onnx.ml"}
 
@@ -225,4 +226,5 @@ def import_model(proto: onnx.ModelProto) -> Graph:
     metadata = {p.key: p.value for p in proto.metadata_props}
     graph = Graph(nodes, inputs, outputs, initializers, opsets, proto.producer_name, metadata)
     normalize(graph)
+    optimize(graph)
     return graph

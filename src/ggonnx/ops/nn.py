@@ -99,7 +99,7 @@ def lower_conv(ctx, node, inputs):
         if b.shape != (oc,):
             raise ShapeError(f"{node.describe()}: bias {b.shape} does not match {oc} output channels")
         if b.const is not None:
-            bt = ctx.weight(b, "c11", lambda v: v.reshape(oc, 1, 1), (oc, 1, 1))
+            bt = channel_rows(ctx, b, y.ne[0])
         else:
             bt = e.reshape(ctx.tensor(b), (1, 1, oc, 1))
         y = e.binary(Op.ADD, y, bt)
@@ -108,6 +108,15 @@ def lower_conv(ctx, node, inputs):
     if one_d:
         out = reshape_value(ctx, out, (n, oc, y.ne[0]))
     return [out]
+
+
+def channel_rows(ctx, v, width: int):
+    """Per-channel constant [C] stored as [C, 1, width]: ggml adds or multiplies whole rows when
+    the second operand's row is as long as the first's, and falls back to a slow per-element
+    loop for a [C, 1, 1] operand."""
+    c = int(np.prod(v.shape))
+    return ctx.weight(v, f"rows{width}", lambda a: np.ascontiguousarray(
+        np.broadcast_to(a.reshape(c, 1, 1), (c, 1, width))), (c, 1, width))
 
 
 def _conv_im2col(ctx, wt, xt, s, p, d):
@@ -231,10 +240,16 @@ def lower_batchnorm(ctx, node, inputs):
     e = ctx.e
     if all(p.const is not None for p in params):
         static = all(p.static for p in params)
-        s = scale.const.astype(np.float64).reshape(pshape) / np.sqrt(var.const.astype(np.float64).reshape(pshape) + eps)
-        t = bias.const.reshape(pshape) - mean.const.reshape(pshape) * s
-        mul = ctx.derived_weight(node.outputs[0], "bn_mul", lambda: s.astype(np.float32), pshape, static)
-        add = ctx.derived_weight(node.outputs[0], "bn_add", lambda: t.astype(np.float32), pshape, static)
+        if x.rank >= 3:  # whole rows of the innermost dim (see channel_rows)
+            pshape = (c,) + (1,) * (x.rank - 3) + (x.shape[-1],)
+        s = scale.const.astype(np.float64).reshape((c,) + (1,) * (x.rank - 2)) / \
+            np.sqrt(var.const.astype(np.float64).reshape((c,) + (1,) * (x.rank - 2)) + eps)
+        t = bias.const.reshape(s.shape) - mean.const.reshape(s.shape) * s
+        layout = f"bn{pshape}"
+        mul = ctx.derived_weight(node.outputs[0], layout + "mul",
+                                 lambda: np.broadcast_to(s, pshape).astype(np.float32), pshape, static)
+        add = ctx.derived_weight(node.outputs[0], layout + "add",
+                                 lambda: np.broadcast_to(t, pshape).astype(np.float32), pshape, static)
         y = e.binary(Op.ADD, e.binary(Op.MUL, ctx.tensor(x), mul), add)
     else:  # parameters computed at run time: the same formula in the graph
         ne = tuple(reversed(pshape))

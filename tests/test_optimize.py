@@ -1,0 +1,50 @@
+"""Import-time rewrites: constant folding and BatchNormalization folded into Conv."""
+import numpy as np
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+import ggonnx
+from ggonnx.importer import import_model
+
+RNG = np.random.default_rng(0)
+
+
+def _conv_bn_model(with_bias: bool):
+    w = numpy_helper.from_array(RNG.standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
+    params = [numpy_helper.from_array((RNG.random(4) + 0.5).astype(np.float32), n)
+              for n in ("scale", "beta", "mean", "var")]
+    inits = [w] + params
+    conv_inputs = ["x", "w"]
+    if with_bias:
+        inits.append(numpy_helper.from_array(RNG.standard_normal(4).astype(np.float32), "b"))
+        conv_inputs.append("b")
+    nodes = [helper.make_node("Conv", conv_inputs, ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("BatchNormalization", ["c", "scale", "beta", "mean", "var"], ["y"], epsilon=1e-3),
+             helper.make_node("Relu", ["y"], ["z"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
+
+
+def test_batchnorm_folds_into_conv():
+    for with_bias in (False, True):
+        model = _conv_bn_model(with_bias)
+        assert [n.op_type for n in import_model(model).nodes] == ["Conv", "Relu"]
+        x = RNG.standard_normal((1, 3, 8, 8)).astype(np.float32)
+        want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+        np.testing.assert_allclose(ggonnx.Session(model).run(None, {"x": x})[0], want[0], rtol=1e-4, atol=1e-5)
+
+
+def test_constant_subgraphs_fold_at_import():
+    nodes = [helper.make_node("ConstantOfShape", ["shape"], ["w"],
+                              value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.5])),
+             helper.make_node("Transpose", ["w"], ["wt"]),
+             helper.make_node("MatMul", ["x", "wt"], ["y"])]
+    shape = numpy_helper.from_array(np.array([3, 2], np.int64), "shape")
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [shape])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    imported = import_model(model)
+    assert [n.op_type for n in imported.nodes] == ["MatMul"] and imported.initializers["wt"].shape == (2, 3)
+    x = np.ones((4, 2), np.float32)
+    np.testing.assert_allclose(ggonnx.Session(model).run(None, {"x": x})[0], np.ones((4, 3)))
