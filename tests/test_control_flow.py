@@ -72,3 +72,19 @@ def test_if_branches_run_in_ggml():
     _check(model, {"c": np.array(False), "x": x})
     np.testing.assert_allclose(sess.run(None, {"c": np.array(False), "x": x})[0], -x)
     assert set(_body_placements(sess)) == {"ggml"}
+
+
+def test_scan_body_runs_in_ggml_with_axes_and_directions():
+    body = helper.make_graph(
+        [helper.make_node("MatMul", ["x_t", "W"], ["m"]), helper.make_node("Add", ["s_in", "m"], ["s_out"]),
+         helper.make_node("Tanh", ["s_out"], ["y_t"])],
+        "body", [_f32("s_in", [3, 4]), _f32("x_t", [3, 4])], [_f32("s_out", [3, 4]), _f32("y_t", [3, 4])])
+    node = helper.make_node("Scan", ["s0", "xs"], ["s_final", "ys"], body=body, num_scan_inputs=1,
+                            scan_input_axes=[1], scan_input_directions=[1], scan_output_axes=[-1])
+    graph = helper.make_graph([node], "g", [_f32("s0", [3, 4]), _f32("xs", [3, 5, 4])],
+                              [_f32("s_final"), _f32("ys")], [numpy_helper.from_array(W, "W")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    feeds = {"s0": RNG.standard_normal((3, 4)).astype(np.float32),
+             "xs": RNG.standard_normal((3, 5, 4)).astype(np.float32)}
+    sess = _check(model, feeds)
+    assert set(_body_placements(sess)) == {"ggml"}

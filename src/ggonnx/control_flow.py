@@ -1,10 +1,10 @@
-"""If and Loop with their bodies planned like any graph.
+"""If, Loop and Scan with their bodies planned like any graph.
 
 The node itself runs on the host (it decides which branch, how many
 iterations), but each body is a nested Session on the parent's ggml engine, so
 its static parts are ggml islands, planned once per input signature. Cases the
 nested sessions cannot express (sequence or optional values, a Loop that runs
-zero times but has scan outputs) go to onnx's reference kernel.
+zero times but has scan outputs, opset-8 Scan) go to onnx's reference kernel.
 """
 from __future__ import annotations
 
@@ -61,7 +61,8 @@ class ControlFlowEvaluator:
         outer = {k: v for k, v in feeds.items() if k not in self.explicit_names}
         tensors = [v for v in list(outer.values()) + values if v is not None]
         if self.tensor_only and all(isinstance(v, np.ndarray) for v in tensors):
-            result = self._if(values, outer) if self.node.op_type == "If" else self._loop(values, outer)
+            run = {"If": self._if, "Loop": self._loop, "Scan": self._scan}[self.node.op_type]
+            result = run(values, outer)
             if result is not None and all(isinstance(r, np.ndarray) for r in result):
                 return result
         if self.reference is None:
@@ -95,3 +96,29 @@ class ControlFlowEvaluator:
         if n_scan and not scans:
             return None  # zero iterations: the scan outputs' element shapes are unknown here
         return carried + [np.stack([s[k] for s in scans]) for k in range(n_scan)]
+
+    def _scan(self, values, outer):
+        if self.node.opset < 9:  # opset 8 had a batch axis and sequence_lens
+            return None
+        attrs = self.node.attrs
+        m = int(attrs["num_scan_inputs"])
+        states, xs = list(values[:len(values) - m]), values[len(values) - m:]
+        in_axes = [a % x.ndim for a, x in zip(attrs.get("scan_input_axes", [0] * m), xs)]
+        in_dirs = attrs.get("scan_input_directions", [0] * m)
+        steps = xs[0].shape[in_axes[0]] if m else 0
+        if steps == 0 or any(x.shape[a] != steps for x, a in zip(xs, in_axes)):
+            return None
+        collected = []
+        for t in range(steps):
+            slices = [np.take(x, steps - 1 - t if d else t, axis=a) for x, a, d in zip(xs, in_axes, in_dirs)]
+            outs = self._body("body", states + slices, outer).run(states + slices, outer)
+            states = list(outs[:len(states)])
+            collected.append(outs[len(states):])
+        k = len(collected[0])
+        out_axes = attrs.get("scan_output_axes", [0] * k)
+        out_dirs = attrs.get("scan_output_directions", [0] * k)
+        scans = []
+        for j in range(k):
+            parts = [c[j] for c in collected][::-1 if out_dirs[j] else 1]
+            scans.append(np.stack(parts, axis=out_axes[j] % (parts[0].ndim + 1)))
+        return states + scans

@@ -135,14 +135,12 @@ def _value_info(name: str, v: Value):
     return helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
 
 
-def _reference_model(node: Node, inputs: list, implicit: list) -> tuple:
+def _host_model(node: Node, inputs: list, implicit: list) -> tuple:
     """A one-node model around ``node`` for onnx's ReferenceEvaluator, and its input names.
 
     Explicit inputs are renamed in0, in1, ...; values the node's subgraphs read
     from the outer scope keep their names.
     """
-    from onnx.reference import ReferenceEvaluator
-
     names = [f"in{i}" if v is not None else "" for i, v in enumerate(inputs)]
     proto = onnx.NodeProto()
     proto.CopyFrom(node.proto)
@@ -155,11 +153,21 @@ def _reference_model(node: Node, inputs: list, implicit: list) -> tuple:
     model = helper.make_model(helper.make_graph([proto], "host", [_value_info(n, v) for n, v in feeds],
                                                 graph_outputs),
                               opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()])
+    return model, [n for n, _ in feeds]
+
+
+def _reference_evaluator(node: Node, model):
+    from onnx.reference import ReferenceEvaluator
     try:
-        evaluator = ReferenceEvaluator(model)
+        return ReferenceEvaluator(model)
     except Exception as exc:
         raise UnsupportedOpError(f"{node.describe()}: no ggml lowering and no host kernel: {exc}") from exc
-    return evaluator, [n for n, _ in feeds]
+
+
+def _reference_model(node: Node, inputs: list, implicit: list) -> tuple:
+    """onnx's reference kernel for ``node`` alone, and the names its inputs are fed under."""
+    model, names = _host_model(node, inputs, implicit)
+    return _reference_evaluator(node, model), names
 
 
 class _Tracer:
@@ -279,13 +287,15 @@ class _Tracer:
 
     def host(self, node: Node, inputs: list, implicit: list) -> list[Value]:
         in_ids = [self.runtime(v) for v in inputs if v is not None] + [self.runtime(v) for v in implicit]
-        evaluator, names = _reference_model(node, inputs, implicit)
         detail = ""
-        if node.op_type in ("If", "Loop") and node.domain == "":
+        if node.op_type in ("If", "Loop", "Scan") and node.domain == "":
+            model, names = _host_model(node, inputs, implicit)
             explicit = [f"in{i}" if v is not None else "" for i, v in enumerate(inputs)]
-            reference = evaluator
-            evaluator = ControlFlowEvaluator(node, explicit, self.graph.opsets, self.engine, lambda: reference)
+            evaluator = ControlFlowEvaluator(node, explicit, self.graph.opsets, self.engine,
+                                             lambda: _reference_evaluator(node, model))
             detail = "control flow; bodies planned as nested ggml sessions"
+        else:
+            evaluator, names = _reference_model(node, inputs, implicit)
         try:
             results = evaluator.run(None, {n: self.env[i] for n, i in zip(names, in_ids)})
         except Exception as exc:
