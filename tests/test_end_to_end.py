@@ -98,3 +98,20 @@ def test_sparse_initializer_and_local_function():
     sess = ggonnx.Session(model)
     np.testing.assert_array_equal(sess.run(None, {"x": x})[0], np.maximum(x + dense, 0))
     assert {p.op_type: p.where for p in sess.placement()} == {"Add": "ggml", "Relu": "ggml"}
+
+
+def test_float16_model_runs_in_ggml():
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(7)
+    w = rng.standard_normal((16, 8)).astype(np.float16)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Relu", ["m"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT16, ["N", 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT16, None)],
+                              [numpy_helper.from_array(w, "w")])
+    sess = ggonnx.Session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    x = rng.standard_normal((4, 16)).astype(np.float16)
+    (y,) = sess.run(None, {"x": x})
+    assert y.dtype == np.float16
+    want = np.maximum(x.astype(np.float32) @ w.astype(np.float32), 0).astype(np.float16)
+    np.testing.assert_allclose(y.astype(np.float32), want.astype(np.float32), rtol=2e-3, atol=2e-3)
+    assert {p.where for p in sess.placement({"x": (4, 16)})} == {"ggml"}

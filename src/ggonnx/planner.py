@@ -69,11 +69,22 @@ class IslandStep:
     in_ids: list
     out_ids: list
     flops: int
+    # ggml computes float32; float16 values cross the island boundary converted (exactly on the
+    # way in, rounded once on the way out)
+    out_dtypes: list = field(default_factory=list)
+
+    @property
+    def converts(self) -> bool:
+        return any(d != np.float32 for d in self.out_dtypes)
 
     def run(self, env: list) -> None:
-        outs = self.plan.run([env[i] for i in self.in_ids])
-        for i, o in zip(self.out_ids, outs):
-            env[i] = o
+        outs = self.plan.run([_as_f32(env[i]) for i in self.in_ids])
+        for i, o, dtype in zip(self.out_ids, outs, self.out_dtypes):
+            env[i] = o if dtype == np.float32 else o.astype(dtype)
+
+
+def _as_f32(a: np.ndarray) -> np.ndarray:
+    return a if a.dtype == np.float32 else a.astype(np.float32)
 
 
 @dataclass
@@ -230,10 +241,10 @@ class _Tracer:
                           tuple(self.env[rid].shape for rid, _ in island.inputs),
                           [v.gt.slot for v in exported], tuple(v.shape for v in exported),
                           n_threads, e.row_names)
-        step = IslandStep(plan, [rid for rid, _ in island.inputs], [], e.flops)
-        outs = plan.run([self.env[i] for i in step.in_ids])
+        step = IslandStep(plan, [rid for rid, _ in island.inputs], [], e.flops, [v.dtype for v in exported])
+        outs = plan.run([_as_f32(self.env[i]) for i in step.in_ids])
         for v, arr in zip(exported, outs):
-            v.rid = self.new_rid(arr)
+            v.rid = self.new_rid(arr if v.dtype == np.float32 else arr.astype(v.dtype))
             step.out_ids.append(v.rid)
         self.steps.append(step)
         self._note_matmul_backends(e, plan)
@@ -278,7 +289,11 @@ class _Tracer:
         except (ValueError, TypeError, IndexError, KeyError) as exc:
             raise ShapeError(f"{node.describe()}: cannot lower with input shapes "
                              f"{[v.shape if v else None for v in inputs]}: {exc}") from exc
-        island.produced.extend(v for v in outs if v.gt is not None and v.island == island.index)
+        produced = [v for v in outs if v.gt is not None and v.island == island.index]
+        if any(v is not None and v.dtype == np.float16 for v in inputs):
+            for v in produced:  # a float16 node: computed in float32, its results are float16
+                v.dtype = np.dtype(np.float16)
+        island.produced.extend(produced)
         where = "ggml" if any(v.gt is not None for v in outs) else "host"
         self.placement.append(NodePlacement(node.name, node.op_type, where,
                                             "" if where == "ggml" else "layout only",
@@ -345,9 +360,9 @@ class _Tracer:
             v = values[info.name]
             sources.append(("env", v.rid) if v.rid is not None else ("const", np.asarray(v.const)))
         plan = CompiledPlan(self.steps, len(self.env), input_ids, sources, self.env_consts, self.placement)
-        if len(self.steps) == 1 and isinstance(self.steps[0], IslandStep):
+        if len(self.steps) == 1 and isinstance(self.steps[0], IslandStep) and not self.steps[0].converts:
             step = self.steps[0]
-            if all(i in input_ids for i in step.in_ids) and all(k == "env" and src in step.out_ids
+            if all(self.env[i].dtype == np.float32 for i in step.in_ids) and all(i in input_ids for i in step.in_ids) and all(k == "env" and src in step.out_ids
                                                                  for k, src in sources):
                 plan.single = step.plan
                 plan.single_in = [input_ids.index(i) for i in step.in_ids]

@@ -98,8 +98,9 @@ class LoweringContext:
         if gt is None:
             if v.rid is None:
                 raise GraphBuildError(f"{self.node.describe()}: value '{v.name}' has no data yet")
-            if v.dtype != np.float32:
-                self.unsupported(f"input '{v.name}' is {v.dtype}; ggml islands compute float32")
+            if v.dtype not in (np.float32, np.float16):
+                self.unsupported(f"input '{v.name}' is {v.dtype}; ggml islands compute float32 "
+                                 f"(float16 converted exactly)")
             gt = self.e.input(v.shape)
             self.island.inputs.append((v.rid, gt.slot))
             self.island.input_gts[v.name] = gt
