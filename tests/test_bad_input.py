@@ -160,3 +160,9 @@ def test_type_mismatch_names_the_node():
                               [helper.make_tensor_value_info("z", TensorProto.FLOAT, [2])])
     with pytest.raises(ModelLoadError, match="bad_add.*int64"):
         ggonnx.Session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+
+
+def test_absurd_thread_counts_are_refused():
+    for threads in (-1, 100_000):
+        with pytest.raises(ValueError, match="threads"):
+            ggonnx.Session(mlp(), threads=threads)

@@ -114,6 +114,8 @@ cdef ggml_tensor * _unary(ggml_context * ctx, int kind, ggml_tensor * a) noexcep
     return NULL
 
 
+MAX_THREADS = 512  # GGML_MAX_N_THREADS: ggml asserts above it
+
 # MUL_MAT placement hints (param 0)
 PLACE_AUTO = 0
 PLACE_CPU = 1
@@ -161,8 +163,8 @@ cdef class Engine:
 
     def __cinit__(self, int n_threads, bint use_blas=True):
         cdef ggml_threadpool_params params
-        if n_threads < 1:
-            raise ValueError(f"threads must be >= 1, got {n_threads}")
+        if n_threads < 1 or n_threads > MAX_THREADS:
+            raise ValueError(f"threads must be between 1 and {MAX_THREADS}, got {n_threads}")
         self.n_threads = n_threads
         self.lock = PyThread_allocate_lock()
         self.cpu = ggml_backend_cpu_init()
