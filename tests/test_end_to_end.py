@@ -115,3 +115,22 @@ def test_float16_model_runs_in_ggml():
     want = np.maximum(x.astype(np.float32) @ w.astype(np.float32), 0).astype(np.float16)
     np.testing.assert_allclose(y.astype(np.float32), want.astype(np.float32), rtol=2e-3, atol=2e-3)
     assert {p.where for p in sess.placement({"x": (4, 16)})} == {"ggml"}
+
+
+def test_data_dependent_shapes_retrace():
+    """NonZero's output shape follows the data: the plan re-traces when it moves."""
+    from onnx import TensorProto, helper, numpy_helper
+    nodes = [helper.make_node("Greater", ["x", "zero"], ["mask"]),
+             helper.make_node("NonZero", ["mask"], ["idx"]),
+             helper.make_node("Cast", ["idx"], ["idx_f"], to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["idx_f", "two"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(np.float32(0), "zero"),
+                               numpy_helper.from_array(np.float32(2), "two")])
+    sess = ggonnx.Session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    for x in ([1, -1, 2, 0, 3, 4], [-1, -1, 5, -1, -1, -1], [1, 1, 1, 1, 1, 1], [1, -1, 2, 0, 3, 4]):
+        x = np.array(x, np.float32)
+        np.testing.assert_array_equal(sess.run(None, {"x": x})[0], 2 * np.nonzero(x > 0)[0][None].astype(np.float32))
+    where = {p.op_type: p.where for p in sess.placement({"x": (6,)})}
+    assert where["NonZero"] == "host" and where["Mul"] == "ggml"
