@@ -2,6 +2,14 @@ import os
 import sys
 import tempfile
 
+from hypothesis import settings
+
+# CI replays the same examples every run (a fixed seed), so a green main stays green; local
+# runs keep exploring new examples.
+settings.register_profile("ci", derandomize=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
+
 sys.path.insert(0, os.path.dirname(__file__))  # tests/models.py and helpers import by name
 # onnx's backend runner writes the light models' test data under ONNX_HOME: keep it out of ~.
 os.environ.setdefault("ONNX_HOME", tempfile.mkdtemp(prefix="ggonnx-onnx-home-"))
