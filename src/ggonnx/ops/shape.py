@@ -191,3 +191,73 @@ def lower_dropout(ctx, node, inputs):
     if len(node.outputs) > 1 and node.outputs[1]:
         outs.append(ctx.const_output(np.ones(x.shape, dtype=bool), 1))
     return outs
+
+
+def _view_slice(ctx, x: Value, starts: list, lengths: list, out_index: int = 0) -> Value:
+    """The sub-block of x beginning at ``starts`` (per ONNX axis) with ``lengths``."""
+    if 0 in lengths:
+        ctx.unsupported("an empty slice")
+    strides = [int(np.prod(x.shape[k + 1:])) for k in range(x.rank)]
+    offset = sum(s * st for s, st in zip(starts, strides))
+    gt = ctx.e.view(ctx.tensor(x), onnx_to_ne(lengths), offset)
+    return ctx.output(gt, tuple(lengths), out_index)
+
+
+@register("Slice", since=10)  # older forms are normalised to this one at import
+def lower_slice(ctx, node, inputs):
+    x = inputs[0]
+    starts = ctx.const_input(inputs[1], "starts")
+    ends = ctx.const_input(inputs[2], "ends")
+    axes = ctx.const_input(inputs[3], "axes") if len(inputs) > 3 and inputs[3] is not None \
+        else np.arange(len(starts))
+    steps = ctx.const_input(inputs[4], "steps") if len(inputs) > 4 and inputs[4] is not None \
+        else np.ones(len(starts), np.int64)
+    if np.any(np.asarray(steps) != 1):
+        ctx.unsupported(f"steps {list(np.asarray(steps))}")
+    begin, lengths = [0] * x.rank, list(x.shape)
+    for s, e_, a in zip(np.asarray(starts).tolist(), np.asarray(ends).tolist(), np.asarray(axes).tolist()):
+        a = a + x.rank if a < 0 else a
+        if not 0 <= a < x.rank:
+            raise ShapeError(f"{node.describe()}: axis {a} out of range for {x.shape}")
+        lo, hi, _ = slice(int(s), int(e_), 1).indices(x.shape[a])
+        begin[a], lengths[a] = lo, max(0, hi - lo)
+    return [_view_slice(ctx, x, begin, lengths)]
+
+
+@register("Split", since=13)  # older forms are normalised to this one at import
+def lower_split(ctx, node, inputs):
+    x = inputs[0]
+    axis = int(ctx.attr("axis", 0))
+    axis = axis + x.rank if axis < 0 else axis
+    if not 0 <= axis < x.rank:
+        raise ShapeError(f"{node.describe()}: axis {ctx.attr('axis')} out of range for {x.shape}")
+    n_out = len(node.outputs)
+    if len(inputs) > 1 and inputs[1] is not None:
+        sizes = [int(v) for v in ctx.const_input(inputs[1], "split")]
+    else:
+        parts = int(ctx.attr("num_outputs", n_out))
+        chunk = -(-x.shape[axis] // parts)
+        sizes = [min(chunk, x.shape[axis] - k * chunk) for k in range(parts)]
+    if sum(sizes) != x.shape[axis] or len(sizes) != n_out:
+        raise ShapeError(f"{node.describe()}: split {sizes} does not divide dim {x.shape[axis]} into {n_out}")
+    outs, start = [], 0
+    for i, size in enumerate(sizes):
+        begin = [0] * x.rank
+        begin[axis] = start
+        lengths = list(x.shape)
+        lengths[axis] = size
+        outs.append(_view_slice(ctx, x, begin, lengths, i))
+        start += size
+    return outs
+
+
+@register("Expand", since=8)
+def lower_expand(ctx, node, inputs):
+    x = inputs[0]
+    target = [int(v) for v in ctx.const_input(inputs[1], "shape")]
+    try:
+        shape = tuple(np.broadcast_shapes(x.shape, tuple(target)))
+    except ValueError:
+        raise ShapeError(f"{node.describe()}: cannot expand {x.shape} to {target}") from None
+    tx = ctx.e.reshape(ctx.tensor(x), onnx_to_ne((1,) * (len(shape) - x.rank) + x.shape))
+    return [ctx.output(ctx.e.repeat(tx, onnx_to_ne(shape)), shape)]
