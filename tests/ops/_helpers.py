@@ -53,6 +53,15 @@ def sum_atol(k: int) -> float:
 PAD_MODES = ["none", "symmetric", "asymmetric", "SAME_UPPER", "SAME_LOWER", "VALID"]
 
 
+def set_pad_attrs(attrs: dict, case: dict) -> dict:
+    """Explicit pads or auto_pad into ``attrs``, as ``case["mode"]`` (one of PAD_MODES) says."""
+    if case["mode"] in ("symmetric", "asymmetric"):
+        attrs["pads"] = case["pads"]
+    elif case["mode"] != "none":
+        attrs["auto_pad"] = case["mode"]
+    return attrs
+
+
 def resolve_pads(mode, pads, in_sizes, kernel, strides, dilations):
     """(begin, end) pads per spatial dim for Conv and pools, from the ONNX spec's auto_pad rules.
 

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ._helpers import (PAD_MODES, assert_close, op_node, randn, resolve_pads, run_graph_shapes, run_op, seeds,
-                       sum_atol)
+                       set_pad_attrs, sum_atol)
 
 
 def conv_reference(x, w, b, strides, begin, end, dilations, group):
@@ -77,11 +77,7 @@ def _conv_attrs(case):
         attrs["dilations"] = case["dilations"]
     if case["explicit_attrs"]:
         attrs["kernel_shape"] = case["kernel"]
-    if case["mode"] in ("symmetric", "asymmetric"):
-        attrs["pads"] = case["pads"]
-    elif case["mode"] != "none":
-        attrs["auto_pad"] = case["mode"]
-    return attrs
+    return set_pad_attrs(attrs, case)
 
 
 def _conv_weights(case, rng):

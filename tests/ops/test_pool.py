@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 import ggonnx
 
-from ._helpers import PAD_MODES, assert_close, given_attrs, randn, resolve_pads, run_op, run_op_placed, seeds, shapes
+from ._helpers import (PAD_MODES, assert_close, given_attrs, randn, resolve_pads, run_op, run_op_placed, seeds,
+                       set_pad_attrs, shapes)
 
 
 def pool_out_size(size, k, s, pb, pe, d, ceil_mode):
@@ -96,11 +97,7 @@ def _pool_attrs(case):
         attrs["strides"] = case["strides"]
     if case["explicit_attrs"] or case["ceil_mode"]:
         attrs["ceil_mode"] = case["ceil_mode"]
-    if case["mode"] in ("symmetric", "asymmetric"):
-        attrs["pads"] = case["pads"]
-    elif case["mode"] != "none":
-        attrs["auto_pad"] = case["mode"]
-    return attrs
+    return set_pad_attrs(attrs, case)
 
 
 def _run_maxpool(case, x):
