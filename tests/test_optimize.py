@@ -48,3 +48,25 @@ def test_constant_subgraphs_fold_at_import():
     assert [n.op_type for n in imported.nodes] == ["MatMul"] and imported.initializers["wt"].shape == (2, 3)
     x = np.ones((4, 2), np.float32)
     np.testing.assert_allclose(ggonnx.Session(model).run(None, {"x": x})[0], np.ones((4, 3)))
+
+
+def test_exact_gelu_pattern_fuses_into_one_ggml_node():
+    from math import erf
+    for half_first in (False, True):
+        consts = [numpy_helper.from_array(np.float32(v), n) for v, n in
+                  ((np.sqrt(2), "sqrt2"), (1.0, "one"), (0.5, "half"))]
+        nodes = [helper.make_node("Div", ["x", "sqrt2"], ["d"]), helper.make_node("Erf", ["d"], ["e"]),
+                 helper.make_node("Add", ["e", "one"], ["a"])]
+        if half_first:
+            nodes += [helper.make_node("Mul", ["x", "half"], ["hx"]), helper.make_node("Mul", ["hx", "a"], ["y"])]
+        else:
+            nodes += [helper.make_node("Mul", ["x", "a"], ["m"]), helper.make_node("Mul", ["m", "half"], ["y"])]
+        graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], consts)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        assert [n.op_type for n in import_model(model).nodes] == ["Gelu"]
+        x = RNG.standard_normal((2, 5)).astype(np.float32)
+        want = 0.5 * x * (1 + np.vectorize(erf)(x / np.sqrt(2)))
+        sess = ggonnx.Session(model)
+        np.testing.assert_allclose(sess.run(None, {"x": x})[0], want, rtol=1e-5, atol=1e-6)
+        assert [p.where for p in sess.placement()] == ["ggml"]

@@ -4,6 +4,8 @@
   weights, Constant nodes, casts and reshapes of weights) become initializers.
 - BatchNormalization after a Conv with constant weights folds into the Conv's
   weights and bias (inference), removing two full passes over the activation.
+- The exact-GELU pattern exporters write, x * 0.5 * (1 + Erf(x / sqrt(2))), becomes
+  one Gelu node (opset 20), which ggml runs; Erf alone has no ggml kernel.
 """
 from __future__ import annotations
 
@@ -109,6 +111,81 @@ def fold_constants(graph: Graph) -> None:
     graph.nodes = kept
 
 
+def _scalar(graph: Graph, name: str):
+    value = graph.initializers.get(name)
+    if value is None or value.size != 1 or value.dtype.kind != "f":
+        return None
+    return float(value.reshape(-1)[0])
+
+
+def _other(node: Node, name: str):
+    """The other input of a binary node that has ``name`` as one input, else None."""
+    if len(node.inputs) == 2 and name in node.inputs:
+        return node.inputs[1] if node.inputs[0] == name else node.inputs[0]
+    return None
+
+
+def fuse_gelu(graph: Graph) -> None:
+    users = _consumers(graph)
+    by_input: dict = {}
+    for n in graph.nodes:
+        for name in n.inputs:
+            by_input.setdefault(name, []).append(n)
+    producer = {o: n for n in graph.nodes for o in n.outputs if o}
+
+    def only_user(name):
+        found = by_input.get(name, [])
+        return found[0] if len(found) == 1 and users.get(name) == 1 else None
+
+    removed, fused = set(), {}
+    for erf in graph.nodes:
+        if erf.op_type != "Erf" or erf.domain or id(erf) in removed:
+            continue
+        scaled = producer.get(erf.inputs[0])
+        if scaled is None or only_user(scaled.outputs[0]) is not erf:
+            continue
+        x = None
+        if scaled.op_type == "Div" and np.isclose(_scalar(graph, scaled.inputs[1]) or 0, np.sqrt(2), rtol=1e-4):
+            x = scaled.inputs[0]
+        elif scaled.op_type == "Mul":
+            for a, b in (scaled.inputs, scaled.inputs[::-1]):
+                if np.isclose(_scalar(graph, b) or 0, 1 / np.sqrt(2), rtol=1e-4):
+                    x = a
+        add = only_user(erf.outputs[0])
+        if x is None or add is None or add.op_type != "Add" or _scalar(graph, _other(add, erf.outputs[0])) != 1.0:
+            continue
+        mul = only_user(add.outputs[0])
+        if mul is None or mul.op_type != "Mul":
+            continue
+        partner = _other(mul, add.outputs[0])
+        half_x = producer.get(partner)
+        chain = [scaled, erf, add, mul]
+        if partner == x:  # x * (1 + erf) * 0.5
+            last = only_user(mul.outputs[0])
+            if last is None or last.op_type != "Mul" or _scalar(graph, _other(last, mul.outputs[0])) != 0.5:
+                continue
+            chain.append(last)
+        elif half_x is not None and half_x.op_type == "Mul" and _other(half_x, x) is not None \
+                and _scalar(graph, _other(half_x, x)) == 0.5 and only_user(partner) is mul:
+            chain.append(half_x)  # (0.5 * x) * (1 + erf)
+            last = mul
+        else:
+            continue
+        gelu_proto = onnx.helper.make_node("Gelu", [x], [last.outputs[0]], name=f"{erf.name}__gelu")
+        fused[id(chain[0])] = Node(gelu_proto.name, "Gelu", "", [x], [last.outputs[0]], {}, 20, gelu_proto)
+        removed.update(id(n) for n in chain)
+    if fused:
+        nodes = []
+        for n in graph.nodes:
+            if id(n) in fused:
+                nodes.append(fused[id(n)])
+            elif id(n) not in removed:
+                nodes.append(n)
+        # the fused node sits where the chain began; its input x comes before, its output after
+        graph.nodes = nodes
+
+
 def optimize(graph: Graph) -> None:
     fold_constants(graph)
     fold_batchnorm_into_conv(graph)
+    fuse_gelu(graph)
