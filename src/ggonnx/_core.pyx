@@ -44,7 +44,7 @@ COL_PARAM = 10  # 8 integer parameters
 N_COLS = 18
 
 cpdef enum Op:
-    INPUT = 1
+    INPUT = 1         # param 0: 0 float32, 1 int32 (row indices)
     WEIGHT = 2
     CONST = 3
     ADD = 10
@@ -64,6 +64,7 @@ cpdef enum Op:
     NORM = 32         # (x - mean) / sqrt(var + eps) along ne0; fparam 0: eps
     SUM_ROWS = 33
     MUL_MAT = 40
+    GET_ROWS = 42     # rows of src0 picked by the int32 vector src1
     CONT = 50
     RESHAPE = 51
     PERMUTE = 52
@@ -277,6 +278,7 @@ cdef class Plan:
     cdef vector[ggml_tensor *] inputs
     cdef vector[ggml_tensor *] outputs
     cdef vector[size_t] input_bytes
+    cdef vector[int] input_int32
     cdef readonly int n_threads
     cdef readonly tuple input_shapes
     cdef readonly tuple output_shapes
@@ -370,6 +372,7 @@ cdef class Plan:
         for s in input_slots:
             self.inputs.push_back(slots[s])
             self.input_bytes.push_back(ggml_nbytes(slots[s]))
+            self.input_int32.push_back(slots[s].type == GGML_TYPE_I32)
 
         self.graph = ggml_new_graph_custom(self.ctx, graph_size, False)
         for s in output_slots:
@@ -416,7 +419,7 @@ cdef class Plan:
         cdef int64_t * ne = &ins[i, COL_NE]
         cdef ggml_tensor * t
         if op == INPUT:
-            t = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3])
+            t = ggml_new_tensor_4d(ctx, GGML_TYPE_I32 if p[0] == 1 else GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3])
             ggml_set_input(t)
             return t
         if op == WEIGHT:
@@ -461,6 +464,10 @@ cdef class Plan:
             return ggml_mean(ctx, a)
         if op == MUL_MAT:
             return ggml_mul_mat(ctx, a, b)
+        if op == GET_ROWS:
+            if b.type != GGML_TYPE_I32:
+                raise GraphBuildError(f"row {i}: GET_ROWS needs int32 row indices")
+            return ggml_get_rows(ctx, a, b)
         if op == CONT:
             return ggml_cont(ctx, a)
         if op == RESHAPE:
@@ -504,8 +511,9 @@ cdef class Plan:
         for k in range(n_in):
             feed = feeds[k]
             arr = feed
-            if cnp.PyArray_TYPE(arr) != cnp.NPY_FLOAT32:
-                raise InvalidInputError(f"input {k}: expected float32, got {feed.dtype}")
+            if cnp.PyArray_TYPE(arr) != (cnp.NPY_INT32 if self.input_int32[k] else cnp.NPY_FLOAT32):
+                raise InvalidInputError(f"input {k}: expected {'int32' if self.input_int32[k] else 'float32'}, "
+                                        f"got {feed.dtype}")
             if feed.shape != self.input_shapes[k]:
                 raise InvalidInputError(f"input {k}: expected shape {self.input_shapes[k]}, got {feed.shape}")
             if not cnp.PyArray_IS_C_CONTIGUOUS(arr):

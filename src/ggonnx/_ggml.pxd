@@ -5,6 +5,7 @@ cdef extern from "ggml.h" nogil:
     ctypedef enum ggml_type:
         GGML_TYPE_F32
         GGML_TYPE_F16
+        GGML_TYPE_I32
 
     ctypedef enum ggml_op_pool:
         GGML_OP_POOL_MAX
@@ -104,6 +105,7 @@ cdef extern from "ggml.h" nogil:
     ggml_tensor * ggml_soft_max(ggml_context * ctx, ggml_tensor * a)
     ggml_tensor * ggml_mean(ggml_context * ctx, ggml_tensor * a)
     ggml_tensor * ggml_mul_mat(ggml_context * ctx, ggml_tensor * a, ggml_tensor * b)
+    ggml_tensor * ggml_get_rows(ggml_context * ctx, ggml_tensor * a, ggml_tensor * b)
     ggml_tensor * ggml_cont(ggml_context * ctx, ggml_tensor * a)
     ggml_tensor * ggml_reshape_4d(ggml_context * ctx, ggml_tensor * a, int64_t ne0, int64_t ne1, int64_t ne2, int64_t ne3)
     ggml_tensor * ggml_permute(ggml_context * ctx, ggml_tensor * a, int axis0, int axis1, int axis2, int axis3)

@@ -126,8 +126,15 @@ class Emitter:
         return ins, fp
 
     # -- leaves -------------------------------------------------------------
-    def input(self, shape) -> GT:
-        return self._emit(Op.INPUT, ne=onnx_to_ne(shape))
+    def input(self, shape, int32: bool = False) -> GT:
+        """A run-time input: float32, or int32 row indices (which only GET_ROWS may read)."""
+        return self._emit(Op.INPUT, ne=onnx_to_ne(shape), params=(1 if int32 else 0,))
+
+    def get_rows(self, table: GT, ids: GT) -> GT:
+        """table [D, V] (ggml order), ids an int32 vector [n] -> [D, n]."""
+        if table.ne[2:] != (1, 1) or ids.ne[1:] != (1, 1, 1):
+            self.fail(f"row gather of {table.ne} by {ids.ne}: only a matrix by a vector")
+        return self._emit(Op.GET_ROWS, (table, ids), (table.ne[0], ids.ne[0], 1, 1))
 
     def weight(self, key: tuple, make_array, shape) -> GT:
         """A session weight; ``make_array()`` builds its float32 array the first time ``key`` is seen."""

@@ -30,7 +30,7 @@ from ggonnx.emitter import Emitter, WeightStore
 from ggonnx.errors import GgonnxError, HostKernelError, ShapeError, UnsupportedOpError
 from ggonnx.ir import Graph, Node
 from ggonnx.ops import lookup
-from ggonnx.ops.context import Island, LoweringContext, Value
+from ggonnx.ops.context import Island, LoweringContext, Value, as_float32
 
 # Islands with less work than this (flops + elements written) run on one thread:
 # waking the pool costs more than it saves.
@@ -69,22 +69,19 @@ class IslandStep:
     in_ids: list
     out_ids: list
     flops: int
-    # ggml computes float32; float16 values cross the island boundary converted (exactly on the
-    # way in, rounded once on the way out)
+    # ggml computes float32: float16 values cross the boundary converted (exactly on the way in,
+    # rounded once on the way out); integer indices enter as checked int32
     out_dtypes: list = field(default_factory=list)
+    in_converters: list = field(default_factory=list)
 
     @property
     def converts(self) -> bool:
-        return any(d != np.float32 for d in self.out_dtypes)
+        return any(d != np.float32 for d in self.out_dtypes) or any(c is not as_float32 for c in self.in_converters)
 
     def run(self, env: list) -> None:
-        outs = self.plan.run([_as_f32(env[i]) for i in self.in_ids])
+        outs = self.plan.run([convert(env[i]) for i, convert in zip(self.in_ids, self.in_converters)])
         for i, o, dtype in zip(self.out_ids, outs, self.out_dtypes):
             env[i] = o if dtype == np.float32 else o.astype(dtype)
-
-
-def _as_f32(a: np.ndarray) -> np.ndarray:
-    return a if a.dtype == np.float32 else a.astype(np.float32)
 
 
 @dataclass
@@ -237,12 +234,13 @@ class _Tracer:
         work = e.flops + int(ins[:, _core.COL_NE:_core.COL_NE + 4].prod(axis=1).sum())
         n_threads = 1 if work < SINGLE_THREAD_WORK else self.engine.n_threads
         self.weights.flush()
-        plan = _core.Plan(self.engine, ins, fp, e.consts, [slot for _, slot in island.inputs],
-                          tuple(self.env[rid].shape for rid, _ in island.inputs),
+        plan = _core.Plan(self.engine, ins, fp, e.consts, [slot for _, slot, _, _ in island.inputs],
+                          tuple(tuple(shape) for _, _, _, shape in island.inputs),
                           [v.gt.slot for v in exported], tuple(v.shape for v in exported),
                           n_threads, e.row_names)
-        step = IslandStep(plan, [rid for rid, _ in island.inputs], [], e.flops, [v.dtype for v in exported])
-        outs = plan.run([_as_f32(self.env[i]) for i in step.in_ids])
+        step = IslandStep(plan, [rid for rid, _, _, _ in island.inputs], [], e.flops, [v.dtype for v in exported],
+                          [convert for _, _, convert, _ in island.inputs])
+        outs = plan.run([convert(self.env[i]) for i, convert in zip(step.in_ids, step.in_converters)])
         for v, arr in zip(exported, outs):
             v.rid = self.new_rid(arr if v.dtype == np.float32 else arr.astype(v.dtype))
             step.out_ids.append(v.rid)

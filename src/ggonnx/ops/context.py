@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ggonnx.emitter import GT, Emitter, onnx_to_ne
-from ggonnx.errors import GraphBuildError, UnsupportedOpError
+from ggonnx.errors import GraphBuildError, InvalidInputError, UnsupportedOpError
 from ggonnx.ir import Node
 
 
@@ -48,13 +48,29 @@ class Value:
         return f"Value({self.name!r}, {self.shape}, {self.dtype}, {where})"
 
 
+def as_float32(a: np.ndarray) -> np.ndarray:
+    """ggml islands compute float32; float16 converts exactly."""
+    return a if a.dtype == np.float32 else a.astype(np.float32)
+
+
+def _index_converter(bound: int, where: str):
+    def convert(a: np.ndarray) -> np.ndarray:
+        flat = np.asarray(a).reshape(-1)
+        if flat.size and (flat.min() < -bound or flat.max() >= bound):
+            raise InvalidInputError(f"{where}: indices must lie in [-{bound}, {bound}), "
+                                    f"got values from {flat.min()} to {flat.max()}")
+        return np.where(flat < 0, flat + bound, flat).astype(np.int32)
+    return convert
+
+
 class Island:
     """One ggml graph being built: its emitter and the runtime values it takes as inputs."""
 
     def __init__(self, index: int, emitter: Emitter):
         self.index = index
         self.e = emitter
-        self.inputs: list[tuple[int, int]] = []   # (runtime id, input slot)
+        # (runtime id, input slot, converter applied to the run-time array, shape after it)
+        self.inputs: list[tuple] = []
         self.input_gts: dict[str, GT] = {}
         self.produced: list[Value] = []
 
@@ -102,8 +118,26 @@ class LoweringContext:
                 self.unsupported(f"input '{v.name}' is {v.dtype}; ggml islands compute float32 "
                                  f"(float16 converted exactly)")
             gt = self.e.input(v.shape)
-            self.island.inputs.append((v.rid, gt.slot))
+            self.island.inputs.append((v.rid, gt.slot, as_float32, v.shape))
             self.island.input_gts[v.name] = gt
+        return gt
+
+    def index_tensor(self, v: Value, bound: int) -> GT:
+        """Run-time integer indices into a dim of size ``bound``, as a flat int32 ggml vector.
+
+        Negative indices count from the end; indices out of range raise before ggml sees them.
+        """
+        if v.dtype.kind not in "iu":
+            self.unsupported(f"indices '{v.name}' of type {v.dtype}")
+        if v.rid is None or 0 in v.shape:
+            self.unsupported(f"indices '{v.name}' are not a non-empty run-time tensor")
+        key = f"{v.name}\0idx{bound}"
+        gt = self.island.input_gts.get(key)
+        if gt is None:
+            n = int(np.prod(v.shape))
+            gt = self.e.input((n,), int32=True)
+            self.island.inputs.append((v.rid, gt.slot, _index_converter(bound, self.node.describe()), (n,)))
+            self.island.input_gts[key] = gt
         return gt
 
     def weight(self, v: Value, layout: str, transform, shape) -> GT:

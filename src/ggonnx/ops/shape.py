@@ -261,3 +261,18 @@ def lower_expand(ctx, node, inputs):
         raise ShapeError(f"{node.describe()}: cannot expand {x.shape} to {target}") from None
     tx = ctx.e.reshape(ctx.tensor(x), onnx_to_ne((1,) * (len(shape) - x.rank) + x.shape))
     return [ctx.output(ctx.e.repeat(tx, onnx_to_ne(shape)), shape)]
+
+
+@register("Gather", since=1)
+def lower_gather(ctx, node, inputs):
+    """Row lookup (embeddings): rank-2 data gathered on axis 0 by run-time indices."""
+    data, idx = inputs
+    axis = int(ctx.attr("axis", 0))
+    if data.rank != 2 or axis not in (0, -2):
+        ctx.unsupported(f"axis {axis} of rank-{data.rank} data (only rows of a matrix)")
+    if idx.rank > 3:
+        ctx.unsupported(f"indices of rank {idx.rank}")
+    e = ctx.e
+    rows = e.get_rows(ctx.tensor(data), ctx.index_tensor(idx, data.shape[0]))
+    shape = idx.shape + (data.shape[1],)
+    return [ctx.output(e.reshape(rows, onnx_to_ne(shape)), shape)]
