@@ -26,6 +26,28 @@ class Node:
     def describe(self) -> str:
         return f"node '{self.name}' ({self.op_type})"
 
+    def rewrite(self, inputs: list | None = None, outputs: list | None = None, drop_attrs=()) -> None:
+        """Change the node's inputs, outputs or attributes, in the IR and in its proto alike
+        (host kernels run the proto)."""
+        import onnx
+
+        proto = onnx.NodeProto()
+        proto.CopyFrom(self.proto)
+        if inputs is not None:
+            self.inputs = list(inputs)
+            del proto.input[:]
+            proto.input.extend(self.inputs)
+        if outputs is not None:
+            self.outputs = list(outputs)
+            del proto.output[:]
+            proto.output.extend(self.outputs)
+        if drop_attrs:
+            self.attrs = {k: v for k, v in self.attrs.items() if k not in drop_attrs}
+            kept = [a for a in proto.attribute if a.name not in drop_attrs]
+            del proto.attribute[:]
+            proto.attribute.extend(kept)
+        self.proto = proto
+
 
 @dataclass
 class TensorInfo:

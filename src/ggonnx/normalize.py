@@ -9,7 +9,6 @@ lowering functions and host kernels see one form.
 from __future__ import annotations
 
 import numpy as np
-import onnx
 
 from ggonnx.ir import Graph, Node
 
@@ -87,14 +86,5 @@ def normalize(graph: Graph) -> None:
             inputs.append(init)
         while inputs and inputs[-1] == "":
             inputs.pop()
-        node.inputs = inputs
-        node.attrs = {k: v for k, v in node.attrs.items() if k not in dropped}
+        node.rewrite(inputs=inputs, drop_attrs=dropped)
         node.opset = new_opset
-        proto = onnx.NodeProto()
-        proto.CopyFrom(node.proto)
-        del proto.input[:]
-        proto.input.extend(inputs)
-        kept = [a for a in proto.attribute if a.name not in dropped]
-        del proto.attribute[:]
-        proto.attribute.extend(kept)
-        node.proto = proto

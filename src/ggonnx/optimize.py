@@ -25,24 +25,6 @@ def _consumers(graph: Graph) -> dict:
     return users
 
 
-def _set_inputs(node: Node, inputs: list) -> None:
-    node.inputs = inputs
-    proto = onnx.NodeProto()
-    proto.CopyFrom(node.proto)
-    del proto.input[:]
-    proto.input.extend(inputs)
-    node.proto = proto
-
-
-def _set_output(node: Node, name: str) -> None:
-    node.outputs = [name]
-    proto = onnx.NodeProto()
-    proto.CopyFrom(node.proto)
-    del proto.output[:]
-    proto.output.append(name)
-    node.proto = proto
-
-
 def fold_batchnorm_into_conv(graph: Graph) -> None:
     inits = graph.initializers
     users = _consumers(graph)
@@ -69,8 +51,7 @@ def fold_batchnorm_into_conv(graph: Graph) -> None:
         w_name, b_name = f"{conv.name}__bn_folded_W", f"{conv.name}__bn_folded_B"
         inits[w_name] = (w * s.reshape((-1,) + (1,) * (w.ndim - 1))).astype(dtype)
         inits[b_name] = ((b - mean) * s + beta).astype(dtype)
-        _set_inputs(conv, [conv.inputs[0], w_name, b_name])
-        _set_output(conv, bn.outputs[0])
+        conv.rewrite(inputs=[conv.inputs[0], w_name, b_name], outputs=[bn.outputs[0]])
         removed.add(id(bn))
     if removed:
         graph.nodes = [n for n in graph.nodes if id(n) not in removed]

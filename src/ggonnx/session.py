@@ -15,7 +15,7 @@ from ggonnx.emitter import WeightStore
 from ggonnx.errors import HostKernelError, InvalidInputError, UnsupportedOpError
 from ggonnx.importer import import_model, load_model
 from ggonnx.ops import lookup
-from ggonnx.planner import CompiledPlan, NodePlacement, ShapeChanged, compile_plan
+from ggonnx.planner import NodePlacement, ShapeChanged, compile_plan
 
 DEFAULT_PLAN_CACHE = 16
 
