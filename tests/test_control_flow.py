@@ -88,3 +88,19 @@ def test_scan_body_runs_in_ggml_with_axes_and_directions():
              "xs": RNG.standard_normal((3, 5, 4)).astype(np.float32)}
     sess = _check(model, feeds)
     assert set(_body_placements(sess)) == {"ggml"}
+
+
+def test_folded_if_reading_a_shape_is_replanned_per_signature():
+    """An If folded at plan time from a shape-derived outer value must not be cached as a weight."""
+    then_g = helper.make_graph([helper.make_node("Identity", ["n_f"], ["t"])], "then", [], [_f32("t", [1])])
+    else_g = helper.make_graph([helper.make_node("Neg", ["n_f"], ["f"])], "else", [], [_f32("f", [1])])
+    nodes = [helper.make_node("Shape", ["x"], ["n"]),
+             helper.make_node("Cast", ["n"], ["n_f"], to=TensorProto.FLOAT),
+             helper.make_node("If", ["cond"], ["k"], then_branch=then_g, else_branch=else_g),
+             helper.make_node("Add", ["x", "k"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [_f32("x", ["N"])], [_f32("y")],
+                              [numpy_helper.from_array(np.array(True), "cond")])
+    sess = ggonnx.Session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    for n in (2, 3, 2):
+        x = np.arange(n, dtype=np.float32)
+        np.testing.assert_array_equal(sess.run(None, {"x": x})[0], x + n)

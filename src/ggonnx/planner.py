@@ -264,7 +264,8 @@ class _Tracer:
             results = evaluator.run(None, {n: v.const for n, v in zip(names, known)})
         except Exception as exc:
             raise HostKernelError(f"{node.describe()}: constant folding failed: {exc}") from exc
-        static = all(v.static for v in inputs if v is not None)
+        # static only when every input, outer-scope ones included, is the same for all signatures
+        static = all(v.static for v in known)
         self.placement.append(NodePlacement(node.name, node.op_type, "host", "folded at plan time"))
         return [Value.constant(name, r, static) for name, r in zip([o for o in node.outputs if o], results)]
 
