@@ -132,10 +132,6 @@ class CompiledPlan:
             step.run(env)
         return [env[src] if kind == "env" else src.copy() for kind, src in self.output_sources]
 
-    @property
-    def flops_in_ggml(self) -> int:
-        return sum(s.flops for s in self.steps if isinstance(s, IslandStep))
-
 
 def _value_info(name: str, v: Value):
     if v.dtype == object and v.const is None and not v.shape:  # sequences, maps, optionals: type left open
@@ -359,13 +355,13 @@ class _Tracer:
             v = values[info.name]
             sources.append(("env", v.rid) if v.rid is not None else ("const", np.asarray(v.const)))
         plan = CompiledPlan(self.steps, len(self.env), input_ids, sources, self.env_consts, self.placement)
-        if len(self.steps) == 1 and isinstance(self.steps[0], IslandStep) and not self.steps[0].converts:
-            step = self.steps[0]
-            if all(self.env[i].dtype == np.float32 for i in step.in_ids) and all(i in input_ids for i in step.in_ids) and all(k == "env" and src in step.out_ids
-                                                                 for k, src in sources):
-                plan.single = step.plan
-                plan.single_in = [input_ids.index(i) for i in step.in_ids]
-                plan.single_out = [step.out_ids.index(src) for _, src in sources]
+        step = self.steps[0] if len(self.steps) == 1 else None
+        if (isinstance(step, IslandStep) and not step.converts
+                and all(i in input_ids and self.env[i].dtype == np.float32 for i in step.in_ids)
+                and all(kind == "env" and src in step.out_ids for kind, src in sources)):
+            plan.single = step.plan
+            plan.single_in = [input_ids.index(i) for i in step.in_ids]
+            plan.single_out = [step.out_ids.index(src) for _, src in sources]
         outputs = [self.env[src] if kind == "env" else src.copy() for kind, src in sources]
         return plan, outputs
 
