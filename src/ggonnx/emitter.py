@@ -275,6 +275,9 @@ class Emitter:
         for k in range(4):
             if ne[k] > a.ne[k]:
                 self.fail(f"view {ne} larger than source {a.ne}")
+        last = offset_elems + sum((n - 1) * st for n, st in zip(ne, (1, a.ne[0], nb2 // 4, nb3 // 4)))
+        if offset_elems < 0 or last >= int(np.prod(a.ne)):  # ggml asserts the view stays inside
+            self.fail(f"view {ne} at offset {offset_elems} reaches past source {a.ne}")
         v = self._emit(Op.VIEW, (a,), tuple(ne), params=(nb1, nb2, nb3, offset_elems * 4))
         return self.cont(v)
 
