@@ -19,6 +19,13 @@ import ggonnx
 from harness import OtherLoad, compare
 from models import CASES
 
+try:  # torchvision networks, when torch and torchvision are installed
+    import torch, torchvision  # noqa: F401
+    import vision
+    CASES = {**CASES, **vision.CASES}
+except ImportError:
+    pass
+
 MATMUL_OPS = ("MatMul", "Gemm", "Conv")
 FULL = dict(blocks=10, warmup=3, budget_s=3.0, min_per_block=2)
 QUICK = dict(blocks=2, warmup=1, budget_s=0.25, min_per_block=2)
@@ -41,7 +48,7 @@ def placement_summary(placement) -> str:
     counts = Counter()
     for p in placement:
         if p.op_type in MATMUL_OPS:
-            where = p.detail.removeprefix("matmul on ") if p.detail else p.where
+            where = p.detail.split("matmul on ")[-1] if "matmul on " in p.detail else p.where
             counts[f"{p.op_type}: {where}"] += 1
     return "; ".join(k if n == 1 else f"{k} ×{n}" for k, n in counts.items()) or "–"
 

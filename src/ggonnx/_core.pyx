@@ -40,8 +40,9 @@ COL_OP = 0
 COL_OUT = 1
 COL_SRC = 2     # 4 source slots, -1 when unused
 COL_NE = 6      # expected ggml ne[0..3] of the result
-COL_PARAM = 10  # 8 integer parameters
-N_COLS = 18
+COL_PARAM = 10  # N_PARAMS integer parameters
+N_PARAMS = 12
+N_COLS = COL_PARAM + N_PARAMS
 
 cpdef enum Op:
     INPUT = 1         # param 0: 0 float32, 1 int32 (row indices)
@@ -75,6 +76,11 @@ cpdef enum Op:
     POOL_MAX = 62
     POOL_AVG = 63
     PAD = 64
+    # channels-last (NHWC: ggml ne [C, W, H, N]) kernels; params as in kernels.h
+    IM2COL_NHWC = 65       # src0 [C, W, H, N] -> [Kp, OW, OH, N]
+    POOL_NHWC = 66
+    GLOBAL_POOL_NHWC = 67
+    CONV_DW_NHWC = 68      # src0 kernel [C, 1, KW, KH], src1 [C, W, H, N]; params: s0 s1 p0 p1 d0 d1
 
 cpdef enum Unary:
     EXP = 0
@@ -286,6 +292,7 @@ cdef class Plan:
     cdef readonly int n_nodes
     cdef readonly int n_splits
     cdef readonly size_t compute_bytes
+    cdef object instructions  # custom ops read their parameters from its rows
 
     def __cinit__(self, Engine engine, cnp.ndarray instructions, cnp.ndarray fparams, list consts,
                   list input_slots, tuple input_shapes, list output_slots, tuple output_shapes,
@@ -295,6 +302,7 @@ cdef class Plan:
         self.input_shapes = input_shapes
         self.output_shapes = output_shapes
         self.matmul_backends = []
+        self.instructions = instructions
         self._build(instructions, fparams, consts, input_slots, output_slots, row_names)
 
     def __dealloc__(self):
@@ -490,6 +498,22 @@ cdef class Plan:
         if op == POOL_MAX or op == POOL_AVG:
             return ggml_pool_2d(ctx, a, GGML_OP_POOL_MAX if op == POOL_MAX else GGML_OP_POOL_AVG,
                                 <int> p[0], <int> p[1], <int> p[2], <int> p[3], <float> p[4], <float> p[5])
+        if op == IM2COL_NHWC:
+            return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], &a, 1, ggonnx_im2col_nhwc,
+                                  GGML_N_TASKS_MAX, p)
+        if op == POOL_NHWC:
+            return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], &a, 1, ggonnx_pool_nhwc,
+                                  GGML_N_TASKS_MAX, p)
+        if op == GLOBAL_POOL_NHWC:
+            return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], &a, 1, ggonnx_global_pool_nhwc,
+                                  GGML_N_TASKS_MAX, p)
+        if op == CONV_DW_NHWC:
+            # ggml's channels-contiguous depthwise path (16-lane SIMD over channels) takes CWHN
+            # views: the kernel [C, 1, KW, KH] seen as [KW, KH, 1, C], the input as [W, H, C, N];
+            # its result has the same strides, seen again as [C, OW, OH, N].
+            t = ggml_conv_2d_dw_direct(ctx, ggml_permute(ctx, a, 3, 2, 0, 1), ggml_permute(ctx, b, 2, 0, 1, 3),
+                                       <int> p[0], <int> p[1], <int> p[2], <int> p[3], <int> p[4], <int> p[5])
+            return ggml_permute(ctx, t, 1, 2, 0, 3)
         if op == PAD:
             return ggml_pad_ext(ctx, a, <int> p[0], <int> p[1], <int> p[2], <int> p[3],
                                 <int> p[4], <int> p[5], <int> p[6], <int> p[7])

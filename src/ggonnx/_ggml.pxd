@@ -121,6 +121,12 @@ cdef extern from "ggml.h" nogil:
     ggml_tensor * ggml_pad_ext(ggml_context * ctx, ggml_tensor * a, int lp0, int rp0, int lp1, int rp1,
                                int lp2, int rp2, int lp3, int rp3)
 
+    ctypedef void (*ggml_custom_op_t)(ggml_tensor * dst, int ith, int nth, void * userdata)
+    int GGML_N_TASKS_MAX
+    ggml_tensor * ggml_custom_4d(ggml_context * ctx, ggml_type type, int64_t ne0, int64_t ne1, int64_t ne2,
+                                 int64_t ne3, ggml_tensor ** args, int n_args, ggml_custom_op_t fun, int n_tasks,
+                                 void * userdata)
+
     ggml_threadpool_params ggml_threadpool_params_default(int n_threads)
 
 cdef extern from "ggml-backend.h" nogil:
@@ -219,3 +225,9 @@ cdef extern from *:
     """
     ggml_backend_t ggml_backend_blas_init() nogil
     void ggml_backend_blas_set_n_threads(ggml_backend_t backend, int n_threads) nogil
+
+
+cdef extern from "kernels.h" nogil:
+    void ggonnx_im2col_nhwc(ggml_tensor * dst, int ith, int nth, void * params)
+    void ggonnx_pool_nhwc(ggml_tensor * dst, int ith, int nth, void * params)
+    void ggonnx_global_pool_nhwc(ggml_tensor * dst, int ith, int nth, void * params)

@@ -102,7 +102,7 @@ class Emitter:
         slot = self.n_slots
         self.n_slots += 1
         src = [s.slot for s in srcs] + [-1] * (4 - len(srcs))
-        row = [int(op), slot, *src, *ne, *[int(p) for p in params], *([0] * (8 - len(params)))]
+        row = [int(op), slot, *src, *ne, *[int(p) for p in params], *([0] * (_core.N_PARAMS - len(params)))]
         if len(row) != N_COLS:
             raise GraphBuildError(f"{self.where}: malformed instruction {row}")
         self.rows.append(row)
@@ -321,3 +321,48 @@ class Emitter:
         if ow <= 0 or oh <= 0:
             self.fail(f"pooling output would be empty (input {a.ne}, kernel {k})")
         return self._emit(op, (a,), (ow, oh, a.ne[2], a.ne[3]), params=(k[0], k[1], s[0], s[1], p[0], p[1]))
+
+    # -- channels-last (NHWC, ne [C, W, H, N]) kernels ----------------------------------
+    @staticmethod
+    def _conv_out(size, k, s, pb, pe, d):
+        return (size + pb + pe - d * (k - 1) - 1) // s + 1
+
+    def im2col_nhwc(self, data: GT, k, s, pb, pe, d, k_align: int = SGEMM_K_MULTIPLE) -> GT:
+        """Patches [Kp, OW, OH, N] of data [C, W, H, N]; k, s, d, pads (begin pb, end pe) as (w, h).
+        Rows are (ky, kx, c) with c fastest, zero-padded to Kp, a multiple of ``k_align``."""
+        c = data.ne[0]
+        ow = self._conv_out(data.ne[1], k[0], s[0], pb[0], pe[0], d[0])
+        oh = self._conv_out(data.ne[2], k[1], s[1], pb[1], pe[1], d[1])
+        if ow <= 0 or oh <= 0:
+            self.fail(f"conv output would be empty (input {data.ne}, kernel {k})")
+        kdim = c * k[0] * k[1]
+        kp = -(-kdim // k_align) * k_align
+        return self._emit(Op.IM2COL_NHWC, (data,), (kp, ow, oh, data.ne[3]),
+                          params=(k[0], k[1], s[0], s[1], pb[0], pb[1], d[0], d[1]))
+
+    def conv_dw_nhwc(self, kernel: GT, data: GT, s, p, d) -> GT:
+        """Depthwise conv: kernel [C, 1, KW, KH], data [C, W, H, N] -> [C, OW, OH, N]; symmetric pads p."""
+        c, kw, kh = kernel.ne[0], kernel.ne[2], kernel.ne[3]
+        if kernel.ne[1] != 1 or c != data.ne[0]:
+            self.fail(f"depthwise kernel {kernel.ne} does not match input {data.ne}")
+        if c < 2 or data.ne[1] < 2:  # ggml tells the channels-last layout by its strides
+            self.fail(f"channels-last depthwise conv needs C > 1 and W > 1, got {data.ne}")
+        ow = self._conv_out(data.ne[1], kw, s[0], p[0], p[0], d[0])
+        oh = self._conv_out(data.ne[2], kh, s[1], p[1], p[1], d[1])
+        if ow <= 0 or oh <= 0:
+            self.fail(f"conv output would be empty (input {data.ne}, kernel {kernel.ne})")
+        self.flops += 2 * kw * kh * ow * oh * c * data.ne[3]
+        return self._emit(Op.CONV_DW_NHWC, (kernel, data), (c, ow, oh, data.ne[3]),
+                          params=(s[0], s[1], p[0], p[1], d[0], d[1]))
+
+    def pool_nhwc(self, data: GT, out_wh, k, s, pb, pe, d, mode: int) -> GT:
+        """Pooling of data [C, W, H, N] to [C, OW, OH, N]; mode 0 max, 1 average of the taps in the
+        input, 2 average counting the explicit pads (pb, pe) too."""
+        if min(out_wh) <= 0:
+            self.fail(f"pooling output would be empty (input {data.ne}, kernel {k})")
+        return self._emit(Op.POOL_NHWC, (data,), (data.ne[0], out_wh[0], out_wh[1], data.ne[3]),
+                          params=(k[0], k[1], s[0], s[1], pb[0], pb[1], d[0], d[1], mode, pe[0], pe[1]))
+
+    def global_pool_nhwc(self, data: GT, mode: int) -> GT:
+        """Max (mode 0) or average (1) over W and H: [C, W, H, N] -> [C, 1, 1, N]."""
+        return self._emit(Op.GLOBAL_POOL_NHWC, (data,), (data.ne[0], 1, 1, data.ne[3]), params=(mode,))

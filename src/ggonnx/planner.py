@@ -226,13 +226,14 @@ class _Tracer:
         if not exported:
             return
         e = island.e
+        out_slots = [island.plain(v).slot for v in exported]  # island outputs leave in the plain layout
         ins, fp = e.instructions()
         work = e.flops + int(ins[:, _core.COL_NE:_core.COL_NE + 4].prod(axis=1).sum())
         n_threads = 1 if work < SINGLE_THREAD_WORK else self.engine.n_threads
         self.weights.flush()
         plan = _core.Plan(self.engine, ins, fp, e.consts, [slot for _, slot, _, _ in island.inputs],
                           tuple(tuple(shape) for _, _, _, shape in island.inputs),
-                          [v.gt.slot for v in exported], tuple(v.shape for v in exported),
+                          out_slots, tuple(v.shape for v in exported),
                           n_threads, e.row_names)
         step = IslandStep(plan, [rid for rid, _, _, _ in island.inputs], [], e.flops, [v.dtype for v in exported],
                           [convert for _, _, convert, _ in island.inputs])
@@ -250,7 +251,7 @@ class _Tracer:
             by_node.setdefault(name, set()).add(backend)
         for p, node in zip(self.placement, self.graph.nodes):
             if node.describe() in by_node:
-                p.detail = "matmul on " + ",".join(sorted(by_node[node.describe()]))
+                p.detail = "; ".join(filter(None, [p.detail, "matmul on " + ",".join(sorted(by_node[node.describe()]))]))
 
     # -- nodes ------------------------------------------------------------------------
     def fold(self, node: Node, inputs: list, implicit: list) -> list[Value]:
@@ -290,8 +291,8 @@ class _Tracer:
                 v.dtype = np.dtype(np.float16)
         island.produced.extend(produced)
         where = "ggml" if any(v.gt is not None for v in outs) else "host"
-        self.placement.append(NodePlacement(node.name, node.op_type, where,
-                                            "" if where == "ggml" else "layout only",
+        detail = "layout only" if where == "host" else "channels-last" if any(v.layout for v in produced) else ""
+        self.placement.append(NodePlacement(node.name, node.op_type, where, detail,
                                             estimate_flops(node, inputs, outs) if where == "ggml" else 0))
         return outs
 

@@ -8,18 +8,32 @@ from ggonnx.errors import GraphBuildError, InvalidInputError, UnsupportedOpError
 from ggonnx.ir import Node
 
 
+# Layouts of a 4-D value's ggml tensor. PLAIN: row-major ONNX (NCHW: ne [W, H, C, N]).
+# NHWC: channels-last, ne [C, W, H, N]: convolutions, pools and the elementwise ops between
+# them run on it (channels contiguous: GEMMs with the weight as src0, SIMD over channels),
+# and any other lowering gets the plain form through ``LoweringContext.tensor``.
+PLAIN = None
+NHWC = "nhwc"
+
+
+def nhwc_ne(shape) -> tuple:
+    n, c, h, w = shape
+    return (c, w, h, n)
+
+
 class Value:
     """One ONNX value during planning: its concrete shape and dtype, and where it lives.
 
     ``const`` is set when the value is known at plan time (initializers,
     Constant nodes, folded shape arithmetic); ``gt`` while it is a tensor of
-    ggml island ``island``; ``rid`` once it is a runtime numpy array (a graph
-    input, a host node's output, or an island output) in the plan's environment.
+    ggml island ``island``, stored in ``layout``; ``rid`` once it is a runtime numpy
+    array (a graph input, a host node's output, or an island output) in the plan's
+    environment, always plain.
     """
-    __slots__ = ("name", "shape", "dtype", "gt", "island", "const", "static", "rid")
+    __slots__ = ("name", "shape", "dtype", "gt", "island", "const", "static", "rid", "layout")
 
     def __init__(self, name: str, shape: tuple, dtype=np.float32, gt: GT | None = None, island: int | None = None,
-                 const: np.ndarray | None = None, static: bool = False, rid: int | None = None):
+                 const: np.ndarray | None = None, static: bool = False, rid: int | None = None, layout=PLAIN):
         self.name = name
         self.shape = tuple(int(d) for d in shape)
         self.dtype = np.dtype(dtype)
@@ -30,6 +44,7 @@ class Value:
         # may be stored once per session; folded values can depend on input shapes.
         self.static = static
         self.rid = rid
+        self.layout = layout
 
     @classmethod
     def constant(cls, name: str, array, static: bool) -> "Value":
@@ -37,7 +52,8 @@ class Value:
         return cls(name, array.shape, array.dtype, const=array, static=static)
 
     def alias(self, name: str) -> "Value":
-        return Value(name, self.shape, self.dtype, self.gt, self.island, self.const, self.static, self.rid)
+        return Value(name, self.shape, self.dtype, self.gt, self.island, self.const, self.static, self.rid,
+                     self.layout)
 
     @property
     def rank(self) -> int:
@@ -84,6 +100,21 @@ class Island:
         del self.inputs[n_inputs:]
         self.input_gts = input_gts
 
+    def plain(self, v: Value) -> GT:
+        """``v``'s tensor of this island in the plain layout, converted once if it is NHWC."""
+        if v.layout == PLAIN:
+            return v.gt
+        key = f"{v.name}\0plain"
+        gt = self.input_gts.get(key)
+        if gt is None:
+            n, c, h, w = v.shape
+            if h == w == 1:  # the same memory in both layouts
+                gt = self.e.reshape(v.gt, (1, 1, c, n))
+            else:
+                gt = self.e.permute(v.gt, (2, 0, 1, 3))
+            self.input_gts[key] = gt
+        return gt
+
 
 class LoweringContext:
     def __init__(self):
@@ -102,10 +133,13 @@ class LoweringContext:
         raise UnsupportedOpError(f"{self.node.describe()}: {what}")
 
     # -- values ----------------------------------------------------------------
+    def in_island(self, v: Value) -> bool:
+        return v.gt is not None and v.island == self.island.index
+
     def tensor(self, v: Value) -> GT:
-        """The value as a tensor of the current ggml island."""
-        if v.gt is not None and v.island == self.island.index:
-            return v.gt
+        """The value as a tensor of the current ggml island, in the plain layout."""
+        if self.in_island(v):
+            return self.island.plain(v)
         if 0 in v.shape:  # ggml has no empty tensors: empty data runs on the host
             self.unsupported(f"value '{v.name}' is empty {v.shape}")
         if v.const is not None:
@@ -121,6 +155,34 @@ class LoweringContext:
             self.island.inputs.append((v.rid, gt.slot, as_float32, v.shape))
             self.island.input_gts[v.name] = gt
         return gt
+
+    def tensor_as_is(self, v: Value) -> tuple:
+        """(tensor, layout) for layout-agnostic ops (elementwise): an NHWC value stays NHWC."""
+        if self.in_island(v) and v.layout == NHWC:
+            return v.gt, NHWC
+        return self.tensor(v), PLAIN
+
+    def tensor_nhwc(self, v: Value) -> GT:
+        """A 4-D value as an NHWC tensor [C, W, H, N] of the current island (converted once)."""
+        if self.in_island(v) and v.layout == NHWC:
+            return v.gt
+        if v.rank != 4:
+            raise GraphBuildError(f"{self.node.describe()}: value '{v.name}' {v.shape} is not 4-D")
+        key = f"{v.name}\0nhwc"
+        gt = self.island.input_gts.get(key)
+        if gt is None:
+            n, c, h, w = v.shape
+            if v.const is not None:
+                gt = self.weight(v, "nhwc", lambda a: a.transpose(0, 2, 3, 1), (n, h, w, c))
+            elif h == w == 1:
+                gt = self.e.reshape(self.tensor(v), (c, 1, 1, n))
+            else:
+                gt = self.e.permute(self.tensor(v), (1, 2, 0, 3))
+            self.island.input_gts[key] = gt
+        return gt
+
+    def is_nhwc(self, v: Value | None) -> bool:
+        return v is not None and self.in_island(v) and v.layout == NHWC
 
     def index_tensor(self, v: Value, bound: int) -> GT:
         """Run-time integer indices into a dim of size ``bound``, as a flat int32 ggml vector.
@@ -162,13 +224,15 @@ class LoweringContext:
             self.unsupported(f"input '{what}' must be a constant known when the plan is built")
         return v.const
 
-    def output(self, gt: GT, shape, index: int = 0) -> Value:
+    def output(self, gt: GT, shape, index: int = 0, layout=PLAIN) -> Value:
         shape = tuple(int(d) for d in shape)
-        if onnx_to_ne(shape) != gt.ne:
-            raise GraphBuildError(f"{self.node.describe()}: lowering produced ggml shape {gt.ne} for ONNX shape {shape}")
+        expected = nhwc_ne(shape) if layout == NHWC else onnx_to_ne(shape)
+        if expected != gt.ne:
+            raise GraphBuildError(f"{self.node.describe()}: lowering produced ggml shape {gt.ne} for ONNX shape "
+                                  f"{shape} ({layout or 'plain'} layout)")
         if 0 in shape:
             self.unsupported(f"empty result {shape}")
-        return Value(self.node.outputs[index], shape, np.float32, gt=gt, island=self.island.index)
+        return Value(self.node.outputs[index], shape, np.float32, gt=gt, island=self.island.index, layout=layout)
 
     def const_output(self, array: np.ndarray, index: int = 0) -> Value:
         return Value.constant(self.node.outputs[index], array, static=False)

@@ -6,7 +6,7 @@ import numpy as np
 from ggonnx.emitter import Op
 from ggonnx._core import Unary
 from ggonnx.errors import ShapeError
-from ggonnx.ops.context import Value
+from ggonnx.ops.context import NHWC, Value
 from ggonnx.ops.registry import register
 
 
@@ -17,11 +17,32 @@ def _broadcast_shape(ctx, a, b) -> tuple:
         raise ShapeError(f"{ctx.node.describe()}: input shapes {a.shape} and {b.shape} do not broadcast") from None
 
 
+def _nhwc_operand(ctx, v: Value):
+    """``v`` as a channels-last operand of a 4-D result, or None where that needs a copy of a
+    value that is not 4-D."""
+    if ctx.is_nhwc(v):
+        return v.gt
+    n, c, h, w = full = (1,) * (4 - v.rank) + v.shape
+    if h == w == 1:  # per-channel or scalar: the same memory in both layouts
+        return ctx.e.reshape(ctx.tensor(v), (c, 1, 1, n))
+    if v.const is not None:
+        return ctx.weight(v, "nhwc", lambda a: a.reshape(full).transpose(0, 2, 3, 1), (n, h, w, c))
+    return ctx.tensor_nhwc(v) if v.rank == 4 else None
+
+
+def binary_value(ctx, op, a: Value, b: Value, shape) -> Value:
+    """a (op) b with numpy broadcasting; channels-last when a 4-D operand already is."""
+    if len(shape) == 4 and (ctx.is_nhwc(a) or ctx.is_nhwc(b)):
+        ta, tb = _nhwc_operand(ctx, a), _nhwc_operand(ctx, b)
+        if ta is not None and tb is not None:
+            return ctx.output(ctx.e.binary(op, ta, tb), shape, layout=NHWC)
+    return ctx.output(ctx.e.binary(op, ctx.tensor(a), ctx.tensor(b)), shape)
+
+
 def _binary(op):
     def lower(ctx, node, inputs):
         a, b = inputs
-        shape = _broadcast_shape(ctx, a, b)
-        return [ctx.output(ctx.e.binary(op, ctx.tensor(a), ctx.tensor(b)), shape)]
+        return [binary_value(ctx, op, a, b, _broadcast_shape(ctx, a, b))]
     return lower
 
 
@@ -30,10 +51,12 @@ for _name, _op in (("Add", Op.ADD), ("Sub", Op.SUB), ("Mul", Op.MUL), ("Div", Op
 
 
 def _shape_preserving(emit):
-    """A one-input op whose ggml form is ``emit(emitter, tensor)``."""
+    """A one-input op whose ggml form is ``emit(emitter, tensor)``; elementwise, so it keeps
+    the input's layout."""
     def lower(ctx, node, inputs):
         x = inputs[0]
-        return [ctx.output(emit(ctx.e, ctx.tensor(x)), x.shape)]
+        t, layout = ctx.tensor_as_is(x)
+        return [ctx.output(emit(ctx.e, t), x.shape, layout=layout)]
     return lower
 
 
@@ -78,9 +101,8 @@ def lower_leaky_relu(ctx, node, inputs):
 
 @register("HardSigmoid", since=6)
 def lower_hard_sigmoid(ctx, node, inputs):
-    x = inputs[0]
-    y = ctx.e.scale_bias(ctx.tensor(x), float(ctx.attr("alpha", 0.2)), float(ctx.attr("beta", 0.5)))
-    return [ctx.output(ctx.e.clamp(y, 0.0, 1.0), x.shape)]
+    alpha, beta = float(ctx.attr("alpha", 0.2)), float(ctx.attr("beta", 0.5))
+    return _shape_preserving(lambda e, t: e.clamp(e.scale_bias(t, alpha, beta), 0.0, 1.0))(ctx, node, inputs)
 
 
 @register("Clip", since=11)  # older forms are normalised to this one at import
@@ -91,8 +113,7 @@ def lower_clip(ctx, node, inputs):
     big = float(np.finfo(np.float32).max)
     lo, hi = max(lo, -big), min(hi, big)
     # min(max(x, lo), hi): with lo > hi every element is hi
-    y = ctx.e.clamp(ctx.tensor(x), min(lo, hi), hi)
-    return [ctx.output(y, x.shape)]
+    return _shape_preserving(lambda e, t: e.clamp(t, min(lo, hi), hi))(ctx, node, inputs)
 
 
 @register("Pow", since=7)
@@ -127,9 +148,9 @@ def lower_prelu(ctx, node, inputs):
 @register("Sum", since=6)
 def lower_sum(ctx, node, inputs):
     xs = [v for v in inputs if v is not None]
-    shape = xs[0].shape
-    acc = ctx.tensor(xs[0])
+    if len(xs) == 1:
+        return _shape_preserving(lambda e, t: t)(ctx, node, xs)
+    acc = xs[0]
     for v in xs[1:]:
-        shape = _broadcast_shape(ctx, Value(v.name, shape), v)
-        acc = ctx.e.binary(Op.ADD, acc, ctx.tensor(v))
-    return [ctx.output(acc, shape)]
+        acc = binary_value(ctx, Op.ADD, acc, v, _broadcast_shape(ctx, acc, v))
+    return [acc.alias(node.outputs[0])]

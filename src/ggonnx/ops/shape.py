@@ -5,7 +5,7 @@ import numpy as np
 
 from ggonnx.emitter import onnx_to_ne
 from ggonnx.errors import ShapeError
-from ggonnx.ops.context import Value
+from ggonnx.ops.context import NHWC, Value
 from ggonnx.ops.registry import register
 
 
@@ -104,6 +104,11 @@ def lower_concat(ctx, node, inputs):
     xs = [v for v in xs if v.shape[axis] > 0] or xs[:1]
     shape = list(xs[0].shape)
     shape[axis] = sum(v.shape[axis] for v in xs)
+    if rank == 4 and axis == 1 and any(ctx.is_nhwc(v) for v in xs):  # channels: ggml dim 0 of NHWC
+        acc = ctx.tensor_nhwc(xs[0])
+        for v in xs[1:]:
+            acc = ctx.e.concat(acc, ctx.tensor_nhwc(v), 0)
+        return [ctx.output(acc, shape, layout=NHWC)]
     acc = ctx.tensor(xs[0])
     for v in xs[1:]:
         acc = ctx.e.concat(acc, ctx.tensor(v), rank - 1 - axis)

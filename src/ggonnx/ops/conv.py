@@ -1,0 +1,185 @@
+"""Convolution: Conv (1-D and 2-D), on channels-last data where it can."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ggonnx.emitter import SGEMM_K_MULTIPLE, Op
+from ggonnx.errors import ShapeError
+from ggonnx.ops.context import NHWC
+from ggonnx.ops.matmul import choose_placement
+from ggonnx.ops.registry import register
+from ggonnx.ops.shape import reshape_value
+
+
+def spatial_pads(ctx, in_hw, kernel, strides, dilations):
+    """(begin, end) pads per spatial dim from pads/auto_pad, ONNX order (H, W)."""
+    n = len(in_hw)
+    auto_pad = ctx.attr("auto_pad", "NOTSET")
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        begin, end = [], []
+        for i in range(n):
+            out = math.ceil(in_hw[i] / strides[i])
+            total = max(0, (out - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - in_hw[i])
+            small, big = total // 2, total - total // 2
+            begin.append(small if auto_pad == "SAME_UPPER" else big)
+            end.append(big if auto_pad == "SAME_UPPER" else small)
+        return begin, end
+    if auto_pad == "VALID":
+        return [0] * n, [0] * n
+    if auto_pad != "NOTSET":
+        ctx.unsupported(f"auto_pad={auto_pad!r}")
+    pads = list(ctx.attr("pads", [0] * (2 * n)))
+    if len(pads) != 2 * n or any(p < 0 for p in pads):
+        raise ShapeError(f"{ctx.node.describe()}: pads {pads} invalid for {n} spatial dims")
+    return pads[:n], pads[n:]
+
+
+def as_2d(ctx, x, what):
+    """NCW inputs run as NCHW with H=1; returns the value and whether it was 1-D."""
+    if x.rank == 3:
+        return reshape_value(ctx, x, x.shape[:2] + (1,) + x.shape[2:]), True
+    if x.rank != 4:
+        ctx.unsupported(f"{what} on rank-{x.rank} input {x.shape} (1-D and 2-D only)")
+    return x, False
+
+
+def _pad_to_symmetric(ctx, gt, begin, end):
+    """ggml convs and pools pad symmetrically: pad asymmetric cases explicitly (zeros)."""
+    if begin == end:
+        return gt, (begin[1], begin[0])
+    gt = ctx.e.pad(gt, (begin[1], end[1], begin[0], end[0], 0, 0, 0, 0))
+    return gt, (0, 0)
+
+
+def _check_bias(node, b, oc: int) -> None:
+    if b.shape != (oc,):
+        raise ShapeError(f"{node.describe()}: bias {b.shape} does not match {oc} output channels")
+
+
+def _round_up(x: int, m: int) -> int:
+    return -(-x // m) * m
+
+
+def _conv_nhwc(ctx, x, w, group, strides, dil, begin, end):
+    """A 2-D conv with a constant weight on channels-last data, or None where this path does not
+    apply (grouped convs other than depthwise). Dense convs: one GEMM with the weight as src0
+    ([Kp, OC]: K = KH*KW*C aligned for ggml's sgemm, OC a multiple of 4) over patches gathered by
+    our im2col kernel (1x1 stride-1 convs read the activation as it is); depthwise convs run on
+    ggml's channels-contiguous SIMD path. Returns the result [OC, OW, OH, N]."""
+    n, c, h, wd = x.shape
+    oc, cg, kh, kw = w.shape
+    e = ctx.e
+    k, s, d = (kw, kh), (strides[1], strides[0]), (dil[1], dil[0])
+    pb, pe = (begin[1], begin[0]), (end[1], end[0])
+    if group == c == oc and cg == 1:
+        if pb != pe or c < 2 or wd < 2:  # ggml pads symmetrically; it tells the layout by strides
+            return None
+        kern = ctx.weight(w, "dw_nhwc", lambda a: a.reshape(c, kh * kw).T.reshape(kh, kw, 1, c), (kh, kw, 1, c))
+        return e.conv_dw_nhwc(kern, ctx.tensor_nhwc(x), s, pb, d)
+    if group != 1:
+        return None
+    kdim = c * kh * kw
+    kp, ocp = _round_up(kdim, SGEMM_K_MULTIPLE), _round_up(oc, 4)
+    wt = ctx.weight(w, f"nhwc_gemm{kp}x{ocp}", lambda a: np.pad(
+        a.transpose(0, 2, 3, 1).reshape(oc, kdim), ((0, ocp - oc), (0, kp - kdim))), (ocp, kp))
+    xt = ctx.tensor_nhwc(x)
+    if k == (1, 1) and s == (1, 1) and not any(pb + pe) and kp == c:
+        cols, ow, oh = xt, wd, h
+    else:
+        cols = e.im2col_nhwc(xt, k, s, pb, pe, d)
+        ow, oh = cols.ne[1], cols.ne[2]
+    pixels = ow * oh * n
+    y = e.mul_mat(wt, e.reshape(cols, (kp, pixels)), choose_placement(ocp, pixels, kp))   # [OCp, pixels]
+    if ocp != oc:
+        y = e.view(y, (oc, pixels, 1, 1), 0)
+    return e.reshape(y, (oc, ow, oh, n))
+
+
+@register("Conv", since=1)
+def lower_conv(ctx, node, inputs):
+    x, w = inputs[0], inputs[1]
+    b = inputs[2] if len(inputs) > 2 else None
+    x, one_d = as_2d(ctx, x, "Conv")
+    if w.rank != x.rank - (1 if one_d else 0) or w.rank not in (3, 4):
+        raise ShapeError(f"{node.describe()}: weight {w.shape} does not match input {x.shape}")
+    if one_d:
+        w = reshape_value(ctx, w, w.shape[:2] + (1,) + w.shape[2:])
+    n, c, h, wd = x.shape
+    oc, cg, kh, kw = w.shape
+    group = int(ctx.attr("group", 1))
+    strides = list(ctx.attr("strides", [1] * (2 - one_d)))
+    dil = list(ctx.attr("dilations", [1] * (2 - one_d)))
+    if one_d:
+        strides, dil = [1] + strides, [1] + dil
+    kshape = ctx.attr("kernel_shape")
+    if kshape is not None and list(kshape) != ([kw] if one_d else [kh, kw]):
+        raise ShapeError(f"{node.describe()}: kernel_shape {kshape} does not match weight {w.shape}")
+    if group < 1 or c % group or oc % group or cg != c // group:
+        raise ShapeError(f"{node.describe()}: input {x.shape}, weight {w.shape} and group={group} disagree")
+    begin, end = spatial_pads(ctx, (h, wd)[one_d:], (kh, kw)[one_d:], strides[one_d:], dil[one_d:])
+    if one_d:
+        begin, end = [0] + begin, [0] + end
+    e = ctx.e
+    if not one_d and w.const is not None:
+        y = _conv_nhwc(ctx, x, w, group, strides, dil, begin, end)
+        if y is not None:
+            if b is not None:
+                _check_bias(node, b, oc)
+                y = e.binary(Op.ADD, y, ctx.tensor(b))   # [OC] rows, added per pixel
+            return [ctx.output(y, (n, oc, y.ne[2], y.ne[1]), layout=NHWC)]
+    xt, pad = _pad_to_symmetric(ctx, ctx.tensor(x), begin, end)
+    s, d = (strides[1], strides[0]), (dil[1], dil[0])
+
+    if group == c and oc == c and cg == 1:
+        y = e.conv_depthwise(ctx.tensor(w), xt, s, pad, d)
+    else:
+        outs = []
+        wt = ctx.tensor(w)
+        for g in range(group):
+            xg, wg = xt, wt
+            if group > 1:
+                xg = e.view(xt, (xt.ne[0], xt.ne[1], cg, xt.ne[3]), g * cg * xt.ne[0] * xt.ne[1])
+                wg = e.view(wt, (kw, kh, cg, oc // group), g * (oc // group) * cg * kh * kw)
+            outs.append(_conv_im2col(ctx, wg, xg, s, pad, d))
+        y = outs[0]
+        for o in outs[1:]:
+            y = e.concat(y, o, 2)
+    if b is not None:
+        _check_bias(node, b, oc)
+        if b.const is not None:
+            bt = channel_rows(ctx, b, y.ne[0])
+        else:
+            bt = e.reshape(ctx.tensor(b), (1, 1, oc, 1))
+        y = e.binary(Op.ADD, y, bt)
+    shape = (n, oc, y.ne[1], y.ne[0])
+    out = ctx.output(y, shape)
+    if one_d:
+        out = reshape_value(ctx, out, (n, oc, y.ne[0]))
+    return [out]
+
+
+def channel_rows(ctx, v, width: int):
+    """Per-channel constant [C] stored as [C, 1, width]: ggml adds or multiplies whole rows when
+    the second operand's row is as long as the first's, and falls back to a slow per-element
+    loop for a [C, 1, 1] operand."""
+    c = int(np.prod(v.shape))
+    return ctx.weight(v, f"rows{width}", lambda a: np.ascontiguousarray(
+        np.broadcast_to(a.reshape(c, 1, 1), (c, 1, width))), (c, 1, width))
+
+
+def _conv_im2col(ctx, wt, xt, s, p, d):
+    """Convolution as im2col + one matmul: [W, H, C, N] * [KW, KH, C, OC] -> [OW, OH, OC, N]."""
+    e = ctx.e
+    cols = e.im2col(wt, xt, s, p, d)                      # [C*KH*KW, OW, OH, N]
+    kdim, ow, oh, n = cols.ne
+    oc = wt.ne[3]
+    cols2 = e.reshape(cols, (kdim, ow * oh * n))
+    w2 = e.reshape(wt, (kdim, oc))
+    y = e.mul_mat(cols2, w2, choose_placement(oc, ow * oh * n, kdim))   # [OW*OH*N, OC]
+    if n == 1:
+        return e.reshape(y, (ow, oh, oc, 1))
+    return e.permute(e.reshape(y, (ow, oh, n, oc)), (0, 1, 3, 2))
+
+

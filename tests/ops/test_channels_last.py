@@ -1,0 +1,154 @@
+"""Channels-last (NHWC) regions: a Conv's output stays channels-last through the ops after it
+(activations, pools, residual Adds, squeeze-excite Muls, Concat, BatchNormalization, global
+pools) and leaves the island in the plain layout. Each drawn block is checked against
+onnxruntime, and every node must run in ggml."""
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from onnx import helper
+
+import ggonnx
+from ggonnx.errors import GgonnxError
+
+from ._helpers import THREADS, make_model, randn, seeds
+
+TAILS = ["Relu", "Clip6", "HardSwish", "SiLU", "HardSigmoid", "LeakyRelu", "MaxPool", "AveragePool",
+         "GlobalAveragePool", "GlobalMaxPool", "Residual", "SqueezeExcite", "Concat", "BatchNorm",
+         "AddConst", "MulPlainInput"]
+
+
+@st.composite
+def blocks(draw):
+    kind = draw(st.sampled_from(["dense", "depthwise", "pointwise"]))
+    c = draw(st.integers(2, 20))
+    oc = c if kind == "depthwise" else draw(st.integers(1, 20))
+    k = 1 if kind == "pointwise" else draw(st.integers(1, 3))
+    s = draw(st.integers(1, 2))
+    d = draw(st.integers(1, 2)) if k > 1 else 1
+    symmetric = kind == "depthwise" or draw(st.booleans())
+    pb = [draw(st.integers(0, k - 1 if k > 1 else 0)) for _ in range(2)]
+    pe = pb if symmetric else [draw(st.integers(0, k - 1 if k > 1 else 0)) for _ in range(2)]
+    h, w = (draw(st.integers((k - 1) * d + 2, 11)) for _ in range(2))
+    tails = draw(st.lists(st.sampled_from(TAILS), min_size=1, max_size=3).filter(
+        lambda t: sum(x in ("MaxPool", "AveragePool") for x in t) <= 1 and not any(
+            x in ("MaxPool", "AveragePool") and any(y.startswith("Global") for y in t[:i]) for i, x in enumerate(t))))
+    pool = dict(k=draw(st.integers(1, 3)), s=draw(st.integers(1, 2)), ceil=draw(st.integers(0, 1)),
+                pad=draw(st.integers(0, 1)), count_pad=draw(st.integers(0, 1)), dil=draw(st.integers(1, 2)))
+    return dict(kind=kind, n=draw(st.integers(1, 2)), c=c, oc=oc, k=k, s=s, d=d, pads=pb + pe, h=h, w=w,
+                tails=tails, pool=pool, bias=draw(st.booleans()))
+
+
+def _graph(case, rng):
+    """Nodes, initializers and the input of one drawn block."""
+    nodes, consts = [], {}
+    counter = iter(range(1000))
+
+    def name(prefix):
+        return f"{prefix}{next(counter)}"
+
+    def const(arr):
+        n = name("c")
+        consts[n] = np.asarray(arr, dtype=np.float32)
+        return n
+
+    def node(op, inputs, **attrs):
+        out = name("t")
+        nodes.append(helper.make_node(op, inputs, [out], **attrs))
+        return out
+
+    c, oc, k = case["c"], case["oc"], case["k"]
+    group = c if case["kind"] == "depthwise" else 1
+    w = randn(rng, (oc, c // group, k, k), scale=1 / np.sqrt(c * k * k / group))
+    conv_in = [ "x", const(w)] + ([const(randn(rng, (oc,), 0.1))] if case["bias"] else [])
+    y = node("Conv", conv_in, kernel_shape=[k, k], strides=[case["s"]] * 2, dilations=[case["d"]] * 2,
+             pads=case["pads"], group=group)
+    shape_c = oc
+    for tail in case["tails"]:
+        p = case["pool"]
+        if tail == "Relu":
+            y = node("Relu", [y])
+        elif tail == "Clip6":
+            y = node("Clip", [y, const(0.0), const(6.0)])
+        elif tail == "HardSwish":
+            y = node("HardSwish", [y])
+        elif tail == "HardSigmoid":
+            y = node("HardSigmoid", [y], alpha=0.3, beta=0.4)
+        elif tail == "LeakyRelu":
+            y = node("LeakyRelu", [y], alpha=0.1)
+        elif tail == "SiLU":
+            y = node("Mul", [y, node("Sigmoid", [y])])
+        elif tail in ("MaxPool", "AveragePool"):
+            attrs = dict(kernel_shape=[p["k"]] * 2, strides=[p["s"]] * 2, ceil_mode=p["ceil"],
+                         pads=[min(p["pad"], p["k"] - 1)] * 4)
+            if tail == "MaxPool":
+                attrs["dilations"] = [p["dil"]] * 2
+            else:
+                attrs["count_include_pad"] = p["count_pad"]
+            y = node(tail, [y], **attrs)
+        elif tail in ("GlobalAveragePool", "GlobalMaxPool"):
+            y = node(tail, [y])
+        elif tail == "Residual":
+            y = node("Add", [y, node("Relu", [y])])
+        elif tail == "SqueezeExcite":
+            gate = node("Sigmoid", [node("GlobalAveragePool", [y])])
+            y = node("Mul", [y, gate])
+        elif tail == "Concat":
+            other = node("Conv", [y, const(randn(rng, (3, shape_c, 1, 1)))])
+            y = node("Concat", [y, other], axis=1)
+            shape_c += 3
+        elif tail == "BatchNorm":
+            y = node("BatchNormalization", [y, const(rng.uniform(0.5, 2, shape_c)), const(randn(rng, (shape_c,))),
+                                            const(randn(rng, (shape_c,))), const(rng.uniform(0.5, 2, shape_c))])
+        elif tail == "AddConst":
+            y = node("Add", [y, const(randn(rng, (shape_c, 1, 1)))])
+        elif tail == "MulPlainInput":  # a plain-layout value of the same shape meets a channels-last one
+            y = node("Mul", [y, node("Tanh", [y])])
+    return nodes, consts, y
+
+
+@settings(max_examples=60, deadline=None)
+@given(blocks(), seeds)
+def test_block_matches_onnxruntime(case, seed):
+    p, pads = case["pool"], case["pads"]
+    conv_out = [(size + pads[i] + pads[i + 2] - case["d"] * (case["k"] - 1) - 1) // case["s"] + 1
+                for i, size in enumerate((case["h"], case["w"]))]
+    # a pool window wider than its padded input: onnxruntime and the ONNX spec disagree on the
+    # output size (C truncation vs floor), which is not a channels-last question
+    assume(min(conv_out) + 2 * min(p["pad"], p["k"] - 1) >= (p["k"] - 1) * p["dil"] + 1)
+    rng = np.random.default_rng(seed)
+    nodes, consts, out = _graph(case, rng)
+    x = randn(rng, (case["n"], case["c"], case["h"], case["w"]))
+    model = make_model(nodes, {"x": x}, consts, outputs=[out], opset=17)
+    try:
+        want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+            None, {"x": x})[0]
+    except Exception:  # a pool that leaves no output: onnxruntime refuses, and so must we
+        with pytest.raises(GgonnxError):
+            ggonnx.Session(model, threads=THREADS).run(None, {"x": x})
+        return
+    sess = ggonnx.Session(model, threads=THREADS)
+    got = sess.run(None, {"x": x})[0]
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(want).max())))
+    assert all(p.where == "ggml" for p in sess.placement())  # BatchNormalization may fold into the Conv
+
+
+def test_resnet_style_block_stays_channels_last():
+    """Conv-Relu-Conv + residual, pool: every node computes on channels-last data."""
+    rng = np.random.default_rng(0)
+    x = randn(rng, (1, 16, 12, 12))
+    w1, w2 = randn(rng, (16, 16, 3, 3), 0.1), randn(rng, (16, 16, 3, 3), 0.1)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["a"], ["b"]),
+             helper.make_node("Conv", ["b", "w2"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Add", ["c", "a"], ["d"]),
+             helper.make_node("MaxPool", ["d"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])]
+    model = make_model(nodes, {"x": x}, {"w1": w1, "w2": w2}, outputs=["y"])
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    sess = ggonnx.Session(model, threads=THREADS)
+    np.testing.assert_allclose(sess.run(None, {"x": x})[0], want, rtol=1e-4, atol=1e-4)
+    assert all(p.detail.startswith("channels-last") for p in sess.placement())
