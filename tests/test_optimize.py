@@ -70,3 +70,32 @@ def test_exact_gelu_pattern_fuses_into_one_ggml_node():
         sess = ggonnx.Session(model)
         np.testing.assert_allclose(sess.run(None, {"x": x})[0], want, rtol=1e-5, atol=1e-6)
         assert [p.where for p in sess.placement()] == ["ggml"]
+
+
+def _sigmoid_mul_model(mul_inputs, extra_outputs=()):
+    nodes = [helper.make_node("Sigmoid", ["x"], ["s"]), helper.make_node("Mul", mul_inputs, ["y"])]
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 3, 4, 5]) for n in ("x", "z")]
+    outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("y",) + tuple(extra_outputs)]
+    return helper.make_model(helper.make_graph(nodes, "g", inputs, outputs),
+                             opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_silu_pattern_fuses_into_swish():
+    x, z = (RNG.standard_normal((2, 3, 4, 5)).astype(np.float32) for _ in range(2))
+    for mul_inputs in (["x", "s"], ["s", "x"]):
+        model = _sigmoid_mul_model(mul_inputs)
+        assert [n.op_type for n in import_model(model).nodes] == ["Swish"]
+        sess = ggonnx.Session(model)
+        np.testing.assert_allclose(sess.run(None, {"x": x, "z": z})[0], x / (1 + np.exp(-x)), rtol=1e-5, atol=1e-6)
+        assert [p.where for p in sess.placement()] == ["ggml"]
+
+
+def test_silu_lookalikes_are_left_alone():
+    # the gate of another tensor, and a sigmoid that is also a graph output
+    for model in (_sigmoid_mul_model(["z", "s"]), _sigmoid_mul_model(["x", "s"], extra_outputs=("s",))):
+        assert [n.op_type for n in import_model(model).nodes] == ["Sigmoid", "Mul"]
+        x, z = (RNG.standard_normal((2, 3, 4, 5)).astype(np.float32) for _ in range(2))
+        want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+            None, {"x": x, "z": z})
+        for got, ref in zip(ggonnx.Session(model).run(None, {"x": x, "z": z}), want):
+            np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)

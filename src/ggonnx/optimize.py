@@ -6,6 +6,7 @@
   weights and bias (inference), removing two full passes over the activation.
 - The exact-GELU pattern exporters write, x * 0.5 * (1 + Erf(x / sqrt(2))), becomes
   one Gelu node (opset 20), which ggml runs; Erf alone has no ggml kernel.
+- x * Sigmoid(x) becomes one Swish node (opset 24), ggml's vectorized silu.
 """
 from __future__ import annotations
 
@@ -166,7 +167,29 @@ def fuse_gelu(graph: Graph) -> None:
         graph.nodes = nodes
 
 
+def fuse_swish(graph: Graph) -> None:
+    """x * Sigmoid(x) (SiLU, as exporters write it) becomes one Swish node (opset 24): one
+    vectorized ggml pass instead of ggml's scalar sigmoid and a multiply."""
+    users = _consumers(graph)
+    sigmoid_of = {n.outputs[0]: n for n in graph.nodes
+                  if n.op_type == "Sigmoid" and not n.domain and users.get(n.outputs[0]) == 1}
+    replaced, removed = {}, set()
+    for mul in graph.nodes:
+        if mul.op_type != "Mul" or mul.domain or len(mul.inputs) != 2:
+            continue
+        for gate, x in (mul.inputs, mul.inputs[::-1]):
+            sig = sigmoid_of.get(gate)
+            if sig is not None and sig.inputs[0] == x and id(sig) not in removed:
+                proto = onnx.helper.make_node("Swish", [x], [mul.outputs[0]], name=f"{mul.name}__swish")
+                replaced[id(mul)] = Node(proto.name, "Swish", "", [x], [mul.outputs[0]], {}, 24, proto)
+                removed.add(id(sig))
+                break
+    if replaced:  # the Swish sits where the Mul was: x is computed before it, its users after
+        graph.nodes = [replaced.get(id(n), n) for n in graph.nodes if id(n) not in removed]
+
+
 def optimize(graph: Graph) -> None:
     fold_constants(graph)
     fold_batchnorm_into_conv(graph)
     fuse_gelu(graph)
+    fuse_swish(graph)

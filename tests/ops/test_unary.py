@@ -105,6 +105,18 @@ def test_gelu(shape, approximate, scale, seed):
 
 
 @settings(max_examples=40, deadline=None)
+@given(shape=shapes(0, 4), alpha=st.none() | st.just(1.0) | floats32(0.1, 3.0) | floats32(-3.0, -0.1),
+       scale=SCALES, seed=seeds)
+def test_swish(shape, alpha, scale, seed):
+    x = sample(np.random.default_rng(seed), shape, scale)
+    got, where = _run_activation("Swish", x, 24, alpha=alpha)
+    x64 = x.astype(np.float64)
+    a = 1.0 if alpha is None else alpha
+    assert_close(got, x64 / (1 + np.exp(-a * x64)))
+    assert where == "ggml"
+
+
+@settings(max_examples=40, deadline=None)
 @given(shape=shapes(0, 4), alpha=ALPHAS, scale=SCALES, seed=seeds)
 def test_leaky_relu(shape, alpha, scale, seed):
     x = sample(np.random.default_rng(seed), shape, scale)

@@ -93,6 +93,18 @@ def lower_gelu(ctx, node, inputs):
     return _ggml_function(Unary.GELU_ERF)(ctx, node, inputs)
 
 
+@register("Swish", since=24)
+def lower_swish(ctx, node, inputs):
+    """x * sigmoid(alpha * x) = silu(alpha * x) / alpha."""
+    alpha = float(ctx.attr("alpha", 1.0))
+    if alpha == 1.0:
+        return _ggml_function(Unary.SILU)(ctx, node, inputs)
+    if alpha == 0.0:
+        ctx.unsupported("alpha=0")
+    return _shape_preserving(lambda e, t: e.scale_bias(e.unary_kind(Unary.SILU, e.scale_bias(t, alpha)), 1 / alpha))(
+        ctx, node, inputs)
+
+
 @register("LeakyRelu", since=6)
 def lower_leaky_relu(ctx, node, inputs):
     slope = float(ctx.attr("alpha", 0.01))
