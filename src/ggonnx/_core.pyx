@@ -81,6 +81,7 @@ cpdef enum Op:
     POOL_NHWC = 66
     GLOBAL_POOL_NHWC = 67
     CONV_DW_NHWC = 68      # src0 kernel [C, 1, KW, KH], src1 [C, W, H, N]; params: s0 s1 p0 p1 d0 d1
+    GEMM_PACKED = 69       # src0 X [K, P], src1 packed W, src2 bias [OC] or -1 -> [OC, P]
 
 cpdef enum Unary:
     EXP = 0
@@ -127,6 +128,9 @@ MAX_THREADS = 512  # GGML_MAX_N_THREADS: ggml asserts above it
 PLACE_AUTO = 0
 PLACE_CPU = 1
 PLACE_BLAS = 2
+
+
+GEMM_PANEL = GGONNX_GEMM_PANEL  # output channels per panel of a packed GEMM weight
 
 
 def ggml_version_string():
@@ -324,6 +328,7 @@ cdef class Plan:
         cdef int op, k
         cdef ggml_tensor * a
         cdef ggml_tensor * b
+        cdef ggml_tensor * c
         cdef ggml_tensor * r
         cdef vector[ggml_tensor *] slots
         cdef vector[ggml_tensor *] const_tensors
@@ -363,7 +368,12 @@ cdef class Plan:
                 b = slots[ins[i, COL_SRC + 1]]
                 if b == NULL:
                     raise GraphBuildError(f"row {i} ({row_names[i]}): source slot {ins[i, COL_SRC + 1]} is undefined")
-            r = self._build_one(op, a, b, ins, fp, i, const_tensors)
+            c = NULL
+            if ins[i, COL_SRC + 2] >= 0:
+                c = slots[ins[i, COL_SRC + 2]]
+                if c == NULL:
+                    raise GraphBuildError(f"row {i} ({row_names[i]}): source slot {ins[i, COL_SRC + 2]} is undefined")
+            r = self._build_one(op, a, b, c, ins, fp, i, const_tensors)
             if r == NULL:
                 raise GraphBuildError(f"row {i} ({row_names[i]}): op code {op} could not be built")
             for k in range(4):
@@ -420,12 +430,13 @@ cdef class Plan:
             if self.inputs[k].data == NULL:
                 self.input_bytes[k] = 0  # input not used by any output: nothing to copy
 
-    cdef ggml_tensor * _build_one(self, int op, ggml_tensor * a, ggml_tensor * b, int64_t[:, ::1] ins,
+    cdef ggml_tensor * _build_one(self, int op, ggml_tensor * a, ggml_tensor * b, ggml_tensor * c, int64_t[:, ::1] ins,
                                   double[:, ::1] fp, Py_ssize_t i, vector[ggml_tensor *] & const_tensors) except? NULL:
         cdef ggml_context * ctx = self.ctx
         cdef int64_t * p = &ins[i, COL_PARAM]
         cdef int64_t * ne = &ins[i, COL_NE]
         cdef ggml_tensor * t
+        cdef ggml_tensor * args[3]
         if op == INPUT:
             t = ggml_new_tensor_4d(ctx, GGML_TYPE_I32 if p[0] == 1 else GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3])
             ggml_set_input(t)
@@ -507,6 +518,10 @@ cdef class Plan:
         if op == GLOBAL_POOL_NHWC:
             return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], &a, 1, ggonnx_global_pool_nhwc,
                                   GGML_N_TASKS_MAX, p)
+        if op == GEMM_PACKED:
+            args[0], args[1], args[2] = a, b, c
+            return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], args, 3 if c != NULL else 2,
+                                  ggonnx_gemm_packed, GGML_N_TASKS_MAX, p)
         if op == CONV_DW_NHWC:
             # ggml's channels-contiguous depthwise path (16-lane SIMD over channels) takes CWHN
             # views: the kernel [C, 1, KW, KH] seen as [KW, KH, 1, C], the input as [W, H, C, N];

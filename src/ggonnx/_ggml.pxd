@@ -231,3 +231,5 @@ cdef extern from "kernels.h" nogil:
     void ggonnx_im2col_nhwc(ggml_tensor * dst, int ith, int nth, void * params)
     void ggonnx_pool_nhwc(ggml_tensor * dst, int ith, int nth, void * params)
     void ggonnx_global_pool_nhwc(ggml_tensor * dst, int ith, int nth, void * params)
+    void ggonnx_gemm_packed(ggml_tensor * dst, int ith, int nth, void * params)
+    int GGONNX_GEMM_PANEL

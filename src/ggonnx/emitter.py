@@ -366,3 +366,27 @@ class Emitter:
     def global_pool_nhwc(self, data: GT, mode: int) -> GT:
         """Max (mode 0) or average (1) over W and H: [C, W, H, N] -> [C, 1, 1, N]."""
         return self._emit(Op.GLOBAL_POOL_NHWC, (data,), (data.ne[0], 1, 1, data.ne[3]), params=(mode,))
+
+    def gemm_packed(self, x: GT, w_packed: GT, bias: GT | None, oc: int) -> GT:
+        """x [K, P] times a packed weight [OC, K] (+ bias [OC rounded up to a panel]) -> [OC, P]."""
+        k, p = x.ne[0], x.ne[1]
+        panels = -(-oc // _core.GEMM_PANEL)
+        if x.ne[2:] != (1, 1) or w_packed.ne != (panels * _core.GEMM_PANEL * k, 1, 1, 1):
+            self.fail(f"packed GEMM of {x.ne} by a weight {w_packed.ne} for {oc} outputs")
+        if bias is not None and bias.ne != (panels * _core.GEMM_PANEL, 1, 1, 1):
+            self.fail(f"packed GEMM bias {bias.ne} for {oc} outputs")
+        self.flops += 2 * k * oc * p
+        srcs = (x, w_packed) + ((bias,) if bias is not None else ())
+        return self._emit(Op.GEMM_PACKED, srcs, (oc, p, 1, 1), params=(0, 0, 0))
+
+    def fuse_clamp(self, y: GT, lo: float, hi: float) -> bool:
+        """Fold max(lo, min(hi, .)) into the packed GEMM that produced ``y``, if it did and has no
+        epilogue yet; the caller makes sure nothing else reads y unclamped."""
+        row = self.rows[y.slot] if y.slot < len(self.rows) and self.rows[y.slot][1] == y.slot else None
+        while row is not None and row[0] == int(Op.RESHAPE):  # a view of the GEMM's output
+            row = self.rows[row[_core.COL_SRC]]
+        if row is None or row[0] != int(Op.GEMM_PACKED) or row[_core.COL_PARAM] != 0:
+            return False
+        bits = np.array([lo, hi], dtype=np.float32).view(np.uint32)
+        row[_core.COL_PARAM:_core.COL_PARAM + 3] = [1, int(bits[0]), int(bits[1])]
+        return True

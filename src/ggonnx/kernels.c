@@ -2,6 +2,11 @@
  * Inner loops run over contiguous channels, which the compiler vectorizes. */
 #include "kernels.h"
 
+/* acc += w * x must become one FMA: ISO C mode (-std=c11) turns GCC's contraction off. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("fp-contract=fast")
+#endif
+
 #include <float.h>
 #include <string.h>
 
@@ -144,5 +149,140 @@ void ggonnx_global_pool_nhwc(struct ggml_tensor * dst, int ith, int nth, void * 
                 o[ci] *= scale;
             }
         }
+    }
+}
+
+/* ---- packed GEMM ------------------------------------------------------------------------ */
+
+typedef float v16 __attribute__((vector_size(64), aligned(4)));
+typedef int32_t vi16 __attribute__((vector_size(64), aligned(4)));
+
+#define SPLAT(s) ((v16){ s, s, s, s, s, s, s, s, s, s, s, s, s, s, s, s })
+
+/* where(mask, a, b) for a lane mask from a vector comparison (C has no vector ?:) */
+static inline v16 select16(vi16 mask, v16 a, v16 b) {
+    return (v16) (((vi16) a & mask) | ((vi16) b & ~mask));
+}
+#define PANEL GGONNX_GEMM_PANEL
+#define NR 12   /* pixels per micro-tile */
+
+struct epilogue {
+    const float * bias;   /* NULL: none */
+    int act;
+    float lo, hi;
+};
+
+static inline v16 finish(v16 acc, const struct epilogue * ep, int64_t o0) {
+    if (ep->bias) {
+        v16 b;
+        memcpy(&b, ep->bias + o0, sizeof(b));
+        acc += b;
+    }
+    if (ep->act == 1) {
+        const v16 lo = SPLAT(ep->lo), hi = SPLAT(ep->hi);
+        acc = select16(acc < lo, lo, acc);
+        acc = select16(acc > hi, hi, acc);
+    }
+    return acc;
+}
+
+/* Store the first n floats of v (n <= 16). */
+static inline void store_n(float * dst, v16 v, int64_t n) {
+    if (n == 16) {
+        memcpy(dst, &v, sizeof(v));
+    } else {
+        float tmp[16];
+        memcpy(tmp, &v, sizeof(v));
+        memcpy(dst, tmp, n * sizeof(float));
+    }
+}
+
+/* One micro-tile: MV vectors (16 OC each) x NP pixels, over the whole depth K.
+ * w: packed panels starting at output channel o0; x: NP pixel rows with stride ldx. */
+#define DEFINE_TILE(MV, NP)                                                                        \
+static void tile_##MV##_##NP(const float * w, int64_t k, const float * x, int64_t ldx,             \
+                             float * y, int64_t ldy, int64_t o0, int64_t oc,                      \
+                             const struct epilogue * ep) {                                        \
+    v16 acc[MV][NP];                                                                               \
+    for (int m = 0; m < MV; ++m)                                                                   \
+        for (int p = 0; p < NP; ++p) acc[m][p] = (v16){};                                          \
+    const float * wp[MV];                                                                          \
+    for (int m = 0; m < MV; ++m) wp[m] = w + m * k * PANEL;                                        \
+    for (int64_t kk = 0; kk < k; ++kk) {                                                           \
+        v16 wv[MV];                                                                                \
+        for (int m = 0; m < MV; ++m) memcpy(&wv[m], wp[m] + kk * PANEL, sizeof(v16));              \
+        for (int p = 0; p < NP; ++p) {                                                             \
+            const float xs = x[p * ldx + kk];                                           \
+            const v16 xb = SPLAT(xs);                                                      \
+            for (int m = 0; m < MV; ++m) acc[m][p] += wv[m] * xb;                                  \
+        }                                                                                          \
+    }                                                                                              \
+    for (int m = 0; m < MV; ++m) {                                                                 \
+        const int64_t om = o0 + m * PANEL;                                                         \
+        if (om >= oc) break;                                                                       \
+        const int64_t n = MIN(PANEL, oc - om);                                                     \
+        for (int p = 0; p < NP; ++p) store_n(y + p * ldy + om, finish(acc[m][p], ep, om), n);     \
+    }                                                                                              \
+}
+
+DEFINE_TILE(2, 12)
+DEFINE_TILE(2, 4)
+DEFINE_TILE(2, 1)
+DEFINE_TILE(1, 12)
+DEFINE_TILE(1, 4)
+DEFINE_TILE(1, 1)
+
+/* Pixels [p0, p1) against panels [j0, j1) (pairs of panels where possible). */
+static void gemm_block(const float * wpk, int64_t k, int64_t oc, const float * x, int64_t ldx,
+                       float * y, int64_t ldy, int64_t p0, int64_t p1, int64_t j0, int64_t j1,
+                       const struct epilogue * ep) {
+    for (int64_t j = j0; j < j1; j += 2) {
+        const float * w = wpk + j * k * PANEL;
+        const int two = j + 1 < j1;
+        const int64_t o0 = j * PANEL;
+        int64_t p = p0;
+        for (; p + 12 <= p1; p += 12) {
+            (two ? tile_2_12 : tile_1_12)(w, k, x + p * ldx, ldx, y + p * ldy, ldy, o0, oc, ep);
+        }
+        for (; p + 4 <= p1; p += 4) {
+            (two ? tile_2_4 : tile_1_4)(w, k, x + p * ldx, ldx, y + p * ldy, ldy, o0, oc, ep);
+        }
+        for (; p < p1; ++p) {
+            (two ? tile_2_1 : tile_1_1)(w, k, x + p * ldx, ldx, y + p * ldy, ldy, o0, oc, ep);
+        }
+    }
+}
+
+void ggonnx_gemm_packed(struct ggml_tensor * dst, int ith, int nth, void * params) {
+    const int64_t * p = (const int64_t *) params;
+    const struct ggml_tensor * x = dst->src[0];
+    const struct ggml_tensor * w = dst->src[1];
+    const struct ggml_tensor * b = dst->src[2];
+    struct epilogue ep = { b ? (const float *) b->data : NULL, (int) p[0], 0.0f, 0.0f };
+    uint32_t bits[2] = { (uint32_t) p[1], (uint32_t) p[2] };
+    memcpy(&ep.lo, &bits[0], sizeof(float));
+    memcpy(&ep.hi, &bits[1], sizeof(float));
+    const int64_t k = x->ne[0], pixels = x->ne[1], oc = dst->ne[0];
+    const int64_t panels = (oc + PANEL - 1) / PANEL;
+    const int64_t ldx = x->nb[1] / sizeof(float), ldy = dst->nb[1] / sizeof(float);
+    const float * xd = (const float *) x->data;
+    float * yd = (float *) dst->data;
+    const float * wd = (const float *) w->data;
+    const int64_t tiles = (pixels + NR - 1) / NR;
+    if (tiles >= 2 * nth || panels < 2 * nth) {
+        /* split the pixels: each thread keeps its pixel rows in L1 and streams the weight */
+        int64_t t0, t1;
+        split(tiles, ith, nth, &t0, &t1);
+        const int64_t p0 = t0 * NR, p1 = MIN(pixels, t1 * NR);
+        /* pixel blocks outermost keep X hot; a few blocks of them against all panels */
+        const int64_t step = NR * 8;
+        for (int64_t pb = p0; pb < p1; pb += step) {
+            gemm_block(wd, k, oc, xd, ldx, yd, ldy, pb, MIN(p1, pb + step), 0, panels, &ep);
+        }
+    } else {
+        /* few pixels, many channels (late layers): split the panels (in pairs) */
+        int64_t q0, q1;
+        split((panels + 1) / 2, ith, nth, &q0, &q1);
+        gemm_block(wd, k, oc, xd, ldx, yd, ldy, 0, pixels, 2 * q0, MIN(panels, 2 * q1), &ep);
     }
 }

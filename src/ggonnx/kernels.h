@@ -30,6 +30,18 @@ void ggonnx_pool_nhwc(struct ggml_tensor * dst, int ith, int nth, void * params)
  * params: mode (0 max, 1 average). */
 void ggonnx_global_pool_nhwc(struct ggml_tensor * dst, int ith, int nth, void * params);
 
+/* Dense GEMM with a packed constant weight and a fused epilogue, for channels-last convs:
+ * dst [OC, P] (each pixel's OC outputs contiguous) = W [OC, K] x X, src[0] = X [K, P] (each
+ * pixel's K inputs contiguous, any K), src[1] = W packed (below),
+ * src[2] = bias [OC] or absent. Outer-product micro-kernels (32 OC x 12 pixels of FMAs per
+ * k): no horizontal sums and no depth alignment, so small K runs at speed.
+ * params: act (0 none, 1 max(lo, min(hi, y)): Relu, Relu6, Clip), the float32 bits of lo, hi. */
+void ggonnx_gemm_packed(struct ggml_tensor * dst, int ith, int nth, void * params);
+
+/* The packed weight: W [OC, K] as panels of GGONNX_GEMM_PANEL output channels, each
+ * [K][GGONNX_GEMM_PANEL], the last one zero-padded (ggonnx.ops.conv packs it at load). */
+#define GGONNX_GEMM_PANEL 16
+
 #ifdef __cplusplus
 }
 #endif

@@ -5,7 +5,8 @@ import math
 
 import numpy as np
 
-from ggonnx.emitter import SGEMM_K_MULTIPLE, Op
+from ggonnx import _core
+from ggonnx.emitter import Op
 from ggonnx.errors import ShapeError
 from ggonnx.ops.context import NHWC
 from ggonnx.ops.matmul import choose_placement
@@ -62,12 +63,19 @@ def _round_up(x: int, m: int) -> int:
     return -(-x // m) * m
 
 
-def _conv_nhwc(ctx, x, w, group, strides, dil, begin, end):
+def _packed_weight(w2: np.ndarray) -> np.ndarray:
+    """W [OC, K] in the packed GEMM layout: panels of GEMM_PANEL output channels, each [K][PANEL]."""
+    oc, k = w2.shape
+    panel = _core.GEMM_PANEL
+    padded = np.pad(w2, ((0, _round_up(oc, panel) - oc), (0, 0)))
+    return np.ascontiguousarray(padded.reshape(-1, panel, k).transpose(0, 2, 1)).reshape(-1)
+
+
+def _conv_nhwc(ctx, x, w, b, group, strides, dil, begin, end):
     """A 2-D conv with a constant weight on channels-last data, or None where this path does not
-    apply (grouped convs other than depthwise). Dense convs: one GEMM with the weight as src0
-    ([Kp, OC]: K = KH*KW*C aligned for ggml's sgemm, OC a multiple of 4) over patches gathered by
-    our im2col kernel (1x1 stride-1 convs read the activation as it is); depthwise convs run on
-    ggml's channels-contiguous SIMD path. Returns the result [OC, OW, OH, N]."""
+    apply (grouped convs other than depthwise). Dense convs: our packed GEMM (bias fused) over the
+    activation itself (1x1, stride 1) or over patches gathered by our im2col kernel; depthwise
+    convs run on ggml's channels-contiguous SIMD path. Returns the result [OC, OW, OH, N]."""
     n, c, h, wd = x.shape
     oc, cg, kh, kw = w.shape
     e = ctx.e
@@ -77,24 +85,29 @@ def _conv_nhwc(ctx, x, w, group, strides, dil, begin, end):
         if pb != pe or c < 2 or wd < 2:  # ggml pads symmetrically; it tells the layout by strides
             return None
         kern = ctx.weight(w, "dw_nhwc", lambda a: a.reshape(c, kh * kw).T.reshape(kh, kw, 1, c), (kh, kw, 1, c))
-        return e.conv_dw_nhwc(kern, ctx.tensor_nhwc(x), s, pb, d)
+        y = e.conv_dw_nhwc(kern, ctx.tensor_nhwc(x), s, pb, d)
+        return y if b is None else e.binary(Op.ADD, y, ctx.tensor(b))
     if group != 1:
         return None
     kdim = c * kh * kw
-    kp, ocp = _round_up(kdim, SGEMM_K_MULTIPLE), _round_up(oc, 4)
-    wt = ctx.weight(w, f"nhwc_gemm{kp}x{ocp}", lambda a: np.pad(
-        a.transpose(0, 2, 3, 1).reshape(oc, kdim), ((0, ocp - oc), (0, kp - kdim))), (ocp, kp))
+    packed_len = _round_up(oc, _core.GEMM_PANEL) * kdim
+    # rows (ky, kx, c) with c fastest, as the im2col kernel lays out a pixel's patch
+    wt = ctx.weight(w, "gemm_packed", lambda a: _packed_weight(a.transpose(0, 2, 3, 1).reshape(oc, kdim)),
+                    (packed_len,))
     xt = ctx.tensor_nhwc(x)
-    if k == (1, 1) and s == (1, 1) and not any(pb + pe) and kp == c:
+    if k == (1, 1) and s == (1, 1) and not any(pb + pe):
         cols, ow, oh = xt, wd, h
     else:
-        cols = e.im2col_nhwc(xt, k, s, pb, pe, d)
+        cols = e.im2col_nhwc(xt, k, s, pb, pe, d, k_align=1)
         ow, oh = cols.ne[1], cols.ne[2]
-    pixels = ow * oh * n
-    y = e.mul_mat(wt, e.reshape(cols, (kp, pixels)), choose_placement(ocp, pixels, kp))   # [OCp, pixels]
-    if ocp != oc:
-        y = e.view(y, (oc, pixels, 1, 1), 0)
-    return e.reshape(y, (oc, ow, oh, n))
+    bias = None
+    if b is not None and b.const is not None:
+        bias = ctx.weight(b, "bias_panels", lambda a: np.pad(a.reshape(-1), (0, _round_up(oc, _core.GEMM_PANEL) - oc)),
+                          (_round_up(oc, _core.GEMM_PANEL),))
+    y = e.reshape(e.gemm_packed(e.reshape(cols, (kdim, ow * oh * n)), wt, bias, oc), (oc, ow, oh, n))
+    if b is not None and bias is None:  # a bias computed at run time
+        y = e.binary(Op.ADD, y, ctx.tensor(b))
+    return y
 
 
 @register("Conv", since=1)
@@ -123,11 +136,10 @@ def lower_conv(ctx, node, inputs):
         begin, end = [0] + begin, [0] + end
     e = ctx.e
     if not one_d and w.const is not None:
-        y = _conv_nhwc(ctx, x, w, group, strides, dil, begin, end)
+        if b is not None:
+            _check_bias(node, b, oc)
+        y = _conv_nhwc(ctx, x, w, b, group, strides, dil, begin, end)
         if y is not None:
-            if b is not None:
-                _check_bias(node, b, oc)
-                y = e.binary(Op.ADD, y, ctx.tensor(b))   # [OC] rows, added per pixel
             return [ctx.output(y, (n, oc, y.ne[2], y.ne[1]), layout=NHWC)]
     xt, pad = _pad_to_symmetric(ctx, ctx.tensor(x), begin, end)
     s, d = (strides[1], strides[0]), (dil[1], dil[0])
