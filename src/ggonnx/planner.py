@@ -183,14 +183,18 @@ class _Tracer:
         self.env_consts: dict = {}
         self.steps: list = []
         self.placement: list[NodePlacement] = []
-        self.ctx = LoweringContext()
         self.n_islands = 0
         self.last_use: dict[str, int] = {}
+        uses: dict[str, int] = {}
         for i, node in enumerate(graph.nodes):
             for name in node.inputs + node.implicit_inputs:
                 if name:
                     self.last_use[name] = i
+                    uses[name] = uses.get(name, 0) + 1
         self.graph_outputs = {o.name for o in graph.outputs}
+        for name in self.graph_outputs:
+            uses[name] = uses.get(name, 0) + 1
+        self.ctx = LoweringContext(uses)
         self.node_index = 0
 
     # -- runtime environment ------------------------------------------------------

@@ -117,9 +117,16 @@ class Island:
 
 
 class LoweringContext:
-    def __init__(self):
+    def __init__(self, uses: dict | None = None):
         self.island: Island | None = None
         self.node: Node | None = None
+        # value name -> how many node inputs and graph outputs read it
+        self.uses = uses or {}
+
+    def sole_reader(self, v: Value) -> bool:
+        """Whether the node being lowered is the only reader of ``v`` (no other node, no graph
+        output), so a fusion may change ``v``'s tensor in place."""
+        return self.uses.get(v.name) == 1
 
     @property
     def e(self) -> Emitter:

@@ -68,8 +68,22 @@ def _ggml_function(kind):
     return _shape_preserving(lambda e, t: e.unary_kind(kind, t))
 
 
-for _name, _op in (("Relu", Op.RELU), ("Sigmoid", Op.SIGMOID), ("Tanh", Op.TANH)):
+for _name, _op in (("Sigmoid", Op.SIGMOID), ("Tanh", Op.TANH)):
     register(_name, since=6)(_unary(_op))
+
+
+def _clamp_in_epilogue(ctx, x, lo: float, hi: float):
+    """The clamp folded into the GEMM that computed x (a channels-last conv nobody else reads),
+    or None."""
+    if ctx.is_nhwc(x) and ctx.sole_reader(x) and ctx.e.fuse_clamp(x.gt, lo, hi):
+        return [ctx.output(x.gt, x.shape, layout=NHWC)]
+    return None
+
+
+@register("Relu", since=6)
+def lower_relu(ctx, node, inputs):
+    fused = _clamp_in_epilogue(ctx, inputs[0], 0.0, float(np.finfo(np.float32).max))
+    return fused or _unary(Op.RELU)(ctx, node, inputs)
 
 
 for _name, _kind in (("Exp", Unary.EXP), ("Log", Unary.LOG), ("Abs", Unary.ABS), ("Neg", Unary.NEG),
@@ -125,7 +139,8 @@ def lower_clip(ctx, node, inputs):
     big = float(np.finfo(np.float32).max)
     lo, hi = max(lo, -big), min(hi, big)
     # min(max(x, lo), hi): with lo > hi every element is hi
-    return _shape_preserving(lambda e, t: e.clamp(t, min(lo, hi), hi))(ctx, node, inputs)
+    fused = _clamp_in_epilogue(ctx, x, min(lo, hi), hi)
+    return fused or _shape_preserving(lambda e, t: e.clamp(t, min(lo, hi), hi))(ctx, node, inputs)
 
 
 @register("Pow", since=7)
