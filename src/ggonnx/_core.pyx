@@ -82,6 +82,7 @@ cpdef enum Op:
     GLOBAL_POOL_NHWC = 67
     CONV_DW_NHWC = 68      # src0 kernel [C, 1, KW, KH], src1 [C, W, H, N]; params: s0 s1 p0 p1 d0 d1
     GEMM_PACKED = 69       # src0 X [K, P], src1 packed W, src2 bias [OC] or -1 -> [OC, P]
+    CONV_PACKED = 70       # src0 X [C, W, H, N], src1 packed W, src2 bias -> [OC, OW, OH, N]
 
 cpdef enum Unary:
     EXP = 0
@@ -131,6 +132,7 @@ PLACE_BLAS = 2
 
 
 GEMM_PANEL = GGONNX_GEMM_PANEL  # output channels per panel of a packed GEMM weight
+CONV_MAX_C = GGONNX_CONV_MAX_C  # input channels an implicit-GEMM conv takes at most
 
 
 def ggml_version_string():
@@ -518,10 +520,11 @@ cdef class Plan:
         if op == GLOBAL_POOL_NHWC:
             return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], &a, 1, ggonnx_global_pool_nhwc,
                                   GGML_N_TASKS_MAX, p)
-        if op == GEMM_PACKED:
+        if op == GEMM_PACKED or op == CONV_PACKED:
             args[0], args[1], args[2] = a, b, c
             return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], args, 3 if c != NULL else 2,
-                                  ggonnx_gemm_packed, GGML_N_TASKS_MAX, p)
+                                  ggonnx_gemm_packed if op == GEMM_PACKED else ggonnx_conv_packed,
+                                  GGML_N_TASKS_MAX, p)
         if op == CONV_DW_NHWC:
             # ggml's channels-contiguous depthwise path (16-lane SIMD over channels) takes CWHN
             # views: the kernel [C, 1, KW, KH] seen as [KW, KH, 1, C], the input as [W, H, C, N];

@@ -232,4 +232,6 @@ cdef extern from "kernels.h" nogil:
     void ggonnx_pool_nhwc(ggml_tensor * dst, int ith, int nth, void * params)
     void ggonnx_global_pool_nhwc(ggml_tensor * dst, int ith, int nth, void * params)
     void ggonnx_gemm_packed(ggml_tensor * dst, int ith, int nth, void * params)
+    void ggonnx_conv_packed(ggml_tensor * dst, int ith, int nth, void * params)
+    int GGONNX_CONV_MAX_C
     int GGONNX_GEMM_PANEL

@@ -379,13 +379,32 @@ class Emitter:
         srcs = (x, w_packed) + ((bias,) if bias is not None else ())
         return self._emit(Op.GEMM_PACKED, srcs, (oc, p, 1, 1), params=(0, 0, 0))
 
+    def conv_packed(self, x: GT, w_packed: GT, bias: GT | None, oc: int, k, s, pb, pe, d) -> GT:
+        """Implicit-GEMM conv of x [C, W, H, N] with a packed weight (rows (ky, kx, c)) ->
+        [OC, OW, OH, N]; k, s, d and pads (begin pb, end pe) as (w, h)."""
+        c = x.ne[0]
+        ow = self._conv_out(x.ne[1], k[0], s[0], pb[0], pe[0], d[0])
+        oh = self._conv_out(x.ne[2], k[1], s[1], pb[1], pe[1], d[1])
+        panels = -(-oc // _core.GEMM_PANEL)
+        if ow <= 0 or oh <= 0:
+            self.fail(f"conv output would be empty (input {x.ne}, kernel {k})")
+        if c > _core.CONV_MAX_C or k[0] * k[1] > 64 or \
+                w_packed.ne != (panels * _core.GEMM_PANEL * c * k[0] * k[1], 1, 1, 1):
+            self.fail(f"implicit-GEMM conv of {x.ne} with kernel {k} by a weight {w_packed.ne}")
+        if bias is not None and bias.ne != (panels * _core.GEMM_PANEL, 1, 1, 1):
+            self.fail(f"packed GEMM bias {bias.ne} for {oc} outputs")
+        self.flops += 2 * c * k[0] * k[1] * oc * ow * oh * x.ne[3]
+        srcs = (x, w_packed) + ((bias,) if bias is not None else ())
+        return self._emit(Op.CONV_PACKED, srcs, (oc, ow, oh, x.ne[3]),
+                          params=(0, 0, 0, k[0], k[1], s[0], s[1], pb[0], pb[1], d[0], d[1]))
+
     def fuse_clamp(self, y: GT, lo: float, hi: float) -> bool:
         """Fold max(lo, min(hi, .)) into the packed GEMM that produced ``y``, if it did and has no
         epilogue yet; the caller makes sure nothing else reads y unclamped."""
         row = self.rows[y.slot] if y.slot < len(self.rows) and self.rows[y.slot][1] == y.slot else None
         while row is not None and row[0] == int(Op.RESHAPE):  # a view of the GEMM's output
             row = self.rows[row[_core.COL_SRC]]
-        if row is None or row[0] != int(Op.GEMM_PACKED) or row[_core.COL_PARAM] != 0:
+        if row is None or row[0] not in (int(Op.GEMM_PACKED), int(Op.CONV_PACKED)) or row[_core.COL_PARAM] != 0:
             return False
         bits = np.array([lo, hi], dtype=np.float32).view(np.uint32)
         row[_core.COL_PARAM:_core.COL_PARAM + 3] = [1, int(bits[0]), int(bits[1])]

@@ -197,10 +197,18 @@ static inline void store_n(float * dst, v16 v, int64_t n) {
     }
 }
 
-/* One micro-tile: MV vectors (16 OC each) x NP pixels, over the whole depth K.
- * w: packed panels starting at output channel o0; x: NP pixel rows with stride ldx. */
+/* Where a tile's input comes from: for each of its pixels, ``taps`` rows of ``c`` floats
+ * (one per kernel tap: an input pixel, or zeros in the padding). A plain GEMM has one tap of
+ * c = K floats per pixel. Pixel p's row for tap t is rows[p * taps + t]. */
+struct tile_src {
+    const float * const * rows;
+    int64_t taps, c;
+};
+
+/* One micro-tile: MV vectors (16 OC each) x NP pixels over the depth K = taps * c.
+ * w: packed panels starting at output channel o0. */
 #define DEFINE_TILE(MV, NP)                                                                        \
-static void tile_##MV##_##NP(const float * w, int64_t k, const float * x, int64_t ldx,             \
+static void tile_##MV##_##NP(const float * w, int64_t k, const struct tile_src * src,              \
                              float * y, int64_t ldy, int64_t o0, int64_t oc,                      \
                              const struct epilogue * ep) {                                        \
     v16 acc[MV][NP];                                                                               \
@@ -208,13 +216,18 @@ static void tile_##MV##_##NP(const float * w, int64_t k, const float * x, int64_
         for (int p = 0; p < NP; ++p) acc[m][p] = (v16){};                                          \
     const float * wp[MV];                                                                          \
     for (int m = 0; m < MV; ++m) wp[m] = w + m * k * PANEL;                                        \
-    for (int64_t kk = 0; kk < k; ++kk) {                                                           \
-        v16 wv[MV];                                                                                \
-        for (int m = 0; m < MV; ++m) memcpy(&wv[m], wp[m] + kk * PANEL, sizeof(v16));              \
-        for (int p = 0; p < NP; ++p) {                                                             \
-            const float xs = x[p * ldx + kk];                                           \
-            const v16 xb = SPLAT(xs);                                                      \
-            for (int m = 0; m < MV; ++m) acc[m][p] += wv[m] * xb;                                  \
+    for (int64_t t = 0; t < src->taps; ++t) {                                                      \
+        const float * xr[NP];                                                                      \
+        for (int p = 0; p < NP; ++p) xr[p] = src->rows[p * src->taps + t];                         \
+        for (int64_t ci = 0; ci < src->c; ++ci) {                                                  \
+            v16 wv[MV];                                                                            \
+            for (int m = 0; m < MV; ++m) memcpy(&wv[m], wp[m], sizeof(v16));                       \
+            for (int m = 0; m < MV; ++m) wp[m] += PANEL;                                           \
+            for (int p = 0; p < NP; ++p) {                                                         \
+                const float xs = xr[p][ci];                                                        \
+                const v16 xb = SPLAT(xs);                                                          \
+                for (int m = 0; m < MV; ++m) acc[m][p] += wv[m] * xb;                              \
+            }                                                                                      \
         }                                                                                          \
     }                                                                                              \
     for (int m = 0; m < MV; ++m) {                                                                 \
@@ -232,57 +245,101 @@ DEFINE_TILE(1, 12)
 DEFINE_TILE(1, 4)
 DEFINE_TILE(1, 1)
 
-/* Pixels [p0, p1) against panels [j0, j1) (pairs of panels where possible). */
-static void gemm_block(const float * wpk, int64_t k, int64_t oc, const float * x, int64_t ldx,
-                       float * y, int64_t ldy, int64_t p0, int64_t p1, int64_t j0, int64_t j1,
-                       const struct epilogue * ep) {
-    for (int64_t j = j0; j < j1; j += 2) {
-        const float * w = wpk + j * k * PANEL;
-        const int two = j + 1 < j1;
-        const int64_t o0 = j * PANEL;
-        int64_t p = p0;
-        for (; p + 12 <= p1; p += 12) {
-            (two ? tile_2_12 : tile_1_12)(w, k, x + p * ldx, ldx, y + p * ldy, ldy, o0, oc, ep);
-        }
-        for (; p + 4 <= p1; p += 4) {
-            (two ? tile_2_4 : tile_1_4)(w, k, x + p * ldx, ldx, y + p * ldy, ldy, o0, oc, ep);
-        }
-        for (; p < p1; ++p) {
-            (two ? tile_2_1 : tile_1_1)(w, k, x + p * ldx, ldx, y + p * ldy, ldy, o0, oc, ep);
+/* Conv geometry for an implicit GEMM: output pixel p of dst [OC, OW, OH, N] reads, per tap,
+ * one input pixel of src [C, W, H, N]; a plain GEMM has k = 1 and no strides or pads. */
+struct conv_geom {
+    const struct ggml_tensor * src;
+    int64_t kw, kh, sw, sh, pw, ph, dw, dh, ow, oh;
+};
+
+/* Zero rows for taps in the padding (C up to GGONNX_CONV_MAX_C floats). */
+static const float zero_row[GGONNX_CONV_MAX_C];
+
+static void tap_rows(const struct conv_geom * g, int64_t p, const float ** rows) {
+    const struct ggml_tensor * s = g->src;
+    const int64_t ox = p % g->ow, oy = (p / g->ow) % g->oh, n = p / (g->ow * g->oh);
+    for (int64_t ky = 0; ky < g->kh; ++ky) {
+        const int64_t iy = oy * g->sh - g->ph + ky * g->dh;
+        for (int64_t kx = 0; kx < g->kw; ++kx) {
+            const int64_t ix = ox * g->sw - g->pw + kx * g->dw;
+            *rows++ = (iy < 0 || iy >= s->ne[2] || ix < 0 || ix >= s->ne[1]) ? zero_row : pixel(s, ix, iy, n);
         }
     }
 }
 
-void ggonnx_gemm_packed(struct ggml_tensor * dst, int ith, int nth, void * params) {
-    const int64_t * p = (const int64_t *) params;
-    const struct ggml_tensor * x = dst->src[0];
+#define MAX_TAPS 64
+
+/* Pixels [p0, p1) against panels [j0, j1) (pairs of panels where possible). */
+static void gemm_block(const float * wpk, int64_t k, int64_t oc, const struct conv_geom * g,
+                       float * y, int64_t ldy, int64_t p0, int64_t p1, int64_t j0, int64_t j1,
+                       const struct epilogue * ep) {
+    const int64_t taps = g->kw * g->kh;
+    const float * rows[NR * MAX_TAPS];
+    const struct tile_src src = { rows, taps, g->src->ne[0] };
+    int64_t p = p0;
+    while (p < p1) {
+        const int64_t np = p1 - p >= 12 ? 12 : p1 - p >= 4 ? 4 : 1;
+        for (int64_t q = 0; q < np; ++q) {
+            tap_rows(g, p + q, rows + q * taps);
+        }
+        for (int64_t j = j0; j < j1; j += 2) {
+            const float * w = wpk + j * k * PANEL;
+            const int two = j + 1 < j1;
+            const int64_t o0 = j * PANEL;
+            float * yp = y + p * ldy;
+            if (np == 12) {
+                (two ? tile_2_12 : tile_1_12)(w, k, &src, yp, ldy, o0, oc, ep);
+            } else if (np == 4) {
+                (two ? tile_2_4 : tile_1_4)(w, k, &src, yp, ldy, o0, oc, ep);
+            } else {
+                (two ? tile_2_1 : tile_1_1)(w, k, &src, yp, ldy, o0, oc, ep);
+            }
+        }
+        p += np;
+    }
+}
+
+static void gemm_run(struct ggml_tensor * dst, int ith, int nth, const int64_t * p, const struct conv_geom * g,
+                     int64_t k) {
     const struct ggml_tensor * w = dst->src[1];
     const struct ggml_tensor * b = dst->src[2];
     struct epilogue ep = { b ? (const float *) b->data : NULL, (int) p[0], 0.0f, 0.0f };
     uint32_t bits[2] = { (uint32_t) p[1], (uint32_t) p[2] };
     memcpy(&ep.lo, &bits[0], sizeof(float));
     memcpy(&ep.hi, &bits[1], sizeof(float));
-    const int64_t k = x->ne[0], pixels = x->ne[1], oc = dst->ne[0];
+    const int64_t oc = dst->ne[0], pixels = ggml_nelements(dst) / oc;
     const int64_t panels = (oc + PANEL - 1) / PANEL;
-    const int64_t ldx = x->nb[1] / sizeof(float), ldy = dst->nb[1] / sizeof(float);
-    const float * xd = (const float *) x->data;
+    const int64_t ldy = dst->nb[1] / sizeof(float);
     float * yd = (float *) dst->data;
     const float * wd = (const float *) w->data;
     const int64_t tiles = (pixels + NR - 1) / NR;
     if (tiles >= 2 * nth || panels < 2 * nth) {
-        /* split the pixels: each thread keeps its pixel rows in L1 and streams the weight */
+        /* split the pixels; blocks of them stay in cache while the weight streams past */
         int64_t t0, t1;
         split(tiles, ith, nth, &t0, &t1);
         const int64_t p0 = t0 * NR, p1 = MIN(pixels, t1 * NR);
-        /* pixel blocks outermost keep X hot; a few blocks of them against all panels */
         const int64_t step = NR * 8;
         for (int64_t pb = p0; pb < p1; pb += step) {
-            gemm_block(wd, k, oc, xd, ldx, yd, ldy, pb, MIN(p1, pb + step), 0, panels, &ep);
+            gemm_block(wd, k, oc, g, yd, ldy, pb, MIN(p1, pb + step), 0, panels, &ep);
         }
     } else {
         /* few pixels, many channels (late layers): split the panels (in pairs) */
         int64_t q0, q1;
         split((panels + 1) / 2, ith, nth, &q0, &q1);
-        gemm_block(wd, k, oc, xd, ldx, yd, ldy, 0, pixels, 2 * q0, MIN(panels, 2 * q1), &ep);
+        gemm_block(wd, k, oc, g, yd, ldy, 0, pixels, 2 * q0, MIN(panels, 2 * q1), &ep);
     }
+}
+
+void ggonnx_gemm_packed(struct ggml_tensor * dst, int ith, int nth, void * params) {
+    const struct ggml_tensor * x = dst->src[0];
+    /* pixels of x [K, P] as a 1x1 conv over a [K, P, 1, 1] image */
+    const struct conv_geom g = { x, 1, 1, 1, 1, 0, 0, 1, 1, x->ne[1], 1 };
+    gemm_run(dst, ith, nth, (const int64_t *) params, &g, x->ne[0]);
+}
+
+void ggonnx_conv_packed(struct ggml_tensor * dst, int ith, int nth, void * params) {
+    const int64_t * p = (const int64_t *) params;
+    const struct ggml_tensor * x = dst->src[0];
+    const struct conv_geom g = { x, p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], dst->ne[1], dst->ne[2] };
+    gemm_run(dst, ith, nth, p, &g, x->ne[0] * p[3] * p[4]);
 }

@@ -38,6 +38,13 @@ void ggonnx_global_pool_nhwc(struct ggml_tensor * dst, int ith, int nth, void * 
  * params: act (0 none, 1 max(lo, min(hi, y)): Relu, Relu6, Clip), the float32 bits of lo, hi. */
 void ggonnx_gemm_packed(struct ggml_tensor * dst, int ith, int nth, void * params);
 
+/* The same GEMM as an implicit convolution (no patch matrix): dst [OC, OW, OH, N] from
+ * src[0] = X [C, W, H, N], the weight packed with rows (ky, kx, c), c fastest.
+ * params: act, lo bits, hi bits as above, then kw, kh, stride_w, stride_h, pad_w, pad_h
+ * (begin), dil_w, dil_h. Needs C <= GGONNX_CONV_MAX_C and kw * kh <= 64. */
+void ggonnx_conv_packed(struct ggml_tensor * dst, int ith, int nth, void * params);
+#define GGONNX_CONV_MAX_C 4096
+
 /* The packed weight: W [OC, K] as panels of GGONNX_GEMM_PANEL output channels, each
  * [K][GGONNX_GEMM_PANEL], the last one zero-padded (ggonnx.ops.conv packs it at load). */
 #define GGONNX_GEMM_PANEL 16

@@ -95,16 +95,20 @@ def _conv_nhwc(ctx, x, w, b, group, strides, dil, begin, end):
     wt = ctx.weight(w, "gemm_packed", lambda a: _packed_weight(a.transpose(0, 2, 3, 1).reshape(oc, kdim)),
                     (packed_len,))
     xt = ctx.tensor_nhwc(x)
-    if k == (1, 1) and s == (1, 1) and not any(pb + pe):
-        cols, ow, oh = xt, wd, h
-    else:
-        cols = e.im2col_nhwc(xt, k, s, pb, pe, d, k_align=1)
-        ow, oh = cols.ne[1], cols.ne[2]
     bias = None
     if b is not None and b.const is not None:
         bias = ctx.weight(b, "bias_panels", lambda a: np.pad(a.reshape(-1), (0, _round_up(oc, _core.GEMM_PANEL) - oc)),
                           (_round_up(oc, _core.GEMM_PANEL),))
-    y = e.reshape(e.gemm_packed(e.reshape(cols, (kdim, ow * oh * n)), wt, bias, oc), (oc, ow, oh, n))
+    if k == (1, 1) and s == (1, 1) and not any(pb + pe):
+        y = e.reshape(e.gemm_packed(e.reshape(xt, (c, wd * h * n)), wt, bias, oc), (oc, wd, h, n))
+    elif c <= _core.CONV_MAX_C and kh * kw <= 64:
+        # implicit GEMM: the kernel reads each tap's input pixel in place (a patch matrix
+        # outgrows the caches at batch 8 and costs a full write and read)
+        y = e.conv_packed(xt, wt, bias, oc, k, s, pb, pe, d)
+    else:
+        cols = e.im2col_nhwc(xt, k, s, pb, pe, d, k_align=1)
+        ow, oh = cols.ne[1], cols.ne[2]
+        y = e.reshape(e.gemm_packed(e.reshape(cols, (kdim, ow * oh * n)), wt, bias, oc), (oc, ow, oh, n))
     if b is not None and bias is None:  # a bias computed at run time
         y = e.binary(Op.ADD, y, ctx.tensor(b))
     return y
