@@ -77,7 +77,7 @@ cpdef enum Op:
     POOL_AVG = 63
     PAD = 64
     # channels-last (NHWC: ggml ne [C, W, H, N]) kernels; params as in kernels.h
-    IM2COL_NHWC = 65       # src0 [C, W, H, N] -> [Kp, OW, OH, N]
+    IM2COL_NHWC = 65       # src0 [C, W, H, N] -> [KH*KW*C, OW, OH, N]
     POOL_NHWC = 66
     GLOBAL_POOL_NHWC = 67
     CONV_DW_NHWC = 68      # src0 kernel [C, 1, KW, KH], src1 [C, W, H, N]; params: s0 s1 p0 p1 d0 d1

@@ -327,17 +327,15 @@ class Emitter:
     def _conv_out(size, k, s, pb, pe, d):
         return (size + pb + pe - d * (k - 1) - 1) // s + 1
 
-    def im2col_nhwc(self, data: GT, k, s, pb, pe, d, k_align: int = SGEMM_K_MULTIPLE) -> GT:
-        """Patches [Kp, OW, OH, N] of data [C, W, H, N]; k, s, d, pads (begin pb, end pe) as (w, h).
-        Rows are (ky, kx, c) with c fastest, zero-padded to Kp, a multiple of ``k_align``."""
+    def im2col_nhwc(self, data: GT, k, s, pb, pe, d) -> GT:
+        """Patches [K, OW, OH, N] of data [C, W, H, N]; k, s, d, pads (begin pb, end pe) as (w, h).
+        Rows are (ky, kx, c) with c fastest, K = KH*KW*C."""
         c = data.ne[0]
         ow = self._conv_out(data.ne[1], k[0], s[0], pb[0], pe[0], d[0])
         oh = self._conv_out(data.ne[2], k[1], s[1], pb[1], pe[1], d[1])
         if ow <= 0 or oh <= 0:
             self.fail(f"conv output would be empty (input {data.ne}, kernel {k})")
-        kdim = c * k[0] * k[1]
-        kp = -(-kdim // k_align) * k_align
-        return self._emit(Op.IM2COL_NHWC, (data,), (kp, ow, oh, data.ne[3]),
+        return self._emit(Op.IM2COL_NHWC, (data,), (c * k[0] * k[1], ow, oh, data.ne[3]),
                           params=(k[0], k[1], s[0], s[1], pb[0], pb[1], d[0], d[1]))
 
     def conv_dw_nhwc(self, kernel: GT, data: GT, s, p, d) -> GT:

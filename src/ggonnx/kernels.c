@@ -29,14 +29,13 @@ void ggonnx_im2col_nhwc(struct ggml_tensor * dst, int ith, int nth, void * param
     const int64_t kw = p[0], kh = p[1], sw = p[2], sh = p[3], pw = p[4], ph = p[5], dw = p[6], dh = p[7];
     const struct ggml_tensor * src = dst->src[0];
     const int64_t c = src->ne[0], w = src->ne[1], h = src->ne[2];
-    const int64_t kp = dst->ne[0], ow = dst->ne[1], oh = dst->ne[2];
-    const int64_t k = kh * kw * c;
+    const int64_t k = dst->ne[0], ow = dst->ne[1], oh = dst->ne[2];
     int64_t r0, r1;
     split(oh * dst->ne[3], ith, nth, &r0, &r1);   /* rows of output pixels */
     for (int64_t r = r0; r < r1; ++r) {
         const int64_t oy = r % oh, n = r / oh;
         float * out = (float *) ((char *) dst->data + oy * dst->nb[2] + n * dst->nb[3]);
-        for (int64_t ox = 0; ox < ow; ++ox, out += kp) {
+        for (int64_t ox = 0; ox < ow; ++ox, out += k) {
             float * o = out;
             for (int64_t ky = 0; ky < kh; ++ky) {
                 const int64_t iy = oy * sh - ph + ky * dh;
@@ -48,9 +47,6 @@ void ggonnx_im2col_nhwc(struct ggml_tensor * dst, int ith, int nth, void * param
                         memcpy(o, pixel(src, ix, iy, n), c * sizeof(float));
                     }
                 }
-            }
-            if (kp > k) {
-                memset(out + k, 0, (kp - k) * sizeof(float));
             }
         }
     }

@@ -13,8 +13,8 @@
 extern "C" {
 #endif
 
-/* Patches of a conv input, dst [Kp, OW, OH, N] from src [C, W, H, N]: row k of a pixel is
- * (ky, kx, c) with c fastest; K = KH*KW*C, rows K..Kp-1 are zero (Kp aligns the GEMM depth).
+/* Patches of a conv input, dst [K, OW, OH, N] from src [C, W, H, N]: row k of a pixel is
+ * (ky, kx, c) with c fastest; K = KH*KW*C.
  * params: kw, kh, stride_w, stride_h, pad_w (begin), pad_h (begin), dil_w, dil_h.
  * Taps outside the input read zero, so asymmetric end pads need nothing more. */
 void ggonnx_im2col_nhwc(struct ggml_tensor * dst, int ith, int nth, void * params);

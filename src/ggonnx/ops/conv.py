@@ -106,7 +106,7 @@ def _conv_nhwc(ctx, x, w, b, group, strides, dil, begin, end):
         # outgrows the caches at batch 8 and costs a full write and read)
         y = e.conv_packed(xt, wt, bias, oc, k, s, pb, pe, d)
     else:
-        cols = e.im2col_nhwc(xt, k, s, pb, pe, d, k_align=1)
+        cols = e.im2col_nhwc(xt, k, s, pb, pe, d)
         ow, oh = cols.ne[1], cols.ne[2]
         y = e.reshape(e.gemm_packed(e.reshape(cols, (kdim, ow * oh * n)), wt, bias, oc), (oc, ow, oh, n))
     if b is not None and bias is None:  # a bias computed at run time
