@@ -19,10 +19,11 @@ import ggonnx
 from harness import OtherLoad, compare
 from models import CASES
 
-try:  # torchvision networks, when torch and torchvision are installed
+try:  # torchvision networks and detection/segmentation nets, when torch and torchvision are installed
     import torch, torchvision  # noqa: F401
     import vision
-    CASES = {**CASES, **vision.CASES}
+    import detection
+    CASES = {**CASES, **vision.CASES, **detection.CASES}
 except ImportError:
     pass
 
