@@ -14,7 +14,7 @@ CASES = [
     ("Reshape", 1, {"shape": [4, 6]}, X.reshape(4, 6), 5, True),
     ("Slice", 9, {"starts": [1, 0], "ends": [3, 2], "axes": [2, 0]}, X[0:2, :, 1:3], 10, True),
     ("Pad", 2, {"pads": [0, 1, 0, 0, 0, 2], "value": 1.5},
-     np.pad(X, ((0, 0), (1, 0), (0, 2)), constant_values=1.5), 11, False),
+     np.pad(X, ((0, 0), (1, 0), (0, 2)), constant_values=1.5), 11, True),
     ("Unsqueeze", 11, {"axes": [0, -1]}, X[None, ..., None], 13, True),
     ("ReduceMean", 13, {"axes": [1], "keepdims": 0}, X.mean(axis=1), 18, True),
     ("ReduceSum", 11, {"axes": [-1]}, X.sum(axis=-1, keepdims=True), 13, True),

@@ -83,6 +83,9 @@ cpdef enum Op:
     CONV_DW_NHWC = 68      # src0 kernel [C, 1, KW, KH], src1 [C, W, H, N]; params: s0 s1 p0 p1 d0 d1
     GEMM_PACKED = 69       # src0 X [K, P], src1 packed W, src2 bias [OC] or -1 -> [OC, P]
     CONV_PACKED = 70       # src0 X [C, W, H, N], src1 packed W, src2 bias -> [OC, OW, OH, N]
+    RESIZE = 71            # src0 data, src1 tap table; params: layout, taps
+    COL2IM_NHWC = 72       # src0 cols [KH*KW*OC, W, H, N], src1 bias or -1 -> [OC, OW, OH, N]
+    PAD_MODE = 73          # src0 data; params: begin[4] (ggml order), mode, value bits
 
 cpdef enum Unary:
     EXP = 0
@@ -525,6 +528,13 @@ cdef class Plan:
             return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], args, 3 if c != NULL else 2,
                                   ggonnx_gemm_packed if op == GEMM_PACKED else ggonnx_conv_packed,
                                   GGML_N_TASKS_MAX, p)
+        if op == RESIZE or op == COL2IM_NHWC or op == PAD_MODE:
+            if a.nb[0] != sizeof(float):  # the kernels read ne0 contiguously
+                a = ggml_cont(ctx, a)
+            args[0], args[1] = a, b
+            return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], args, 2 if b != NULL else 1,
+                                  ggonnx_resize if op == RESIZE else ggonnx_col2im_nhwc if op == COL2IM_NHWC
+                                  else ggonnx_pad, GGML_N_TASKS_MAX, p)
         if op == CONV_DW_NHWC:
             # ggml's channels-contiguous depthwise path (16-lane SIMD over channels) takes CWHN
             # views: the kernel [C, 1, KW, KH] seen as [KW, KH, 1, C], the input as [W, H, C, N];

@@ -233,5 +233,8 @@ cdef extern from "kernels.h" nogil:
     void ggonnx_global_pool_nhwc(ggml_tensor * dst, int ith, int nth, void * params)
     void ggonnx_gemm_packed(ggml_tensor * dst, int ith, int nth, void * params)
     void ggonnx_conv_packed(ggml_tensor * dst, int ith, int nth, void * params)
+    void ggonnx_resize(ggml_tensor * dst, int ith, int nth, void * params)
+    void ggonnx_col2im_nhwc(ggml_tensor * dst, int ith, int nth, void * params)
+    void ggonnx_pad(ggml_tensor * dst, int ith, int nth, void * params)
     int GGONNX_CONV_MAX_C
     int GGONNX_GEMM_PANEL

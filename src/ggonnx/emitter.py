@@ -396,6 +396,37 @@ class Emitter:
         return self._emit(Op.CONV_PACKED, srcs, (oc, ow, oh, x.ne[3]),
                           params=(0, 0, 0, k[0], k[1], s[0], s[1], pb[0], pb[1], d[0], d[1]))
 
+    def resize(self, data: GT, table: GT, out_ne, layout: int, taps: int) -> GT:
+        """Resize of two axes by a tap table [2*taps, OX + OY] (kernels.h): layout 0 plain
+        (x = ne0, y = ne1), 1 channels-last (x = ne1, y = ne2)."""
+        out_ne = tuple(int(d) for d in out_ne)
+        ax = 1 if layout == 1 else 0
+        other = [d for d in range(4) if d not in (ax, ax + 1)]
+        if any(out_ne[d] != data.ne[d] for d in other) or min(out_ne) <= 0:
+            self.fail(f"resize of {data.ne} to {out_ne} changes an axis it does not interpolate")
+        if table.ne != (2 * taps, out_ne[ax] + out_ne[ax + 1], 1, 1):
+            self.fail(f"resize table {table.ne} does not fit output {out_ne} with {taps} taps")
+        return self._emit(Op.RESIZE, (data, table), out_ne, params=(layout, taps))
+
+    def col2im_nhwc(self, cols: GT, bias: GT | None, oc: int, out_wh, k, s, pb, d) -> GT:
+        """Sum each input pixel's GEMM output cols [KH*KW*OC, W, H, N] into the transposed
+        conv's output [OC, OW, OH, N] (+ bias [OC]); k, s, d, begin pads pb as (w, h)."""
+        if cols.ne[0] != k[0] * k[1] * oc or min(out_wh) <= 0:
+            self.fail(f"col2im of {cols.ne} for {oc} channels, kernel {k}, output {out_wh}")
+        if bias is not None and bias.ne != (oc, 1, 1, 1):
+            self.fail(f"transposed conv bias {bias.ne} for {oc} outputs")
+        srcs = (cols,) + ((bias,) if bias is not None else ())
+        return self._emit(Op.COL2IM_NHWC, srcs, (oc, out_wh[0], out_wh[1], cols.ne[3]),
+                          params=(k[0], k[1], s[0], s[1], pb[0], pb[1], d[0], d[1]))
+
+    def pad_mode(self, data: GT, begin, end, mode: int, value: float = 0.0) -> GT:
+        """Pad (negative: crop) each ggml dim by begin/end; mode 0 constant, 1 reflect, 2 edge, 3 wrap."""
+        out_ne = tuple(int(n + b + e) for n, b, e in zip(data.ne, begin, end))
+        if min(out_ne) <= 0:
+            self.fail(f"pads {begin}/{end} leave nothing of {data.ne}")
+        bits = int(np.array([value], dtype=np.float32).view(np.uint32)[0])
+        return self._emit(Op.PAD_MODE, (data,), out_ne, params=(*[int(b) for b in begin], mode, bits))
+
     def fuse_clamp(self, y: GT, lo: float, hi: float) -> bool:
         """Fold max(lo, min(hi, .)) into the packed GEMM that produced ``y``, if it did and has no
         epilogue yet; the caller makes sure nothing else reads y unclamped."""

@@ -10,19 +10,7 @@
 #include <float.h>
 #include <string.h>
 
-#define MIN(a, b) ((a) < (b) ? (a) : (b))
-#define MAX(a, b) ((a) > (b) ? (a) : (b))
-
-/* [start, end) of n items for thread ith of nth */
-static void split(int64_t n, int ith, int nth, int64_t * start, int64_t * end) {
-    const int64_t per = (n + nth - 1) / nth;
-    *start = MIN(n, per * ith);
-    *end = MIN(n, *start + per);
-}
-
-static inline const float * pixel(const struct ggml_tensor * t, int64_t x, int64_t y, int64_t n) {
-    return (const float *) ((const char *) t->data + x * t->nb[1] + y * t->nb[2] + n * t->nb[3]);
-}
+#include "kernels_util.h"
 
 void ggonnx_im2col_nhwc(struct ggml_tensor * dst, int ith, int nth, void * params) {
     const int64_t * p = (const int64_t *) params;

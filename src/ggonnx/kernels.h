@@ -49,6 +49,24 @@ void ggonnx_conv_packed(struct ggml_tensor * dst, int ith, int nth, void * param
  * [K][GGONNX_GEMM_PANEL], the last one zero-padded (ggonnx.ops.conv packs it at load). */
 #define GGONNX_GEMM_PANEL 16
 
+/* Resize of two axes by separable tap tables (nearest: 1 tap, linear: 2, cubic: 4).
+ * src[0] the input; src[1] the table, float32 [2*T, OX + OY]: row j < OX for output x = j,
+ * row OX + j for output y = j, each T source indices (as floats, already clamped into the
+ * input) then T weights. The lowering computes the tables with ONNX's coordinate transforms.
+ * params: layout (0 plain: x = ne0, y = ne1; 1 channels-last: c = ne0, x = ne1, y = ne2), T. */
+void ggonnx_resize(struct ggml_tensor * dst, int ith, int nth, void * params);
+
+/* The scatter half of a transposed conv, as a gather: dst [OC, OW, OH, N] from
+ * src[0] = cols [KH*KW*OC, W, H, N] (each input pixel's GEMM output, rows (ky, kx, oc), oc
+ * fastest), src[1] = bias [OC] or absent. Output pixel o takes tap (ky, kx) of input pixel i
+ * where o = i * stride - pad + k * dilation.
+ * params: kw, kh, stride_w, stride_h, pad_w, pad_h (begin), dil_w, dil_h. */
+void ggonnx_col2im_nhwc(struct ggml_tensor * dst, int ith, int nth, void * params);
+
+/* Pad of a 4-D tensor (ne0 contiguous). params: begin pad per ggml dim (ne0..ne3, negative
+ * crops), mode (0 constant, 1 reflect, 2 edge, 3 wrap), the float32 bits of the constant. */
+void ggonnx_pad(struct ggml_tensor * dst, int ith, int nth, void * params);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,4 +1,4 @@
-"""Convolution: Conv (1-D and 2-D), on channels-last data where it can."""
+"""Convolution: Conv and ConvTranspose (1-D and 2-D), on channels-last data where they can."""
 from __future__ import annotations
 
 import math
@@ -199,3 +199,105 @@ def _conv_im2col(ctx, wt, xt, s, p, d):
     return e.permute(e.reshape(y, (ow, oh, n, oc)), (0, 1, 3, 2))
 
 
+
+
+def _transpose_pads(ctx, in_hw, kernel, strides, dil, out_pad):
+    """(begin, end) pads per spatial dim of a ConvTranspose, from pads, or from output_shape
+    or auto_pad (which fix the output size and split the padding this needs)."""
+    n = len(in_hw)
+    full = [strides[i] * (in_hw[i] - 1) + out_pad[i] + (kernel[i] - 1) * dil[i] + 1 for i in range(n)]
+    auto_pad = ctx.attr("auto_pad", "NOTSET")
+    out_shape = ctx.attr("output_shape")
+    upper = auto_pad == "SAME_UPPER"
+    if out_shape is None and auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        # in * stride outputs, but never below the unpadded size (onnxruntime pads, never crops)
+        total = [max(0, full[i] - in_hw[i] * strides[i]) for i in range(n)]
+        begin = [t // 2 if upper else t - t // 2 for t in total]
+        return begin, [t - b for t, b in zip(total, begin)]
+    if out_shape is not None:
+        out_shape = list(out_shape)[-n:]
+        if len(out_shape) != n:
+            raise ShapeError(f"{ctx.node.describe()}: output_shape {out_shape} for {n} spatial dims")
+        total = [full[i] - out_shape[i] for i in range(n)]
+        begin = [t // 2 if upper else t - t // 2 for t in total]
+        return begin, [t - b for t, b in zip(total, begin)]
+    if auto_pad == "VALID":
+        return [0] * n, [0] * n
+    if auto_pad != "NOTSET":
+        ctx.unsupported(f"auto_pad={auto_pad!r}")
+    pads = list(ctx.attr("pads", [0] * (2 * n)))
+    if len(pads) != 2 * n or any(p < 0 for p in pads):
+        raise ShapeError(f"{ctx.node.describe()}: pads {pads} invalid for {n} spatial dims")
+    return pads[:n], pads[n:]
+
+
+def _transposed_packed_weight(w: np.ndarray) -> np.ndarray:
+    """ConvTranspose weight [C, OC, KH, KW] as a packed GEMM weight of KH*KW*OC outputs (rows
+    (ky, kx, oc), oc fastest, as col2im reads them) over depth C."""
+    c, oc, kh, kw = w.shape
+    return _packed_weight(w.transpose(2, 3, 1, 0).reshape(kh * kw * oc, c))
+
+
+@register("ConvTranspose", since=1)
+def lower_conv_transpose(ctx, node, inputs):
+    """A GEMM of every input pixel with the weight (our packed kernel: each pixel's KH*KW*OC
+    contributions), then col2im gathers them into the output pixels (+ bias); channels-last."""
+    x, w = inputs[0], inputs[1]
+    b = inputs[2] if len(inputs) > 2 else None
+    x, one_d = as_2d(ctx, x, "ConvTranspose")
+    if w.rank != x.rank - (1 if one_d else 0):
+        raise ShapeError(f"{node.describe()}: weight {w.shape} does not match input {x.shape}")
+    if w.const is None:
+        ctx.unsupported("a weight computed at run time")
+    if one_d:
+        w = reshape_value(ctx, w, w.shape[:2] + (1,) + w.shape[2:])
+    n, c, h, wd = x.shape
+    cw, ocg, kh, kw = w.shape
+    group = int(ctx.attr("group", 1))
+    if group < 1 or cw != c or c % group:
+        raise ShapeError(f"{node.describe()}: input {x.shape}, weight {w.shape} and group={group} disagree")
+    oc = ocg * group
+    nsp = 2 - one_d
+    strides = list(ctx.attr("strides", [1] * nsp))
+    dil = list(ctx.attr("dilations", [1] * nsp))
+    out_pad = list(ctx.attr("output_padding", [0] * nsp))
+    kshape = ctx.attr("kernel_shape")
+    if kshape is not None and list(kshape) != [kh, kw][one_d:]:
+        raise ShapeError(f"{node.describe()}: kernel_shape {kshape} does not match weight {w.shape}")
+    if not (len(strides) == len(dil) == len(out_pad) == nsp) or min(strides + dil) < 1 or \
+            any(not 0 <= op < s for op, s in zip(out_pad, strides)):  # as onnxruntime checks it
+        raise ShapeError(f"{node.describe()}: strides {strides}, dilations {dil}, output_padding {out_pad} invalid")
+    if one_d:
+        strides, dil, out_pad = [1] + strides, [1] + dil, [0] + out_pad
+    begin, end = _transpose_pads(ctx, (h, wd)[one_d:], (kh, kw)[one_d:], strides[one_d:], dil[one_d:],
+                                 out_pad[one_d:])
+    if one_d:
+        begin, end = [0] + begin, [0] + end
+    out_hw = [strides[i] * ((h, wd)[i] - 1) + out_pad[i] + ((kh, kw)[i] - 1) * dil[i] + 1 - begin[i] - end[i]
+              for i in range(2)]
+    if min(out_hw) <= 0:
+        raise ShapeError(f"{node.describe()}: output {out_hw} of input {x.shape} is empty")
+    if b is not None:
+        _check_bias(node, b, oc)
+    e = ctx.e
+    xt = ctx.tensor_nhwc(x)
+    cg, kk = c // group, kh * kw * ocg
+    k, s, d, pb = (kw, kh), (strides[1], strides[0]), (dil[1], dil[0]), (begin[1], begin[0])
+    parts = []
+    for g in range(group):
+        wt = ctx.weight(w, f"convT_packed{g}/{group}",
+                        lambda a, g=g: _transposed_packed_weight(a[g * cg:(g + 1) * cg]),
+                        (_round_up(kk, _core.GEMM_PANEL) * cg,))
+        xg = xt if group == 1 else e.view(xt, (cg,) + xt.ne[1:], g * cg)
+        cols = e.reshape(e.gemm_packed(e.reshape(xg, (cg, wd * h * n)), wt, None, kk), (kk, wd, h, n))
+        bias = None
+        if b is not None:
+            bias = ctx.tensor(b) if group == 1 else e.view(ctx.tensor(b), (ocg, 1, 1, 1), g * ocg)
+        parts.append(e.col2im_nhwc(cols, bias, ocg, (out_hw[1], out_hw[0]), k, s, pb, d))
+    y = parts[0]
+    for part in parts[1:]:
+        y = e.concat(y, part, 0)
+    out = ctx.output(y, (n, oc, out_hw[0], out_hw[1]), layout=NHWC)
+    if one_d:
+        out = reshape_value(ctx, out, (n, oc, out_hw[1]))
+    return [out]
