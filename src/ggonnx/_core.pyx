@@ -41,7 +41,7 @@ COL_OUT = 1
 COL_SRC = 2     # 4 source slots, -1 when unused
 COL_NE = 6      # expected ggml ne[0..3] of the result
 COL_PARAM = 10  # N_PARAMS integer parameters
-N_PARAMS = 12
+N_PARAMS = 14
 N_COLS = COL_PARAM + N_PARAMS
 
 cpdef enum Op:

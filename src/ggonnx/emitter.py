@@ -377,24 +377,29 @@ class Emitter:
         srcs = (x, w_packed) + ((bias,) if bias is not None else ())
         return self._emit(Op.GEMM_PACKED, srcs, (oc, p, 1, 1), params=(0, 0, 0))
 
-    def conv_packed(self, x: GT, w_packed: GT, bias: GT | None, oc: int, k, s, pb, pe, d) -> GT:
+    def conv_packed(self, x: GT, w_packed: GT, bias: GT | None, oc: int, k, s, pb, pe, d, groups: int = 1) -> GT:
         """Implicit-GEMM conv of x [C, W, H, N] with a packed weight (rows (ky, kx, c)) ->
-        [OC, OW, OH, N]; k, s, d and pads (begin pb, end pe) as (w, h)."""
+        [OC, OW, OH, N]; k, s, d and pads (begin pb, end pe) as (w, h). Grouped convs need the
+        output channels per group to divide 16 or be a multiple of it (kernels.h)."""
         c = x.ne[0]
         ow = self._conv_out(x.ne[1], k[0], s[0], pb[0], pe[0], d[0])
         oh = self._conv_out(x.ne[2], k[1], s[1], pb[1], pe[1], d[1])
         panels = -(-oc // _core.GEMM_PANEL)
         if ow <= 0 or oh <= 0:
             self.fail(f"conv output would be empty (input {x.ne}, kernel {k})")
+        ocg, cg = (oc // groups, c // groups) if groups > 1 else (0, 0)
+        if groups > 1 and (oc % groups or c % groups or (_core.GEMM_PANEL % ocg and ocg % _core.GEMM_PANEL)):
+            self.fail(f"grouped implicit-GEMM conv of {x.ne} to {oc} channels in {groups} groups")
+        cspan = c if not ocg else cg if ocg >= _core.GEMM_PANEL else _core.GEMM_PANEL // ocg * cg
         if c > _core.CONV_MAX_C or k[0] * k[1] > 64 or \
-                w_packed.ne != (panels * _core.GEMM_PANEL * c * k[0] * k[1], 1, 1, 1):
+                w_packed.ne != (panels * _core.GEMM_PANEL * cspan * k[0] * k[1], 1, 1, 1):
             self.fail(f"implicit-GEMM conv of {x.ne} with kernel {k} by a weight {w_packed.ne}")
         if bias is not None and bias.ne != (panels * _core.GEMM_PANEL, 1, 1, 1):
             self.fail(f"packed GEMM bias {bias.ne} for {oc} outputs")
-        self.flops += 2 * c * k[0] * k[1] * oc * ow * oh * x.ne[3]
+        self.flops += 2 * (c // groups) * k[0] * k[1] * oc * ow * oh * x.ne[3]
         srcs = (x, w_packed) + ((bias,) if bias is not None else ())
         return self._emit(Op.CONV_PACKED, srcs, (oc, ow, oh, x.ne[3]),
-                          params=(0, 0, 0, k[0], k[1], s[0], s[1], pb[0], pb[1], d[0], d[1]))
+                          params=(0, 0, 0, k[0], k[1], s[0], s[1], pb[0], pb[1], d[0], d[1], ocg, cg))
 
     def resize(self, data: GT, table: GT, out_ne, layout: int, taps: int) -> GT:
         """Resize of two axes by a tap table [2*taps, OX + OY] (kernels.h): layout 0 plain

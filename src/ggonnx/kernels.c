@@ -187,6 +187,8 @@ static inline void store_n(float * dst, v16 v, int64_t n) {
 struct tile_src {
     const float * const * rows;
     int64_t taps, c;
+    int64_t coff;    /* channel offset into each row (grouped convs: the panel's groups) */
+    int64_t wskip;   /* weight floats to skip after each tap (a grouped panel past the last channel) */
 };
 
 /* One micro-tile: MV vectors (16 OC each) x NP pixels over the depth K = taps * c.
@@ -202,7 +204,7 @@ static void tile_##MV##_##NP(const float * w, int64_t k, const struct tile_src *
     for (int m = 0; m < MV; ++m) wp[m] = w + m * k * PANEL;                                        \
     for (int64_t t = 0; t < src->taps; ++t) {                                                      \
         const float * xr[NP];                                                                      \
-        for (int p = 0; p < NP; ++p) xr[p] = src->rows[p * src->taps + t];                         \
+        for (int p = 0; p < NP; ++p) xr[p] = src->rows[p * src->taps + t] + src->coff;             \
         for (int64_t ci = 0; ci < src->c; ++ci) {                                                  \
             v16 wv[MV];                                                                            \
             for (int m = 0; m < MV; ++m) memcpy(&wv[m], wp[m], sizeof(v16));                       \
@@ -213,6 +215,7 @@ static void tile_##MV##_##NP(const float * w, int64_t k, const struct tile_src *
                 for (int m = 0; m < MV; ++m) acc[m][p] += wv[m] * xb;                              \
             }                                                                                      \
         }                                                                                          \
+        for (int m = 0; m < MV; ++m) wp[m] += src->wskip;                                          \
     }                                                                                              \
     for (int m = 0; m < MV; ++m) {                                                                 \
         const int64_t om = o0 + m * PANEL;                                                         \
@@ -230,10 +233,13 @@ DEFINE_TILE(1, 4)
 DEFINE_TILE(1, 1)
 
 /* Conv geometry for an implicit GEMM: output pixel p of dst [OC, OW, OH, N] reads, per tap,
- * one input pixel of src [C, W, H, N]; a plain GEMM has k = 1 and no strides or pads. */
+ * one input pixel of src [C, W, H, N]; a plain GEMM has k = 1 and no strides or pads.
+ * Grouped convs (ocg > 0 output channels per group of cg inputs): each panel of 16 output
+ * channels reads the cspan input channels of the groups it covers, from (16 j / ocg) * cg on. */
 struct conv_geom {
     const struct ggml_tensor * src;
     int64_t kw, kh, sw, sh, pw, ph, dw, dh, ow, oh;
+    int64_t ocg, cg, cspan;
 };
 
 /* Zero rows for taps in the padding (C up to GGONNX_CONV_MAX_C floats). */
@@ -259,16 +265,22 @@ static void gemm_block(const float * wpk, int64_t k, int64_t oc, const struct co
                        const struct epilogue * ep) {
     const int64_t taps = g->kw * g->kh;
     const float * rows[NR * MAX_TAPS];
-    const struct tile_src src = { rows, taps, g->src->ne[0] };
+    const int64_t c = g->src->ne[0];
+    struct tile_src src = { rows, taps, c, 0, 0 };
     int64_t p = p0;
     while (p < p1) {
         const int64_t np = p1 - p >= 12 ? 12 : p1 - p >= 4 ? 4 : 1;
         for (int64_t q = 0; q < np; ++q) {
             tap_rows(g, p + q, rows + q * taps);
         }
-        for (int64_t j = j0; j < j1; j += 2) {
+        for (int64_t j = j0; j < j1; j += g->ocg ? 1 : 2) {
             const float * w = wpk + j * k * PANEL;
-            const int two = j + 1 < j1;
+            const int two = !g->ocg && j + 1 < j1;
+            if (g->ocg) {  /* one panel at a time: each reads its own channels */
+                src.coff = (j * PANEL / g->ocg) * g->cg;
+                src.c = MIN(g->cspan, c - src.coff);
+                src.wskip = (g->cspan - src.c) * PANEL;
+            }
             const int64_t o0 = j * PANEL;
             float * yp = y + p * ldy;
             if (np == 12) {
@@ -317,13 +329,16 @@ static void gemm_run(struct ggml_tensor * dst, int ith, int nth, const int64_t *
 void ggonnx_gemm_packed(struct ggml_tensor * dst, int ith, int nth, void * params) {
     const struct ggml_tensor * x = dst->src[0];
     /* pixels of x [K, P] as a 1x1 conv over a [K, P, 1, 1] image */
-    const struct conv_geom g = { x, 1, 1, 1, 1, 0, 0, 1, 1, x->ne[1], 1 };
+    const struct conv_geom g = { x, 1, 1, 1, 1, 0, 0, 1, 1, x->ne[1], 1, 0, 0, 0 };
     gemm_run(dst, ith, nth, (const int64_t *) params, &g, x->ne[0]);
 }
 
 void ggonnx_conv_packed(struct ggml_tensor * dst, int ith, int nth, void * params) {
     const int64_t * p = (const int64_t *) params;
     const struct ggml_tensor * x = dst->src[0];
-    const struct conv_geom g = { x, p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], dst->ne[1], dst->ne[2] };
-    gemm_run(dst, ith, nth, p, &g, x->ne[0] * p[3] * p[4]);
+    const int64_t ocg = p[11], cg = p[12];
+    const int64_t cspan = ocg == 0 ? x->ne[0] : ocg >= PANEL ? cg : PANEL / ocg * cg;
+    const struct conv_geom g = { x, p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], dst->ne[1], dst->ne[2],
+                                 ocg, cg, cspan };
+    gemm_run(dst, ith, nth, p, &g, cspan * p[3] * p[4]);
 }

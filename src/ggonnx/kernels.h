@@ -41,7 +41,11 @@ void ggonnx_gemm_packed(struct ggml_tensor * dst, int ith, int nth, void * param
 /* The same GEMM as an implicit convolution (no patch matrix): dst [OC, OW, OH, N] from
  * src[0] = X [C, W, H, N], the weight packed with rows (ky, kx, c), c fastest.
  * params: act, lo bits, hi bits as above, then kw, kh, stride_w, stride_h, pad_w, pad_h
- * (begin), dil_w, dil_h. Needs C <= GGONNX_CONV_MAX_C and kw * kh <= 64. */
+ * (begin), dil_w, dil_h, then for grouped convs ocg, cg (output and input channels per group;
+ * 0, 0 for dense), where ocg divides 16 or 16 divides ocg. A grouped weight packs, per panel of
+ * 16 output channels, the input channels of the groups the panel covers: cspan = cg * 16 / ocg
+ * (ocg < 16) or cg, rows (ky, kx, channel), zero where a channel is another group's.
+ * Needs C <= GGONNX_CONV_MAX_C and kw * kh <= 64. */
 void ggonnx_conv_packed(struct ggml_tensor * dst, int ith, int nth, void * params);
 #define GGONNX_CONV_MAX_C 4096
 

@@ -23,9 +23,14 @@ TAILS = ["Relu", "Clip6", "HardSwish", "SiLU", "HardSigmoid", "LeakyRelu", "MaxP
 
 @st.composite
 def blocks(draw):
-    kind = draw(st.sampled_from(["dense", "depthwise", "pointwise"]))
+    kind = draw(st.sampled_from(["dense", "depthwise", "pointwise", "grouped"]))
     c = draw(st.integers(2, 20))
     oc = c if kind == "depthwise" else draw(st.integers(1, 20))
+    group = c if kind == "depthwise" else 1
+    if kind == "grouped":  # output channels per group dividing 16 (one packed GEMM) or not
+        group = draw(st.integers(2, 4))
+        c = group * draw(st.integers(1, 6))
+        oc = group * draw(st.sampled_from([1, 2, 4, 8, 16, 32, 3, 5]))
     k = 1 if kind == "pointwise" else draw(st.integers(1, 3))
     s = draw(st.integers(1, 2))
     d = draw(st.integers(1, 2)) if k > 1 else 1
@@ -38,7 +43,7 @@ def blocks(draw):
             x in ("MaxPool", "AveragePool") and any(y.startswith("Global") for y in t[:i]) for i, x in enumerate(t))))
     pool = dict(k=draw(st.integers(1, 3)), s=draw(st.integers(1, 2)), ceil=draw(st.integers(0, 1)),
                 pad=draw(st.integers(0, 1)), count_pad=draw(st.integers(0, 1)), dil=draw(st.integers(1, 2)))
-    return dict(kind=kind, n=draw(st.integers(1, 2)), c=c, oc=oc, k=k, s=s, d=d, pads=pb + pe, h=h, w=w,
+    return dict(kind=kind, group=group, n=draw(st.integers(1, 2)), c=c, oc=oc, k=k, s=s, d=d, pads=pb + pe, h=h, w=w,
                 tails=tails, pool=pool, bias=draw(st.booleans()))
 
 
@@ -61,7 +66,7 @@ def _graph(case, rng):
         return out
 
     c, oc, k = case["c"], case["oc"], case["k"]
-    group = c if case["kind"] == "depthwise" else 1
+    group = case["group"]
     w = randn(rng, (oc, c // group, k, k), scale=1 / np.sqrt(c * k * k / group))
     conv_in = [ "x", const(w)] + ([const(randn(rng, (oc,), 0.1))] if case["bias"] else [])
     y = node("Conv", conv_in, kernel_shape=[k, k], strides=[case["s"]] * 2, dilations=[case["d"]] * 2,

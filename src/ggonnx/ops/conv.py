@@ -71,6 +71,27 @@ def _packed_weight(w2: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(padded.reshape(-1, panel, k).transpose(0, 2, 1)).reshape(-1)
 
 
+def _grouped_packed_weight(w: np.ndarray, groups: int) -> np.ndarray:
+    """A grouped conv weight [OC, CG, KH, KW] for the packed GEMM: per panel of GEMM_PANEL
+    output channels, [KH*KW][cspan][PANEL] over the input channels of the groups the panel
+    covers (kernels.h), zero where a channel belongs to another output channel's group."""
+    oc, cg, kh, kw = w.shape
+    ocg, panel = oc // groups, _core.GEMM_PANEL
+    cspan = cg if ocg >= panel else panel // ocg * cg
+    out = np.zeros((_round_up(oc, panel) // panel, kh * kw, cspan, panel), dtype=np.float32)
+    taps = w.transpose(0, 2, 3, 1).reshape(oc, kh * kw, cg)
+    for o in range(oc):
+        j, g = o // panel, o // ocg
+        local = g * cg - (j * panel // ocg) * cg
+        out[j, :, local:local + cg, o % panel] = taps[o]
+    return out.reshape(-1)
+
+
+def _packed_grouped_ok(c: int, oc: int, group: int, taps: int) -> bool:
+    ocg, panel = oc // group, _core.GEMM_PANEL
+    return (panel % ocg == 0 or ocg % panel == 0) and c <= _core.CONV_MAX_C and taps <= 64
+
+
 def _conv_nhwc(ctx, x, w, b, group, strides, dil, begin, end):
     """A 2-D conv with a constant weight on channels-last data, or None where this path does not
     apply (grouped convs other than depthwise). Dense convs: our packed GEMM (bias fused) over the
@@ -87,18 +108,27 @@ def _conv_nhwc(ctx, x, w, b, group, strides, dil, begin, end):
         kern = ctx.weight(w, "dw_nhwc", lambda a: a.reshape(c, kh * kw).T.reshape(kh, kw, 1, c), (kh, kw, 1, c))
         y = e.conv_dw_nhwc(kern, ctx.tensor_nhwc(x), s, pb, d)
         return y if b is None else e.binary(Op.ADD, y, ctx.tensor(b))
+    bias = None
+    if b is not None and b.const is not None:
+        bias = ctx.weight(b, "bias_panels", lambda a: np.pad(a.reshape(-1), (0, _round_up(oc, _core.GEMM_PANEL) - oc)),
+                          (_round_up(oc, _core.GEMM_PANEL),))
     if group != 1:
-        return None
+        # grouped convs (regnet, resnext): one implicit GEMM whose panels read only their
+        # groups' channels (zeros in the weight where a panel spans two groups)
+        if not _packed_grouped_ok(c, oc, group, kh * kw):
+            return None
+        ocg, panel = oc // group, _core.GEMM_PANEL
+        cspan = cg if ocg >= panel else panel // ocg * cg
+        wt = ctx.weight(w, f"gemm_packed_g{group}", lambda a: _grouped_packed_weight(a, group),
+                        (_round_up(oc, panel) * cspan * kh * kw,))
+        y = e.conv_packed(ctx.tensor_nhwc(x), wt, bias, oc, k, s, pb, pe, d, groups=group)
+        return y if b is None or bias is not None else e.binary(Op.ADD, y, ctx.tensor(b))
     kdim = c * kh * kw
     packed_len = _round_up(oc, _core.GEMM_PANEL) * kdim
     # rows (ky, kx, c) with c fastest, as the im2col kernel lays out a pixel's patch
     wt = ctx.weight(w, "gemm_packed", lambda a: _packed_weight(a.transpose(0, 2, 3, 1).reshape(oc, kdim)),
                     (packed_len,))
     xt = ctx.tensor_nhwc(x)
-    bias = None
-    if b is not None and b.const is not None:
-        bias = ctx.weight(b, "bias_panels", lambda a: np.pad(a.reshape(-1), (0, _round_up(oc, _core.GEMM_PANEL) - oc)),
-                          (_round_up(oc, _core.GEMM_PANEL),))
     if k == (1, 1) and s == (1, 1) and not any(pb + pe):
         y = e.reshape(e.gemm_packed(e.reshape(xt, (c, wd * h * n)), wt, bias, oc), (oc, wd, h, n))
     elif c <= _core.CONV_MAX_C and kh * kw <= 64:
