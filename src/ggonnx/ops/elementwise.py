@@ -143,19 +143,44 @@ def lower_clip(ctx, node, inputs):
     return fused or _shape_preserving(lambda e, t: e.clamp(t, min(lo, hi), hi))(ctx, node, inputs)
 
 
+def _power(e, t, n: int):
+    """t ** n for an integer n >= 1 by repeated squaring (exact for negative bases too)."""
+    result, square = None, t
+    while n:
+        if n & 1:
+            result = square if result is None else e.binary(Op.MUL, result, square)
+        n >>= 1
+        if n:
+            square = e.unary_kind(Unary.SQR, square)
+    return result
+
+
 @register("Pow", since=7)
 def lower_pow(ctx, node, inputs):
+    """x ** y for a constant scalar y: square roots and integer powers by multiplication (a
+    negative base stays exact), exp(y log x) otherwise (NaN for a negative base, as ONNX has it)."""
     x, p = inputs
     exponent = ctx.const_input(p, "Y")
     if exponent.size != 1 or _broadcast_shape(ctx, x, p) != x.shape:
         ctx.unsupported(f"exponent of shape {p.shape} (only a scalar that keeps x's shape)")
-    kinds = {2.0: Unary.SQR, 0.5: Unary.SQRT}
+    if x.dtype.kind != "f":
+        ctx.unsupported(f"integer base of type {x.dtype}")
     value = float(exponent.reshape(-1)[0])
     if value == 1.0:
         return [x.alias(node.outputs[0])]
-    if value not in kinds:
-        ctx.unsupported(f"exponent {value}")
-    return _ggml_function(kinds[value])(ctx, node, [x])
+    if value == 0.0:  # 1 everywhere, NaN and inf included
+        return [ctx.const_output(np.ones(x.shape, dtype=x.dtype))]
+    t, layout = ctx.tensor_as_is(x)
+    e = ctx.e
+    if value == 0.5:
+        y = e.unary_kind(Unary.SQRT, t)
+    elif value.is_integer() and abs(value) <= 16:
+        y = _power(e, t, int(abs(value)))
+        if value < 0:
+            y = e.binary(Op.DIV, e.const(np.ones(1, np.float32)), y)
+    else:
+        y = e.unary_kind(Unary.EXP, e.scale_bias(e.unary_kind(Unary.LOG, t), value))
+    return [ctx.output(y, x.shape, layout=layout)]
 
 
 @register("PRelu", since=7)
