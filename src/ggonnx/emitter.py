@@ -31,14 +31,22 @@ class GT:
 
 
 def onnx_to_ne(shape) -> tuple:
-    """ggml ne of a contiguous ONNX shape. Above rank 4 the size-1 dims are dropped (the
-    memory layout is the same); only layout ops registered with any_rank see such values."""
+    """ggml ne of a contiguous ONNX shape. Above rank 4 the size-1 dims are dropped and, where
+    that is not enough, the leading dims merged (the memory layout is the same); lowerings
+    registered with any_rank see such values and regroup their dims as they need (ops.coalesce)."""
     if len(shape) > MAX_DIMS:
         shape = [d for d in shape if d != 1]
         if len(shape) > MAX_DIMS:
-            raise UnsupportedOpError(f"rank {len(shape)} tensors (shape {tuple(shape)}) exceed ggml's 4 dims")
+            shape = [int(np.prod(shape[:len(shape) - MAX_DIMS + 1]))] + list(shape[len(shape) - MAX_DIMS + 1:])
     ne = [int(d) for d in reversed(shape)]
     return tuple(ne + [1] * (MAX_DIMS - len(ne)))
+
+
+def as_ggml_array(arr: np.ndarray) -> np.ndarray:
+    """A contiguous array of rank <= 4 with the ggml shape onnx_to_ne gives ``arr``'s shape."""
+    if arr.ndim <= MAX_DIMS:
+        return arr
+    return arr.reshape(tuple(reversed(onnx_to_ne(arr.shape))))
 
 
 def can_repeat(small: tuple, big: tuple) -> bool:
@@ -61,9 +69,7 @@ class WeightStore:
     def request(self, key: tuple, make_array) -> int:
         idx = self.index.get(key)
         if idx is None:
-            arr = np.ascontiguousarray(make_array(), dtype=np.float32)
-            if arr.ndim > MAX_DIMS:
-                raise UnsupportedOpError(f"weight {key[0]!r} has rank {arr.ndim} > 4")
+            arr = as_ggml_array(np.ascontiguousarray(make_array(), dtype=np.float32))
             idx = self.engine.n_weights + len(self.pending)
             self.pending.append(arr)
             self.pending_bytes += arr.nbytes
@@ -148,7 +154,7 @@ class Emitter:
     def const(self, array: np.ndarray) -> GT:
         """A constant owned by this plan only (e.g. a padding mask)."""
         arr = np.ascontiguousarray(array, dtype=np.float32)
-        self.consts.append(arr)
+        self.consts.append(as_ggml_array(arr))
         return self._emit(Op.CONST, ne=onnx_to_ne(arr.shape), params=(len(self.consts) - 1,))
 
     # -- elementwise ----------------------------------------------------------

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ggonnx.emitter import Op
+from ggonnx.emitter import Op, onnx_to_ne
 from ggonnx._core import Unary
 from ggonnx.errors import ShapeError
+from ggonnx.ops import coalesce
 from ggonnx.ops.context import NHWC, Value
 from ggonnx.ops.registry import register
 
@@ -36,6 +37,14 @@ def binary_value(ctx, op, a: Value, b: Value, shape) -> Value:
         ta, tb = _nhwc_operand(ctx, a), _nhwc_operand(ctx, b)
         if ta is not None and tb is not None:
             return ctx.output(ctx.e.binary(op, ta, tb), shape, layout=NHWC)
+    if len(shape) > 4 or a.rank > 4 or b.rank > 4:  # regroup the dims into ggml's four
+        grouped = coalesce.broadcast(shape, [a.shape, b.shape])
+        if grouped is None:
+            ctx.unsupported(f"broadcasting {a.shape} with {b.shape} needs more than 4 dims")
+        _, (sa, sb) = grouped
+        e = ctx.e
+        y = e.binary(op, e.reshape(ctx.tensor(a), onnx_to_ne(sa)), e.reshape(ctx.tensor(b), onnx_to_ne(sb)))
+        return ctx.output(e.reshape(y, onnx_to_ne(shape)), shape)
     return ctx.output(ctx.e.binary(op, ctx.tensor(a), ctx.tensor(b)), shape)
 
 
@@ -47,7 +56,7 @@ def _binary(op):
 
 
 for _name, _op in (("Add", Op.ADD), ("Sub", Op.SUB), ("Mul", Op.MUL), ("Div", Op.DIV)):
-    register(_name, since=7)(_binary(_op))
+    register(_name, since=7, any_rank=True)(_binary(_op))
 
 
 def _shape_preserving(emit):
@@ -69,7 +78,7 @@ def _ggml_function(kind):
 
 
 for _name, _op in (("Sigmoid", Op.SIGMOID), ("Tanh", Op.TANH)):
-    register(_name, since=6)(_unary(_op))
+    register(_name, since=6, any_rank=True)(_unary(_op))
 
 
 def _clamp_in_epilogue(ctx, x, lo: float, hi: float):
@@ -80,7 +89,7 @@ def _clamp_in_epilogue(ctx, x, lo: float, hi: float):
     return None
 
 
-@register("Relu", since=6)
+@register("Relu", since=6, any_rank=True)
 def lower_relu(ctx, node, inputs):
     fused = _clamp_in_epilogue(ctx, inputs[0], 0.0, float(np.finfo(np.float32).max))
     return fused or _unary(Op.RELU)(ctx, node, inputs)
@@ -90,24 +99,24 @@ for _name, _kind in (("Exp", Unary.EXP), ("Log", Unary.LOG), ("Abs", Unary.ABS),
                      ("Sqrt", Unary.SQRT), ("Sin", Unary.SIN), ("Cos", Unary.COS), ("Floor", Unary.FLOOR),
                      ("Ceil", Unary.CEIL), ("Sign", Unary.SGN), ("Softplus", Unary.SOFTPLUS),
                      ("HardSwish", Unary.HARDSWISH)):
-    register(_name, since=6)(_ggml_function(_kind))
+    register(_name, since=6, any_rank=True)(_ggml_function(_kind))
 
 
-@register("Elu", since=6)
+@register("Elu", since=6, any_rank=True)
 def lower_elu(ctx, node, inputs):
     if float(ctx.attr("alpha", 1.0)) != 1.0:
         ctx.unsupported("alpha != 1 (ggml's elu has alpha 1)")
     return _ggml_function(Unary.ELU)(ctx, node, inputs)
 
 
-@register("Gelu", since=20)
+@register("Gelu", since=20, any_rank=True)
 def lower_gelu(ctx, node, inputs):
     if ctx.attr("approximate", "none") != "none":
         ctx.unsupported("approximate='tanh' (ggml's tanh gelu uses an fp16 table)")
     return _ggml_function(Unary.GELU_ERF)(ctx, node, inputs)
 
 
-@register("Swish", since=24)
+@register("Swish", since=24, any_rank=True)
 def lower_swish(ctx, node, inputs):
     """x * sigmoid(alpha * x) = silu(alpha * x) / alpha."""
     alpha = float(ctx.attr("alpha", 1.0))
@@ -119,19 +128,19 @@ def lower_swish(ctx, node, inputs):
         ctx, node, inputs)
 
 
-@register("LeakyRelu", since=6)
+@register("LeakyRelu", since=6, any_rank=True)
 def lower_leaky_relu(ctx, node, inputs):
     slope = float(ctx.attr("alpha", 0.01))
     return _shape_preserving(lambda e, t: e.leaky_relu(t, slope))(ctx, node, inputs)
 
 
-@register("HardSigmoid", since=6)
+@register("HardSigmoid", since=6, any_rank=True)
 def lower_hard_sigmoid(ctx, node, inputs):
     alpha, beta = float(ctx.attr("alpha", 0.2)), float(ctx.attr("beta", 0.5))
     return _shape_preserving(lambda e, t: e.clamp(e.scale_bias(t, alpha, beta), 0.0, 1.0))(ctx, node, inputs)
 
 
-@register("Clip", since=11)  # older forms are normalised to this one at import
+@register("Clip", since=11, any_rank=True)  # older forms are normalised to this one at import
 def lower_clip(ctx, node, inputs):
     x = inputs[0]
     lo = float(ctx.const_input(inputs[1], "min")) if len(inputs) > 1 and inputs[1] is not None else -np.inf
@@ -155,7 +164,7 @@ def _power(e, t, n: int):
     return result
 
 
-@register("Pow", since=7)
+@register("Pow", since=7, any_rank=True)
 def lower_pow(ctx, node, inputs):
     """x ** y for a constant scalar y: square roots and integer powers by multiplication (a
     negative base stays exact), exp(y log x) otherwise (NaN for a negative base, as ONNX has it)."""

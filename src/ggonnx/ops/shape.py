@@ -5,6 +5,7 @@ import numpy as np
 
 from ggonnx.emitter import onnx_to_ne
 from ggonnx.errors import ShapeError
+from ggonnx.ops import coalesce
 from ggonnx.ops.context import NHWC, Value
 from ggonnx.ops.registry import register
 
@@ -23,12 +24,15 @@ def transpose(ctx, x: Value, perm, out_index: int = 0) -> Value:
     if sorted(perm) != list(range(x.rank)):
         raise ShapeError(f"{ctx.node.describe()}: perm {perm} is not a permutation of rank {x.rank}")
     shape = tuple(x.shape[p] for p in perm)
-    kept = list(range(x.rank))
-    if x.rank > 4:  # size-1 dims are not stored above rank 4: permute the others
-        kept = [d for d in kept if x.shape[d] != 1]
-    squeezed = [kept.index(p) for p in perm if p in kept]
-    gt = ctx.e.permute(ctx.tensor(x), onnx_perm_to_ggml(squeezed, len(kept)))
-    return ctx.output(gt, shape, out_index)
+    t = ctx.tensor(x)
+    if x.rank > 4:  # dims that stay adjacent move together: regroup them into ggml's four
+        grouped = coalesce.transpose(x.shape, perm)
+        if grouped is None:
+            ctx.unsupported(f"perm {perm} of {x.shape} moves more than 4 groups of dims")
+        in_shape, perm = grouped
+        t = ctx.e.reshape(t, onnx_to_ne(in_shape))
+    gt = ctx.e.permute(t, onnx_perm_to_ggml(perm, len(perm)))
+    return ctx.output(ctx.e.reshape(gt, onnx_to_ne(shape)), shape, out_index)
 
 
 def reshape_value(ctx, x: Value, shape, out_index: int = 0) -> Value:
@@ -87,7 +91,7 @@ def lower_transpose(ctx, node, inputs):
     return [transpose(ctx, x, perm)]
 
 
-@register("Concat", since=4)
+@register("Concat", since=4, any_rank=True)
 def lower_concat(ctx, node, inputs):
     xs = [v for v in inputs if v is not None]
     rank = xs[0].rank
@@ -109,6 +113,12 @@ def lower_concat(ctx, node, inputs):
         for v in xs[1:]:
             acc = ctx.e.concat(acc, ctx.tensor_nhwc(v), 0)
         return [ctx.output(acc, shape, layout=NHWC)]
+    if rank > 4:  # (before, axis, after) per input
+        parts = [ctx.e.reshape(ctx.tensor(v), onnx_to_ne(coalesce.around_axis(v.shape, axis))) for v in xs]
+        acc = parts[0]
+        for part in parts[1:]:
+            acc = ctx.e.concat(acc, part, 1)
+        return [ctx.output(ctx.e.reshape(acc, onnx_to_ne(shape)), shape)]
     acc = ctx.tensor(xs[0])
     for v in xs[1:]:
         acc = ctx.e.concat(acc, ctx.tensor(v), rank - 1 - axis)
@@ -202,13 +212,22 @@ def _view_slice(ctx, x: Value, starts: list, lengths: list, out_index: int = 0) 
     """The sub-block of x beginning at ``starts`` (per ONNX axis) with ``lengths``."""
     if 0 in lengths:
         ctx.unsupported("an empty slice")
-    strides = [int(np.prod(x.shape[k + 1:])) for k in range(x.rank)]
+    t, full = ctx.tensor(x), x.shape
+    if x.rank > 4:  # dims taken whole merge into the dim before them
+        grouped = coalesce.sliced(x.shape, starts, lengths)
+        if grouped is None:
+            ctx.unsupported(f"slicing {x.shape} at {starts} by {lengths} needs more than 4 dims")
+        full, starts, sub = grouped
+        t = ctx.e.reshape(t, onnx_to_ne(full))
+    else:
+        sub = lengths
+    strides = [int(np.prod(full[k + 1:])) for k in range(len(full))]
     offset = sum(s * st for s, st in zip(starts, strides))
-    gt = ctx.e.view(ctx.tensor(x), onnx_to_ne(lengths), offset)
-    return ctx.output(gt, tuple(lengths), out_index)
+    gt = ctx.e.view(t, onnx_to_ne(sub), offset)
+    return ctx.output(ctx.e.reshape(gt, onnx_to_ne(lengths)), tuple(lengths), out_index)
 
 
-@register("Slice", since=10)  # older forms are normalised to this one at import
+@register("Slice", since=10, any_rank=True)  # older forms are normalised to this one at import
 def lower_slice(ctx, node, inputs):
     x = inputs[0]
     starts = ctx.const_input(inputs[1], "starts")
@@ -229,7 +248,7 @@ def lower_slice(ctx, node, inputs):
     return [_view_slice(ctx, x, begin, lengths)]
 
 
-@register("Split", since=13)  # older forms are normalised to this one at import
+@register("Split", since=13, any_rank=True)  # older forms are normalised to this one at import
 def lower_split(ctx, node, inputs):
     x = inputs[0]
     axis = int(ctx.attr("axis", 0))
