@@ -86,6 +86,7 @@ cpdef enum Op:
     RESIZE = 71            # src0 data, src1 tap table; params: layout, taps
     COL2IM_NHWC = 72       # src0 cols [KH*KW*OC, W, H, N], src1 bias or -1 -> [OC, OW, OH, N]
     PAD_MODE = 73          # src0 data; params: begin[4] (ggml order), mode, value bits
+    ACTIVATION = 74        # src0 data; params: act (ACT_*), lo bits, hi bits
 
 cpdef enum Unary:
     EXP = 0
@@ -136,6 +137,9 @@ PLACE_BLAS = 2
 
 GEMM_PANEL = GGONNX_GEMM_PANEL  # output channels per panel of a packed GEMM weight
 CONV_MAX_C = GGONNX_CONV_MAX_C  # input channels an implicit-GEMM conv takes at most
+# activations of a packed GEMM's epilogue and of Op.ACTIVATION (kernels.h)
+ACT_NONE, ACT_CLAMP, ACT_HARDSWISH, ACT_HARDSIGMOID = (GGONNX_ACT_NONE, GGONNX_ACT_CLAMP, GGONNX_ACT_HARDSWISH,
+                                                       GGONNX_ACT_HARDSIGMOID)
 
 
 def ggml_version_string():
@@ -527,6 +531,11 @@ cdef class Plan:
             args[0], args[1], args[2] = a, b, c
             return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], args, 3 if c != NULL else 2,
                                   ggonnx_gemm_packed if op == GEMM_PACKED else ggonnx_conv_packed,
+                                  GGML_N_TASKS_MAX, p)
+        if op == ACTIVATION:
+            if not ggml_is_contiguous(a):
+                a = ggml_cont(ctx, a)
+            return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], &a, 1, ggonnx_activation,
                                   GGML_N_TASKS_MAX, p)
         if op == RESIZE or op == COL2IM_NHWC or op == PAD_MODE:
             if a.nb[0] != sizeof(float):  # the kernels read ne0 contiguously

@@ -236,5 +236,10 @@ cdef extern from "kernels.h" nogil:
     void ggonnx_resize(ggml_tensor * dst, int ith, int nth, void * params)
     void ggonnx_col2im_nhwc(ggml_tensor * dst, int ith, int nth, void * params)
     void ggonnx_pad(ggml_tensor * dst, int ith, int nth, void * params)
+    void ggonnx_activation(ggml_tensor * dst, int ith, int nth, void * params)
     int GGONNX_CONV_MAX_C
     int GGONNX_GEMM_PANEL
+    int GGONNX_ACT_NONE
+    int GGONNX_ACT_CLAMP
+    int GGONNX_ACT_HARDSWISH
+    int GGONNX_ACT_HARDSIGMOID

@@ -438,14 +438,19 @@ class Emitter:
         bits = int(np.array([value], dtype=np.float32).view(np.uint32)[0])
         return self._emit(Op.PAD_MODE, (data,), out_ne, params=(*[int(b) for b in begin], mode, bits))
 
-    def fuse_clamp(self, y: GT, lo: float, hi: float) -> bool:
-        """Fold max(lo, min(hi, .)) into the packed GEMM that produced ``y``, if it did and has no
-        epilogue yet; the caller makes sure nothing else reads y unclamped."""
+    def activation(self, a: GT, act: int, lo: float = 0.0, hi: float = 0.0) -> GT:
+        """One of our vectorized activations (_core.ACT_*) with parameters lo, hi."""
+        bits = np.array([lo, hi], dtype=np.float32).view(np.uint32)
+        return self._emit(Op.ACTIVATION, (a,), a.ne, params=(act, int(bits[0]), int(bits[1])))
+
+    def fuse_activation(self, y: GT, act: int, lo: float = 0.0, hi: float = 0.0) -> bool:
+        """Fold an activation (_core.ACT_*) into the packed GEMM that produced ``y``, if it did and
+        has none yet; the caller makes sure nothing else reads y before it."""
         row = self.rows[y.slot] if y.slot < len(self.rows) and self.rows[y.slot][1] == y.slot else None
         while row is not None and row[0] == int(Op.RESHAPE):  # a view of the GEMM's output
             row = self.rows[row[_core.COL_SRC]]
         if row is None or row[0] not in (int(Op.GEMM_PACKED), int(Op.CONV_PACKED)) or row[_core.COL_PARAM] != 0:
             return False
         bits = np.array([lo, hi], dtype=np.float32).view(np.uint32)
-        row[_core.COL_PARAM:_core.COL_PARAM + 3] = [1, int(bits[0]), int(bits[1])]
+        row[_core.COL_PARAM:_core.COL_PARAM + 3] = [act, int(bits[0]), int(bits[1])]
         return True

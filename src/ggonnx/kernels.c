@@ -156,20 +156,6 @@ struct epilogue {
     float lo, hi;
 };
 
-static inline v16 finish(v16 acc, const struct epilogue * ep, int64_t o0) {
-    if (ep->bias) {
-        v16 b;
-        memcpy(&b, ep->bias + o0, sizeof(b));
-        acc += b;
-    }
-    if (ep->act == 1) {
-        const v16 lo = SPLAT(ep->lo), hi = SPLAT(ep->hi);
-        acc = select16(acc < lo, lo, acc);
-        acc = select16(acc > hi, hi, acc);
-    }
-    return acc;
-}
-
 /* Store the first n floats of v (n <= 16). */
 static inline void store_n(float * dst, v16 v, int64_t n) {
     if (n == 16) {
@@ -178,6 +164,54 @@ static inline void store_n(float * dst, v16 v, int64_t n) {
         float tmp[16];
         memcpy(tmp, &v, sizeof(v));
         memcpy(dst, tmp, n * sizeof(float));
+    }
+}
+
+static inline v16 clamp16(v16 x, v16 lo, v16 hi) {
+    x = select16(x < lo, lo, x);
+    return select16(x > hi, hi, x);
+}
+
+/* The activation of an epilogue (kernels.h: GGONNX_ACT_*); lo, hi are its two parameters. */
+static inline v16 activate(v16 acc, int act, float lo, float hi) {
+    if (act == GGONNX_ACT_CLAMP) {
+        return clamp16(acc, SPLAT(lo), SPLAT(hi));
+    }
+    if (act == GGONNX_ACT_HARDSWISH) {
+        return acc * clamp16(acc * SPLAT(1.0f / 6.0f) + SPLAT(0.5f), SPLAT(0.0f), SPLAT(1.0f));
+    }
+    if (act == GGONNX_ACT_HARDSIGMOID) {
+        return clamp16(acc * SPLAT(lo) + SPLAT(hi), SPLAT(0.0f), SPLAT(1.0f));
+    }
+    return acc;
+}
+
+static inline v16 finish(v16 acc, const struct epilogue * ep, int64_t o0) {
+    if (ep->bias) {
+        v16 b;
+        memcpy(&b, ep->bias + o0, sizeof(b));
+        acc += b;
+    }
+    return activate(acc, ep->act, ep->lo, ep->hi);
+}
+
+void ggonnx_activation(struct ggml_tensor * dst, int ith, int nth, void * params) {
+    const int64_t * p = (const int64_t *) params;
+    uint32_t bits[2] = { (uint32_t) p[1], (uint32_t) p[2] };
+    float lo, hi;
+    memcpy(&lo, &bits[0], sizeof(float));
+    memcpy(&hi, &bits[1], sizeof(float));
+    const int act = (int) p[0];
+    const float * x = (const float *) dst->src[0]->data;
+    float * y = (float *) dst->data;
+    const int64_t n = ggml_nelements(dst), blocks = (n + 15) / 16;
+    int64_t b0, b1;
+    split(blocks, ith, nth, &b0, &b1);
+    for (int64_t b = b0; b < b1; ++b) {
+        const int64_t i = b * 16, m = MIN(16, n - i);
+        v16 v = {};
+        memcpy(&v, x + i, m * sizeof(float));
+        store_n(y + i, activate(v, act, lo, hi), m);
     }
 }
 

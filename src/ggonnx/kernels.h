@@ -35,8 +35,18 @@ void ggonnx_global_pool_nhwc(struct ggml_tensor * dst, int ith, int nth, void * 
  * pixel's K inputs contiguous, any K), src[1] = W packed (below),
  * src[2] = bias [OC] or absent. Outer-product micro-kernels (32 OC x 12 pixels of FMAs per
  * k): no horizontal sums and no depth alignment, so small K runs at speed.
- * params: act (0 none, 1 max(lo, min(hi, y)): Relu, Relu6, Clip), the float32 bits of lo, hi. */
+ * params: act (GGONNX_ACT_*), the float32 bits of its parameters lo, hi. */
 void ggonnx_gemm_packed(struct ggml_tensor * dst, int ith, int nth, void * params);
+
+/* Activations of a GEMM epilogue, and of ggonnx_activation. */
+#define GGONNX_ACT_NONE 0
+#define GGONNX_ACT_CLAMP 1        /* max(lo, min(hi, y)): Relu, Relu6, Clip */
+#define GGONNX_ACT_HARDSWISH 2    /* y * clamp(y / 6 + 1/2, 0, 1) */
+#define GGONNX_ACT_HARDSIGMOID 3  /* clamp(lo * y + hi, 0, 1) */
+
+/* An activation (above) of contiguous src[0], vectorized and threaded (ggml's hardswish is
+ * scalar). params: act, the float32 bits of lo, hi. */
+void ggonnx_activation(struct ggml_tensor * dst, int ith, int nth, void * params);
 
 /* The same GEMM as an implicit convolution (no patch matrix): dst [OC, OW, OH, N] from
  * src[0] = X [C, W, H, N], the weight packed with rows (ky, kx, c), c fastest.

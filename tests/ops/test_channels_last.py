@@ -157,3 +157,33 @@ def test_resnet_style_block_stays_channels_last():
     sess = ggonnx.Session(model, threads=THREADS)
     np.testing.assert_allclose(sess.run(None, {"x": x})[0], want, rtol=1e-4, atol=1e-4)
     assert all(p.detail.startswith("channels-last") for p in sess.placement())
+
+
+def test_convnext_style_block_needs_no_transposes():
+    """Depthwise conv, NCHW->NHWC Transpose, LayerNorm, MLP, layer scale, NHWC->NCHW Transpose,
+    residual Add: both Transposes reinterpret the channels-last memory (no copy), matching
+    onnxruntime."""
+    rng = np.random.default_rng(5)
+    c = 16
+    x = randn(rng, (2, c, 7, 9))
+    consts = {"dw": randn(rng, (c, 1, 7, 7), 0.1), "g": np.abs(randn(rng, (c,))), "b": randn(rng, (c,), 0.1),
+              "w1": randn(rng, (c, 4 * c), 0.2), "b1": randn(rng, (4 * c,), 0.1),
+              "w2": randn(rng, (4 * c, c), 0.1), "b2": randn(rng, (c,), 0.1), "s": randn(rng, (c,), 0.1)}
+    nodes = [helper.make_node("Conv", ["x", "dw"], ["a"], pads=[3, 3, 3, 3], group=c),
+             helper.make_node("Transpose", ["a"], ["t"], perm=[0, 2, 3, 1]),
+             helper.make_node("LayerNormalization", ["t", "g", "b"], ["n"], axis=-1, epsilon=1e-6),
+             helper.make_node("MatMul", ["n", "w1"], ["m1"]),
+             helper.make_node("Add", ["m1", "b1"], ["h1"]),
+             helper.make_node("Relu", ["h1"], ["r"]),
+             helper.make_node("MatMul", ["r", "w2"], ["m2"]),
+             helper.make_node("Add", ["m2", "b2"], ["h2"]),
+             helper.make_node("Mul", ["h2", "s"], ["ls"]),
+             helper.make_node("Transpose", ["ls"], ["back"], perm=[0, 3, 1, 2]),
+             helper.make_node("Add", ["back", "x"], ["y"])]
+    model = make_model(nodes, {"x": x}, consts, outputs=["y"], opset=17)
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    sess = ggonnx.Session(model, threads=THREADS)
+    np.testing.assert_allclose(sess.run(None, {"x": x})[0], want, rtol=1e-4, atol=1e-4)
+    placement = sess.placement()
+    assert all(p.where == "ggml" for p in placement)
+    assert placement[-1].detail.startswith("channels-last")   # the residual Add

@@ -9,7 +9,7 @@ from ggonnx import _core
 from ggonnx.emitter import Op
 from ggonnx.errors import ShapeError
 from ggonnx.ops.context import NHWC
-from ggonnx.ops.matmul import choose_placement
+from ggonnx.ops.matmul import choose_placement, packed_weight
 from ggonnx.ops.registry import register
 from ggonnx.ops.shape import reshape_value
 
@@ -61,14 +61,6 @@ def _check_bias(node, b, oc: int) -> None:
 
 def _round_up(x: int, m: int) -> int:
     return -(-x // m) * m
-
-
-def _packed_weight(w2: np.ndarray) -> np.ndarray:
-    """W [OC, K] in the packed GEMM layout: panels of GEMM_PANEL output channels, each [K][PANEL]."""
-    oc, k = w2.shape
-    panel = _core.GEMM_PANEL
-    padded = np.pad(w2, ((0, _round_up(oc, panel) - oc), (0, 0)))
-    return np.ascontiguousarray(padded.reshape(-1, panel, k).transpose(0, 2, 1)).reshape(-1)
 
 
 def _grouped_packed_weight(w: np.ndarray, groups: int) -> np.ndarray:
@@ -126,7 +118,7 @@ def _conv_nhwc(ctx, x, w, b, group, strides, dil, begin, end):
     kdim = c * kh * kw
     packed_len = _round_up(oc, _core.GEMM_PANEL) * kdim
     # rows (ky, kx, c) with c fastest, as the im2col kernel lays out a pixel's patch
-    wt = ctx.weight(w, "gemm_packed", lambda a: _packed_weight(a.transpose(0, 2, 3, 1).reshape(oc, kdim)),
+    wt = ctx.weight(w, "gemm_packed", lambda a: packed_weight(a.transpose(0, 2, 3, 1).reshape(oc, kdim)),
                     (packed_len,))
     xt = ctx.tensor_nhwc(x)
     if k == (1, 1) and s == (1, 1) and not any(pb + pe):
@@ -265,7 +257,7 @@ def _transposed_packed_weight(w: np.ndarray) -> np.ndarray:
     """ConvTranspose weight [C, OC, KH, KW] as a packed GEMM weight of KH*KW*OC outputs (rows
     (ky, kx, oc), oc fastest, as col2im reads them) over depth C."""
     c, oc, kh, kw = w.shape
-    return _packed_weight(w.transpose(2, 3, 1, 0).reshape(kh * kw * oc, c))
+    return packed_weight(w.transpose(2, 3, 1, 0).reshape(kh * kw * oc, c))
 
 
 @register("ConvTranspose", since=1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ggonnx.emitter import Op, onnx_to_ne
-from ggonnx._core import Unary
+from ggonnx._core import ACT_CLAMP, ACT_HARDSIGMOID, ACT_HARDSWISH, Unary
 from ggonnx.errors import ShapeError
 from ggonnx.ops import coalesce
 from ggonnx.ops.context import NHWC, Value
@@ -81,24 +81,29 @@ for _name, _op in (("Sigmoid", Op.SIGMOID), ("Tanh", Op.TANH)):
     register(_name, since=6, any_rank=True)(_unary(_op))
 
 
-def _clamp_in_epilogue(ctx, x, lo: float, hi: float):
-    """The clamp folded into the GEMM that computed x (a channels-last conv nobody else reads),
-    or None."""
-    if ctx.is_nhwc(x) and ctx.sole_reader(x) and ctx.e.fuse_clamp(x.gt, lo, hi):
+def _in_epilogue(ctx, x, act: int, lo: float = 0.0, hi: float = 0.0):
+    """The activation folded into the GEMM that computed x (a channels-last conv nobody else
+    reads), or None."""
+    if ctx.is_nhwc(x) and ctx.sole_reader(x) and ctx.e.fuse_activation(x.gt, act, lo, hi):
         return [ctx.output(x.gt, x.shape, layout=NHWC)]
     return None
 
 
+def _activation(ctx, x, act: int, lo: float = 0.0, hi: float = 0.0):
+    """An activation of ours: in the producing GEMM's epilogue, else one vectorized pass."""
+    return _in_epilogue(ctx, x, act, lo, hi) or _shape_preserving(lambda e, t: e.activation(t, act, lo, hi))(
+        ctx, ctx.node, [x])
+
+
 @register("Relu", since=6, any_rank=True)
 def lower_relu(ctx, node, inputs):
-    fused = _clamp_in_epilogue(ctx, inputs[0], 0.0, float(np.finfo(np.float32).max))
+    fused = _in_epilogue(ctx, inputs[0], ACT_CLAMP, 0.0, float(np.finfo(np.float32).max))
     return fused or _unary(Op.RELU)(ctx, node, inputs)
 
 
 for _name, _kind in (("Exp", Unary.EXP), ("Log", Unary.LOG), ("Abs", Unary.ABS), ("Neg", Unary.NEG),
                      ("Sqrt", Unary.SQRT), ("Sin", Unary.SIN), ("Cos", Unary.COS), ("Floor", Unary.FLOOR),
-                     ("Ceil", Unary.CEIL), ("Sign", Unary.SGN), ("Softplus", Unary.SOFTPLUS),
-                     ("HardSwish", Unary.HARDSWISH)):
+                     ("Ceil", Unary.CEIL), ("Sign", Unary.SGN), ("Softplus", Unary.SOFTPLUS)):
     register(_name, since=6, any_rank=True)(_ggml_function(_kind))
 
 
@@ -136,8 +141,12 @@ def lower_leaky_relu(ctx, node, inputs):
 
 @register("HardSigmoid", since=6, any_rank=True)
 def lower_hard_sigmoid(ctx, node, inputs):
-    alpha, beta = float(ctx.attr("alpha", 0.2)), float(ctx.attr("beta", 0.5))
-    return _shape_preserving(lambda e, t: e.clamp(e.scale_bias(t, alpha, beta), 0.0, 1.0))(ctx, node, inputs)
+    return _activation(ctx, inputs[0], ACT_HARDSIGMOID, float(ctx.attr("alpha", 0.2)), float(ctx.attr("beta", 0.5)))
+
+
+@register("HardSwish", since=14, any_rank=True)
+def lower_hard_swish(ctx, node, inputs):
+    return _activation(ctx, inputs[0], ACT_HARDSWISH)
 
 
 @register("Clip", since=11, any_rank=True)  # older forms are normalised to this one at import
@@ -148,7 +157,7 @@ def lower_clip(ctx, node, inputs):
     big = float(np.finfo(np.float32).max)
     lo, hi = max(lo, -big), min(hi, big)
     # min(max(x, lo), hi): with lo > hi every element is hi
-    fused = _clamp_in_epilogue(ctx, x, min(lo, hi), hi)
+    fused = _in_epilogue(ctx, x, ACT_CLAMP, min(lo, hi), hi)
     return fused or _shape_preserving(lambda e, t: e.clamp(t, min(lo, hi), hi))(ctx, node, inputs)
 
 

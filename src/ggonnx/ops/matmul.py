@@ -33,6 +33,33 @@ def choose_placement(m: int, n: int, k: int) -> int:
     return _core.PLACE_CPU
 
 
+# Our packed GEMM (ggonnx.kernels, the weight packed at load) against ggml's sgemm and OpenBLAS,
+# side by side on 2 AVX-512 cores (bench/run.py): 128x768x3072 397 vs 316 (BLAS) GFLOP/s,
+# 128x768x768 387 vs 294, 32x256x256 139 vs 90 (ggml), 1x768x768 and 8x768x768 even; but
+# 512x4096x4096 247 vs 398 (BLAS), where a 64 MB weight streams past every tile of rows.
+PACKED_MAX_WEIGHT_BYTES = 16 << 20
+
+
+def use_packed_gemm(m: int, n: int, k: int) -> bool:
+    return 4 * n * k <= PACKED_MAX_WEIGHT_BYTES or choose_placement(m, n, k) != _core.PLACE_BLAS
+
+
+def packed_gemm_weight(ctx, b: Value):
+    """Constant B [K, N] as the packed GEMM's weight of N outputs over depth K."""
+    k, n = b.shape
+    panel = _core.GEMM_PANEL
+    return ctx.weight(b, "gemm_packed_T", lambda w: packed_weight(np.ascontiguousarray(w.T)),
+                      (-(-n // panel) * panel * k,))
+
+
+def packed_weight(w2: np.ndarray) -> np.ndarray:
+    """W [OC, K] in the packed GEMM layout: panels of GEMM_PANEL output channels, each [K][PANEL]."""
+    oc, k = w2.shape
+    panel = _core.GEMM_PANEL
+    padded = np.pad(w2, ((0, -(-oc // panel) * panel - oc), (0, 0)))
+    return np.ascontiguousarray(padded.reshape(-1, panel, k).transpose(0, 2, 1)).reshape(-1)
+
+
 def _transposed_weight(ctx, v: Value):
     """Constant B [..., K, N] stored as B^T [..., N, K]: ggml [K, N, ...]."""
     shape = v.shape[:-2] + (v.shape[-1], v.shape[-2])
@@ -64,6 +91,12 @@ def matmul(ctx, a: Value, b: Value) -> Value:
         ctx.unsupported(f"batched MatMul with {len(batch)} batch dims ({a_shape} @ {b_shape})")
 
     e = ctx.e
+    if b.const is not None and b.rank == 2 and a.rank >= 2 and use_packed_gemm(m * int(np.prod(batch)), n, k):
+        # a constant weight: our packed GEMM, the weight packed once at load (A's rows as pixels)
+        rows = m * int(np.prod(batch))
+        y = e.gemm_packed(e.reshape(ctx.tensor(a), (k, rows)), packed_gemm_weight(ctx, b), None, n)
+        shape = batch + (m, n)
+        return ctx.output(e.reshape(y, tuple(reversed(shape))), shape)
     if b.rank == 1:
         bt = e.reshape(ctx.tensor(b), (k, 1))            # B^T of a column vector is the row [K]
     else:

@@ -84,10 +84,19 @@ def lower_flatten(ctx, node, inputs):
     return [reshape_value(ctx, x, shape)]
 
 
+# NCHW -> NHWC and back: the same memory as a channels-last value (convnext's LayerNorm and
+# MLP between its convs run on [N, H, W, C], which is what the conv left behind)
+TO_CHANNELS_LAST, FROM_CHANNELS_LAST = [0, 2, 3, 1], [0, 3, 1, 2]
+
+
 @register("Transpose", since=1, any_rank=True)
 def lower_transpose(ctx, node, inputs):
     x = inputs[0]
-    perm = ctx.attr("perm", list(reversed(range(x.rank))))
+    perm = [int(p) for p in ctx.attr("perm", list(reversed(range(x.rank))))]
+    if x.rank == 4 and perm == TO_CHANNELS_LAST and ctx.is_nhwc(x):
+        return [ctx.output(x.gt, tuple(x.shape[p] for p in perm))]
+    if x.rank == 4 and perm == FROM_CHANNELS_LAST and not ctx.is_nhwc(x):
+        return [ctx.output(ctx.tensor(x), tuple(x.shape[p] for p in perm), layout=NHWC)]
     return [transpose(ctx, x, perm)]
 
 
