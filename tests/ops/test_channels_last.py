@@ -187,3 +187,21 @@ def test_convnext_style_block_needs_no_transposes():
     placement = sess.placement()
     assert all(p.where == "ggml" for p in placement)
     assert placement[-1].detail.startswith("channels-last")   # the residual Add
+
+
+@pytest.mark.parametrize("c,oc,k,group", [(3, 20, 3, 1), (100, 40, 3, 1), (520, 33, 3, 1), (900, 17, 1, 1),
+                                          (800, 64, 3, 2), (96, 96, 3, 12)])
+def test_deep_convs_run_in_depth_chunks(c, oc, k, group):
+    """Depths beyond one cache chunk (kernels.c KC): whole taps per chunk, a tap's channels split
+    over chunks, grouped panels; partial sums must add up to onnxruntime's result."""
+    rng = np.random.default_rng(c + oc)
+    x = randn(rng, (2, c, 6, 5))
+    w = randn(rng, (oc, c // group, k, k), 1 / np.sqrt(c * k * k / group))
+    b = randn(rng, (oc,), 0.1)
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["a"], pads=[k // 2] * 4, group=group),
+             helper.make_node("Relu", ["a"], ["y"])]
+    model = make_model(nodes, {"x": x}, {"w": w, "b": b}, outputs=["y"], opset=17)
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    sess = ggonnx.Session(model, threads=THREADS)
+    np.testing.assert_allclose(sess.run(None, {"x": x})[0], want, rtol=1e-4, atol=1e-4)
+    assert all(p.where == "ggml" for p in sess.placement())

@@ -44,6 +44,14 @@ def test_matmul_blas_sized(ab, const, seed):
     _check_matmul(*ab, const, seed)
 
 
+@settings(max_examples=15, deadline=None)
+@given(m=st.integers(1, 30), k=st.sampled_from([383, 384, 385, 1000, 5000]), n=st.integers(1, 70),
+       batch=st.sampled_from([(), (2,), (2, 3)]), seed=seeds)
+def test_matmul_constant_weight_deep(m, k, n, batch, seed):
+    # a constant weight runs on the packed GEMM, whose depth runs in cache-sized chunks
+    _check_matmul(batch + (m, k), (k, n), (1,), seed)
+
+
 @st.composite
 def gemm_cases(draw, min_dim: int = 1, max_dim: int = 6):
     m, k, n = (draw(st.integers(min_dim, max_dim)) for _ in range(3))

@@ -46,13 +46,13 @@ def _lower_pool(ctx, node, inputs, op):
     if min(out_hw) <= 0:
         raise ShapeError(f"{node.describe()}: output would be empty for input {x.shape}, kernel {kshape}")
     count_pad = op == Op.POOL_AVG and ctx.attr("count_include_pad", 0)
-    if ctx.is_nhwc(x):  # our threaded channels-last kernel: any pads, ceil_mode and dilation
+    if ctx.is_nhwc(x) or any(v != 1 for v in dil):
+        # our threaded channels-last kernel: any pads, ceil_mode and dilation (ggml's has none)
         mode = 0 if op == Op.POOL_MAX else 2 if count_pad else 1
-        y = ctx.e.pool_nhwc(x.gt, (out_hw[1], out_hw[0]), (kshape[1], kshape[0]), (strides[1], strides[0]),
-                            (begin[1], begin[0]), (end[1], end[0]), (dil[1], dil[0]), mode)
-        return [ctx.output(y, (n, c, out_hw[0], out_hw[1]), layout=NHWC)]
-    if any(v != 1 for v in dil):
-        ctx.unsupported(f"dilations {dil} on plain-layout input")
+        y = ctx.e.pool_nhwc(ctx.tensor_nhwc(x), (out_hw[1], out_hw[0]), (kshape[1], kshape[0]),
+                            (strides[1], strides[0]), (begin[1], begin[0]), (end[1], end[0]), (dil[1], dil[0]), mode)
+        out = ctx.output(y, (n, c, out_hw[0], out_hw[1]), layout=NHWC)
+        return [reshape_value(ctx, out, (n, c, out_hw[1])) if one_d else out]
     # padding the windows actually read past the end
     end_eff = [max(0, (out_hw[i] - 1) * strides[i] + kshape[i] - in_hw[i] - begin[i]) for i in range(2)]
     e = ctx.e
