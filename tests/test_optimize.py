@@ -1,6 +1,9 @@
-"""Import-time rewrites: constant folding and BatchNormalization folded into Conv."""
+"""Import-time rewrites: constant folding, BatchNormalization folded into Conv and ConvTranspose, the
+GELU and SiLU fusions."""
 import numpy as np
 import onnxruntime as ort
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 import ggonnx
@@ -33,6 +36,31 @@ def test_batchnorm_folds_into_conv():
         x = RNG.standard_normal((1, 3, 8, 8)).astype(np.float32)
         want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
         np.testing.assert_allclose(ggonnx.Session(model).run(None, {"x": x})[0], want[0], rtol=1e-4, atol=1e-5)
+
+
+@settings(max_examples=30, deadline=None)
+@given(group=st.sampled_from([1, 2, 3]), cg=st.integers(1, 3), ocg=st.integers(1, 3), k=st.integers(1, 3),
+       stride=st.integers(1, 2), bias=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_batchnorm_folds_into_conv_transpose(group, cg, ocg, k, stride, bias, seed):
+    """The BN scale of output channel o lands on the weight slices that feed o, in every group."""
+    rng = np.random.default_rng(seed)
+    c, oc = group * cg, group * ocg
+    inits = [numpy_helper.from_array(rng.standard_normal((c, ocg, k, k)).astype(np.float32), "w")]
+    inits += [numpy_helper.from_array((rng.random(oc) + 0.5).astype(np.float32), n)
+              for n in ("scale", "beta", "mean", "var")]
+    inputs = ["x", "w"]
+    if bias:
+        inits.append(numpy_helper.from_array(rng.standard_normal(oc).astype(np.float32), "b"))
+        inputs.append("b")
+    nodes = [helper.make_node("ConvTranspose", inputs, ["c"], group=group, strides=[stride, stride], name="convT"),
+             helper.make_node("BatchNormalization", ["c", "scale", "beta", "mean", "var"], ["y"], epsilon=1e-3)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, c, 5, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
+    assert [n.op_type for n in import_model(model).nodes] == ["ConvTranspose"]
+    x = rng.standard_normal((2, c, 5, 4)).astype(np.float32)
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    np.testing.assert_allclose(ggonnx.Session(model).run(None, {"x": x})[0], want[0], rtol=1e-4, atol=1e-4)
 
 
 def test_constant_subgraphs_fold_at_import():

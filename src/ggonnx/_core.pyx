@@ -138,8 +138,9 @@ PLACE_BLAS = 2
 GEMM_PANEL = GGONNX_GEMM_PANEL  # output channels per panel of a packed GEMM weight
 CONV_MAX_C = GGONNX_CONV_MAX_C  # input channels an implicit-GEMM conv takes at most
 # activations of a packed GEMM's epilogue and of Op.ACTIVATION (kernels.h)
-ACT_NONE, ACT_CLAMP, ACT_HARDSWISH, ACT_HARDSIGMOID = (GGONNX_ACT_NONE, GGONNX_ACT_CLAMP, GGONNX_ACT_HARDSWISH,
-                                                       GGONNX_ACT_HARDSIGMOID)
+ACT_NONE, ACT_CLAMP, ACT_HARDSWISH, ACT_HARDSIGMOID, ACT_SIGMOID, ACT_SILU = (
+    GGONNX_ACT_NONE, GGONNX_ACT_CLAMP, GGONNX_ACT_HARDSWISH, GGONNX_ACT_HARDSIGMOID, GGONNX_ACT_SIGMOID,
+    GGONNX_ACT_SILU)
 
 
 def ggml_version_string():

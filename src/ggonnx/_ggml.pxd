@@ -243,3 +243,5 @@ cdef extern from "kernels.h" nogil:
     int GGONNX_ACT_CLAMP
     int GGONNX_ACT_HARDSWISH
     int GGONNX_ACT_HARDSIGMOID
+    int GGONNX_ACT_SIGMOID
+    int GGONNX_ACT_SILU

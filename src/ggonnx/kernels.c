@@ -172,6 +172,31 @@ static inline v16 clamp16(v16 x, v16 lo, v16 hi) {
     return select16(x > hi, hi, x);
 }
 
+/* exp(x) to about 1 ulp: x = n ln2 + r with |r| <= ln2 / 2, exp(r) by its degree-6 Taylor
+ * polynomial (error below 1.2e-7 relative), 2^n through the exponent bits. x is clamped to
+ * [-87.3, 88.3] so that n stays a normal exponent; NaN stays NaN. */
+static inline v16 exp16(v16 x) {
+    x = clamp16(x, SPLAT(-87.3f), SPLAT(88.3f));
+    const v16 magic = SPLAT(12582912.0f);              /* 1.5 * 2^23: adding it rounds to an integer */
+    const v16 t = x * SPLAT(1.44269504f) + magic;
+    const v16 n = t - magic;
+    const v16 r = (x - n * SPLAT(0.693145752f)) - n * SPLAT(1.42860677e-6f);   /* ln2 in two parts */
+    v16 p = SPLAT(1.0f / 720.0f);
+    p = p * r + SPLAT(1.0f / 120.0f);
+    p = p * r + SPLAT(1.0f / 24.0f);
+    p = p * r + SPLAT(1.0f / 6.0f);
+    p = p * r + SPLAT(0.5f);
+    p = p * r + SPLAT(1.0f);
+    p = p * r + SPLAT(1.0f);
+    const vi16 bits = ((vi16) t - (vi16) magic + 127) << 23;   /* the integer n, as 2^n */
+    return p * (v16) bits;
+}
+
+/* Exactly 0 below -88.3 (where exp16 clamps), as for -inf: silu(-inf) is then NaN, as in numpy. */
+static inline v16 sigmoid16(v16 x) {
+    return select16(x < SPLAT(-88.3f), SPLAT(0.0f), SPLAT(1.0f) / (SPLAT(1.0f) + exp16(-x)));
+}
+
 /* The activation of an epilogue (kernels.h: GGONNX_ACT_*); lo, hi are its two parameters. */
 static inline v16 activate(v16 acc, int act, float lo, float hi) {
     if (act == GGONNX_ACT_CLAMP) {
@@ -182,6 +207,12 @@ static inline v16 activate(v16 acc, int act, float lo, float hi) {
     }
     if (act == GGONNX_ACT_HARDSIGMOID) {
         return clamp16(acc * SPLAT(lo) + SPLAT(hi), SPLAT(0.0f), SPLAT(1.0f));
+    }
+    if (act == GGONNX_ACT_SIGMOID) {
+        return sigmoid16(acc);
+    }
+    if (act == GGONNX_ACT_SILU) {
+        return acc * sigmoid16(acc);
     }
     return acc;
 }

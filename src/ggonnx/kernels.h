@@ -43,9 +43,11 @@ void ggonnx_gemm_packed(struct ggml_tensor * dst, int ith, int nth, void * param
 #define GGONNX_ACT_CLAMP 1        /* max(lo, min(hi, y)): Relu, Relu6, Clip */
 #define GGONNX_ACT_HARDSWISH 2    /* y * clamp(y / 6 + 1/2, 0, 1) */
 #define GGONNX_ACT_HARDSIGMOID 3  /* clamp(lo * y + hi, 0, 1) */
+#define GGONNX_ACT_SIGMOID 4      /* 1 / (1 + exp(-y)) */
+#define GGONNX_ACT_SILU 5         /* y * sigmoid(y) */
 
-/* An activation (above) of contiguous src[0], vectorized and threaded (ggml's hardswish is
- * scalar). params: act, the float32 bits of lo, hi. */
+/* An activation (above) of contiguous src[0], vectorized and threaded (ggml's hardswish and
+ * sigmoid are scalar). params: act, the float32 bits of lo, hi. */
 void ggonnx_activation(struct ggml_tensor * dst, int ith, int nth, void * params);
 
 /* The same GEMM as an implicit convolution (no patch matrix): dst [OC, OW, OH, N] from

@@ -2,7 +2,7 @@
 
 - Constant folding: nodes whose inputs are all initializers (ConstantOfShape-built
   weights, Constant nodes, casts and reshapes of weights) become initializers.
-- BatchNormalization after a Conv with constant weights folds into the Conv's
+- BatchNormalization after a Conv or ConvTranspose with constant weights folds into its
   weights and bias (inference), removing two full passes over the activation.
 - The exact-GELU pattern exporters write, x * 0.5 * (1 + Erf(x / sqrt(2))), becomes
   one Gelu node (opset 20), which ggml runs; Erf alone has no ggml kernel.
@@ -37,20 +37,36 @@ def fold_batchnorm_into_conv(graph: Graph) -> None:
         if len([o for o in bn.outputs if o]) != 1 or len(bn.inputs) < 5:
             continue
         conv = producer.get(bn.inputs[0])
-        if conv is None or conv.op_type != "Conv" or conv.domain or users.get(bn.inputs[0]) != 1:
+        if conv is None or conv.op_type not in ("Conv", "ConvTranspose") or conv.domain or \
+                users.get(bn.inputs[0]) != 1:
             continue
         names = [conv.inputs[1]] + bn.inputs[1:5] + ([conv.inputs[2]] if len(conv.inputs) > 2 and conv.inputs[2] else [])
         if not all(n in inits for n in names):
             continue
         w = inits[conv.inputs[1]].astype(np.float64)
         scale, beta, mean, var = (inits[n].astype(np.float64).reshape(-1) for n in bn.inputs[1:5])
-        if w.dtype.kind != "f" or scale.size != w.shape[0]:
+        if inits[conv.inputs[1]].dtype.kind != "f" or w.ndim < 3:
+            continue
+        transposed = conv.op_type == "ConvTranspose"
+        group = int(conv.attrs.get("group", 1))
+        # output channel of each weight slice: dim 0 of a Conv weight [OC, C/g, ...]; for a
+        # ConvTranspose weight [C, OC/g, ...], input channel c feeds group c // (C/g)
+        if transposed:
+            c, ocg = w.shape[:2]
+            if group < 1 or c % group:
+                continue
+            out_channel = (np.arange(c)[:, None] // (c // group)) * ocg + np.arange(ocg)[None, :]
+        else:
+            out_channel = np.arange(w.shape[0])
+        if scale.size != (w.shape[1] * group if transposed else w.shape[0]) or \
+                not all(v.size == scale.size for v in (beta, mean, var)):
             continue
         s = scale / np.sqrt(var + float(bn.attrs.get("epsilon", 1e-5)))
         b = inits[conv.inputs[2]].astype(np.float64) if len(conv.inputs) > 2 and conv.inputs[2] else 0.0
         dtype = inits[conv.inputs[1]].dtype
         w_name, b_name = f"{conv.name}__bn_folded_W", f"{conv.name}__bn_folded_B"
-        inits[w_name] = (w * s.reshape((-1,) + (1,) * (w.ndim - 1))).astype(dtype)
+        factor = s[out_channel]
+        inits[w_name] = (w * factor.reshape(factor.shape + (1,) * (w.ndim - factor.ndim))).astype(dtype)
         inits[b_name] = ((b - mean) * s + beta).astype(dtype)
         conv.rewrite(inputs=[conv.inputs[0], w_name, b_name], outputs=[bn.outputs[0]])
         removed.add(id(bn))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ggonnx.emitter import Op, onnx_to_ne
-from ggonnx._core import ACT_CLAMP, ACT_HARDSIGMOID, ACT_HARDSWISH, Unary
+from ggonnx._core import ACT_CLAMP, ACT_HARDSIGMOID, ACT_HARDSWISH, ACT_SIGMOID, ACT_SILU, Unary
 from ggonnx.errors import ShapeError
 from ggonnx.ops import coalesce
 from ggonnx.ops.context import NHWC, Value
@@ -77,8 +77,7 @@ def _ggml_function(kind):
     return _shape_preserving(lambda e, t: e.unary_kind(kind, t))
 
 
-for _name, _op in (("Sigmoid", Op.SIGMOID), ("Tanh", Op.TANH)):
-    register(_name, since=6, any_rank=True)(_unary(_op))
+register("Tanh", since=6, any_rank=True)(_unary(Op.TANH))
 
 
 def _in_epilogue(ctx, x, act: int, lo: float = 0.0, hi: float = 0.0):
@@ -126,7 +125,7 @@ def lower_swish(ctx, node, inputs):
     """x * sigmoid(alpha * x) = silu(alpha * x) / alpha."""
     alpha = float(ctx.attr("alpha", 1.0))
     if alpha == 1.0:
-        return _ggml_function(Unary.SILU)(ctx, node, inputs)
+        return _activation(ctx, inputs[0], ACT_SILU)
     if alpha == 0.0:
         ctx.unsupported("alpha=0")
     return _shape_preserving(lambda e, t: e.scale_bias(e.unary_kind(Unary.SILU, e.scale_bias(t, alpha)), 1 / alpha))(
@@ -142,6 +141,11 @@ def lower_leaky_relu(ctx, node, inputs):
 @register("HardSigmoid", since=6, any_rank=True)
 def lower_hard_sigmoid(ctx, node, inputs):
     return _activation(ctx, inputs[0], ACT_HARDSIGMOID, float(ctx.attr("alpha", 0.2)), float(ctx.attr("beta", 0.5)))
+
+
+@register("Sigmoid", since=6, any_rank=True)
+def lower_sigmoid(ctx, node, inputs):
+    return _activation(ctx, inputs[0], ACT_SIGMOID)
 
 
 @register("HardSwish", since=14, any_rank=True)
