@@ -27,12 +27,12 @@ try:  # torchvision networks and detection/segmentation nets, when torch and tor
 except ImportError:
     pass
 
-MATMUL_OPS = ("MatMul", "Gemm", "Conv")
+MATMUL_OPS = ("MatMul", "Gemm", "Conv", "ConvTranspose")
 FULL = dict(blocks=10, warmup=3, budget_s=3.0, min_per_block=2)
 QUICK = dict(blocks=2, warmup=1, budget_s=0.25, min_per_block=2)
 COLUMNS = ("case", "ggonnx ms", "onnxruntime ms", "ratio", "ggonnx p90 ms", "onnxruntime p90 ms",
            "ggonnx GFLOP/s", "onnxruntime GFLOP/s", "max abs diff", "timed calls", "other load",
-           "ggonnx matmul placement")
+           "matmul/conv FLOPs in ggml", "ggonnx matmul placement")
 BUSY_MACHINE = 0.05   # other processes' share of the CPUs above which a row is flagged
 
 
@@ -54,6 +54,13 @@ def placement_summary(placement) -> str:
     return "; ".join(k if n == 1 else f"{k} ×{n}" for k, n in counts.items()) or "–"
 
 
+def ggml_flop_share(placement) -> str:
+    """Share of the MatMul/Gemm/Conv/ConvTranspose FLOPs that ggonnx ran in ggml."""
+    total = sum(p.flops for p in placement if p.op_type in MATMUL_OPS)
+    in_ggml = sum(p.flops for p in placement if p.op_type in MATMUL_OPS and p.where == "ggml")
+    return f"{100 * in_ggml / total:.0f}%" if total else "–"
+
+
 def busy(c) -> bool:
     return c.other_load is not None and c.other_load > BUSY_MACHINE
 
@@ -63,7 +70,7 @@ def row(name: str, c) -> tuple:
     load = fmt_opt(None if c.other_load is None else 100 * c.other_load, ".0f") + ("% *" if busy(c) else "%")
     return (name, fmt_ms(c.ggonnx_ms), fmt_ms(c.ort_ms), f"{c.ratio:.2f}", fmt_ms(c.ggonnx_p90_ms),
             fmt_ms(c.ort_p90_ms), fmt_opt(c.ggonnx_gflops, ".1f"), fmt_opt(c.ort_gflops, ".1f"), diff,
-            str(c.calls), load, placement_summary(c.placement))
+            str(c.calls), load, ggml_flop_share(c.placement), placement_summary(c.placement))
 
 
 def error_row(name: str, exc: BaseException) -> tuple:

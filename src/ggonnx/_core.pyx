@@ -87,6 +87,7 @@ cpdef enum Op:
     COL2IM_NHWC = 72       # src0 cols [KH*KW*OC, W, H, N], src1 bias or -1 -> [OC, OW, OH, N]
     PAD_MODE = 73          # src0 data; params: begin[4] (ggml order), mode, value bits
     ACTIVATION = 74        # src0 data; params: act (ACT_*), lo bits, hi bits
+    CONV_NARROW = 75       # src0 X [C, W, H, N], src1 W [OC4, K], src2 bias [OC4] -> [OC, OW, OH, N]
 
 cpdef enum Unary:
     EXP = 0
@@ -137,6 +138,7 @@ PLACE_BLAS = 2
 
 GEMM_PANEL = GGONNX_GEMM_PANEL  # output channels per panel of a packed GEMM weight
 CONV_MAX_C = GGONNX_CONV_MAX_C  # input channels an implicit-GEMM conv takes at most
+NARROW_MAX_OC = GGONNX_NARROW_MAX_OC  # output channels a narrow conv takes at most
 # activations of a packed GEMM's epilogue and of Op.ACTIVATION (kernels.h)
 ACT_NONE, ACT_CLAMP, ACT_HARDSWISH, ACT_HARDSIGMOID, ACT_SIGMOID, ACT_SILU = (
     GGONNX_ACT_NONE, GGONNX_ACT_CLAMP, GGONNX_ACT_HARDSWISH, GGONNX_ACT_HARDSIGMOID, GGONNX_ACT_SIGMOID,
@@ -528,11 +530,11 @@ cdef class Plan:
         if op == GLOBAL_POOL_NHWC:
             return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], &a, 1, ggonnx_global_pool_nhwc,
                                   GGML_N_TASKS_MAX, p)
-        if op == GEMM_PACKED or op == CONV_PACKED:
+        if op == GEMM_PACKED or op == CONV_PACKED or op == CONV_NARROW:
             args[0], args[1], args[2] = a, b, c
             return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], args, 3 if c != NULL else 2,
-                                  ggonnx_gemm_packed if op == GEMM_PACKED else ggonnx_conv_packed,
-                                  GGML_N_TASKS_MAX, p)
+                                  ggonnx_gemm_packed if op == GEMM_PACKED else ggonnx_conv_packed
+                                  if op == CONV_PACKED else ggonnx_conv_narrow, GGML_N_TASKS_MAX, p)
         if op == ACTIVATION:
             if not ggml_is_contiguous(a):
                 a = ggml_cont(ctx, a)

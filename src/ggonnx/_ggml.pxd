@@ -237,8 +237,10 @@ cdef extern from "kernels.h" nogil:
     void ggonnx_col2im_nhwc(ggml_tensor * dst, int ith, int nth, void * params)
     void ggonnx_pad(ggml_tensor * dst, int ith, int nth, void * params)
     void ggonnx_activation(ggml_tensor * dst, int ith, int nth, void * params)
+    void ggonnx_conv_narrow(ggml_tensor * dst, int ith, int nth, void * params)
     int GGONNX_CONV_MAX_C
     int GGONNX_GEMM_PANEL
+    int GGONNX_NARROW_MAX_OC
     int GGONNX_ACT_NONE
     int GGONNX_ACT_CLAMP
     int GGONNX_ACT_HARDSWISH

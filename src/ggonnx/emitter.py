@@ -407,6 +407,23 @@ class Emitter:
         return self._emit(Op.CONV_PACKED, srcs, (oc, ow, oh, x.ne[3]),
                           params=(0, 0, 0, k[0], k[1], s[0], s[1], pb[0], pb[1], d[0], d[1], ocg, cg))
 
+    def conv_narrow(self, x: GT, w_rows: GT, bias: GT | None, oc: int, k, s, pb, pe, d) -> GT:
+        """A conv of x [C, W, H, N] to few channels (up to NARROW_MAX_OC) with the weight as rows
+        [OC rounded up to 4][KH*KW*C] -> [OC, OW, OH, N]; k, s, d, pads as (w, h)."""
+        c = x.ne[0]
+        ow = self._conv_out(x.ne[1], k[0], s[0], pb[0], pe[0], d[0])
+        oh = self._conv_out(x.ne[2], k[1], s[1], pb[1], pe[1], d[1])
+        oc4 = -(-oc // 4) * 4
+        if ow <= 0 or oh <= 0:
+            self.fail(f"conv output would be empty (input {x.ne}, kernel {k})")
+        if oc > _core.NARROW_MAX_OC or c > _core.CONV_MAX_C or k[0] * k[1] > 64 or \
+                w_rows.ne != (oc4 * c * k[0] * k[1], 1, 1, 1) or (bias is not None and bias.ne != (oc4, 1, 1, 1)):
+            self.fail(f"narrow conv of {x.ne} to {oc} channels, kernel {k}, weight {w_rows.ne}")
+        self.flops += 2 * c * k[0] * k[1] * oc * ow * oh * x.ne[3]
+        srcs = (x, w_rows) + ((bias,) if bias is not None else ())
+        return self._emit(Op.CONV_NARROW, srcs, (oc, ow, oh, x.ne[3]),
+                          params=(0, 0, 0, k[0], k[1], s[0], s[1], pb[0], pb[1], d[0], d[1]))
+
     def resize(self, data: GT, table: GT, out_ne, layout: int, taps: int) -> GT:
         """Resize of two axes by a tap table [2*taps, OX + OY] (kernels.h): layout 0 plain
         (x = ne0, y = ne1), 1 channels-last (x = ne1, y = ne2)."""
@@ -449,7 +466,8 @@ class Emitter:
         row = self.rows[y.slot] if y.slot < len(self.rows) and self.rows[y.slot][1] == y.slot else None
         while row is not None and row[0] == int(Op.RESHAPE):  # a view of the GEMM's output
             row = self.rows[row[_core.COL_SRC]]
-        if row is None or row[0] not in (int(Op.GEMM_PACKED), int(Op.CONV_PACKED)) or row[_core.COL_PARAM] != 0:
+        if row is None or row[0] not in (int(Op.GEMM_PACKED), int(Op.CONV_PACKED), int(Op.CONV_NARROW)) or \
+                row[_core.COL_PARAM] != 0:
             return False
         bits = np.array([lo, hi], dtype=np.float32).view(np.uint32)
         row[_core.COL_PARAM:_core.COL_PARAM + 3] = [act, int(bits[0]), int(bits[1])]

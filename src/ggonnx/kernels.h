@@ -61,6 +61,13 @@ void ggonnx_activation(struct ggml_tensor * dst, int ith, int nth, void * params
 void ggonnx_conv_packed(struct ggml_tensor * dst, int ith, int nth, void * params);
 #define GGONNX_CONV_MAX_C 4096
 
+/* A conv with few output channels (up to GGONNX_NARROW_MAX_OC): dst [OC, OW, OH, N] from
+ * src[0] = X [C, W, H, N], src[1] = W [OC rounded up to 4][KH*KW*C] (rows (ky, kx, c), c
+ * fastest), src[2] = bias [OC rounded up to 4] or absent. Vectorized along the depth.
+ * params as ggonnx_conv_packed's first eleven. */
+void ggonnx_conv_narrow(struct ggml_tensor * dst, int ith, int nth, void * params);
+#define GGONNX_NARROW_MAX_OC 16
+
 /* The packed weight: W [OC, K] as panels of GGONNX_GEMM_PANEL output channels, each
  * [K][GGONNX_GEMM_PANEL], the last one zero-padded (ggonnx.ops.conv packs it at load). */
 #define GGONNX_GEMM_PANEL 16

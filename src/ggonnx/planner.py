@@ -60,6 +60,8 @@ def estimate_flops(node: Node, inputs: list, outputs: list) -> int:
         return 2 * k * out_elems
     if node.op_type == "Conv" and len(shapes) > 1 and shapes[1] and len(shapes[1]) > 2:
         return 2 * int(np.prod(shapes[1][1:])) * out_elems
+    if node.op_type == "ConvTranspose" and len(shapes) > 1 and shapes[0] and shapes[1] and len(shapes[1]) > 2:
+        return 2 * int(np.prod(shapes[0])) * int(np.prod(shapes[1][1:]))
     return out_elems
 
 

@@ -205,3 +205,28 @@ def test_deep_convs_run_in_depth_chunks(c, oc, k, group):
     sess = ggonnx.Session(model, threads=THREADS)
     np.testing.assert_allclose(sess.run(None, {"x": x})[0], want, rtol=1e-4, atol=1e-4)
     assert all(p.where == "ggml" for p in sess.placement())
+
+
+@settings(max_examples=40, deadline=None)
+@given(c=st.sampled_from([16, 17, 24, 33, 64]), oc=st.integers(1, 16), k=st.integers(1, 3), s=st.integers(1, 2),
+       d=st.integers(1, 2), n=st.integers(1, 2), hw=st.tuples(st.integers(5, 9), st.integers(5, 9)),
+       tail=st.sampled_from([None, "Relu", "Sigmoid", "HardSwish"]), bias=st.booleans(), seed=seeds)
+def test_narrow_convs(c, oc, k, s, d, n, hw, tail, bias, seed):
+    """Convs to at most 16 channels from 16 or more run as dot products along the depth, blocks of
+    4 pixels x 4 outputs (odd pixel and channel counts included), activation in the epilogue."""
+    rng = np.random.default_rng(seed)
+    x = randn(rng, (n, c) + hw)
+    consts = {"w": randn(rng, (oc, c, k, k), 1 / np.sqrt(c * k * k))}
+    inputs = ["x", "w"]
+    if bias:
+        consts["b"] = randn(rng, (oc,), 0.1)
+        inputs.append("b")
+    nodes = [helper.make_node("Conv", inputs, ["a"], pads=[k // 2, 0, k // 2, k // 2], strides=[s, s],
+                              dilations=[d, d])]
+    if tail:
+        nodes.append(helper.make_node(tail, ["a"], ["y"]))
+    model = make_model(nodes, {"x": x}, consts, outputs=[nodes[-1].output[0]], opset=17)
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    sess = ggonnx.Session(model, threads=THREADS)
+    np.testing.assert_allclose(sess.run(None, {"x": x})[0], want, rtol=1e-4, atol=1e-4)
+    assert all(p.where == "ggml" for p in sess.placement())

@@ -59,6 +59,11 @@ def _check_bias(node, b, oc: int) -> None:
         raise ShapeError(f"{node.describe()}: bias {b.shape} does not match {oc} output channels")
 
 
+# Input channels from which a conv to few outputs runs as dot products along the depth (below,
+# each tap's row is mostly a masked tail and the outer-product tile is faster).
+NARROW_MIN_C = 16
+
+
 def _round_up(x: int, m: int) -> int:
     return -(-x // m) * m
 
@@ -116,6 +121,15 @@ def _conv_nhwc(ctx, x, w, b, group, strides, dil, begin, end):
         y = e.conv_packed(ctx.tensor_nhwc(x), wt, bias, oc, k, s, pb, pe, d, groups=group)
         return y if b is None or bias is not None else e.binary(Op.ADD, y, ctx.tensor(b))
     kdim = c * kh * kw
+    if oc <= _core.NARROW_MAX_OC and c >= NARROW_MIN_C and c <= _core.CONV_MAX_C and kh * kw <= 64:
+        # few outputs: dot products along the depth (kernels.c), not the outer-product tile
+        oc4 = _round_up(oc, 4)
+        rows = ctx.weight(w, "narrow_rows", lambda a: np.pad(a.transpose(0, 2, 3, 1).reshape(oc, kdim),
+                                                             ((0, oc4 - oc), (0, 0))).reshape(-1), (oc4 * kdim,))
+        nb = None if b is None or b.const is None else \
+            ctx.weight(b, "bias4", lambda a: np.pad(a.reshape(-1), (0, oc4 - oc)), (oc4,))
+        y = e.conv_narrow(ctx.tensor_nhwc(x), rows, nb, oc, k, s, pb, pe, d)
+        return y if b is None or nb is not None else e.binary(Op.ADD, y, ctx.tensor(b))
     packed_len = _round_up(oc, _core.GEMM_PANEL) * kdim
     # rows (ky, kx, c) with c fastest, as the im2col kernel lays out a pixel's patch
     wt = ctx.weight(w, "gemm_packed", lambda a: packed_weight(a.transpose(0, 2, 3, 1).reshape(oc, kdim)),
