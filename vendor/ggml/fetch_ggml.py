@@ -6,6 +6,10 @@ downloaded with pip, its sha256 checked, and only ggml's include/, src/ and
 LICENSE are unpacked. When the sources are already present (a previous build, or
 an sdist of ggonnx, which carries them) nothing is downloaded, so those builds
 work offline. Upgrading ggml = changing PACKAGE_VERSION and SHA256.
+
+Small patches of ours (vendor/ggml/patches/*.patch, unified diffs against that source,
+each meant upstream) are applied after unpacking, in name order; the stamp records them,
+so a changed patch re-unpacks the source.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ GGML_VERSION = "0.20.2"
 HERE = Path(__file__).resolve().parent
 STAMP = HERE / "src" / ".ggml-source"
 WANTED = ("include/", "src/", "LICENSE")
+PATCHES = sorted((HERE / "patches").glob("*.patch"))
 
 
 def _sha256(path: Path) -> str:
@@ -68,8 +73,24 @@ def _unpack(archive: Path) -> None:
                 shutil.copyfileobj(src, dst)
 
 
+def _stamp() -> str:
+    patches = " ".join(f"{p.name}:{_sha256(p)[:16]}" for p in PATCHES)
+    return f"{PACKAGE}=={PACKAGE_VERSION}" + (f" patches {patches}" if patches else "")
+
+
+def _apply_patches() -> None:
+    for patch in PATCHES:
+        cmd = ["patch", "-p1", "--forward", "--batch", "-d", str(HERE), "-i", str(patch)]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+        except FileNotFoundError:
+            raise SystemExit("fetch_ggml: the 'patch' tool is needed to apply vendor/ggml/patches") from None
+        if proc.returncode != 0:
+            raise SystemExit(f"fetch_ggml: {patch.name} does not apply:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+
+
 def ensure_sources() -> None:
-    if STAMP.exists() and STAMP.read_text().strip() == f"{PACKAGE}=={PACKAGE_VERSION}":
+    if STAMP.exists() and STAMP.read_text().strip() == _stamp():
         return
     cache = HERE / ".cache"
     cache.mkdir(exist_ok=True)
@@ -84,7 +105,8 @@ def ensure_sources() -> None:
     for sub in ("include", "src"):
         shutil.rmtree(HERE / sub, ignore_errors=True)
     _unpack(archive)
-    STAMP.write_text(f"{PACKAGE}=={PACKAGE_VERSION}\n")
+    _apply_patches()
+    STAMP.write_text(_stamp() + "\n")
 
 
 if __name__ == "__main__":
