@@ -88,6 +88,7 @@ cpdef enum Op:
     PAD_MODE = 73          # src0 data; params: begin[4] (ggml order), mode, value bits
     ACTIVATION = 74        # src0 data; params: act (ACT_*), lo bits, hi bits
     CONV_NARROW = 75       # src0 X [C, W, H, N], src1 W [OC4, K], src2 bias [OC4] -> [OC, OW, OH, N]
+    TRANSPOSE2D = 76       # src0 [n0, n1, n2, 1] -> [n1, n0, n2, 1]
 
 cpdef enum Unary:
     EXP = 0
@@ -535,6 +536,11 @@ cdef class Plan:
             return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], args, 3 if c != NULL else 2,
                                   ggonnx_gemm_packed if op == GEMM_PACKED else ggonnx_conv_packed
                                   if op == CONV_PACKED else ggonnx_conv_narrow, GGML_N_TASKS_MAX, p)
+        if op == TRANSPOSE2D:
+            if not ggml_is_contiguous(a):
+                a = ggml_cont(ctx, a)
+            return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], &a, 1, ggonnx_transpose2d,
+                                  GGML_N_TASKS_MAX, p)
         if op == ACTIVATION:
             if not ggml_is_contiguous(a):
                 a = ggml_cont(ctx, a)

@@ -455,6 +455,10 @@ class Emitter:
         bits = int(np.array([value], dtype=np.float32).view(np.uint32)[0])
         return self._emit(Op.PAD_MODE, (data,), out_ne, params=(*[int(b) for b in begin], mode, bits))
 
+    def transpose2d(self, a: GT) -> GT:
+        """[n0, n1, n2, n3] -> [n1, n0, n2, n3]: each matrix transposed, in cache tiles."""
+        return self._emit(Op.TRANSPOSE2D, (a,), (a.ne[1], a.ne[0], a.ne[2], a.ne[3]))
+
     def activation(self, a: GT, act: int, lo: float = 0.0, hi: float = 0.0) -> GT:
         """One of our vectorized activations (_core.ACT_*) with parameters lo, hi."""
         bits = np.array([lo, hi], dtype=np.float32).view(np.uint32)

@@ -86,6 +86,10 @@ void ggonnx_resize(struct ggml_tensor * dst, int ith, int nth, void * params);
  * params: kw, kh, stride_w, stride_h, pad_w, pad_h (begin), dil_w, dil_h. */
 void ggonnx_col2im_nhwc(struct ggml_tensor * dst, int ith, int nth, void * params);
 
+/* dst [n1, n0, n2 * n3] = the transpose of each [n0, n1] matrix of contiguous src [n0, n1, n2, n3]
+ * (between NCHW and NHWC: ggml's permute + cont copies element by element), in 32x32 tiles. */
+void ggonnx_transpose2d(struct ggml_tensor * dst, int ith, int nth, void * params);
+
 /* Pad of a 4-D tensor (ne0 contiguous). params: begin pad per ggml dim (ne0..ne3, negative
  * crops), mode (0 constant, 1 reflect, 2 edge, 3 wrap), the float32 bits of the constant. */
 void ggonnx_pad(struct ggml_tensor * dst, int ith, int nth, void * params);

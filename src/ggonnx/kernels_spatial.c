@@ -188,3 +188,23 @@ void ggonnx_pad(struct ggml_tensor * dst, int ith, int nth, void * params) {
         }
     }
 }
+
+void ggonnx_transpose2d(struct ggml_tensor * dst, int ith, int nth, void * params) {
+    (void) params;
+    const struct ggml_tensor * src = dst->src[0];
+    const int64_t n0 = src->ne[0], n1 = src->ne[1], batch = src->ne[2] * src->ne[3];
+    const int64_t tile = 32, t0s = (n0 + tile - 1) / tile, t1s = (n1 + tile - 1) / tile;
+    int64_t r0, r1;
+    split(t0s * t1s * batch, ith, nth, &r0, &r1);   /* work items: 32x32 tiles of every image */
+    for (int64_t r = r0; r < r1; ++r) {
+        const int64_t b = r / (t0s * t1s), i1_0 = (r / t0s) % t1s * tile, i0_0 = r % t0s * tile;
+        const int64_t i0_1 = MIN(n0, i0_0 + tile), i1_1 = MIN(n1, i1_0 + tile);
+        const float * s = (const float *) src->data + b * n0 * n1;
+        float * d = (float *) dst->data + b * n0 * n1;
+        for (int64_t i0 = i0_0; i0 < i0_1; ++i0) {
+            for (int64_t i1 = i1_0; i1 < i1_1; ++i1) {
+                d[i0 * n1 + i1] = s[i1 * n0 + i0];
+            }
+        }
+    }
+}

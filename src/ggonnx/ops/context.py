@@ -110,8 +110,8 @@ class Island:
             n, c, h, w = v.shape
             if h == w == 1:  # the same memory in both layouts
                 gt = self.e.reshape(v.gt, (1, 1, c, n))
-            else:
-                gt = self.e.permute(v.gt, (2, 0, 1, 3))
+            else:   # [C, W*H] -> [W*H, C] per image
+                gt = self.e.reshape(self.e.transpose2d(self.e.reshape(v.gt, (c, w * h, n))), (w, h, c, n))
             self.input_gts[key] = gt
         return gt
 
@@ -183,8 +183,8 @@ class LoweringContext:
                 gt = self.weight(v, "nhwc", lambda a: a.transpose(0, 2, 3, 1), (n, h, w, c))
             elif h == w == 1:
                 gt = self.e.reshape(self.tensor(v), (c, 1, 1, n))
-            else:
-                gt = self.e.permute(self.tensor(v), (1, 2, 0, 3))
+            else:   # [W*H, C] -> [C, W*H] per image
+                gt = self.e.reshape(self.e.transpose2d(self.e.reshape(self.tensor(v), (w * h, c, n))), (c, w, h, n))
             self.island.input_gts[key] = gt
         return gt
 
