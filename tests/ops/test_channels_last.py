@@ -212,8 +212,9 @@ def test_deep_convs_run_in_depth_chunks(c, oc, k, group):
        d=st.integers(1, 2), n=st.integers(1, 2), hw=st.tuples(st.integers(5, 9), st.integers(5, 9)),
        tail=st.sampled_from([None, "Relu", "Sigmoid", "HardSwish"]), bias=st.booleans(), seed=seeds)
 def test_narrow_convs(c, oc, k, s, d, n, hw, tail, bias, seed):
-    """Convs to at most 16 channels from 16 or more run as dot products along the depth, blocks of
-    4 pixels x 4 outputs (odd pixel and channel counts included), activation in the epilogue."""
+    """Convs to at most 8 channels from 16 or more run as dot products along the depth, blocks of
+    4 pixels x 4 outputs (odd pixel and channel counts included), activation in the epilogue;
+    9 to 16 outputs run on the one-panel outer-product tile."""
     rng = np.random.default_rng(seed)
     x = randn(rng, (n, c) + hw)
     consts = {"w": randn(rng, (oc, c, k, k), 1 / np.sqrt(c * k * k))}
