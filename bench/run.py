@@ -24,6 +24,12 @@ try:  # torchvision networks and detection/segmentation nets, when torch and tor
     import vision
     import detection
     CASES = {**CASES, **vision.CASES, **detection.CASES}
+    try:  # Hugging Face transformers (BERT, GPT-2, T5, Whisper, ViT), when transformers is installed too
+        import transformers  # noqa: F401
+        import transformers_models
+        CASES = {**CASES, **transformers_models.CASES}
+    except ImportError:
+        pass
 except ImportError:
     pass
 
