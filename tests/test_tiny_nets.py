@@ -23,7 +23,6 @@ import onnx
 import pytest
 
 import ggonnx
-from ggonnx.errors import HostKernelError
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -39,15 +38,6 @@ PLAN_TIME = ("folded at plan time", "layout only")
 MATMUL_OPS = {"MatMul", "Gemm"}
 VOCAB = 100
 FREE_DIM = 5   # a free (sequence) dim: another length than the traced 16
-
-XFAIL = {
-    # onnx.reference's GatherElements (onnx 1.23), which ggonnx folds BERT's token-type lookup
-    # with, falls back to a wrong row-wise gather when the gathered axis is longer than the 64
-    # arrays np.choose takes (the token-type buffer has max_position_embeddings = 128 columns)
-    "tiny_bert": (HostKernelError, "node '/model/embeddings/GatherElements' (GatherElements): constant folding "
-                                   "failed: cannot reshape array of size 1 into shape (1,16)"),
-}
-
 
 def _name(path):
     return os.path.basename(path)[: -len(".onnx")]
@@ -80,17 +70,7 @@ def _feeds(path):
     return feeds
 
 
-def _params():
-    for p in NETS:
-        name = _name(p)
-        marks = []
-        if name in XFAIL:
-            raises, reason = XFAIL[name]
-            marks = [pytest.mark.xfail(strict=True, raises=raises, reason=f"{raises.__name__}: {reason}")]
-        yield pytest.param(p, id=name, marks=marks)
-
-
-@pytest.mark.parametrize("path", list(_params()))
+@pytest.mark.parametrize("path", NETS, ids=[_name(p) for p in NETS])
 def test_tiny_net(path):
     feeds = _feeds(path)
     transformer = _name(path) in TRANSFORMERS

@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from ggonnx import _core
+from ggonnx import _core, host_kernels
 from ggonnx.control_flow import ControlFlowEvaluator
 from ggonnx.emitter import Emitter, WeightStore
 from ggonnx.errors import GgonnxError, HostKernelError, ShapeError, UnsupportedOpError
@@ -171,9 +171,10 @@ def _reference_evaluator(node: Node, model):
 
 
 def _reference_model(node: Node, inputs: list, implicit: list) -> tuple:
-    """onnx's reference kernel for ``node`` alone, and the names its inputs are fed under."""
+    """The host kernel for ``node`` alone (ours where we have one, else onnx's reference
+    kernel), and the names its inputs are fed under."""
     model, names = _host_model(node, inputs, implicit)
-    return _reference_evaluator(node, model), names
+    return host_kernels.kernel_for(node, names) or _reference_evaluator(node, model), names
 
 
 class _Tracer:
@@ -265,6 +266,8 @@ class _Tracer:
         known = [v for v in inputs if v is not None] + implicit
         try:
             results = evaluator.run(None, {n: v.const for n, v in zip(names, known)})
+        except GgonnxError:  # our host kernels raise errors that already name node and shapes
+            raise
         except Exception as exc:
             raise HostKernelError(f"{node.describe()}: constant folding failed: {exc}") from exc
         # static only when every input, outer-scope ones included, is the same for all signatures
@@ -315,6 +318,8 @@ class _Tracer:
             evaluator, names = _reference_model(node, inputs, implicit)
         try:
             results = evaluator.run(None, {n: self.env[i] for n, i in zip(names, in_ids)})
+        except GgonnxError:
+            raise
         except Exception as exc:
             raise HostKernelError(f"{node.describe()}: host kernel failed on input shapes "
                                      f"{[v.shape if v else None for v in inputs]}: {exc}") from exc

@@ -1,4 +1,4 @@
-"""Gather of matrix rows (embedding lookups) against NumPy."""
+"""Gather of matrix rows (embedding lookups) and GatherElements against NumPy."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from ggonnx.errors import InvalidInputError
 
-from ._helpers import assert_close, randn, run_op_placed, seeds
+from ._helpers import assert_close, randn, run_op, run_op_placed, seeds, shapes
 
 
 @settings(max_examples=60, deadline=None)
@@ -28,3 +28,25 @@ def test_out_of_range_indices_raise_not_crash():
     table = np.ones((5, 3), np.float32)
     with pytest.raises(InvalidInputError, match="Gather.*indices"):
         run_op_placed("Gather", [table, np.array([1, 5], np.int64)], const=(0,))
+
+
+@settings(max_examples=60, deadline=None)
+@given(shape=shapes(1, 4, min_side=1, max_side=70), data=st.data(), seed=seeds)
+def test_gather_elements_matches_numpy(shape, data, seed):
+    """Our host kernel (onnx.reference's gathers row-wise past np.choose's 64 arrays): any axis,
+    negative indices, index shapes up to the data's off the axis, long axes included."""
+    rng = np.random.default_rng(seed)
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    a = axis % len(shape)
+    idx_shape = tuple(data.draw(st.integers(1, 3)) if k == a else data.draw(st.integers(1, d))
+                      for k, d in enumerate(shape))
+    x = randn(rng, shape)
+    idx = rng.integers(-shape[a], shape[a], idx_shape).astype(np.int64)
+    (got,) = run_op("GatherElements", [x, idx], const=(1,), axis=axis)
+    window = tuple(slice(None) if k == a else slice(0, i) for k, i in enumerate(idx_shape))
+    assert_close(got, np.take_along_axis(x[window], np.where(idx < 0, idx + shape[a], idx), a), rtol=0, atol=0)
+
+
+def test_gather_elements_out_of_range_raises():
+    with pytest.raises(InvalidInputError, match="GatherElements"):
+        run_op("GatherElements", [np.ones((2, 3), np.float32), np.array([[0, 3]], np.int64)], axis=1)

@@ -1,7 +1,9 @@
-"""Layout ops: Reshape, Flatten, Transpose, Concat, Identity, Constant, Shape."""
+"""Layout ops: Reshape, Flatten, Transpose, Concat, Identity, identity Casts, Constant, Shape,
+Slice, Split, Expand, Gather."""
 from __future__ import annotations
 
 import numpy as np
+from onnx import helper
 
 from ggonnx.emitter import onnx_to_ne
 from ggonnx.errors import ShapeError
@@ -137,6 +139,20 @@ def lower_concat(ctx, node, inputs):
 @register("Identity", since=1, any_rank=True)
 def lower_identity(ctx, node, inputs):
     x = inputs[0]
+    return [x.alias(node.outputs[0])]
+
+
+@register("Cast", since=6, any_rank=True)
+def lower_cast(ctx, node, inputs):
+    """A cast to the type the value already has (exporters write float32 -> float32 after every
+    Softmax) is the value itself; real conversions run on the host."""
+    x = inputs[0]
+    try:
+        target = np.dtype(helper.tensor_dtype_to_np_dtype(int(ctx.attr("to"))))
+    except (TypeError, ValueError, KeyError):
+        ctx.unsupported(f"to={ctx.attr('to')!r}")
+    if x.dtype != target or x.dtype.kind not in "fiub":
+        ctx.unsupported(f"a cast from {x.dtype} to {target}")
     return [x.alias(node.outputs[0])]
 
 
