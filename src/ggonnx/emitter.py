@@ -174,6 +174,10 @@ class Emitter:
                 a = self.repeat(a, out)
         if not can_repeat(b.ne, a.ne):
             b = self.repeat(b, out)
+        elif b.ne[0] == 1 and out[0] > 1:
+            # ggml broadcasts a one-element row with a scalar loop per element (whisper's
+            # attention scale: a quarter of its time); a repeated row takes the vector path
+            b = self.repeat(b, (out[0],) + b.ne[1:])
         return self._emit(op, (a, b), out)
 
     def repeat(self, a: GT, ne: tuple) -> GT:

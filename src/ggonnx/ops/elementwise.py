@@ -31,8 +31,21 @@ def _nhwc_operand(ctx, v: Value):
     return ctx.tensor_nhwc(v) if v.rank == 4 else None
 
 
+def _scalar_const(v: Value):
+    if v.const is None or v.const.size != 1 or v.dtype.kind != "f":
+        return None
+    return float(v.const.reshape(-1)[0])
+
+
 def binary_value(ctx, op, a: Value, b: Value, shape) -> Value:
     """a (op) b with numpy broadcasting; channels-last when a 4-D operand already is."""
+    if op in (Op.ADD, Op.SUB, Op.MUL) and shape == a.shape and _scalar_const(b) is not None:
+        c = _scalar_const(b)   # one vectorized pass of ggml's scale_bias (exact for these ops)
+        scale, bias = (c, 0.0) if op == Op.MUL else (1.0, c if op == Op.ADD else -c)
+        t, layout = ctx.tensor_as_is(a)
+        return ctx.output(ctx.e.scale_bias(t, scale, bias), shape, layout=layout)
+    if op in (Op.ADD, Op.MUL) and shape == b.shape and _scalar_const(a) is not None:
+        return binary_value(ctx, op, b, a, shape)
     if len(shape) == 4 and (ctx.is_nhwc(a) or ctx.is_nhwc(b)):
         ta, tb = _nhwc_operand(ctx, a), _nhwc_operand(ctx, b)
         if ta is not None and tb is not None:
