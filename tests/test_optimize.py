@@ -127,3 +127,45 @@ def test_silu_lookalikes_are_left_alone():
             None, {"x": x, "z": z})
         for got, ref in zip(ggonnx.Session(model).run(None, {"x": x, "z": z}), want):
             np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+
+
+def _gelu_tanh_model(cube: str, half_first: bool, coef: float = 0.044715, scale: float = float(np.sqrt(2 / np.pi))):
+    consts = [numpy_helper.from_array(np.float32(v), n) for v, n in
+              ((3.0, "three"), (coef, "coef"), (scale, "scale"), (1.0, "one"), (0.5, "half"))]
+    if cube == "pow":
+        nodes = [helper.make_node("Pow", ["x", "three"], ["cube"])]
+    else:
+        nodes = [helper.make_node("Mul", ["x", "x"], ["sq"]), helper.make_node("Mul", ["x", "sq"], ["cube"])]
+    nodes += [helper.make_node("Mul", ["coef", "cube"], ["c"]), helper.make_node("Add", ["x", "c"], ["inner"]),
+              helper.make_node("Mul", ["inner", "scale"], ["z"]), helper.make_node("Tanh", ["z"], ["t"]),
+              helper.make_node("Add", ["t", "one"], ["a"])]
+    if half_first:
+        nodes += [helper.make_node("Mul", ["x", "half"], ["hx"]), helper.make_node("Mul", ["hx", "a"], ["y"])]
+    else:
+        nodes += [helper.make_node("Mul", ["x", "a"], ["m"]), helper.make_node("Mul", ["m", "half"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 7])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], consts)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_tanh_gelu_pattern_fuses_into_one_ggml_node():
+    x = (RNG.standard_normal((3, 7)) * 3).astype(np.float32)
+    want = 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x.astype(np.float64) ** 3)))
+    for cube in ("pow", "mul"):
+        for half_first in (False, True):
+            model = _gelu_tanh_model(cube, half_first)
+            nodes = import_model(model).nodes
+            assert [(n.op_type, n.attrs.get("approximate")) for n in nodes] == [("Gelu", "tanh")]
+            sess = ggonnx.Session(model)
+            np.testing.assert_allclose(sess.run(None, {"x": x})[0], want, rtol=1e-5, atol=1e-6)
+            assert [p.where for p in sess.placement()] == ["ggml"]
+
+
+def test_tanh_gelu_lookalikes_are_left_alone():
+    """Another cubic coefficient or tanh scale is not GELU: it keeps its nodes (and its value)."""
+    x = RNG.standard_normal((3, 7)).astype(np.float32)
+    for coef, scale in ((0.05, float(np.sqrt(2 / np.pi))), (0.044715, 0.9)):
+        model = _gelu_tanh_model("pow", False, coef, scale)
+        assert "Tanh" in [n.op_type for n in import_model(model).nodes]
+        want = 0.5 * x * (1 + np.tanh(scale * (x + coef * x.astype(np.float64) ** 3)))
+        np.testing.assert_allclose(ggonnx.Session(model).run(None, {"x": x})[0], want, rtol=1e-5, atol=1e-6)

@@ -141,9 +141,9 @@ GEMM_PANEL = GGONNX_GEMM_PANEL  # output channels per panel of a packed GEMM wei
 CONV_MAX_C = GGONNX_CONV_MAX_C  # input channels an implicit-GEMM conv takes at most
 NARROW_MAX_OC = GGONNX_NARROW_MAX_OC  # output channels a narrow conv takes at most
 # activations of a packed GEMM's epilogue and of Op.ACTIVATION (kernels.h)
-ACT_NONE, ACT_CLAMP, ACT_HARDSWISH, ACT_HARDSIGMOID, ACT_SIGMOID, ACT_SILU = (
+ACT_NONE, ACT_CLAMP, ACT_HARDSWISH, ACT_HARDSIGMOID, ACT_SIGMOID, ACT_SILU, ACT_GELU_TANH = (
     GGONNX_ACT_NONE, GGONNX_ACT_CLAMP, GGONNX_ACT_HARDSWISH, GGONNX_ACT_HARDSIGMOID, GGONNX_ACT_SIGMOID,
-    GGONNX_ACT_SILU)
+    GGONNX_ACT_SILU, GGONNX_ACT_GELU_TANH)
 
 
 def ggml_version_string():

@@ -248,3 +248,4 @@ cdef extern from "kernels.h" nogil:
     int GGONNX_ACT_HARDSIGMOID
     int GGONNX_ACT_SIGMOID
     int GGONNX_ACT_SILU
+    int GGONNX_ACT_GELU_TANH

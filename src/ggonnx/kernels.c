@@ -217,6 +217,10 @@ static inline v16 activate(v16 acc, int act, float lo, float hi) {
     if (act == GGONNX_ACT_SILU) {
         return acc * sigmoid16(acc);
     }
+    if (act == GGONNX_ACT_GELU_TANH) {   /* 0.5 x (1 + tanh(z)) = x sigmoid(2 z) */
+        const v16 z2 = SPLAT(1.5957691216f) * (acc + SPLAT(0.044715f) * acc * acc * acc);
+        return acc * sigmoid16(z2);
+    }
     return acc;
 }
 

@@ -6,6 +6,7 @@
   weights and bias (inference), removing two full passes over the activation.
 - The exact-GELU pattern exporters write, x * 0.5 * (1 + Erf(x / sqrt(2))), becomes
   one Gelu node (opset 20), which ggml runs; Erf alone has no ggml kernel.
+- The tanh-GELU pattern (GPT-2's gelu_new) becomes one Gelu(approximate="tanh") node.
 - x * Sigmoid(x) becomes one Swish node (opset 24), ggml's vectorized silu.
 """
 from __future__ import annotations
@@ -183,6 +184,94 @@ def fuse_gelu(graph: Graph) -> None:
         graph.nodes = nodes
 
 
+SQRT_2_OVER_PI = float(np.sqrt(2 / np.pi))
+
+
+def fuse_gelu_tanh(graph: Graph) -> None:
+    """GPT-2's "gelu_new", 0.5 * x * (1 + Tanh(sqrt(2/pi) * (x + 0.044715 * x^3))) with x^3 as
+    Pow(x, 3) or x*x*x, becomes one Gelu(approximate="tanh") node (opset 20): one vectorized
+    pass instead of eight, and no scalar tanhf."""
+    users = _consumers(graph)
+    by_input: dict = {}
+    for n in graph.nodes:
+        for name in n.inputs:
+            by_input.setdefault(name, []).append(n)
+    producer = {o: n for n in graph.nodes for o in n.outputs if o}
+
+    def only_user(name):
+        found = by_input.get(name, [])
+        return found[0] if len(found) == 1 and users.get(name) == 1 else None
+
+    def scaled_by(node, value):
+        """The other input of a Mul ``node`` by the constant ``value``, else None."""
+        if node is None or node.op_type != "Mul" or node.domain or len(node.inputs) != 2:
+            return None
+        for a, b in (node.inputs, node.inputs[::-1]):
+            c = _scalar(graph, b)
+            if c is not None and np.isclose(c, value, rtol=1e-4):
+                return a
+        return None
+
+    def cube_of(name):
+        """(x, nodes) when ``name`` is x^3 as Pow(x, 3), x*(x*x) or (x*x)*x, else None."""
+        n = producer.get(name)
+        if n is None or n.domain or only_user(name) is None:
+            return None
+        if n.op_type == "Pow" and _scalar(graph, n.inputs[1]) == 3.0:
+            return n.inputs[0], [n]
+        if n.op_type == "Mul" and len(n.inputs) == 2:
+            for a, b in (n.inputs, n.inputs[::-1]):
+                sq = producer.get(b)
+                if sq is not None and sq.op_type == "Mul" and sq.inputs == [a, a] and only_user(b) is n:
+                    return a, [sq, n]
+        return None
+
+    removed, fused = set(), {}
+    for tanh in graph.nodes:
+        if tanh.op_type != "Tanh" or tanh.domain or id(tanh) in removed:
+            continue
+        inner = producer.get(tanh.inputs[0])
+        s = scaled_by(inner, SQRT_2_OVER_PI)
+        add = producer.get(s) if s else None
+        if s is None or only_user(tanh.inputs[0]) is not tanh or add is None or add.op_type != "Add" \
+                or only_user(s) is not inner:
+            continue
+        found = None
+        for x, m in (add.inputs, add.inputs[::-1]):
+            cube = scaled_by(producer.get(m), 0.044715)
+            if cube is not None and only_user(m) is add:
+                c = cube_of(cube)
+                if c is not None and c[0] == x:
+                    found = x, [producer.get(m)] + c[1]
+        one_plus = only_user(tanh.outputs[0])
+        if found is None or one_plus is None or one_plus.op_type != "Add" or \
+                _scalar(graph, _other(one_plus, tanh.outputs[0])) != 1.0:
+            continue
+        x, cube_nodes = found
+        chain = cube_nodes + [add, inner, tanh, one_plus]
+        mul = only_user(one_plus.outputs[0])
+        if mul is None or mul.op_type != "Mul":
+            continue
+        partner = _other(mul, one_plus.outputs[0])
+        if partner == x:  # x * (1 + tanh) * 0.5
+            last = only_user(mul.outputs[0])
+            if scaled_by(last, 0.5) != mul.outputs[0]:
+                continue
+            chain += [mul, last]
+        elif scaled_by(producer.get(partner), 0.5) == x and only_user(partner) is mul:
+            chain += [producer.get(partner), mul]   # (0.5 * x) * (1 + tanh)
+            last = mul
+        else:
+            continue
+        proto = onnx.helper.make_node("Gelu", [x], [last.outputs[0]], name=f"{tanh.name}__gelu_tanh",
+                                      approximate="tanh")
+        fused[id(chain[0])] = Node(proto.name, "Gelu", "", [x], [last.outputs[0]], {"approximate": "tanh"}, 20,
+                                   proto)
+        removed.update(id(n) for n in chain)
+    if fused:  # the Gelu sits where the chain began: x before it, the users of the result after
+        graph.nodes = [fused.get(id(n), n) for n in graph.nodes if id(n) not in removed or id(n) in fused]
+
+
 def fuse_swish(graph: Graph) -> None:
     """x * Sigmoid(x) (SiLU, as exporters write it) becomes one Swish node (opset 24): one
     vectorized ggml pass instead of ggml's scalar sigmoid and a multiply."""
@@ -208,4 +297,5 @@ def optimize(graph: Graph) -> None:
     fold_constants(graph)
     fold_batchnorm_into_conv(graph)
     fuse_gelu(graph)
+    fuse_gelu_tanh(graph)
     fuse_swish(graph)

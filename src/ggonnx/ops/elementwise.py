@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ggonnx.emitter import Op, onnx_to_ne
-from ggonnx._core import ACT_CLAMP, ACT_HARDSIGMOID, ACT_HARDSWISH, ACT_SIGMOID, ACT_SILU, Unary
+from ggonnx._core import ACT_CLAMP, ACT_GELU_TANH, ACT_HARDSIGMOID, ACT_HARDSWISH, ACT_SIGMOID, ACT_SILU, Unary
 from ggonnx.errors import ShapeError
 from ggonnx.ops import coalesce
 from ggonnx.ops.context import NHWC, Value
@@ -128,8 +128,11 @@ def lower_elu(ctx, node, inputs):
 
 @register("Gelu", since=20, any_rank=True)
 def lower_gelu(ctx, node, inputs):
-    if ctx.attr("approximate", "none") != "none":
-        ctx.unsupported("approximate='tanh' (ggml's tanh gelu uses an fp16 table)")
+    approximate = ctx.attr("approximate", "none")
+    if approximate == "tanh":  # ours: ggml's tanh gelu reads an fp16 table
+        return _activation(ctx, inputs[0], ACT_GELU_TANH)
+    if approximate != "none":
+        ctx.unsupported(f"approximate={approximate!r}")
     return _ggml_function(Unary.GELU_ERF)(ctx, node, inputs)
 
 
