@@ -249,3 +249,4 @@ cdef extern from "kernels.h" nogil:
     int GGONNX_ACT_SIGMOID
     int GGONNX_ACT_SILU
     int GGONNX_ACT_GELU_TANH
+    int GGONNX_ACT_GELU_ERF

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ggonnx.emitter import Op, onnx_to_ne
-from ggonnx._core import ACT_CLAMP, ACT_GELU_TANH, ACT_HARDSIGMOID, ACT_HARDSWISH, ACT_SIGMOID, ACT_SILU, Unary
+from ggonnx._core import ACT_CLAMP, ACT_GELU_ERF, ACT_GELU_TANH, ACT_HARDSIGMOID, ACT_HARDSWISH, ACT_SIGMOID, ACT_SILU, Unary
 from ggonnx.errors import ShapeError
 from ggonnx.ops import coalesce
 from ggonnx.ops.context import NHWC, Value
@@ -129,11 +129,10 @@ def lower_elu(ctx, node, inputs):
 @register("Gelu", since=20, any_rank=True)
 def lower_gelu(ctx, node, inputs):
     approximate = ctx.attr("approximate", "none")
-    if approximate == "tanh":  # ours: ggml's tanh gelu reads an fp16 table
-        return _activation(ctx, inputs[0], ACT_GELU_TANH)
-    if approximate != "none":
+    if approximate not in ("none", "tanh"):
         ctx.unsupported(f"approximate={approximate!r}")
-    return _ggml_function(Unary.GELU_ERF)(ctx, node, inputs)
+    # ours, vectorized: ggml's erf gelu calls erff per element, its tanh gelu reads an fp16 table
+    return _activation(ctx, inputs[0], ACT_GELU_TANH if approximate == "tanh" else ACT_GELU_ERF)
 
 
 @register("Swish", since=24, any_rank=True)
