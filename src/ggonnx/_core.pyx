@@ -75,7 +75,6 @@ cpdef enum Op:
     CONV_DW = 61
     POOL_MAX = 62
     POOL_AVG = 63
-    PAD = 64
     # channels-last (NHWC: ggml ne [C, W, H, N]) kernels; params as in kernels.h
     IM2COL_NHWC = 65       # src0 [C, W, H, N] -> [KH*KW*C, OW, OH, N]
     POOL_NHWC = 66
@@ -560,9 +559,6 @@ cdef class Plan:
             t = ggml_conv_2d_dw_direct(ctx, ggml_permute(ctx, a, 3, 2, 0, 1), ggml_permute(ctx, b, 2, 0, 1, 3),
                                        <int> p[0], <int> p[1], <int> p[2], <int> p[3], <int> p[4], <int> p[5])
             return ggml_permute(ctx, t, 1, 2, 0, 3)
-        if op == PAD:
-            return ggml_pad_ext(ctx, a, <int> p[0], <int> p[1], <int> p[2], <int> p[3],
-                                <int> p[4], <int> p[5], <int> p[6], <int> p[7])
         raise GraphBuildError(f"row {i}: unknown op code {op}")
 
     def run(self, list feeds):

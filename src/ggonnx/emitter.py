@@ -295,8 +295,8 @@ class Emitter:
         """Zero padding: pads = (lp0, rp0, lp1, rp1, lp2, rp2, lp3, rp3) in ggml dims."""
         if any(p < 0 for p in pads):
             self.fail(f"negative padding {pads}")
-        ne = tuple(a.ne[k] + pads[2 * k] + pads[2 * k + 1] for k in range(4))
-        return self._emit(Op.PAD, (a,), ne, params=pads)
+        # our pad kernel (rows copied whole) rather than ggml_pad, which tests every element
+        return self.pad_mode(a, pads[0::2], pads[1::2], 0, 0.0)
 
     # -- convolution and pooling ------------------------------------------------
     def im2col(self, kernel: GT, data: GT, s, p, d) -> GT:
