@@ -79,7 +79,6 @@ cpdef enum Op:
     IM2COL_NHWC = 65       # src0 [C, W, H, N] -> [KH*KW*C, OW, OH, N]
     POOL_NHWC = 66
     GLOBAL_POOL_NHWC = 67
-    CONV_DW_NHWC = 68      # src0 kernel [C, 1, KW, KH], src1 [C, W, H, N]; params: s0 s1 p0 p1 d0 d1
     GEMM_PACKED = 69       # src0 X [K, P], src1 packed W, src2 bias [OC] or -1 -> [OC, P]
     CONV_PACKED = 70       # src0 X [C, W, H, N], src1 packed W, src2 bias -> [OC, OW, OH, N]
     RESIZE = 71            # src0 data, src1 tap table; params: layout, taps
@@ -88,6 +87,7 @@ cpdef enum Op:
     ACTIVATION = 74        # src0 data; params: act (ACT_*), lo bits, hi bits
     CONV_NARROW = 75       # src0 X [C, W, H, N], src1 W [OC4, K], src2 bias [OC4] -> [OC, OW, OH, N]
     TRANSPOSE2D = 76       # src0 [n0, n1, n2, 1] -> [n1, n0, n2, 1]
+    DEPTHWISE = 77         # src0 X [C, W, H, N], src1 W [KH*KW, C], src2 bias [C] -> [C, OW, OH, N]
 
 cpdef enum Unary:
     EXP = 0
@@ -530,11 +530,12 @@ cdef class Plan:
         if op == GLOBAL_POOL_NHWC:
             return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], &a, 1, ggonnx_global_pool_nhwc,
                                   GGML_N_TASKS_MAX, p)
-        if op == GEMM_PACKED or op == CONV_PACKED or op == CONV_NARROW:
+        if op == GEMM_PACKED or op == CONV_PACKED or op == CONV_NARROW or op == DEPTHWISE:
             args[0], args[1], args[2] = a, b, c
             return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], args, 3 if c != NULL else 2,
                                   ggonnx_gemm_packed if op == GEMM_PACKED else ggonnx_conv_packed
-                                  if op == CONV_PACKED else ggonnx_conv_narrow, GGML_N_TASKS_MAX, p)
+                                  if op == CONV_PACKED else ggonnx_conv_narrow if op == CONV_NARROW
+                                  else ggonnx_conv_dw, GGML_N_TASKS_MAX, p)
         if op == TRANSPOSE2D:
             if not ggml_is_contiguous(a):
                 a = ggml_cont(ctx, a)
@@ -552,13 +553,6 @@ cdef class Plan:
             return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], args, 2 if b != NULL else 1,
                                   ggonnx_resize if op == RESIZE else ggonnx_col2im_nhwc if op == COL2IM_NHWC
                                   else ggonnx_pad, GGML_N_TASKS_MAX, p)
-        if op == CONV_DW_NHWC:
-            # ggml's channels-contiguous depthwise path (16-lane SIMD over channels) takes CWHN
-            # views: the kernel [C, 1, KW, KH] seen as [KW, KH, 1, C], the input as [W, H, C, N];
-            # its result has the same strides, seen again as [C, OW, OH, N].
-            t = ggml_conv_2d_dw_direct(ctx, ggml_permute(ctx, a, 3, 2, 0, 1), ggml_permute(ctx, b, 2, 0, 1, 3),
-                                       <int> p[0], <int> p[1], <int> p[2], <int> p[3], <int> p[4], <int> p[5])
-            return ggml_permute(ctx, t, 1, 2, 0, 3)
         raise GraphBuildError(f"row {i}: unknown op code {op}")
 
     def run(self, list feeds):

@@ -348,21 +348,6 @@ class Emitter:
         return self._emit(Op.IM2COL_NHWC, (data,), (c * k[0] * k[1], ow, oh, data.ne[3]),
                           params=(k[0], k[1], s[0], s[1], pb[0], pb[1], d[0], d[1]))
 
-    def conv_dw_nhwc(self, kernel: GT, data: GT, s, p, d) -> GT:
-        """Depthwise conv: kernel [C, 1, KW, KH], data [C, W, H, N] -> [C, OW, OH, N]; symmetric pads p."""
-        c, kw, kh = kernel.ne[0], kernel.ne[2], kernel.ne[3]
-        if kernel.ne[1] != 1 or c != data.ne[0]:
-            self.fail(f"depthwise kernel {kernel.ne} does not match input {data.ne}")
-        if c < 2 or data.ne[1] < 2:  # ggml tells the channels-last layout by its strides
-            self.fail(f"channels-last depthwise conv needs C > 1 and W > 1, got {data.ne}")
-        ow = self._conv_out(data.ne[1], kw, s[0], p[0], p[0], d[0])
-        oh = self._conv_out(data.ne[2], kh, s[1], p[1], p[1], d[1])
-        if ow <= 0 or oh <= 0:
-            self.fail(f"conv output would be empty (input {data.ne}, kernel {kernel.ne})")
-        self.flops += 2 * kw * kh * ow * oh * c * data.ne[3]
-        return self._emit(Op.CONV_DW_NHWC, (kernel, data), (c, ow, oh, data.ne[3]),
-                          params=(s[0], s[1], p[0], p[1], d[0], d[1]))
-
     def pool_nhwc(self, data: GT, out_wh, k, s, pb, pe, d, mode: int) -> GT:
         """Pooling of data [C, W, H, N] to [C, OW, OH, N]; mode 0 max, 1 average of the taps in the
         input, 2 average counting the explicit pads (pb, pe) too."""
@@ -410,6 +395,21 @@ class Emitter:
         srcs = (x, w_packed) + ((bias,) if bias is not None else ())
         return self._emit(Op.CONV_PACKED, srcs, (oc, ow, oh, x.ne[3]),
                           params=(0, 0, 0, k[0], k[1], s[0], s[1], pb[0], pb[1], d[0], d[1], ocg, cg))
+
+    def depthwise(self, x: GT, w_taps: GT, bias: GT | None, k, s, pb, pe, d) -> GT:
+        """Depthwise conv of x [C, W, H, N] by w_taps [KH*KW][C] (+ bias [C]) -> [C, OW, OH, N];
+        k, s, d, pads (begin pb, end pe) as (w, h)."""
+        c = x.ne[0]
+        ow = self._conv_out(x.ne[1], k[0], s[0], pb[0], pe[0], d[0])
+        oh = self._conv_out(x.ne[2], k[1], s[1], pb[1], pe[1], d[1])
+        if ow <= 0 or oh <= 0:
+            self.fail(f"conv output would be empty (input {x.ne}, kernel {k})")
+        if w_taps.ne != (c * k[0] * k[1], 1, 1, 1) or (bias is not None and bias.ne != (c, 1, 1, 1)):
+            self.fail(f"depthwise conv of {x.ne} with kernel {k}: weight {w_taps.ne}")
+        self.flops += 2 * k[0] * k[1] * c * ow * oh * x.ne[3]
+        srcs = (x, w_taps) + ((bias,) if bias is not None else ())
+        return self._emit(Op.DEPTHWISE, srcs, (c, ow, oh, x.ne[3]),
+                          params=(0, 0, 0, k[0], k[1], s[0], s[1], pb[0], pb[1], d[0], d[1]))
 
     def conv_narrow(self, x: GT, w_rows: GT, bias: GT | None, oc: int, k, s, pb, pe, d) -> GT:
         """A conv of x [C, W, H, N] to few channels (up to NARROW_MAX_OC) with the weight as rows
@@ -474,8 +474,8 @@ class Emitter:
         row = self.rows[y.slot] if y.slot < len(self.rows) and self.rows[y.slot][1] == y.slot else None
         while row is not None and row[0] == int(Op.RESHAPE):  # a view of the GEMM's output
             row = self.rows[row[_core.COL_SRC]]
-        if row is None or row[0] not in (int(Op.GEMM_PACKED), int(Op.CONV_PACKED), int(Op.CONV_NARROW)) or \
-                row[_core.COL_PARAM] != 0:
+        if row is None or row[0] not in (int(Op.GEMM_PACKED), int(Op.CONV_PACKED), int(Op.CONV_NARROW),
+                                         int(Op.DEPTHWISE)) or row[_core.COL_PARAM] != 0:
             return False
         bits = np.array([lo, hi], dtype=np.float32).view(np.uint32)
         row[_core.COL_PARAM:_core.COL_PARAM + 3] = [act, int(bits[0]), int(bits[1])]

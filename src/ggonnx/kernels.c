@@ -643,3 +643,57 @@ void ggonnx_conv_narrow(struct ggml_tensor * dst, int ith, int nth, void * param
         }
     }
 }
+
+/* ---- depthwise convs ------------------------------------------------------------------------
+ * 16 channels x 4 output pixels of a row at a time: each tap's weight vector loads once for
+ * the 4 pixels; bias and activation in the epilogue (ggml's depthwise kernel needs an Add and a
+ * Clamp pass after it). */
+
+void ggonnx_conv_dw(struct ggml_tensor * dst, int ith, int nth, void * params) {
+    const int64_t * p = (const int64_t *) params;
+    const struct ggml_tensor * x = dst->src[0];
+    const float * w = (const float *) dst->src[1]->data;
+    const float * bias = dst->src[2] ? (const float *) dst->src[2]->data : NULL;
+    uint32_t bits[2] = { (uint32_t) p[1], (uint32_t) p[2] };
+    float lo, hi;
+    memcpy(&lo, &bits[0], sizeof(float));
+    memcpy(&hi, &bits[1], sizeof(float));
+    const int act = (int) p[0];
+    const int64_t kw = p[3], kh = p[4], sw = p[5], sh = p[6], pw = p[7], ph = p[8], dw = p[9], dh = p[10];
+    const int64_t c = x->ne[0], w_in = x->ne[1], h_in = x->ne[2];
+    const int64_t ow = dst->ne[1], oh = dst->ne[2];
+    int64_t r0, r1;
+    split(oh * dst->ne[3], ith, nth, &r0, &r1);
+    for (int64_t r = r0; r < r1; ++r) {
+        const int64_t oy = r % oh, n = r / oh;
+        for (int64_t ox0 = 0; ox0 < ow; ox0 += 4) {
+            const int64_t nq = MIN(4, ow - ox0);
+            for (int64_t c0 = 0; c0 < c; c0 += 16) {
+                const int64_t m = MIN(16, c - c0);
+                const v16 b0 = bias ? (m == 16 ? load_n(bias + c0, 16) : load_tail(bias + c0, m)) : (v16){};
+                v16 acc[4] = { b0, b0, b0, b0 };
+                for (int64_t ky = 0; ky < kh; ++ky) {
+                    const int64_t iy = oy * sh - ph + ky * dh;
+                    if (iy < 0 || iy >= h_in) {
+                        continue;
+                    }
+                    for (int64_t kx = 0; kx < kw; ++kx) {
+                        const float * wt = w + (ky * kw + kx) * c + c0;
+                        const v16 wv = m == 16 ? load_n(wt, 16) : load_tail(wt, m);
+                        for (int64_t q = 0; q < nq; ++q) {
+                            const int64_t ix = (ox0 + q) * sw - pw + kx * dw;
+                            if (ix < 0 || ix >= w_in) {
+                                continue;
+                            }
+                            const float * in = pixel(x, ix, iy, n) + c0;
+                            acc[q] += wv * (m == 16 ? load_n(in, 16) : load_tail(in, m));
+                        }
+                    }
+                }
+                for (int64_t q = 0; q < nq; ++q) {
+                    store_n(at4(dst, c0, ox0 + q, oy, n), activate(acc[q], act, lo, hi), m);
+                }
+            }
+        }
+    }
+}

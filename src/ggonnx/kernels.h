@@ -70,6 +70,11 @@ void ggonnx_conv_packed(struct ggml_tensor * dst, int ith, int nth, void * param
 void ggonnx_conv_narrow(struct ggml_tensor * dst, int ith, int nth, void * params);
 #define GGONNX_NARROW_MAX_OC 16
 
+/* Depthwise conv: dst [C, OW, OH, N] from src[0] = X [C, W, H, N], src[1] = W [KH*KW][C] (tap
+ * major), src[2] = bias [C] or absent. params as ggonnx_conv_packed's first eleven (any pads:
+ * taps outside the input are skipped). */
+void ggonnx_conv_dw(struct ggml_tensor * dst, int ith, int nth, void * params);
+
 /* The packed weight: W [OC, K] as panels of GGONNX_GEMM_PANEL output channels, each
  * [K][GGONNX_GEMM_PANEL], the last one zero-padded (ggonnx.ops.conv packs it at load). */
 #define GGONNX_GEMM_PANEL 16

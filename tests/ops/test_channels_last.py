@@ -34,7 +34,7 @@ def blocks(draw):
     k = 1 if kind == "pointwise" else draw(st.integers(1, 3))
     s = draw(st.integers(1, 2))
     d = draw(st.integers(1, 2)) if k > 1 else 1
-    symmetric = kind == "depthwise" or draw(st.booleans())
+    symmetric = draw(st.booleans())
     pb = [draw(st.integers(0, k - 1 if k > 1 else 0)) for _ in range(2)]
     pe = pb if symmetric else [draw(st.integers(0, k - 1 if k > 1 else 0)) for _ in range(2)]
     h, w = (draw(st.integers((k - 1) * d + 2, 11)) for _ in range(2))
@@ -135,6 +135,9 @@ def test_block_matches_onnxruntime(case, seed):
         with pytest.raises(GgonnxError):
             ggonnx.Session(model, threads=THREADS).run(None, {"x": x})
         return
+    # a pool window entirely in the padding yields -FLT_MAX, and a conv over that overflows in
+    # an order-dependent way (inf or NaN): no layout question there
+    assume(np.all(np.abs(want) < 1e30))
     sess = ggonnx.Session(model, threads=THREADS)
     got = sess.run(None, {"x": x})[0]
     assert got.shape == want.shape

@@ -102,12 +102,12 @@ def _conv_nhwc(ctx, x, w, b, group, strides, dil, begin, end):
     e = ctx.e
     k, s, d = (kw, kh), (strides[1], strides[0]), (dil[1], dil[0])
     pb, pe = (begin[1], begin[0]), (end[1], end[0])
-    if group == c == oc and cg == 1:
-        if pb != pe or c < 2 or wd < 2:  # ggml pads symmetrically; it tells the layout by strides
-            return None
-        kern = ctx.weight(w, "dw_nhwc", lambda a: a.reshape(c, kh * kw).T.reshape(kh, kw, 1, c), (kh, kw, 1, c))
-        y = e.conv_dw_nhwc(kern, ctx.tensor_nhwc(x), s, pb, d)
-        return y if b is None else e.binary(Op.ADD, y, ctx.tensor(b))
+    if group == c == oc and cg == 1:  # depthwise: our kernel, bias and activation fused
+        taps = ctx.weight(w, "dw_taps", lambda a: np.ascontiguousarray(a.reshape(c, kh * kw).T).reshape(-1),
+                          (kh * kw * c,))
+        bias = None if b is None or b.const is None else ctx.tensor(b)
+        y = e.depthwise(ctx.tensor_nhwc(x), taps, bias, k, s, pb, pe, d)
+        return y if b is None or bias is not None else e.binary(Op.ADD, y, ctx.tensor(b))
     bias = None
     if b is not None and b.const is not None:
         bias = ctx.weight(b, "bias_panels", lambda a: np.pad(a.reshape(-1), (0, _round_up(oc, _core.GEMM_PANEL) - oc)),
