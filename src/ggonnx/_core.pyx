@@ -338,9 +338,8 @@ cdef class Plan:
         cdef Py_ssize_t n = ins.shape[0]
         cdef Py_ssize_t i, n_slots = 0
         cdef int op, k
-        cdef ggml_tensor * a
-        cdef ggml_tensor * b
-        cdef ggml_tensor * c
+        cdef bint leaves
+        cdef ggml_tensor * srcs[4]
         cdef ggml_tensor * r
         cdef vector[ggml_tensor *] slots
         cdef vector[ggml_tensor *] const_tensors
@@ -369,35 +368,33 @@ cdef class Plan:
         if self.ctx == NULL:
             raise MemoryError("ggml_init failed for the graph")
 
-        for i in range(n):
-            op = ins[i, COL_OP]
-            a = b = NULL
-            if ins[i, COL_SRC] >= 0:
-                a = slots[ins[i, COL_SRC]]
-                if a == NULL:
-                    raise GraphBuildError(f"row {i} ({row_names[i]}): source slot {ins[i, COL_SRC]} is undefined")
-            if ins[i, COL_SRC + 1] >= 0:
-                b = slots[ins[i, COL_SRC + 1]]
-                if b == NULL:
-                    raise GraphBuildError(f"row {i} ({row_names[i]}): source slot {ins[i, COL_SRC + 1]} is undefined")
-            c = NULL
-            if ins[i, COL_SRC + 2] >= 0:
-                c = slots[ins[i, COL_SRC + 2]]
-                if c == NULL:
-                    raise GraphBuildError(f"row {i} ({row_names[i]}): source slot {ins[i, COL_SRC + 2]} is undefined")
-            r = self._build_one(op, a, b, c, ins, fp, i, const_tensors)
-            if r == NULL:
-                raise GraphBuildError(f"row {i} ({row_names[i]}): op code {op} could not be built")
-            for k in range(4):
-                if r.ne[k] != ins[i, COL_NE + k]:
-                    raise GraphBuildError(
-                        f"row {i} ({row_names[i]}): ggml built shape "
-                        f"{[r.ne[0], r.ne[1], r.ne[2], r.ne[3]]} but the emitter expected "
-                        f"{[ins[i, COL_NE], ins[i, COL_NE + 1], ins[i, COL_NE + 2], ins[i, COL_NE + 3]]}")
-            if op == MUL_MAT:
-                mm_nodes.push_back(r)
-                mm_hints.push_back(ins[i, COL_PARAM])
-            slots[ins[i, COL_OUT]] = r
+        # two passes: leaves (inputs, weights, constants) first, so that a fused row may read a
+        # weight emitted after it (a bias folded into a GEMM by the Add that follows it)
+        for leaves in (True, False):
+            for i in range(n):
+                op = ins[i, COL_OP]
+                if (op == INPUT or op == WEIGHT or op == CONST) != leaves:
+                    continue
+                for k in range(4):
+                    srcs[k] = NULL
+                    if ins[i, COL_SRC + k] >= 0:
+                        srcs[k] = slots[ins[i, COL_SRC + k]]
+                        if srcs[k] == NULL:
+                            raise GraphBuildError(f"row {i} ({row_names[i]}): source slot {ins[i, COL_SRC + k]} "
+                                                  f"is undefined")
+                r = self._build_one(op, srcs, ins, fp, i, const_tensors)
+                if r == NULL:
+                    raise GraphBuildError(f"row {i} ({row_names[i]}): op code {op} could not be built")
+                for k in range(4):
+                    if r.ne[k] != ins[i, COL_NE + k]:
+                        raise GraphBuildError(
+                            f"row {i} ({row_names[i]}): ggml built shape "
+                            f"{[r.ne[0], r.ne[1], r.ne[2], r.ne[3]]} but the emitter expected "
+                            f"{[ins[i, COL_NE], ins[i, COL_NE + 1], ins[i, COL_NE + 2], ins[i, COL_NE + 3]]}")
+                if op == MUL_MAT:
+                    mm_nodes.push_back(r)
+                    mm_hints.push_back(ins[i, COL_PARAM])
+                slots[ins[i, COL_OUT]] = r
 
         for s in input_slots:
             self.inputs.push_back(slots[s])
@@ -442,13 +439,18 @@ cdef class Plan:
             if self.inputs[k].data == NULL:
                 self.input_bytes[k] = 0  # input not used by any output: nothing to copy
 
-    cdef ggml_tensor * _build_one(self, int op, ggml_tensor * a, ggml_tensor * b, ggml_tensor * c, int64_t[:, ::1] ins,
+    cdef ggml_tensor * _build_one(self, int op, ggml_tensor ** srcs, int64_t[:, ::1] ins,
                                   double[:, ::1] fp, Py_ssize_t i, vector[ggml_tensor *] & const_tensors) except? NULL:
         cdef ggml_context * ctx = self.ctx
+        cdef ggml_tensor * a = srcs[0]
+        cdef ggml_tensor * b = srcs[1]
+        cdef ggml_tensor * c = srcs[2]
+        cdef ggml_tensor * d = srcs[3]
         cdef int64_t * p = &ins[i, COL_PARAM]
         cdef int64_t * ne = &ins[i, COL_NE]
         cdef ggml_tensor * t
-        cdef ggml_tensor * args[3]
+        cdef ggml_tensor * args[4]
+        cdef int n_args
         if op == INPUT:
             t = ggml_new_tensor_4d(ctx, GGML_TYPE_I32 if p[0] == 1 else GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3])
             ggml_set_input(t)
@@ -531,8 +533,12 @@ cdef class Plan:
             return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], &a, 1, ggonnx_global_pool_nhwc,
                                   GGML_N_TASKS_MAX, p)
         if op == GEMM_PACKED or op == CONV_PACKED or op == CONV_NARROW or op == DEPTHWISE:
-            args[0], args[1], args[2] = a, b, c
-            return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], args, 3 if c != NULL else 2,
+            # src2 bias and src3 residual are optional; an absent bias before a residual is passed as NULL
+            args[0], args[1], args[2], args[3] = a, b, c, d
+            n_args = 4 if d != NULL else 3 if c != NULL else 2
+            if d != NULL and not ggml_is_contiguous(d):
+                args[3] = ggml_cont(ctx, d)
+            return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], args, n_args,
                                   ggonnx_gemm_packed if op == GEMM_PACKED else ggonnx_conv_packed
                                   if op == CONV_PACKED else ggonnx_conv_narrow if op == CONV_NARROW
                                   else ggonnx_conv_dw, GGML_N_TASKS_MAX, p)

@@ -468,15 +468,46 @@ class Emitter:
         bits = np.array([lo, hi], dtype=np.float32).view(np.uint32)
         return self._emit(Op.ACTIVATION, (a,), a.ne, params=(act, int(bits[0]), int(bits[1])))
 
-    def fuse_activation(self, y: GT, act: int, lo: float = 0.0, hi: float = 0.0) -> bool:
-        """Fold an activation (_core.ACT_*) into the packed GEMM that produced ``y``, if it did and
-        has none yet; the caller makes sure nothing else reads y before it."""
+    def _packed_row(self, y: GT):
+        """The packed GEMM / conv row that produced ``y`` (through reshapes), or None."""
         row = self.rows[y.slot] if y.slot < len(self.rows) and self.rows[y.slot][1] == y.slot else None
         while row is not None and row[0] == int(Op.RESHAPE):  # a view of the GEMM's output
             row = self.rows[row[_core.COL_SRC]]
         if row is None or row[0] not in (int(Op.GEMM_PACKED), int(Op.CONV_PACKED), int(Op.CONV_NARROW),
-                                         int(Op.DEPTHWISE)) or row[_core.COL_PARAM] != 0:
+                                         int(Op.DEPTHWISE)):
+            return None
+        return row
+
+    def fuse_activation(self, y: GT, act: int, lo: float = 0.0, hi: float = 0.0) -> bool:
+        """Fold an activation (_core.ACT_*) into the packed GEMM that produced ``y``, if it did and
+        has none yet; the caller makes sure nothing else reads y before it."""
+        row = self._packed_row(y)
+        if row is None or row[_core.COL_PARAM] != 0:
             return False
         bits = np.array([lo, hi], dtype=np.float32).view(np.uint32)
         row[_core.COL_PARAM:_core.COL_PARAM + 3] = [act, int(bits[0]), int(bits[1])]
+        return True
+
+    def fuse_bias(self, y: GT, bias_panels: GT) -> bool:
+        """Fold a bias (a weight padded to whole panels) into the packed GEMM that produced
+        ``y``, if it has none and no activation yet (the bias weight is a leaf: built before
+        every row, it may be emitted after the GEMM)."""
+        row = self._packed_row(y)
+        if row is None or row[0] != int(Op.GEMM_PACKED) or row[_core.COL_PARAM] != 0 or \
+                row[_core.COL_SRC + 2] != -1 or row[_core.COL_SRC + 3] != -1 or \
+                bias_panels.ne != (-(-row[_core.COL_NE] // _core.GEMM_PANEL) * _core.GEMM_PANEL, 1, 1, 1):
+            return False
+        row[_core.COL_SRC + 2] = bias_panels.slot
+        return True
+
+    def fuse_residual(self, y: GT, residual: GT) -> bool:
+        """Fold ``+ residual`` (same elements, same layout) into the epilogue of the packed GEMM
+        or conv that produced ``y``, before any activation, if the residual was computed
+        before that GEMM."""
+        row = self._packed_row(y)
+        if row is None or row[0] not in (int(Op.GEMM_PACKED), int(Op.CONV_PACKED)) or \
+                row[_core.COL_PARAM] != 0 or row[_core.COL_SRC + 3] != -1 or residual.slot >= row[1] or \
+                int(np.prod(residual.ne)) != int(np.prod(row[_core.COL_NE:_core.COL_NE + 4])):
+            return False
+        row[_core.COL_SRC + 3] = residual.slot
         return True

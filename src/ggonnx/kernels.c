@@ -154,7 +154,9 @@ static inline v16 select16(vi16 mask, v16 a, v16 b) {
 #define NR 12   /* pixels per micro-tile */
 
 struct epilogue {
-    const float * bias;   /* NULL: none */
+    const float * bias;       /* NULL: none */
+    const float * residual;   /* added before the activation, laid out as the output; NULL: none */
+    const float * y;          /* the output's start: a residual element sits at the same offset */
     int act;
     float lo, hi;
 };
@@ -245,11 +247,17 @@ static inline v16 activate(v16 acc, int act, float lo, float hi) {
     return acc;
 }
 
-static inline v16 finish(v16 acc, const struct epilogue * ep, int64_t o0) {
+/* The epilogue of the n (<= 16) outputs at y (output channel o0 on). */
+static inline v16 finish(v16 acc, const struct epilogue * ep, int64_t o0, const float * y, int64_t n) {
     if (ep->bias) {
         v16 b;
         memcpy(&b, ep->bias + o0, sizeof(b));
         acc += b;
+    }
+    if (ep->residual) {
+        v16 r = {};
+        memcpy(&r, ep->residual + (y - ep->y), n * sizeof(float));
+        acc += r;
     }
     return activate(acc, ep->act, ep->lo, ep->hi);
 }
@@ -309,7 +317,7 @@ static inline v16 load_n(const float * src, int64_t n) {
         if (om >= oc) break;                                                                       \
         const int64_t n = MIN(PANEL, oc - om);                                                     \
         for (int p = 0; p < NP; ++p)                                                               \
-            store_n(y + p * ldy + om, last ? finish(acc[m][p], ep, om) : acc[m][p], n);            \
+            store_n(y + p * ldy + om, last ? finish(acc[m][p], ep, om, y + p * ldy + om, n) : acc[m][p], n); \
     }
 
 #define TILE_STEP(MV, NP, X)                                                                       \
@@ -477,7 +485,9 @@ static void gemm_run(struct ggml_tensor * dst, int ith, int nth, const int64_t *
                      int64_t k) {
     const struct ggml_tensor * w = dst->src[1];
     const struct ggml_tensor * b = dst->src[2];
-    struct epilogue ep = { b ? (const float *) b->data : NULL, (int) p[0], 0.0f, 0.0f };
+    const struct ggml_tensor * res = dst->src[3];
+    struct epilogue ep = { b ? (const float *) b->data : NULL, res ? (const float *) res->data : NULL,
+                           (const float *) dst->data, (int) p[0], 0.0f, 0.0f };
     uint32_t bits[2] = { (uint32_t) p[1], (uint32_t) p[2] };
     memcpy(&ep.lo, &bits[0], sizeof(float));
     memcpy(&ep.hi, &bits[1], sizeof(float));

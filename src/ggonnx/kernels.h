@@ -33,7 +33,8 @@ void ggonnx_global_pool_nhwc(struct ggml_tensor * dst, int ith, int nth, void * 
 /* Dense GEMM with a packed constant weight and a fused epilogue, for channels-last convs:
  * dst [OC, P] (each pixel's OC outputs contiguous) = W [OC, K] x X, src[0] = X [K, P] (each
  * pixel's K inputs contiguous, any K), src[1] = W packed (below),
- * src[2] = bias [OC] or absent. Outer-product micro-kernels (32 OC x 12 pixels of FMAs per
+ * src[2] = bias [OC] or absent (NULL when src[3] is given), src[3] = a residual of dst's shape,
+ * contiguous, added before the activation, or absent. Outer-product micro-kernels (32 OC x 12 pixels of FMAs per
  * k): no horizontal sums and no depth alignment, so small K runs at speed.
  * params: act (GGONNX_ACT_*), the float32 bits of its parameters lo, hi. */
 void ggonnx_gemm_packed(struct ggml_tensor * dst, int ith, int nth, void * params);

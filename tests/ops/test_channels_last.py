@@ -234,3 +234,40 @@ def test_narrow_convs(c, oc, k, s, d, n, hw, tail, bias, seed):
     sess = ggonnx.Session(model, threads=THREADS)
     np.testing.assert_allclose(sess.run(None, {"x": x})[0], want, rtol=1e-4, atol=1e-4)
     assert all(p.where == "ggml" for p in sess.placement())
+
+
+@pytest.mark.parametrize("wiring", ["two_convs_then_relu", "conv_plus_earlier", "relu_before_add",
+                                    "conv_output_read_twice", "matmul_bias_relu", "matmul_bias_2d"])
+def test_adds_fold_into_gemm_epilogues(wiring):
+    """Residual Adds and bias Adds fold into the producing GEMM's epilogue (before its
+    activation) only where that is the same sum: the residual computed before the GEMM, no
+    activation applied yet, nothing else reading the GEMM's output."""
+    rng = np.random.default_rng(7)
+    c = 12
+    consts = {"w1": randn(rng, (c, c, 3, 3), 0.15), "w2": randn(rng, (c, c, 1, 1), 0.3),
+              "m": randn(rng, (c, 20), 0.3), "bm": randn(rng, (20,), 0.5)}
+    x = randn(rng, (2, c, 5, 6))
+    conv1 = helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1])
+    conv2 = helper.make_node("Conv", ["x", "w2"], ["c2"])
+    if wiring == "two_convs_then_relu":   # the first conv's GEMM cannot read c2 (computed later)
+        nodes = [conv1, conv2, helper.make_node("Add", ["c1", "c2"], ["s"]), helper.make_node("Relu", ["s"], ["y"])]
+    elif wiring == "conv_plus_earlier":
+        nodes = [conv2, helper.make_node("Relu", ["c2"], ["r"]), helper.make_node("Conv", ["r", "w1"], ["c3"], pads=[1] * 4),
+                 helper.make_node("Add", ["c3", "c2"], ["s"]), helper.make_node("Relu", ["s"], ["y"])]
+    elif wiring == "relu_before_add":      # relu(conv) + skip: the residual must not join after the relu
+        nodes = [conv2, conv1, helper.make_node("Relu", ["c1"], ["r"]), helper.make_node("Add", ["r", "c2"], ["y"])]
+    elif wiring == "conv_output_read_twice":
+        nodes = [conv2, conv1, helper.make_node("Add", ["c1", "c2"], ["s"]),
+                 helper.make_node("Mul", ["s", "c1"], ["y"])]
+    else:
+        flat = helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1])
+        mm = helper.make_node("MatMul", ["t" if wiring == "matmul_bias_relu" else "f", "m"], ["mm"])
+        pre = [flat] if wiring == "matmul_bias_relu" else [
+            flat, helper.make_node("Reshape", ["t", "shape"], ["f"])]
+        consts["shape"] = np.array([-1, c], np.int64)
+        nodes = pre + [mm, helper.make_node("Add", ["bm", "mm"], ["s"]), helper.make_node("Relu", ["s"], ["y"])]
+    model = make_model(nodes, {"x": x}, consts, outputs=["y"], opset=17)
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    sess = ggonnx.Session(model, threads=THREADS)
+    np.testing.assert_allclose(sess.run(None, {"x": x})[0], want, rtol=1e-4, atol=1e-4)
+    assert all(p.where == "ggml" for p in sess.placement())

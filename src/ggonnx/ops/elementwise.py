@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ggonnx import _core
 from ggonnx.emitter import Op, onnx_to_ne
 from ggonnx._core import ACT_CLAMP, ACT_GELU_ERF, ACT_GELU_TANH, ACT_HARDSIGMOID, ACT_HARDSWISH, ACT_SIGMOID, ACT_SILU, Unary
 from ggonnx.errors import ShapeError
@@ -37,8 +38,34 @@ def _scalar_const(v: Value):
     return float(v.const.reshape(-1)[0])
 
 
+def _add_into_gemm(ctx, y: Value, other: Value, shape):
+    """y + other folded into the epilogue of the packed GEMM that computed y (nothing else
+    reading y): a residual of y's shape and layout, or a constant bias along y's channels (a
+    MatMul's last dim, a conv's C). The sum's Value, or None."""
+    if not (shape and ctx.in_island(y) and ctx.sole_reader(y) and y.shape == shape):
+        return None
+    e = ctx.e
+    if other.shape == shape and ctx.in_island(other) and other.layout == y.layout and \
+            e.fuse_residual(y.gt, other.gt):
+        return ctx.output(y.gt, shape, layout=y.layout)
+    channels = shape[1] if y.layout == NHWC else shape[-1]
+    along = (1, channels, 1, 1) if y.layout == NHWC else (channels,)
+    if other.const is not None and other.const.size == channels and \
+            (1,) * (len(shape) - other.rank) + other.shape in ((1,) * (len(shape) - len(along)) + along,):
+        panel = _core.GEMM_PANEL
+        padded = -(-channels // panel) * panel
+        bias = ctx.weight(other, "bias_panels", lambda v: np.pad(v.reshape(-1), (0, padded - channels)), (padded,))
+        if e.fuse_bias(y.gt, bias):
+            return ctx.output(y.gt, shape, layout=y.layout)
+    return None
+
+
 def binary_value(ctx, op, a: Value, b: Value, shape) -> Value:
     """a (op) b with numpy broadcasting; channels-last when a 4-D operand already is."""
+    if op == Op.ADD:
+        fused = _add_into_gemm(ctx, a, b, shape) or _add_into_gemm(ctx, b, a, shape)
+        if fused is not None:
+            return fused
     if op in (Op.ADD, Op.SUB, Op.MUL) and shape == a.shape and _scalar_const(b) is not None:
         c = _scalar_const(b)   # one vectorized pass of ggml's scale_bias (exact for these ops)
         scale, bias = (c, 0.0) if op == Op.MUL else (1.0, c if op == Op.ADD else -c)
