@@ -346,6 +346,7 @@ static void tile_##MV##_##NP(const float * w, int64_t wpanel, const struct tile_
     TILE_STORE(MV, NP)                                                                             \
 }
 
+DEFINE_TILE(4, 6)
 DEFINE_TILE(2, 12)
 DEFINE_TILE(2, 4)
 DEFINE_TILE(2, 1)
@@ -434,6 +435,17 @@ static void gemm_block(const float * wpk, int64_t k, int64_t oc, const struct co
             const int two = !g->ocg && j + 1 < j1;
             const float * w = wpk + j * wpanel + wchunk;
             const int64_t o0 = j * PANEL;
+            if (!g->ocg && np == 12 && j + 3 < j1) {
+                /* 64 outputs x 6 pixels: 10 loads per 24 FMAs (the 32 x 12 tile needs 14) */
+                const struct tile_src lo = { prow, taps, ch->t0, ch->t1, ch->c1 - ch->c0, ch->c0,
+                                             (g->cspan - (ch->c1 - ch->c0)) * PANEL };
+                const struct tile_src hi = { prow + 6 * taps, taps, ch->t0, ch->t1, ch->c1 - ch->c0, ch->c0,
+                                             (g->cspan - (ch->c1 - ch->c0)) * PANEL };
+                tile_4_6(w, wpanel, &lo, yp, ldy, o0, oc, ep, first, last);
+                tile_4_6(w, wpanel, &hi, yp + 6 * ldy, ldy, o0, oc, ep, first, last);
+                j += 2;
+                continue;
+            }
             int64_t used = ch->c1 - ch->c0, coff = ch->c0;
             if (g->ocg) {  /* this panel's groups' channels */
                 const int64_t goff = (j * PANEL / g->ocg) * g->cg;
