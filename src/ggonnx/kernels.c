@@ -264,10 +264,7 @@ static inline v16 finish(v16 acc, const struct epilogue * ep, int64_t o0, const 
 
 void ggonnx_activation(struct ggml_tensor * dst, int ith, int nth, void * params) {
     const int64_t * p = (const int64_t *) params;
-    uint32_t bits[2] = { (uint32_t) p[1], (uint32_t) p[2] };
-    float lo, hi;
-    memcpy(&lo, &bits[0], sizeof(float));
-    memcpy(&hi, &bits[1], sizeof(float));
+    const float lo = param_float(p[1]), hi = param_float(p[2]);
     const int act = (int) p[0];
     const float * x = (const float *) dst->src[0]->data;
     float * y = (float *) dst->data;
@@ -500,9 +497,8 @@ static void gemm_run(struct ggml_tensor * dst, int ith, int nth, const int64_t *
     const struct ggml_tensor * res = dst->src[3];
     struct epilogue ep = { b ? (const float *) b->data : NULL, res ? (const float *) res->data : NULL,
                            (const float *) dst->data, (int) p[0], 0.0f, 0.0f };
-    uint32_t bits[2] = { (uint32_t) p[1], (uint32_t) p[2] };
-    memcpy(&ep.lo, &bits[0], sizeof(float));
-    memcpy(&ep.hi, &bits[1], sizeof(float));
+    ep.lo = param_float(p[1]);
+    ep.hi = param_float(p[2]);
     const int64_t oc = dst->ne[0], pixels = ggml_nelements(dst) / oc;
     const int64_t panels = (oc + PANEL - 1) / PANEL;
     const int64_t ldy = dst->nb[1] / sizeof(float);
@@ -630,10 +626,7 @@ void ggonnx_conv_narrow(struct ggml_tensor * dst, int ith, int nth, void * param
     const struct ggml_tensor * x = dst->src[0];
     const float * w = (const float *) dst->src[1]->data;
     const struct ggml_tensor * b = dst->src[2];
-    uint32_t bits[2] = { (uint32_t) p[1], (uint32_t) p[2] };
-    float lo, hi;
-    memcpy(&lo, &bits[0], sizeof(float));
-    memcpy(&hi, &bits[1], sizeof(float));
+    const float lo = param_float(p[1]), hi = param_float(p[2]);
     const struct conv_geom g = { x, p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], dst->ne[1], dst->ne[2],
                                  0, 0, x->ne[0] };
     const int64_t taps = g.kw * g.kh, c = x->ne[0], oc = dst->ne[0], oc4 = (oc + 3) & ~(int64_t) 3;
@@ -676,10 +669,7 @@ void ggonnx_conv_dw(struct ggml_tensor * dst, int ith, int nth, void * params) {
     const struct ggml_tensor * x = dst->src[0];
     const float * w = (const float *) dst->src[1]->data;
     const float * bias = dst->src[2] ? (const float *) dst->src[2]->data : NULL;
-    uint32_t bits[2] = { (uint32_t) p[1], (uint32_t) p[2] };
-    float lo, hi;
-    memcpy(&lo, &bits[0], sizeof(float));
-    memcpy(&hi, &bits[1], sizeof(float));
+    const float lo = param_float(p[1]), hi = param_float(p[2]);
     const int act = (int) p[0];
     const int64_t kw = p[3], kh = p[4], sw = p[5], sh = p[6], pw = p[7], ph = p[8], dw = p[9], dh = p[10];
     const int64_t c = x->ne[0], w_in = x->ne[1], h_in = x->ne[2];

@@ -155,9 +155,7 @@ static inline int64_t pad_source(int64_t i, int64_t n, int64_t mode) {
 void ggonnx_pad(struct ggml_tensor * dst, int ith, int nth, void * params) {
     const int64_t * p = (const int64_t *) params;
     const int64_t mode = p[4];
-    const uint32_t bits = (uint32_t) p[5];
-    float value;
-    memcpy(&value, &bits, sizeof(value));
+    const float value = param_float(p[5]);
     const struct ggml_tensor * src = dst->src[0];
     const int64_t n0 = dst->ne[0], s0 = src->ne[0];
     /* the run of positions along ne0 that copy the source as is */

@@ -1,6 +1,7 @@
 /* Helpers shared by the custom-op kernels (kernels.c, kernels_spatial.c). */
 #pragma once
 #include <stdint.h>
+#include <string.h>
 #include "ggml.h"
 
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
@@ -21,4 +22,12 @@ static inline const float * pixel(const struct ggml_tensor * t, int64_t x, int64
 /* Element (i0, i1, i2, i3) of a float tensor, through its strides. */
 static inline float * at4(const struct ggml_tensor * t, int64_t i0, int64_t i1, int64_t i2, int64_t i3) {
     return (float *) ((char *) t->data + i0 * t->nb[0] + i1 * t->nb[1] + i2 * t->nb[2] + i3 * t->nb[3]);
+}
+
+/* A float32 parameter stored as its bits in an int64 instruction parameter. */
+static inline float param_float(int64_t bits) {
+    const uint32_t u = (uint32_t) bits;
+    float f;
+    memcpy(&f, &u, sizeof(f));
+    return f;
 }

@@ -110,6 +110,22 @@ def fold_constants(graph: Graph) -> None:
     graph.nodes = kept
 
 
+def _def_use(graph: Graph):
+    """(producer of each value, only_user(name): the one node reading ``name``, when nothing
+    else, graph outputs included, does; else None)."""
+    users = _consumers(graph)
+    by_input: dict = {}
+    for n in graph.nodes:
+        for name in n.inputs:
+            by_input.setdefault(name, []).append(n)
+    producer = {o: n for n in graph.nodes for o in n.outputs if o}
+
+    def only_user(name):
+        found = by_input.get(name, [])
+        return found[0] if len(found) == 1 and users.get(name) == 1 else None
+    return producer, only_user
+
+
 def _scalar(graph: Graph, name: str):
     value = graph.initializers.get(name)
     if value is None or value.size != 1 or value.dtype.kind != "f":
@@ -125,16 +141,7 @@ def _other(node: Node, name: str):
 
 
 def fuse_gelu(graph: Graph) -> None:
-    users = _consumers(graph)
-    by_input: dict = {}
-    for n in graph.nodes:
-        for name in n.inputs:
-            by_input.setdefault(name, []).append(n)
-    producer = {o: n for n in graph.nodes for o in n.outputs if o}
-
-    def only_user(name):
-        found = by_input.get(name, [])
-        return found[0] if len(found) == 1 and users.get(name) == 1 else None
+    producer, only_user = _def_use(graph)
 
     removed, fused = set(), {}
     for erf in graph.nodes:
@@ -191,16 +198,7 @@ def fuse_gelu_tanh(graph: Graph) -> None:
     """GPT-2's "gelu_new", 0.5 * x * (1 + Tanh(sqrt(2/pi) * (x + 0.044715 * x^3))) with x^3 as
     Pow(x, 3) or x*x*x, becomes one Gelu(approximate="tanh") node (opset 20): one vectorized
     pass instead of eight, and no scalar tanhf."""
-    users = _consumers(graph)
-    by_input: dict = {}
-    for n in graph.nodes:
-        for name in n.inputs:
-            by_input.setdefault(name, []).append(n)
-    producer = {o: n for n in graph.nodes for o in n.outputs if o}
-
-    def only_user(name):
-        found = by_input.get(name, [])
-        return found[0] if len(found) == 1 and users.get(name) == 1 else None
+    producer, only_user = _def_use(graph)
 
     def scaled_by(node, value):
         """The other input of a Mul ``node`` by the constant ``value``, else None."""

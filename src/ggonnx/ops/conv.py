@@ -14,6 +14,19 @@ from ggonnx.ops.registry import register
 from ggonnx.ops.shape import reshape_value
 
 
+def explicit_pads(ctx, n: int, auto_pad: str):
+    """(begin, end) pads per spatial dim where auto_pad does not set them: VALID, or the pads
+    attribute (NOTSET)."""
+    if auto_pad == "VALID":
+        return [0] * n, [0] * n
+    if auto_pad != "NOTSET":
+        ctx.unsupported(f"auto_pad={auto_pad!r}")
+    pads = list(ctx.attr("pads", [0] * (2 * n)))
+    if len(pads) != 2 * n or any(p < 0 for p in pads):
+        raise ShapeError(f"{ctx.node.describe()}: pads {pads} invalid for {n} spatial dims")
+    return pads[:n], pads[n:]
+
+
 def spatial_pads(ctx, in_hw, kernel, strides, dilations):
     """(begin, end) pads per spatial dim from pads/auto_pad, ONNX order (H, W)."""
     n = len(in_hw)
@@ -27,14 +40,7 @@ def spatial_pads(ctx, in_hw, kernel, strides, dilations):
             begin.append(small if auto_pad == "SAME_UPPER" else big)
             end.append(big if auto_pad == "SAME_UPPER" else small)
         return begin, end
-    if auto_pad == "VALID":
-        return [0] * n, [0] * n
-    if auto_pad != "NOTSET":
-        ctx.unsupported(f"auto_pad={auto_pad!r}")
-    pads = list(ctx.attr("pads", [0] * (2 * n)))
-    if len(pads) != 2 * n or any(p < 0 for p in pads):
-        raise ShapeError(f"{ctx.node.describe()}: pads {pads} invalid for {n} spatial dims")
-    return pads[:n], pads[n:]
+    return explicit_pads(ctx, n, auto_pad)
 
 
 def as_2d(ctx, x, what):
@@ -260,14 +266,7 @@ def _transpose_pads(ctx, in_hw, kernel, strides, dil, out_pad):
         total = [full[i] - out_shape[i] for i in range(n)]
         begin = [t // 2 if upper else t - t // 2 for t in total]
         return begin, [t - b for t, b in zip(total, begin)]
-    if auto_pad == "VALID":
-        return [0] * n, [0] * n
-    if auto_pad != "NOTSET":
-        ctx.unsupported(f"auto_pad={auto_pad!r}")
-    pads = list(ctx.attr("pads", [0] * (2 * n)))
-    if len(pads) != 2 * n or any(p < 0 for p in pads):
-        raise ShapeError(f"{ctx.node.describe()}: pads {pads} invalid for {n} spatial dims")
-    return pads[:n], pads[n:]
+    return explicit_pads(ctx, n, auto_pad)
 
 
 def _transposed_packed_weight(w: np.ndarray) -> np.ndarray:
