@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vision import CACHE, _calibrated, conv_matmul_flops
+from vision import conv_matmul_flops, export_cached
 
 
 def flops(model: onnx.ModelProto) -> int:
@@ -205,18 +205,7 @@ BUILDERS = {
 
 
 def export(name: str, batch: int, hw: tuple) -> bytes:
-    h, w = hw
-    path = os.path.join(CACHE, f"{name}_b{batch}_{h}x{w}.onnx")
-    if not os.path.exists(path):
-        torch.manual_seed(0)
-        model = BUILDERS[name](hw)
-        model = _calibrated(model, min(h, w), seed=0)  # on squares: YOLO sizes here are square
-        os.makedirs(CACHE, exist_ok=True)
-        x = torch.randn(batch, 3, h, w)
-        torch.onnx.export(model, (x,), path, input_names=["x"], output_names=["y"], opset_version=17,
-                          dynamo=False)
-    with open(path, "rb") as fh:
-        return fh.read()
+    return export_cached(name, batch, hw, lambda: BUILDERS[name](hw))
 
 
 def case(name: str, batch: int, hw: tuple):

@@ -62,20 +62,28 @@ def _calibrated(model, size: int, seed: int):
     return model.eval()
 
 
-def export_torchvision(name: str, batch: int = 1, size: int = 224, hw: tuple | None = None) -> bytes:
-    h, w = hw or (size, size)
+def export_cached(name: str, batch: int, hw: tuple, make_model) -> bytes:
+    """The ONNX export of ``make_model()`` (BatchNorm calibrated, input [batch, 3, h, w]), made
+    once and kept in CACHE under name, batch and size."""
+    h, w = hw
     path = os.path.join(CACHE, f"{name}_b{batch}_{h}x{w}.onnx")
     if not os.path.exists(path):
         import torch
-        import torchvision
         torch.manual_seed(0)
-        model = _calibrated(torchvision.models.get_model(name, weights=None), min(h, w), seed=0)
+        model = _calibrated(make_model(), min(h, w), seed=0)  # calibrated on squares
         os.makedirs(CACHE, exist_ok=True)
         x = torch.randn(batch, 3, h, w)
         torch.onnx.export(model, (x,), path, input_names=["x"], output_names=["y"], opset_version=17,
                           dynamo=False)
     with open(path, "rb") as fh:
         return fh.read()
+
+
+def export_torchvision(name: str, batch: int = 1, size: int = 224, hw: tuple | None = None) -> bytes:
+    def make():
+        import torchvision
+        return torchvision.models.get_model(name, weights=None)
+    return export_cached(name, batch, hw or (size, size), make)
 
 
 def torchvision_case(name: str, batch: int = 1, hw: tuple = (224, 224)):
