@@ -491,8 +491,11 @@ cdef class Plan:
             return ggml_sum_rows(ctx, a)
         if op == SCALE_BIAS:
             return ggml_scale_bias(ctx, a, <float> fp[i, 0], <float> fp[i, 1])
-        if op == SOFT_MAX:
-            return ggml_soft_max(ctx, a)
+        if op == SOFT_MAX:  # ours: vectorized exp, one row in L1 at a time
+            if not ggml_is_contiguous(a):
+                a = ggml_cont(ctx, a)
+            return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], &a, 1, ggonnx_softmax,
+                                  GGML_N_TASKS_MAX, p)
         if op == MEAN:
             return ggml_mean(ctx, a)
         if op == MUL_MAT:

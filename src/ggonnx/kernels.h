@@ -76,6 +76,9 @@ void ggonnx_conv_narrow(struct ggml_tensor * dst, int ith, int nth, void * param
  * taps outside the input are skipped). */
 void ggonnx_conv_dw(struct ggml_tensor * dst, int ith, int nth, void * params);
 
+/* Softmax along ne0 of contiguous src[0] (vectorized exp). */
+void ggonnx_softmax(struct ggml_tensor * dst, int ith, int nth, void * params);
+
 /* The packed weight: W [OC, K] as panels of GGONNX_GEMM_PANEL output channels, each
  * [K][GGONNX_GEMM_PANEL], the last one zero-padded (ggonnx.ops.conv packs it at load). */
 #define GGONNX_GEMM_PANEL 16

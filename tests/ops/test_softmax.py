@@ -5,7 +5,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ._helpers import assert_close, randn, run_op, seeds, shapes
+from ._helpers import assert_close, randn, run_op, run_op_placed, seeds, shapes
 
 
 def softmax_along(x: np.ndarray, axis: int) -> np.ndarray:
@@ -45,3 +45,21 @@ def test_softmax(case, scale, seed):
     (got,) = run_op("Softmax", [x], opset=opset, **attrs)
     default_axis = -1 if opset >= 13 else 1
     assert_close(got, softmax_reference(x, default_axis if axis is None else axis, opset))
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.integers(1, 4), n=st.sampled_from([1, 2, 15, 16, 17, 33, 197, 1500]), masked=st.floats(0, 0.9),
+       mask_value=st.sampled_from([-np.inf, -1e9, np.finfo(np.float32).min]), seed=seeds)
+def test_softmax_rows_with_masked_scores(rows, n, masked, mask_value, seed):
+    """Our softmax kernel: any row length (vector tails), masked scores exactly 0, rows in L1."""
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((rows, n)) * 4).astype(np.float32)
+    drop = rng.random((rows, n)) < masked
+    drop[:, 0] = False                      # every row keeps one score
+    x[drop] = mask_value
+    (got,), where = run_op_placed("Softmax", [x], opset=13, axis=-1)
+    x64 = x.astype(np.float64)
+    want = np.exp(x64 - x64.max(-1, keepdims=True))
+    want /= want.sum(-1, keepdims=True)
+    assert_close(got, want, rtol=1e-5, atol=1e-7)
+    assert np.all(got[drop] == 0) and where == "ggml"
