@@ -35,13 +35,16 @@ def choose_placement(m: int, n: int, k: int) -> int:
 
 # Our packed GEMM (ggonnx.kernels, the weight packed at load) against ggml's sgemm and OpenBLAS,
 # side by side on 2 AVX-512 cores (bench/run.py): 128x768x3072 397 vs 316 (BLAS) GFLOP/s,
-# 128x768x768 387 vs 294, 32x256x256 139 vs 90 (ggml), 1x768x768 and 8x768x768 even; but
-# 512x4096x4096 247 vs 398 (BLAS), where a 64 MB weight streams past every tile of rows.
+# 128x768x768 387 vs 294, 32x256x256 139 vs 90 (ggml), 1x768x768 and 8x768x768 even. Larger
+# weights: gpt2's 768x50257 LM head (a shallow depth, streamed once) 1.00x onnxruntime packed vs
+# 1.06x on OpenBLAS, but 512x4096x4096 1.07x vs 0.93x, so deep big weights stay on OpenBLAS.
 PACKED_MAX_WEIGHT_BYTES = 16 << 20
+PACKED_MAX_DEEP_K = 1024
 
 
 def use_packed_gemm(m: int, n: int, k: int) -> bool:
-    return 4 * n * k <= PACKED_MAX_WEIGHT_BYTES or choose_placement(m, n, k) != _core.PLACE_BLAS
+    return (4 * n * k <= PACKED_MAX_WEIGHT_BYTES or k <= PACKED_MAX_DEEP_K
+            or choose_placement(m, n, k) != _core.PLACE_BLAS)
 
 
 def packed_gemm_weight(ctx, b: Value):
@@ -140,6 +143,22 @@ def lower_gemm(ctx, node, inputs):
         raise ShapeError(f"{node.describe()}: inner dims differ: A {a.shape} (transA={trans_a}), "
                          f"B {b.shape} (transB={trans_b})")
     e = ctx.e
+    if b.const is not None and not trans_a and alpha == 1.0 and use_packed_gemm(m, n, k):
+        # a constant weight (gpt2's projections): our packed GEMM, a row bias C in its epilogue
+        panel = _core.GEMM_PANEL
+        wt = ctx.weight(b, "gemm_packed_T" if not trans_b else "gemm_packed",
+                        lambda w: packed_weight(np.ascontiguousarray(w if trans_b else w.T)),
+                        (-(-n // panel) * panel * k,))
+        bias = None
+        if c is not None and beta != 0.0 and c.const is not None and c.const.size == n and \
+                c.shape in ((n,), (1, n)):
+            bias = ctx.weight(c, f"bias_panels beta={beta}", lambda v: np.pad(v.reshape(-1) * np.float32(beta),
+                                                                              (0, -(-n // panel) * panel - n)),
+                              (-(-n // panel) * panel,))
+        y = e.gemm_packed(ctx.tensor(a), wt, bias, n)
+        if c is not None and beta != 0.0 and bias is None:
+            y = _add_c(ctx, node, y, c, beta, m, n)
+        return [ctx.output(y, (m, n))]
     # mul_mat wants B^T as [K, N] in ggml order, i.e. the (N, K) row-major matrix.
     bt = ctx.tensor(b) if trans_b else _transposed(ctx, b)
     ta = _transposed(ctx, a) if trans_a else ctx.tensor(a)
@@ -147,15 +166,21 @@ def lower_gemm(ctx, node, inputs):
     if alpha != 1.0:
         y = e.scale_bias(y, alpha)
     if c is not None and beta != 0.0:
-        try:
-            np.broadcast_shapes(c.shape, (m, n))
-        except ValueError:
-            raise ShapeError(f"{node.describe()}: C {c.shape} does not broadcast to ({m}, {n})") from None
-        if c.const is not None:
-            tc = ctx.weight(c, f"beta={beta}", lambda v: v * np.float32(beta), c.shape)
-        else:
-            tc = ctx.tensor(c)
-            if beta != 1.0:
-                tc = e.scale_bias(tc, beta)
-        y = e.binary(_core.Op.ADD, y, tc)
+        y = _add_c(ctx, node, y, c, beta, m, n)
     return [ctx.output(y, (m, n))]
+
+
+def _add_c(ctx, node, y, c: Value, beta: float, m: int, n: int):
+    """y + beta * C, C broadcast to (m, n)."""
+    try:
+        np.broadcast_shapes(c.shape, (m, n))
+    except ValueError:
+        raise ShapeError(f"{node.describe()}: C {c.shape} does not broadcast to ({m}, {n})") from None
+    e = ctx.e
+    if c.const is not None:
+        tc = ctx.weight(c, f"beta={beta}", lambda v: v * np.float32(beta), c.shape)
+    else:
+        tc = ctx.tensor(c)
+        if beta != 1.0:
+            tc = e.scale_bias(tc, beta)
+    return e.binary(_core.Op.ADD, y, tc)
