@@ -256,6 +256,9 @@ class _Tracer:
         by_node: dict[str, set] = {}
         for name, backend in zip(rows, plan.matmul_backends):
             by_node.setdefault(name, set()).add(backend)
+        for i, row in enumerate(e.rows):  # our packed GEMM runs on the CPU backend's threads
+            if row[0] == _core.Op.GEMM_PACKED:
+                by_node.setdefault(e.row_names[i], set()).add("CPU (packed GEMM)")
         for p, node in zip(self.placement, self.graph.nodes):
             if node.describe() in by_node:
                 p.detail = "; ".join(filter(None, [p.detail, "matmul on " + ",".join(sorted(by_node[node.describe()]))]))
