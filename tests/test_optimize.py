@@ -169,3 +169,42 @@ def test_tanh_gelu_lookalikes_are_left_alone():
         assert "Tanh" in [n.op_type for n in import_model(model).nodes]
         want = 0.5 * x * (1 + np.tanh(scale * (x + coef * x.astype(np.float64) ** 3)))
         np.testing.assert_allclose(ggonnx.Session(model).run(None, {"x": x})[0], want, rtol=1e-5, atol=1e-6)
+
+
+def _rms_norm_model(form: str, axes=(-1,), exponent: float = 2.0, eps: float = 1e-6):
+    w = (RNG.random(8) + 0.5).astype(np.float32)
+    consts = [numpy_helper.from_array(np.float32(exponent), "two"), numpy_helper.from_array(np.float32(eps), "eps"),
+              numpy_helper.from_array(np.float32(1.0), "one"), numpy_helper.from_array(w, "w"),
+              numpy_helper.from_array(np.array(axes, np.int64), "axes")]
+    nodes = [helper.make_node("Pow", ["x", "two"], ["sq"]), helper.make_node("ReduceMean", ["sq", "axes"], ["ms"]),
+             helper.make_node("Add", ["ms", "eps"], ["v"]), helper.make_node("Sqrt", ["v"], ["r"])]
+    if form == "reciprocal_mul":
+        nodes += [helper.make_node("Div", ["one", "r"], ["inv"]), helper.make_node("Mul", ["x", "inv"], ["n"])]
+    else:
+        nodes += [helper.make_node("Div", ["x", "r"], ["n"])]
+    nodes.append(helper.make_node("Mul", ["w", "n"], ["y"]))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 5, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], consts)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), w
+
+
+def test_rms_norm_pattern_fuses_into_rms_normalization():
+    x = RNG.standard_normal((3, 5, 8)).astype(np.float32)
+    for form in ("reciprocal_mul", "div"):
+        model, w = _rms_norm_model(form)
+        assert [n.op_type for n in import_model(model).nodes] == ["RMSNormalization"]
+        want = w * x / np.sqrt((x.astype(np.float64) ** 2).mean(-1, keepdims=True) + 1e-6)
+        sess = ggonnx.Session(model)
+        np.testing.assert_allclose(sess.run(None, {"x": x})[0], want, rtol=1e-5, atol=1e-6)
+        assert [p.where for p in sess.placement()] == ["ggml"]
+
+
+def test_rms_norm_lookalikes_are_left_alone():
+    """Another axis or exponent is not an RMSNorm over the last dim: nothing fuses, values hold."""
+    x = RNG.standard_normal((3, 5, 8)).astype(np.float32)
+    for axes, exponent in (((1,), 2.0), ((-1,), 3.0)):
+        model, w = _rms_norm_model("div", axes, exponent)
+        assert "RMSNormalization" not in [n.op_type for n in import_model(model).nodes]
+        x64 = x.astype(np.float64)
+        want = w * x64 / np.sqrt((x64 ** exponent).mean(axes[0], keepdims=True) + 1e-6)
+        np.testing.assert_allclose(ggonnx.Session(model).run(None, {"x": x})[0], want, rtol=1e-4, atol=1e-5)

@@ -63,6 +63,7 @@ cpdef enum Op:
     SOFT_MAX = 30
     MEAN = 31
     NORM = 32         # (x - mean) / sqrt(var + eps) along ne0; fparam 0: eps
+    RMS_NORM = 34     # x / sqrt(mean(x^2) + eps) along ne0; fparam 0: eps
     SUM_ROWS = 33
     MUL_MAT = 40
     GET_ROWS = 42     # rows of src0 picked by the int32 vector src1
@@ -487,6 +488,8 @@ cdef class Plan:
             return ggml_clamp(ctx, a, <float> fp[i, 0], <float> fp[i, 1])
         if op == NORM:
             return ggml_norm(ctx, a, <float> fp[i, 0])
+        if op == RMS_NORM:
+            return ggml_rms_norm(ctx, a, <float> fp[i, 0])
         if op == SUM_ROWS:
             return ggml_sum_rows(ctx, a)
         if op == SCALE_BIAS:

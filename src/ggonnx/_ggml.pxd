@@ -100,6 +100,7 @@ cdef extern from "ggml.h" nogil:
     ggml_tensor * ggml_leaky_relu(ggml_context * ctx, ggml_tensor * a, float negative_slope, bint inplace)
     ggml_tensor * ggml_clamp(ggml_context * ctx, ggml_tensor * a, float min, float max)
     ggml_tensor * ggml_norm(ggml_context * ctx, ggml_tensor * a, float eps)
+    ggml_tensor * ggml_rms_norm(ggml_context * ctx, ggml_tensor * a, float eps)
     ggml_tensor * ggml_sum_rows(ggml_context * ctx, ggml_tensor * a)
     ggml_tensor * ggml_scale_bias(ggml_context * ctx, ggml_tensor * a, float s, float b)
     ggml_tensor * ggml_soft_max(ggml_context * ctx, ggml_tensor * a)

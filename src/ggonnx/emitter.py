@@ -214,6 +214,10 @@ class Emitter:
         """Sum along ne0."""
         return self._emit(Op.SUM_ROWS, (a,), (1,) + a.ne[1:])
 
+    def rms_norm(self, a: GT, eps: float) -> GT:
+        """x / sqrt(mean(x^2) + eps) along ne0."""
+        return self._emit(Op.RMS_NORM, (a,), a.ne, fparams=(eps, 0.0))
+
     def norm(self, a: GT, eps: float) -> GT:
         """(a - mean) / sqrt(var + eps) along ne0."""
         return self._emit(Op.NORM, (a,), a.ne, fparams=(eps, 0.0))

@@ -7,6 +7,7 @@
 - The exact-GELU pattern exporters write, x * 0.5 * (1 + Erf(x / sqrt(2))), becomes
   one Gelu node (opset 20), which ggml runs; Erf alone has no ggml kernel.
 - The tanh-GELU pattern (GPT-2's gelu_new) becomes one Gelu(approximate="tanh") node.
+- T5's RMSNorm pattern becomes one RMSNormalization node (opset 23, ggml_rms_norm).
 - x * Sigmoid(x) becomes one Swish node (opset 24), ggml's vectorized silu.
 """
 from __future__ import annotations
@@ -270,6 +271,52 @@ def fuse_gelu_tanh(graph: Graph) -> None:
         graph.nodes = [fused.get(id(n), n) for n in graph.nodes if id(n) not in removed or id(n) in fused]
 
 
+def fuse_rms_norm(graph: Graph) -> None:
+    """T5's RMSNorm as exported, w * (x * (1 / Sqrt(ReduceMean(x^2, [-1]) + eps))) (or x / Sqrt),
+    becomes one RMSNormalization node (opset 23, ggml_rms_norm): two passes instead of seven."""
+    producer, only_user = _def_use(graph)
+    removed, fused = set(), {}
+    for pow_ in graph.nodes:
+        if pow_.op_type != "Pow" or pow_.domain or _scalar(graph, pow_.inputs[1]) != 2.0:
+            continue
+        x = pow_.inputs[0]
+        mean = only_user(pow_.outputs[0])
+        axes = graph.initializers.get(mean.inputs[1]) if mean is not None and len(mean.inputs) > 1 else None
+        if mean is None or mean.op_type != "ReduceMean" or axes is None or axes.reshape(-1).tolist() != [-1] \
+                or mean.attrs.get("keepdims", 1) != 1 or mean.attrs.get("noop_with_empty_axes", 0):
+            continue
+        add = only_user(mean.outputs[0])
+        eps = _scalar(graph, _other(add, mean.outputs[0])) if add is not None and add.op_type == "Add" else None
+        sqrt = only_user(add.outputs[0]) if eps is not None else None
+        if sqrt is None or sqrt.op_type != "Sqrt":
+            continue
+        nxt = only_user(sqrt.outputs[0])
+        if nxt is not None and nxt.op_type == "Div" and nxt.inputs == [x, sqrt.outputs[0]]:
+            chain, normed = [pow_, mean, add, sqrt, nxt], nxt.outputs[0]          # x / sqrt
+        elif nxt is not None and nxt.op_type == "Div" and nxt.inputs[1] == sqrt.outputs[0] and \
+                _scalar(graph, nxt.inputs[0]) == 1.0:
+            mul = only_user(nxt.outputs[0])                                      # x * (1 / sqrt)
+            if mul is None or mul.op_type != "Mul" or _other(mul, nxt.outputs[0]) != x:
+                continue
+            chain, normed = [pow_, mean, add, sqrt, nxt, mul], mul.outputs[0]
+        else:
+            continue
+        scale_mul = only_user(normed)
+        weight = _other(scale_mul, normed) if scale_mul is not None and scale_mul.op_type == "Mul" else None
+        w = graph.initializers.get(weight) if weight else None
+        if w is None or w.ndim != 1 or w.dtype.kind != "f":
+            continue
+        chain.append(scale_mul)
+        out = scale_mul.outputs[0]
+        proto = onnx.helper.make_node("RMSNormalization", [x, weight], [out], name=f"{pow_.name}__rms_norm",
+                                      axis=-1, epsilon=eps)
+        fused[id(pow_)] = Node(proto.name, "RMSNormalization", "", [x, weight], [out],
+                               {"axis": -1, "epsilon": eps}, 23, proto)
+        removed.update(id(n) for n in chain)
+    if fused:  # at the Pow: x is computed before it, the result's users come after the chain
+        graph.nodes = [fused.get(id(n), n) for n in graph.nodes if id(n) not in removed or id(n) in fused]
+
+
 def fuse_swish(graph: Graph) -> None:
     """x * Sigmoid(x) (SiLU, as exporters write it) becomes one Swish node (opset 24): one
     vectorized ggml pass instead of ggml's scalar sigmoid and a multiply."""
@@ -296,4 +343,5 @@ def optimize(graph: Graph) -> None:
     fold_batchnorm_into_conv(graph)
     fuse_gelu(graph)
     fuse_gelu_tanh(graph)
+    fuse_rms_norm(graph)
     fuse_swish(graph)

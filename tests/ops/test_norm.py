@@ -1,4 +1,5 @@
-"""Normalizations and reductions: BatchNormalization, LayerNormalization, LRN, ReduceMean, ReduceSum."""
+"""Normalizations and reductions: BatchNormalization, LayerNormalization, RMSNormalization, LRN, ReduceMean,
+ReduceSum."""
 from __future__ import annotations
 
 import numpy as np
@@ -154,3 +155,19 @@ def test_reduce(case, seed):
     assert_close(got, want, atol=sum_atol(int(np.prod([shape[a] for a in reduced]))))
     if reduced:
         assert where == "ggml"
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=shapes(1, 4, min_side=1, max_side=6), data=st.data(), eps=st.sampled_from([1e-6, 1e-5, 0.1]),
+       seed=seeds)
+def test_rms_normalization(shape, data, eps, seed):
+    """RMSNormalization (opset 23) over the dims from axis on, scaled: ggml_rms_norm."""
+    rng = np.random.default_rng(seed)
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    a = axis % len(shape)
+    x, scale = randn(rng, shape), randn(rng, shape[a:])
+    (got,), where = run_op_placed("RMSNormalization", [x, scale], const=(1,), opset=23, axis=axis, epsilon=eps)
+    x64 = x.astype(np.float64)
+    ms = (x64 ** 2).mean(axis=tuple(range(a, len(shape))), keepdims=True)
+    assert_close(got, x64 / np.sqrt(ms + np.float32(eps)) * scale, rtol=1e-4, atol=1e-5)
+    assert where == "ggml"

@@ -57,8 +57,9 @@ def lower_reduce_sum(ctx, node, inputs):
     return _reduce(ctx, node, inputs, Op.SUM_ROWS)
 
 
-@register("LayerNormalization", since=17)
-def lower_layer_norm(ctx, node, inputs):
+def _normalize(ctx, node, inputs, rms: bool):
+    """LayerNormalization / RMSNormalization over the dims from ``axis`` on: ggml_norm or
+    ggml_rms_norm over them as one row, then scale (and bias)."""
     x, scale = inputs[0], inputs[1]
     bias = inputs[2] if len(inputs) > 2 else None
     if any(node.outputs[1:]):
@@ -70,7 +71,8 @@ def lower_layer_norm(ctx, node, inputs):
     inner = int(np.prod(x.shape[axis:]))
     e = ctx.e
     t = e.reshape(ctx.tensor(x), (inner, int(np.prod(x.shape[:axis]))))
-    y = e.reshape(e.norm(t, float(ctx.attr("epsilon", 1e-5))), tuple(reversed(x.shape)))
+    eps = float(ctx.attr("epsilon", 1e-5))
+    y = e.reshape(e.rms_norm(t, eps) if rms else e.norm(t, eps), tuple(reversed(x.shape)))
     for param, op in ((scale, Op.MUL), (bias, Op.ADD)):
         if param is None:
             continue
@@ -81,6 +83,16 @@ def lower_layer_norm(ctx, node, inputs):
             raise ShapeError(f"{node.describe()}: {param.shape} does not broadcast to {x.shape[axis:]}") from None
         y = e.binary(op, y, ctx.tensor(param))
     return [ctx.output(y, x.shape)]
+
+
+@register("LayerNormalization", since=17)
+def lower_layer_norm(ctx, node, inputs):
+    return _normalize(ctx, node, inputs, rms=False)
+
+
+@register("RMSNormalization", since=23)
+def lower_rms_norm(ctx, node, inputs):
+    return _normalize(ctx, node, inputs[:2], rms=True)
 
 
 @register("LRN", since=1)
