@@ -54,7 +54,6 @@ cpdef enum Op:
     DIV = 13
     REPEAT = 14
     RELU = 20
-    SIGMOID = 21
     TANH = 22
     SCALE_BIAS = 23
     UNARY = 24        # param 0: a Unary kind
@@ -99,9 +98,7 @@ cpdef enum Unary:
     SQR = 5
     SIN = 6
     COS = 7
-    GELU_ERF = 8
     SILU = 9
-    HARDSWISH = 10
     FLOOR = 11
     CEIL = 12
     SGN = 13
@@ -118,9 +115,7 @@ cdef ggml_tensor * _unary(ggml_context * ctx, int kind, ggml_tensor * a) noexcep
     if kind == SQR: return ggml_sqr(ctx, a)
     if kind == SIN: return ggml_sin(ctx, a)
     if kind == COS: return ggml_cos(ctx, a)
-    if kind == GELU_ERF: return ggml_gelu_erf(ctx, a)
     if kind == SILU: return ggml_silu(ctx, a)
-    if kind == HARDSWISH: return ggml_hardswish(ctx, a)
     if kind == FLOOR: return ggml_floor(ctx, a)
     if kind == CEIL: return ggml_ceil(ctx, a)
     if kind == SGN: return ggml_sgn(ctx, a)
@@ -476,8 +471,6 @@ cdef class Plan:
             return ggml_repeat_4d(ctx, a, ne[0], ne[1], ne[2], ne[3])
         if op == RELU:
             return ggml_relu(ctx, a)
-        if op == SIGMOID:
-            return ggml_sigmoid(ctx, a)
         if op == TANH:
             return ggml_tanh(ctx, a)
         if op == UNARY:
