@@ -136,6 +136,32 @@ def auto_per_block(warm_ns: list[int], blocks: int, budget_s: float, lo: int, hi
     return max(lo, min(hi, int(budget_s / (blocks * max(per_call, 1e-7)))))
 
 
+def time_blocks(runners: dict, blocks: int, per_block: int | None, warmup: int, budget_s: float,
+                min_per_block: int, max_per_block: int) -> tuple[dict, int, float | None]:
+    """Time each of ``runners`` {name: call} in alternating blocks, each block's first call dropped:
+    ({name: samples in ns}, calls per block, other processes' load meanwhile)."""
+    warm = {name: [] for name in runners}
+    for _ in range(warmup):
+        for name, run in runners.items():
+            warm[name] += time_calls(run, 1)
+    if per_block is None:
+        per_block = auto_per_block([t for w in warm.values() for t in w], blocks, budget_s, min_per_block,
+                                   max_per_block)
+    samples = {name: [] for name in runners}
+    load = OtherLoad()
+    gc.collect()
+    gc.disable()
+    load.start()
+    try:
+        for _ in range(blocks):
+            for name, run in runners.items():
+                samples[name] += time_calls(run, per_block + 1)[1:]
+    finally:
+        other_load = load.stop()
+        gc.enable()
+    return samples, per_block, other_load
+
+
 def compare(model_bytes: bytes, feeds: dict, threads: int = 2, blocks: int = 5, per_block: int | None = None,
             flops: int | None = None, warmup: int = 3, budget_s: float = 2.0,
             min_per_block: int = 3, max_per_block: int = 1000) -> Comparison:
@@ -149,25 +175,8 @@ def compare(model_bytes: bytes, feeds: dict, threads: int = 2, blocks: int = 5, 
     runners = {"ggonnx": lambda: gg.run(None, feeds), "ort": lambda: rt.run(None, feeds)}
 
     diff, scale = max_abs_diff(runners["ggonnx"](), runners["ort"]())
-    warm = {name: [] for name in runners}
-    for _ in range(warmup):
-        for name, run in runners.items():
-            warm[name] += time_calls(run, 1)
-    if per_block is None:
-        per_block = auto_per_block(warm["ggonnx"] + warm["ort"], blocks, budget_s, min_per_block, max_per_block)
-
-    samples = {name: [] for name in runners}
-    load = OtherLoad()
-    gc.collect()
-    gc.disable()
-    load.start()
-    try:
-        for _ in range(blocks):
-            for name, run in runners.items():
-                samples[name] += time_calls(run, per_block + 1)[1:]
-    finally:
-        other_load = load.stop()
-        gc.enable()
+    samples, per_block, other_load = time_blocks(runners, blocks, per_block, warmup, budget_s, min_per_block,
+                                                 max_per_block)
 
     placement = gg.placement({k: v.shape for k, v in feeds.items()})
     return Comparison(ggonnx_ms=percentile(samples["ggonnx"], 50), ort_ms=percentile(samples["ort"], 50),

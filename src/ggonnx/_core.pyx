@@ -35,6 +35,8 @@ cdef extern from *:
 
 ggml_log_set(ggonnx_log, NULL)
 
+include "_weights.pxi"
+
 # Instruction table layout; ggonnx.emitter builds rows with these columns.
 COL_OP = 0
 COL_OUT = 1
@@ -46,7 +48,7 @@ N_COLS = COL_PARAM + N_PARAMS
 
 cpdef enum Op:
     INPUT = 1         # param 0: 0 float32, 1 int32 (row indices)
-    WEIGHT = 2
+    WEIGHT = 2        # param 0: index in the engine's weights, param 1: its ggml type
     CONST = 3
     ADD = 10
     SUB = 11
@@ -177,6 +179,7 @@ cdef class Engine:
     cdef vector[ggml_tensor *] weights
     cdef vector[ggml_context *] weight_ctxs
     cdef vector[ggml_backend_buffer_t] weight_bufs
+    cdef ggml_backend_buffer_type_t repack_buft
     cdef PyThread_type_lock lock
     cdef readonly size_t weight_bytes
 
@@ -200,6 +203,7 @@ cdef class Engine:
         if self.blas != NULL:
             ggml_backend_blas_set_n_threads(self.blas, n_threads)
         self.weight_bytes = 0
+        self.repack_buft = _cpu_repack_buft()
 
     def __dealloc__(self):
         cdef size_t i
@@ -224,26 +228,72 @@ cdef class Engine:
     def n_weights(self):
         return self.weights.size()
 
-    def add_weights(self, list arrays):
-        """Upload float32 arrays (ggml shape = reversed numpy shape) once; returns the first index."""
+    def add_weights(self, list arrays, list types=None):
+        """Upload float32 arrays (ggml shape = reversed numpy shape) once, each converted to its
+        ggml type (``types``, float32 when None); returns the index of the first. Types with a
+        repacked CPU layout go to the CPU's repack buffer, the rest to one plain buffer."""
         cdef size_t first = self.weights.size()
-        cdef ggml_context * ctx = NULL
-        cdef ggml_backend_buffer_t buf = NULL
-        cdef vector[ggml_tensor *] tensors
-        if not arrays:
+        cdef Py_ssize_t n = len(arrays), k
+        if n == 0:
             return first
+        if types is None:
+            types = [TYPE_F32] * n
+        if len(types) != n:
+            raise GraphBuildError(f"{n} weights but {len(types)} types")
+        for k in range(n):
+            a = arrays[k]
+            if a.dtype != np.float32 or not a.flags.c_contiguous or a.ndim > 4 or a.size == 0:
+                raise GraphBuildError(f"weight must be a non-empty C-contiguous float32 array of rank <= 4, "
+                                      f"got {a.dtype} {a.shape}")
+            _check_weight_type(types[k], a.shape[a.ndim - 1])  # (no negative indexing: wraparound is off)
+        repack = [k for k in range(n) if self.repack_buft != NULL
+                  and _repack_candidate(types[k], arrays[k].shape[arrays[k].ndim - 2] if arrays[k].ndim > 1 else 1)]
+        in_repack = set(repack)
+        plain = [k for k in range(n) if k not in in_repack]
+        self.weights.resize(first + n, NULL)
         try:
-            _upload(self.cpu, arrays, &ctx, &buf, tensors)
+            if repack:
+                self._alloc_weights(repack, arrays, types, self.repack_buft, first)
+                # a weight ggml would not repack cannot be written there: it moves to the plain buffer
+                plain += [k for k in repack if self.weights[first + k].extra == NULL]
+                repack = [k for k in repack if self.weights[first + k].extra != NULL]
+            if plain:
+                self._alloc_weights(sorted(plain), arrays, types, ggml_backend_cpu_buffer_type(), first)
+            for k in range(n):
+                _set_weight(self.weights[first + k], arrays[k], self.n_threads)
         except BaseException:
-            if ctx != NULL:
-                ggml_free(ctx)
+            self.weights.resize(first)
             raise
+        return first
+
+    cdef _alloc_weights(self, list ks, list arrays, list types, ggml_backend_buffer_type_t buft, size_t first):
+        """Tensors for weights ``ks`` in a new context, allocated in one buffer of type ``buft``."""
+        cdef ggml_init_params ip
+        cdef ggml_context * ctx
+        cdef ggml_backend_buffer_t buf
+        ip.mem_size = ggml_tensor_overhead() * (len(ks) + 1)
+        ip.mem_buffer = NULL
+        ip.no_alloc = True
+        ctx = ggml_init(ip)
+        if ctx == NULL:
+            raise MemoryError("ggml_init failed for weights")
+        self.weight_ctxs.push_back(ctx)  # freed by __dealloc__ whatever happens next
+        for k in ks:
+            self.weights[first + k] = _new_weight_tensor(ctx, arrays[k], types[k])
+        buf = ggml_backend_alloc_ctx_tensors_from_buft(ctx, buft)
+        if buf == NULL:
+            raise MemoryError(f"could not allocate a {ggml_backend_buft_name(buft).decode()} buffer for weights")
         ggml_backend_buffer_set_usage(buf, GGML_BACKEND_BUFFER_USAGE_WEIGHTS)
-        self.weights.insert(self.weights.end(), tensors.begin(), tensors.end())
-        self.weight_ctxs.push_back(ctx)
         self.weight_bufs.push_back(buf)
         self.weight_bytes += ggml_backend_buffer_get_size(buf)
-        return first
+
+    def weight_info(self, size_t idx):
+        """(ggml type name, buffer type name, bytes) of weight ``idx``."""
+        cdef ggml_tensor * t
+        if idx >= self.weights.size():
+            raise IndexError(f"no weight {idx}")
+        t = self.weights[idx]
+        return (type_name(t.type), "CPU_REPACK" if t.extra != NULL else "CPU", ggml_nbytes(t))
 
 
 cdef _upload(ggml_backend_t backend, list arrays, ggml_context ** ctx_out, ggml_backend_buffer_t * buf_out,
@@ -454,7 +504,11 @@ cdef class Plan:
         if op == WEIGHT:
             if p[0] < 0 or <size_t> p[0] >= self.engine.weights.size():
                 raise GraphBuildError(f"row {i}: weight index {p[0]} out of range")
-            return self.engine.weights[p[0]]
+            t = self.engine.weights[p[0]]
+            if <int> t.type != p[1]:
+                raise GraphBuildError(f"row {i}: weight {p[0]} is {type_name(t.type)}, the emitter expected "
+                                      f"{type_name(p[1])}")
+            return t
         if op == CONST:
             if p[0] < 0 or <size_t> p[0] >= const_tensors.size():
                 raise GraphBuildError(f"row {i}: constant index {p[0]} out of range")

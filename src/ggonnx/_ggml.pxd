@@ -33,6 +33,7 @@ cdef extern from "ggml.h" nogil:
         int op
         void * data
         char name[64]
+        void * extra
 
     cdef struct ggml_context:
         pass
@@ -53,6 +54,21 @@ cdef extern from "ggml.h" nogil:
 
     ctypedef void (*ggml_log_callback)(ggml_log_level level, const char * text, void * user_data)
     void ggml_log_set(ggml_log_callback cb, void * user_data)
+
+    ctypedef void (*ggml_to_float_t)(const void * x, float * y, int64_t k)
+    cdef struct ggml_type_traits:
+        const char * type_name
+        int64_t blck_size
+        size_t type_size
+        bint is_quantized
+        ggml_to_float_t to_float
+    const ggml_type_traits * ggml_get_type_traits(ggml_type type)
+    int GGML_TYPE_COUNT
+    size_t ggml_row_size(ggml_type type, int64_t ne)
+    bint ggml_quantize_requires_imatrix(ggml_type type)
+    size_t ggml_quantize_chunk(ggml_type type, const float * src, void * dst, int64_t start, int64_t nrows,
+                               int64_t n_per_row, const float * imatrix)
+    bint ggml_validate_row_data(ggml_type type, const void * data, size_t nbytes)
 
     const char * ggml_version()
     const char * ggml_commit()
@@ -176,6 +192,10 @@ cdef extern from "ggml-backend.h" nogil:
     ggml_backend_dev_t ggml_backend_dev_get(size_t i)
     const char * ggml_backend_dev_name(ggml_backend_dev_t dev)
     const char * ggml_backend_dev_description(ggml_backend_dev_t dev)
+    const char * ggml_backend_buft_name(ggml_backend_buffer_type_t buft)
+    ggml_backend_dev_t ggml_backend_reg_dev_get(ggml_backend_reg_t reg, size_t index)
+    void * ggml_backend_reg_get_proc_address(ggml_backend_reg_t reg, const char * name)
+    ctypedef ggml_backend_buffer_type_t * (*ggml_backend_dev_get_extra_bufts_t)(ggml_backend_dev_t device)
 
 cdef extern from *:
     """
@@ -195,10 +215,20 @@ cdef extern from *:
 
 cdef extern from "ggml-alloc.h" nogil:
     ggml_backend_buffer_t ggml_backend_alloc_ctx_tensors(ggml_context * ctx, ggml_backend_t backend)
+    ggml_backend_buffer_t ggml_backend_alloc_ctx_tensors_from_buft(ggml_context * ctx, ggml_backend_buffer_type_t buft)
 
 cdef extern from "ggml-cpu.h" nogil:
     ggml_backend_t ggml_backend_cpu_init()
     ggml_backend_buffer_type_t ggml_backend_cpu_buffer_type()
+    ggml_backend_reg_t ggml_backend_cpu_reg()
+    ctypedef void (*ggml_vec_dot_t)(int n, float * s, size_t bs, const void * x, size_t bx, const void * y,
+                                    size_t by, int nrc)
+    ctypedef void (*ggml_from_float_t)(const float * x, void * y, int64_t k)
+    cdef struct ggml_type_traits_cpu:
+        ggml_from_float_t from_float
+        ggml_vec_dot_t vec_dot
+        ggml_type vec_dot_type
+    const ggml_type_traits_cpu * ggml_get_type_traits_cpu(ggml_type type)
     void ggml_backend_cpu_set_n_threads(ggml_backend_t backend, int n_threads)
     void ggml_backend_cpu_set_threadpool(ggml_backend_t backend, ggml_threadpool * tp)
     ggml_threadpool * ggml_threadpool_new(ggml_threadpool_params * params)

@@ -24,10 +24,14 @@ MAX_DIMS = 4
 SGEMM_K_MULTIPLE = 16
 
 
+F32 = _core.TYPE_F32
+
+
 @dataclass(frozen=True)
 class GT:
     slot: int
     ne: tuple  # 4 ints, ggml order
+    type: int = F32  # ggml type: float32 except weights stored quantized or in reduced precision
 
 
 def onnx_to_ne(shape) -> tuple:
@@ -54,24 +58,29 @@ def can_repeat(small: tuple, big: tuple) -> bool:
 
 
 class WeightStore:
-    """Session-wide weights: each distinct (name, layout) uploaded to ggml once, shared by all plans."""
+    """Session-wide weights: each distinct (name, layout, type) uploaded to ggml once, shared by
+    all plans. ``policy`` (a ggonnx.weight_types.WeightPolicy) says which type each weight gets."""
 
     # Converted weights wait for upload in batches of about this size, which bounds the extra
     # memory held at load time.
     FLUSH_BYTES = 64 << 20
 
-    def __init__(self, engine):
+    def __init__(self, engine, policy=None):
         self.engine = engine
+        self.policy = policy
         self.index: dict[tuple, int] = {}
         self.pending: list[np.ndarray] = []
+        self.pending_types: list[int] = []
         self.pending_bytes = 0
 
-    def request(self, key: tuple, make_array) -> int:
+    def request(self, key: tuple, make_array, wtype: int = F32) -> int:
+        key = key + (wtype,)
         idx = self.index.get(key)
         if idx is None:
             arr = as_ggml_array(np.ascontiguousarray(make_array(), dtype=np.float32))
             idx = self.engine.n_weights + len(self.pending)
             self.pending.append(arr)
+            self.pending_types.append(wtype)
             self.pending_bytes += arr.nbytes
             self.index[key] = idx
             if self.pending_bytes >= self.FLUSH_BYTES:
@@ -80,15 +89,23 @@ class WeightStore:
 
     def flush(self) -> None:
         if self.pending:
-            self.engine.add_weights(self.pending)
-            self.pending = []
+            self.engine.add_weights(self.pending, self.pending_types)
+            self.pending, self.pending_types = [], []
             self.pending_bytes = 0
 
     def discard_pending(self) -> None:
         for key in [k for k, v in self.index.items() if v >= self.engine.n_weights]:
             del self.index[key]
-        self.pending = []
+        self.pending, self.pending_types = [], []
         self.pending_bytes = 0
+
+    def types_by_name(self) -> dict[str, str]:
+        """{initializer name: ggml type name} of every weight uploaded in a type other than float32."""
+        return {key[0]: _core.type_name(key[-1]) for key in self.index if key[-1] != F32}
+
+
+# ops whose first operand may be a weight in any ggml type (ggml converts it as it reads)
+_TYPED_SRC0_OPS = (Op.MUL_MAT, Op.GET_ROWS)
 
 
 class Emitter:
@@ -105,6 +122,9 @@ class Emitter:
 
     # -- rows ---------------------------------------------------------------
     def _emit(self, op, srcs=(), ne=(1, 1, 1, 1), params=(), fparams=(0.0, 0.0)) -> GT:
+        if any(s.type != F32 for s in srcs[1:]) or (srcs and srcs[0].type != F32 and op not in _TYPED_SRC0_OPS):
+            raise GraphBuildError(f"{self.where}: op code {int(op)} cannot read a "
+                                  f"{'/'.join(_core.type_name(s.type) for s in srcs)} operand")
         slot = self.n_slots
         self.n_slots += 1
         src = [s.slot for s in srcs] + [-1] * (4 - len(srcs))
@@ -142,13 +162,15 @@ class Emitter:
             self.fail(f"row gather of {table.ne} by {ids.ne}: only a matrix by a vector")
         return self._emit(Op.GET_ROWS, (table, ids), (table.ne[0], ids.ne[0], 1, 1))
 
-    def weight(self, key: tuple, make_array, shape) -> GT:
-        """A session weight; ``make_array()`` builds its float32 array the first time ``key`` is seen."""
-        gt = self.weight_slots.get(key)
+    def weight(self, key: tuple, make_array, shape, wtype: int = F32) -> GT:
+        """A session weight of ggml type ``wtype``; ``make_array()`` builds its float32 array the
+        first time ``key`` is seen."""
+        gt = self.weight_slots.get(key + (wtype,))
         if gt is None:
-            idx = self.weights.request(key, make_array)
-            gt = self._emit(Op.WEIGHT, ne=onnx_to_ne(shape), params=(idx,))
-            self.weight_slots[key] = gt
+            idx = self.weights.request(key, make_array, wtype)
+            gt = self._emit(Op.WEIGHT, ne=onnx_to_ne(shape), params=(idx, wtype))
+            gt = GT(gt.slot, gt.ne, wtype)
+            self.weight_slots[key + (wtype,)] = gt
         return gt
 
     def const(self, array: np.ndarray) -> GT:
@@ -231,6 +253,14 @@ class Emitter:
             self.fail(f"matmul batch dims {a.ne[2:]} do not broadcast to {b.ne[2:]}")
         out = (a.ne[1], b.ne[1], b.ne[2], b.ne[3])
         self.flops += 2 * a.ne[0] * out[0] * out[1] * out[2] * out[3]
+        if a.type != F32:
+            # a typed weight: ggml's own kernels for its type, which take any row count; nothing
+            # can be padded or swapped (the weight's blocks run along K)
+            block = _core.weight_type_info(a.type)[1]
+            if a.ne[0] % block or a.ne[2:] != (1, 1):
+                self.fail(f"a {_core.type_name(a.type)} weight {a.ne} needs a 2-D weight with rows of a "
+                          f"multiple of {block}")
+            return self._emit(Op.MUL_MAT, (a, b), out, params=(place,))
         if place != _core.PLACE_BLAS and a.ne[0] % SGEMM_K_MULTIPLE and min(a.ne[1], b.ne[1]) >= 16:
             # ggml's fast f32 sgemm (llamafile) needs the depth to be a multiple of its vector
             # width, else a slower kernel runs: zero-pad both operands' depth. The copies pay off

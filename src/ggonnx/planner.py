@@ -259,9 +259,19 @@ class _Tracer:
         for i, row in enumerate(e.rows):  # our packed GEMM runs on the CPU backend's threads
             if row[0] == _core.Op.GEMM_PACKED:
                 by_node.setdefault(e.row_names[i], set()).add("CPU (packed GEMM)")
+        weight_index = {row[1]: row[_core.COL_PARAM] for row in e.rows if row[0] == _core.Op.WEIGHT}
+        typed: dict[str, set] = {}
+        for i, row in enumerate(e.rows):  # a weight in another type than float32, and its buffer
+            if row[0] == _core.Op.MUL_MAT and row[_core.COL_SRC] in weight_index:
+                wtype, buffer, _ = self.engine.weight_info(weight_index[row[_core.COL_SRC]])
+                if wtype != "f32":
+                    typed.setdefault(e.row_names[i], set()).add(
+                        f"{wtype} weight" + (" (repacked)" if buffer == "CPU_REPACK" else ""))
         for p, node in zip(self.placement, self.graph.nodes):
             if node.describe() in by_node:
                 p.detail = "; ".join(filter(None, [p.detail, "matmul on " + ",".join(sorted(by_node[node.describe()]))]))
+            if node.describe() in typed:
+                p.detail = "; ".join(filter(None, [p.detail, ", ".join(sorted(typed[node.describe()]))]))
 
     # -- nodes ------------------------------------------------------------------------
     def fold(self, node: Node, inputs: list, implicit: list) -> list[Value]:

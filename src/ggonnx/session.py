@@ -12,6 +12,7 @@ import onnx
 
 from ggonnx import _core
 from ggonnx.emitter import WeightStore
+from ggonnx.weight_types import WeightPolicy
 from ggonnx.errors import HostKernelError, InvalidInputError, UnsupportedOpError
 from ggonnx.importer import import_model, load_model
 from ggonnx.ops import lookup
@@ -64,10 +65,13 @@ class Session:
     ``threads`` defaults to the CPUs this process may use. Plans (compiled
     ggml graphs) are built per input-shape signature and kept in an LRU cache
     of ``plan_cache_size``; weights are uploaded once and shared by all plans.
+    ``weights`` names the ggml type MatMul/Gemm/Conv weights are stored in ("f32", "bf16",
+    "q8_0", "q4_K", ...; the rule per weight is in ggonnx.weight_types).
     """
 
-    def __init__(self, model, threads: int | None = None, *, use_blas: bool = True,
+    def __init__(self, model, threads: int | None = None, *, weights: str | None = None, use_blas: bool = True,
                  plan_cache_size: int = DEFAULT_PLAN_CACHE, _engine=None):
+        policy = WeightPolicy(weights)
         # the ModelProto is not kept: the IR holds the initializers, ggml the weights
         self._graph = import_model(load_model(model))
         self._threads = int(threads) if threads else available_cpus()
@@ -76,7 +80,7 @@ class Session:
         self._check_supported()
         # _engine: control-flow bodies run as nested sessions on their parent's backends
         self._engine = _engine if _engine is not None else _core.Engine(self._threads, use_blas)
-        self._weights = WeightStore(self._engine)
+        self._weights = WeightStore(self._engine, policy)
         self._plans: OrderedDict = OrderedDict()
         self._plan_cache_size = max(1, plan_cache_size)
         self._build_lock = threading.Lock()
@@ -217,6 +221,11 @@ class Session:
     @property
     def weight_bytes(self) -> int:
         return self._engine.weight_bytes
+
+    def weight_types(self) -> dict[str, str]:
+        """{initializer: ggml type} of the weights stored in a type other than float32 so far
+        (weights are stored as plans need them; all of them once a plan covers the model)."""
+        return self._weights.types_by_name()
 
 
 class InferenceSession(Session):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ggonnx.emitter import GT, Emitter, onnx_to_ne
+from ggonnx.emitter import F32, GT, Emitter, onnx_to_ne
 from ggonnx.errors import GraphBuildError, InvalidInputError, UnsupportedOpError
 from ggonnx.ir import Node
 
@@ -218,6 +218,21 @@ class LoweringContext:
             self.unsupported(f"value '{v.name}' is empty {v.shape}")
         return self.derived_weight(v.name, layout, lambda: transform(np.asarray(v.const, dtype=np.float32)),
                                    shape, v.static)
+
+    def weight_type(self, v: Value, k: int, n: int) -> int:
+        """The ggml type the session's weight policy gives constant ``v`` as a weight of ``n`` rows
+        over depth ``k``; float32 for anything but a static initializer."""
+        policy = self.e.weights.policy
+        if policy is None or not v.static or v.const is None:
+            return F32
+        return policy.choose(k, n)
+
+    def typed_weight(self, v: Value, layout: str, transform, shape, wtype: int) -> GT:
+        """``weight`` stored as ggml type ``wtype`` (from ``weight_type``)."""
+        if wtype == F32:
+            return self.weight(v, layout, transform, shape)
+        return self.e.weight((v.name, layout), lambda: transform(np.asarray(v.const, dtype=np.float32)), shape,
+                             wtype)
 
     def derived_weight(self, name: str, layout: str, make, shape, static: bool) -> GT:
         """A float32 constant built by ``make()`` from plan-time values; stored once per session

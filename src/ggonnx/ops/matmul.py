@@ -13,6 +13,7 @@ from ggonnx import _core, blas
 from ggonnx.errors import ShapeError
 from ggonnx.ops.context import Value
 from ggonnx.ops.registry import register
+from ggonnx.weight_types import F32
 
 # float32 matmuls go to OpenBLAS only where it beat ggml's own (llamafile) sgemm side by
 # side on 2 AVX-512 cores: at least 64 in every dim and 5e7 multiply-adds (128x768x3072:
@@ -63,6 +64,14 @@ def packed_weight(w2: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(padded.reshape(-1, panel, k).transpose(0, 2, 1)).reshape(-1)
 
 
+def typed_weight_matmul(ctx, x, b: Value, k: int, n: int, rows: int, wtype: int, trans_b: bool = False):
+    """x [K, rows] (ggml) times constant B [K, N] (or B^T with ``trans_b``) stored as ggml type
+    ``wtype``: ggml's own kernels for that type -> [N, rows]."""
+    w = ctx.typed_weight(b, "T" if not trans_b else "raw", (lambda c: c) if trans_b else (lambda c: c.T),
+                         (n, k), wtype)
+    return ctx.e.mul_mat(w, ctx.e.reshape(x, (k, rows)), _core.PLACE_CPU)
+
+
 def _transposed_weight(ctx, v: Value):
     """Constant B [..., K, N] stored as B^T [..., N, K]: ggml [K, N, ...]."""
     shape = v.shape[:-2] + (v.shape[-1], v.shape[-2])
@@ -94,6 +103,12 @@ def matmul(ctx, a: Value, b: Value) -> Value:
         ctx.unsupported(f"batched MatMul with {len(batch)} batch dims ({a_shape} @ {b_shape})")
 
     e = ctx.e
+    wtype = ctx.weight_type(b, k, n) if b.rank == 2 and a.rank >= 2 else F32
+    if wtype != F32:
+        rows = m * int(np.prod(batch))
+        y = typed_weight_matmul(ctx, ctx.tensor(a), b, k, n, rows, wtype)
+        shape = batch + (m, n)
+        return ctx.output(e.reshape(y, tuple(reversed(shape))), shape)
     if b.const is not None and b.rank == 2 and a.rank >= 2 and use_packed_gemm(m * int(np.prod(batch)), n, k):
         # a constant weight: our packed GEMM, the weight packed once at load (A's rows as pixels)
         rows = m * int(np.prod(batch))
@@ -143,6 +158,14 @@ def lower_gemm(ctx, node, inputs):
         raise ShapeError(f"{node.describe()}: inner dims differ: A {a.shape} (transA={trans_a}), "
                          f"B {b.shape} (transB={trans_b})")
     e = ctx.e
+    wtype = ctx.weight_type(b, k, n) if not trans_a else F32
+    if wtype != F32:
+        y = typed_weight_matmul(ctx, ctx.tensor(a), b, k, n, m, wtype, trans_b=bool(trans_b))
+        if alpha != 1.0:
+            y = e.scale_bias(y, alpha)
+        if c is not None and beta != 0.0:
+            y = _add_c(ctx, node, y, c, beta, m, n)
+        return [ctx.output(y, (m, n))]
     if b.const is not None and not trans_a and alpha == 1.0 and use_packed_gemm(m, n, k):
         # a constant weight (gpt2's projections): our packed GEMM, a row bias C in its epilogue
         panel = _core.GEMM_PANEL

@@ -1,0 +1,52 @@
+"""The ggml type each weight is stored in: ``Session(model, weights="q8_0")``.
+
+Activations stay float32; only the weights of MatMul / Gemm (a constant 2-D B) and Conv are
+converted, each once at load with ggml's own quantizers. The rule, per weight:
+
+- fewer than ``MIN_ELEMENTS`` values: float32 (too small to matter, and a classifier's tiny
+  head stays exact);
+- the type's block must divide the depth K, the axis ggml quantizes along. When it does not, a
+  256-value K-quant falls back to the 32-value type of about its size (``FALLBACK``), and when
+  no block fits the weight stays float32;
+- everything else (biases, norms, embeddings, attention's activation-by-activation products)
+  stays float32.
+
+The placement report lists the type each converted weight got (``Session.weight_types()``).
+"""
+from __future__ import annotations
+
+from ggonnx import _core
+
+F32 = _core.TYPE_F32
+TYPES = _core.weight_types()  # {name: (ggml id, block, bytes per block)}
+MIN_ELEMENTS = 4096
+# a K-quant's 32-value stand-in where the depth is not a multiple of 256 (as llama.cpp does)
+FALLBACK = {"q2_K": "iq4_nl", "q3_K": "iq4_nl", "q4_K": "iq4_nl", "iq4_xs": "iq4_nl", "iq3_xxs": "iq4_nl",
+            "iq3_s": "iq4_nl", "iq2_s": "iq4_nl", "iq1_m": "iq4_nl", "tq1_0": "iq4_nl", "tq2_0": "iq4_nl",
+            "q5_K": "q5_0", "q6_K": "q8_0", "nvfp4": "mxfp4", "q1_0": "q4_0", "q2_0": "q4_0"}
+
+
+class WeightPolicy:
+    """Chooses each weight's ggml type from the type the session asked for."""
+
+    def __init__(self, requested: str | None = None):
+        requested = requested or "f32"
+        if requested not in TYPES:
+            raise ValueError(f"unknown weight type {requested!r}; ggml types a weight may take: "
+                             f"{', '.join(TYPES)}")
+        self.requested = requested
+        self.type_id = TYPES[requested][0]
+
+    def choose(self, k: int, n: int) -> int:
+        """The ggml type of a weight of ``n`` rows over depth ``k``."""
+        if self.type_id == F32 or k * n < MIN_ELEMENTS:
+            return F32
+        name = self.requested
+        while name is not None:
+            if k % TYPES[name][1] == 0:
+                return TYPES[name][0]
+            name = FALLBACK.get(name)
+        return F32
+
+    def __repr__(self):
+        return f"WeightPolicy({self.requested!r})"

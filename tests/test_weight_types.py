@@ -1,0 +1,130 @@
+"""Weights stored in every ggml type: Session(model, weights=T).
+
+A MatMul / Gemm with a weight in type T must equal x @ dequantize(quantize(W)) up to the
+rounding of the activations to the type ggml multiplies T with (q8_0 / q8_K blocks, f16, bf16).
+The dequantized reference comes from gguf-py's NumPy code, independent of ggml's C, where it
+covers the type.
+"""
+from __future__ import annotations
+
+import gguf
+import numpy as np
+import pytest
+from gguf import quants
+from hypothesis import given, settings, strategies as st
+from onnx import TensorProto, helper, numpy_helper
+
+import ggonnx
+from ggonnx import _core
+from ggonnx.weight_types import MIN_ELEMENTS, TYPES
+
+ALL_TYPES = sorted(TYPES)
+ACT_BLOCK = {"q8_0": 32, "q8_1": 32, "q8_K": 256}
+ACT_REL = {"f32": 1e-6, "f16": 2.0 ** -10, "bf16": 2.0 ** -7}
+
+
+def model_bytes(nodes, inits, x_shape, out_shapes) -> bytes:
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape))],
+                          [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(s)) for n, s in out_shapes],
+                          [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def dequantized(name: str, w_rows: np.ndarray) -> np.ndarray:
+    """quantize then dequantize ``w_rows`` [N, K] as ggml type ``name``."""
+    tid = TYPES[name][0]
+    q = _core.quantize(tid, w_rows)
+    if name in ("q1_0", "q2_0"):  # not in gguf-py yet: ggml's own dequantizer
+        return _core.dequantize(tid, q, w_rows.shape)
+    return quants.dequantize(q.reshape(w_rows.shape[0], -1), gguf.GGMLQuantizationType(tid))
+
+
+def activation_error(name: str, x: np.ndarray) -> np.ndarray:
+    """An upper bound of |x - x converted to the type ggml multiplies weight type ``name`` with|."""
+    act = TYPES[name][3]
+    if act in ACT_REL:
+        return np.abs(x) * ACT_REL[act]
+    b = ACT_BLOCK[act]
+    amax = np.abs(x).reshape(x.shape[0], -1, b).max(axis=2, keepdims=True)
+    return np.broadcast_to(amax / 127.0, (x.shape[0], x.shape[1] // b, b)).reshape(x.shape)
+
+
+def check_product(name, y, x, wdq_t):
+    """y ~ x @ wdq_t within the activation rounding bound."""
+    bound = activation_error(name, x) @ np.abs(wdq_t) + 1e-4 * (np.abs(x) @ np.abs(wdq_t)) + 1e-5
+    err = np.abs(y - x.astype(np.float64) @ wdq_t)
+    assert np.all(err <= bound), f"{name}: max error {err.max():.3g}, bound there {bound.flat[err.argmax()]:.3g}"
+
+
+@pytest.mark.parametrize("name", ALL_TYPES)
+@settings(max_examples=4, deadline=None)
+@given(data=st.data())
+def test_matmul_weight_in_type(name, data):
+    block = TYPES[name][1]
+    k = block * data.draw(st.integers(max(1, 256 // block), max(1, 768 // block)), label="k blocks")
+    n = data.draw(st.integers(-(-MIN_ELEMENTS // k), 40), label="n")
+    m = data.draw(st.integers(1, 9), label="m")
+    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 16), label="seed"))
+    w = (rng.standard_normal((k, n)) * rng.uniform(0.01, 2.0)).astype(np.float32)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    sess = ggonnx.Session(model_bytes([helper.make_node("MatMul", ["x", "W"], ["y"])], {"W": w}, (m, k),
+                                      [("y", (m, n))]), weights=name)
+    assert sess.weight_types() == ({} if name == "f32" else {"W": name})
+    (y,) = sess.run(None, {"x": x})
+    check_product(name, y, x, dequantized(name, np.ascontiguousarray(w.T)).T.astype(np.float64))
+
+
+@pytest.mark.parametrize("name", ["q8_0", "q4_K", "bf16", "q4_0"])
+def test_gemm_weight_in_type_with_bias_alpha_beta(name):
+    rng = np.random.default_rng(1)
+    m, k, n = 5, 512, 24
+    wt = rng.standard_normal((n, k)).astype(np.float32)
+    c = rng.standard_normal(n).astype(np.float32)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    node = helper.make_node("Gemm", ["x", "Wt", "C"], ["y"], transB=1, alpha=0.5, beta=2.0)
+    sess = ggonnx.Session(model_bytes([node], {"Wt": wt, "C": c}, (m, k), [("y", (m, n))]), weights=name)
+    assert sess.weight_types() == {"Wt": name}
+    (y,) = sess.run(None, {"x": x})
+    check_product(name, (y - 2.0 * c) / 0.5, x, dequantized(name, wt).T.astype(np.float64))
+
+
+def test_weight_rule_falls_back_where_the_block_does_not_fit():
+    rng = np.random.default_rng(2)
+    inits = {"A": rng.standard_normal((96, 64)).astype(np.float32),     # K 96: not a multiple of 256
+             "B": rng.standard_normal((100, 64)).astype(np.float32),    # K 100: no block fits
+             "C": rng.standard_normal((256, 8)).astype(np.float32)}     # 2048 values: too small
+    nodes = [helper.make_node("MatMul", ["x", "A"], ["a"]),
+             helper.make_node("Concat", ["x", "x", "pad"], ["x256"], axis=1),
+             helper.make_node("Slice", ["x256", "s", "e100", "ax"], ["x100"]),
+             helper.make_node("MatMul", ["x100", "B"], ["b"]), helper.make_node("MatMul", ["x256", "C"], ["c"])]
+    inits.update(s=np.array([0]), e100=np.array([100]), ax=np.array([1]), pad=np.zeros((3, 64), np.float32))
+    sess = ggonnx.Session(model_bytes(nodes, inits, (3, 96), [("a", (3, 64)), ("b", (3, 64)), ("c", (3, 8))]),
+                          weights="q4_K")
+    assert sess.weight_types() == {"A": "iq4_nl"}
+    x = rng.standard_normal((3, 96)).astype(np.float32)
+    a, b, c = sess.run(None, {"x": x})
+    x256 = np.concatenate([x, x, np.zeros((3, 64), np.float32)], axis=1)
+    np.testing.assert_allclose(b, x256[:, :100] @ inits["B"], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(c, x256 @ inits["C"], rtol=1e-4, atol=1e-4)
+    check_product("iq4_nl", a, x, dequantized("iq4_nl", np.ascontiguousarray(inits["A"].T)).T.astype(np.float64))
+
+
+def test_repacked_types_land_in_the_repack_buffer_and_report_it():
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((256, 64)).astype(np.float32)
+    sess = ggonnx.Session(model_bytes([helper.make_node("MatMul", ["x", "W"], ["y"])], {"W": w}, (4, 256),
+                                      [("y", (4, 64))]), weights="q4_0")
+    detail = [p.detail for p in sess.placement() if p.op_type == "MatMul"][0]
+    assert "q4_0 weight" in detail
+    if "AVX2" in _core.cpu_features():
+        assert "repacked" in detail
+
+
+def test_unknown_weight_type_is_refused():
+    with pytest.raises(ValueError, match="unknown weight type 'q9_9'"):
+        ggonnx.Session(model_bytes([helper.make_node("Relu", ["x"], ["y"])], {}, (2,), [("y", (2,))]), weights="q9_9")
+
+
+def test_quantize_rejects_rows_the_block_does_not_divide():
+    with pytest.raises(ggonnx.errors.GraphBuildError, match="multiple of 32"):
+        _core.quantize(TYPES["q8_0"][0], np.zeros((2, 40), np.float32))
