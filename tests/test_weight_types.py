@@ -128,3 +128,28 @@ def test_unknown_weight_type_is_refused():
 def test_quantize_rejects_rows_the_block_does_not_divide():
     with pytest.raises(ggonnx.errors.GraphBuildError, match="multiple of 32"):
         _core.quantize(TYPES["q8_0"][0], np.zeros((2, 40), np.float32))
+
+
+@pytest.mark.parametrize("name", ["q8_0", "q4_0", "bf16"])
+@pytest.mark.parametrize("kernel,stride,pads", [(1, 1, 0), (3, 1, 1), (3, 2, 1), (1, 2, 0)])
+def test_conv_weight_in_type(name, kernel, stride, pads):
+    """A dense conv with its weight in type T equals the float32 conv of the dequantized weight,
+    up to the rounding of the activations (at most one q8 step of each 32-value block)."""
+    rng = np.random.default_rng(kernel * 10 + stride)
+    c, oc = 64, 80
+    w = rng.standard_normal((oc, c, kernel, kernel)).astype(np.float32)
+    b = rng.standard_normal(oc).astype(np.float32)
+    x = rng.standard_normal((2, c, 9, 11)).astype(np.float32)
+    node = helper.make_node("Conv", ["x", "W", "B"], ["y"], kernel_shape=[kernel, kernel], strides=[stride] * 2,
+                            pads=[pads] * 4)
+    oh, ow = (9 + 2 * pads - kernel) // stride + 1, (11 + 2 * pads - kernel) // stride + 1
+    out = [("y", (2, oc, oh, ow))]
+    sess = ggonnx.Session(model_bytes([node], {"W": w, "B": b}, x.shape, out), weights=name)
+    assert sess.weight_types() == {"W": name}
+    (y,) = sess.run(None, {"x": x})
+    rows = np.ascontiguousarray(w.transpose(0, 2, 3, 1).reshape(oc, -1))   # (ky, kx, c) rows, as stored
+    w_dq = dequantized(name, rows).reshape(oc, kernel, kernel, c).transpose(0, 3, 1, 2)
+    (ref,) = ggonnx.Session(model_bytes([node], {"W": np.ascontiguousarray(w_dq), "B": b}, x.shape, out)).run(
+        None, {"x": x})
+    scale = np.abs(x).max() * np.abs(w_dq).sum(axis=(1, 2, 3)).max()
+    assert np.abs(y - ref).max() <= scale * (1 / 127 if TYPES[name][3] == "q8_0" else 2.0 ** -7)

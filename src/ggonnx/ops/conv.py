@@ -11,6 +11,7 @@ from ggonnx.errors import ShapeError
 from ggonnx.ops.context import NHWC
 from ggonnx.ops.matmul import choose_placement, packed_weight
 from ggonnx.ops.registry import register
+from ggonnx.weight_types import F32
 from ggonnx.ops.shape import reshape_value
 
 
@@ -114,6 +115,11 @@ def _conv_nhwc(ctx, x, w, b, group, strides, dil, begin, end):
         bias = None if b is None or b.const is None else ctx.tensor(b)
         y = e.depthwise(ctx.tensor_nhwc(x), taps, bias, k, s, pb, pe, d)
         return y if b is None or bias is not None else e.binary(Op.ADD, y, ctx.tensor(b))
+    kdim = c * kh * kw
+    if group == 1:
+        wtype = ctx.weight_type(w, kdim, oc)
+        if wtype != F32:
+            return _typed_weight_conv(ctx, x, w, b, wtype, k, s, pb, pe, d)
     bias = None
     if b is not None and b.const is not None:
         bias = ctx.weight(b, "bias_panels", lambda a: np.pad(a.reshape(-1), (0, _round_up(oc, _core.GEMM_PANEL) - oc)),
@@ -129,7 +135,6 @@ def _conv_nhwc(ctx, x, w, b, group, strides, dil, begin, end):
                         (_round_up(oc, panel) * cspan * kh * kw,))
         y = e.conv_packed(ctx.tensor_nhwc(x), wt, bias, oc, k, s, pb, pe, d, groups=group)
         return y if b is None or bias is not None else e.binary(Op.ADD, y, ctx.tensor(b))
-    kdim = c * kh * kw
     if oc <= NARROW_MAX_OC and c >= NARROW_MIN_C and c <= _core.CONV_MAX_C and kh * kw <= 64:
         # few outputs: dot products along the depth (kernels.c), not the outer-product tile
         oc4 = _round_up(oc, 4)
@@ -157,6 +162,26 @@ def _conv_nhwc(ctx, x, w, b, group, strides, dil, begin, end):
     if b is not None and bias is None:  # a bias computed at run time
         y = e.binary(Op.ADD, y, ctx.tensor(b))
     return y
+
+
+def _typed_weight_conv(ctx, x, w, b, wtype: int, k, s, pb, pe, d):
+    """A dense conv whose weight is stored as ggml type ``wtype`` (Session(weights=...)): ggml's
+    matmul kernels for that type over the channels-last activation itself (1x1, stride 1) or
+    over patches gathered by our im2col kernel; the bias is added after."""
+    n, c, h, wd = x.shape
+    oc, _, kh, kw = w.shape
+    kdim = c * kh * kw
+    e = ctx.e
+    # rows (ky, kx, c) with c fastest, as the im2col kernel lays out a pixel's patch
+    rows = ctx.typed_weight(w, "conv_rows", lambda a: a.transpose(0, 2, 3, 1).reshape(oc, kdim), (oc, kdim), wtype)
+    xt = ctx.tensor_nhwc(x)
+    if k == (1, 1) and s == (1, 1) and not any(pb + pe):
+        cols, ow, oh = xt, wd, h
+    else:
+        cols = e.im2col_nhwc(xt, k, s, pb, pe, d)
+        ow, oh = cols.ne[1], cols.ne[2]
+    y = e.reshape(e.mul_mat(rows, e.reshape(cols, (kdim, ow * oh * n)), _core.PLACE_CPU), (oc, ow, oh, n))
+    return y if b is None else e.binary(Op.ADD, y, ctx.tensor(b))
 
 
 @register("Conv", since=1)

@@ -64,12 +64,26 @@ def packed_weight(w2: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(padded.reshape(-1, panel, k).transpose(0, 2, 1)).reshape(-1)
 
 
+# ggml's fast kernels for typed weights want whole groups of weight rows: tinyBLAS 4 (bf16, f16,
+# q8_0), the repacked q4_0/q4_K/iq4_nl layouts 8; other row counts take the dot-product path
+# (gpt2's 50257-row LM head in bf16: 160 GFLOP/s, 3x slower). Such weights get zero rows up to
+# a multiple of TYPED_ROW_MULTIPLE and the product's extra rows are dropped.
+TYPED_ROW_MULTIPLE = 16
+
+
 def typed_weight_matmul(ctx, x, b: Value, k: int, n: int, rows: int, wtype: int, trans_b: bool = False):
     """x [K, rows] (ggml) times constant B [K, N] (or B^T with ``trans_b``) stored as ggml type
     ``wtype``: ggml's own kernels for that type -> [N, rows]."""
-    w = ctx.typed_weight(b, "T" if not trans_b else "raw", (lambda c: c) if trans_b else (lambda c: c.T),
-                         (n, k), wtype)
-    return ctx.e.mul_mat(w, ctx.e.reshape(x, (k, rows)), _core.PLACE_CPU)
+    n_pad = -(-n // TYPED_ROW_MULTIPLE) * TYPED_ROW_MULTIPLE
+    layout = ("raw" if trans_b else "T") + (f" rows{n_pad}" if n_pad != n else "")
+
+    def rows_of(c):
+        w = c if trans_b else c.T
+        return np.pad(w, ((0, n_pad - n), (0, 0))) if n_pad != n else w
+    e = ctx.e
+    y = e.mul_mat(ctx.typed_weight(b, layout, rows_of, (n_pad, k), wtype), e.reshape(x, (k, rows)),
+                  _core.PLACE_CPU)
+    return y if n_pad == n else e.view(y, (n, rows, 1, 1), 0)
 
 
 def _transposed_weight(ctx, v: Value):
