@@ -66,6 +66,10 @@ def bench_case(name: str, build, types, threads: int, settings: dict) -> list[tu
     rt8 = ort_session(int8, threads)
     runners["ort int8"] = lambda: rt8.run(None, feeds)
     info["ort int8"] = ("onnxruntime", "int8 (quantize_dynamic)", cosine(rt8.run(None, feeds)[0], ref), None, None)
+    gg8 = ggonnx.Session(int8, threads=threads)  # onnxruntime's int8 model run by ggonnx: its int8 weights as q8_0
+    runners["ggonnx on int8"] = lambda: gg8.run(None, feeds)
+    info["ggonnx on int8"] = ("ggonnx", "onnxruntime's int8 model", cosine(gg8.run(None, feeds)[0], ref),
+                              gg8.weight_bytes / 1e6, None)
     for t in types:
         t0 = time.perf_counter()
         gg = ggonnx.Session(model, threads=threads, weights=t)

@@ -141,6 +141,7 @@ NARROW_MAX_OC = GGONNX_NARROW_MAX_OC  # output channels a narrow conv takes at m
 ACT_NONE, ACT_CLAMP, ACT_HARDSWISH, ACT_HARDSIGMOID, ACT_SIGMOID, ACT_SILU, ACT_GELU_TANH, ACT_GELU_ERF = (
     GGONNX_ACT_NONE, GGONNX_ACT_CLAMP, GGONNX_ACT_HARDSWISH, GGONNX_ACT_HARDSIGMOID, GGONNX_ACT_SIGMOID,
     GGONNX_ACT_SILU, GGONNX_ACT_GELU_TANH, GGONNX_ACT_GELU_ERF)
+ACT_ROUND = GGONNX_ACT_ROUND
 
 
 def ggml_version_string():
@@ -230,8 +231,9 @@ cdef class Engine:
 
     def add_weights(self, list arrays, list types=None):
         """Upload float32 arrays (ggml shape = reversed numpy shape) once, each converted to its
-        ggml type (``types``, float32 when None); returns the index of the first. Types with a
-        repacked CPU layout go to the CPU's repack buffer, the rest to one plain buffer."""
+        ggml type (``types``, float32 when None); an entry may instead be (uint8 bytes, shape)
+        already in its type. Returns the index of the first. Types with a repacked CPU layout go
+        to the CPU's repack buffer, the rest to one plain buffer."""
         cdef size_t first = self.weights.size()
         cdef Py_ssize_t n = len(arrays), k
         if n == 0:
@@ -240,25 +242,39 @@ cdef class Engine:
             types = [TYPE_F32] * n
         if len(types) != n:
             raise GraphBuildError(f"{n} weights but {len(types)} types")
+        shapes = []
         for k in range(n):
             a = arrays[k]
-            if a.dtype != np.float32 or not a.flags.c_contiguous or a.ndim > 4 or a.size == 0:
-                raise GraphBuildError(f"weight must be a non-empty C-contiguous float32 array of rank <= 4, "
-                                      f"got {a.dtype} {a.shape}")
-            _check_weight_type(types[k], a.shape[a.ndim - 1])  # (no negative indexing: wraparound is off)
+            if isinstance(a, tuple):  # (bytes already in the weight's type, shape): stored as they are
+                data, shape = a
+                shape = tuple(int(d) for d in shape)
+                if not (1 <= len(shape) <= 4) or min(shape) < 1:
+                    raise GraphBuildError(f"typed weight shape {shape} must be non-empty of rank 1 to 4")
+                _check_weight_type(types[k], shape[len(shape) - 1])
+                if data.dtype != np.uint8 or not data.flags.c_contiguous or \
+                        data.size != int(np.prod(shape[:len(shape) - 1])) * row_bytes(types[k], shape[len(shape) - 1]):
+                    raise GraphBuildError(f"{data.size} bytes ({data.dtype}) do not hold a {type_name(types[k])} "
+                                          f"weight of shape {shape}")
+            else:
+                if a.dtype != np.float32 or not a.flags.c_contiguous or a.ndim > 4 or a.size == 0:
+                    raise GraphBuildError(f"weight must be a non-empty C-contiguous float32 array of rank <= 4, "
+                                          f"got {a.dtype} {a.shape}")
+                shape = tuple(a.shape)
+                _check_weight_type(types[k], shape[len(shape) - 1])  # (no negative indexing: wraparound is off)
+            shapes.append(shape)
         repack = [k for k in range(n) if self.repack_buft != NULL
-                  and _repack_candidate(types[k], arrays[k].shape[arrays[k].ndim - 2] if arrays[k].ndim > 1 else 1)]
+                  and _repack_candidate(types[k], shapes[k][len(shapes[k]) - 2] if len(shapes[k]) > 1 else 1)]
         in_repack = set(repack)
         plain = [k for k in range(n) if k not in in_repack]
         self.weights.resize(first + n, NULL)
         try:
             if repack:
-                self._alloc_weights(repack, arrays, types, self.repack_buft, first)
+                self._alloc_weights(repack, shapes, types, self.repack_buft, first)
                 # a weight ggml would not repack cannot be written there: it moves to the plain buffer
                 plain += [k for k in repack if self.weights[first + k].extra == NULL]
                 repack = [k for k in repack if self.weights[first + k].extra != NULL]
             if plain:
-                self._alloc_weights(sorted(plain), arrays, types, ggml_backend_cpu_buffer_type(), first)
+                self._alloc_weights(sorted(plain), shapes, types, ggml_backend_cpu_buffer_type(), first)
             for k in range(n):
                 _set_weight(self.weights[first + k], arrays[k], self.n_threads)
         except BaseException:
@@ -266,7 +282,7 @@ cdef class Engine:
             raise
         return first
 
-    cdef _alloc_weights(self, list ks, list arrays, list types, ggml_backend_buffer_type_t buft, size_t first):
+    cdef _alloc_weights(self, list ks, list shapes, list types, ggml_backend_buffer_type_t buft, size_t first):
         """Tensors for weights ``ks`` in a new context, allocated in one buffer of type ``buft``."""
         cdef ggml_init_params ip
         cdef ggml_context * ctx
@@ -279,7 +295,7 @@ cdef class Engine:
             raise MemoryError("ggml_init failed for weights")
         self.weight_ctxs.push_back(ctx)  # freed by __dealloc__ whatever happens next
         for k in ks:
-            self.weights[first + k] = _new_weight_tensor(ctx, arrays[k], types[k])
+            self.weights[first + k] = _new_weight_tensor(ctx, shapes[k], types[k])
         buf = ggml_backend_alloc_ctx_tensors_from_buft(ctx, buft)
         if buf == NULL:
             raise MemoryError(f"could not allocate a {ggml_backend_buft_name(buft).decode()} buffer for weights")

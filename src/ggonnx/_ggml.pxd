@@ -280,3 +280,4 @@ cdef extern from "kernels.h" nogil:
     int GGONNX_ACT_SILU
     int GGONNX_ACT_GELU_TANH
     int GGONNX_ACT_GELU_ERF
+    int GGONNX_ACT_ROUND

@@ -145,18 +145,25 @@ cdef bint _repack_candidate(int t, int64_t ne1) noexcept:
     return t == 2 or t == 12 or t == 20 or t == 39 or (t == 10 and ggml_cpu_has_avx512())
 
 
-cdef ggml_tensor * _new_weight_tensor(ggml_context * ctx, cnp.ndarray arr, int t):
+cdef ggml_tensor * _new_weight_tensor(ggml_context * ctx, tuple shape, int t):
     cdef int64_t ne[4]
+    cdef int k, nd = len(shape)
     ne[0] = ne[1] = ne[2] = ne[3] = 1
-    for k in range(arr.ndim):
-        ne[k] = arr.shape[arr.ndim - 1 - k]
+    for k in range(nd):
+        ne[k] = shape[nd - 1 - k]
     return ggml_new_tensor_4d(ctx, <ggml_type> t, ne[0], ne[1], ne[2], ne[3])
 
 
-cdef _set_weight(ggml_tensor * t, cnp.ndarray arr, int threads):
-    """Copy float32 ``arr`` into weight ``t``, converted to its type (ggml's quantizers; a repack
-    buffer repacks on the way in)."""
+cdef _set_weight(ggml_tensor * t, a, int threads):
+    """Copy float32 ``a`` into weight ``t``, converted to its type (ggml's quantizers; a repack
+    buffer repacks on the way in), or ``a`` = (bytes in t's type, shape) as they are."""
     cdef cnp.ndarray q
+    cdef cnp.ndarray arr
+    if isinstance(a, tuple):
+        q = a[0]
+        ggml_backend_tensor_set(t, cnp.PyArray_DATA(q), 0, ggml_nbytes(t))
+        return
+    arr = a
     if t.type == GGML_TYPE_F32:
         ggml_backend_tensor_set(t, cnp.PyArray_DATA(arr), 0, ggml_nbytes(t))
         return

@@ -77,11 +77,15 @@ class WeightStore:
         key = key + (wtype,)
         idx = self.index.get(key)
         if idx is None:
-            arr = as_ggml_array(np.ascontiguousarray(make_array(), dtype=np.float32))
+            arr = make_array()
+            if isinstance(arr, tuple):  # (uint8 bytes already in type wtype, shape)
+                arr = (np.ascontiguousarray(arr[0], dtype=np.uint8), tuple(arr[1]))
+            else:
+                arr = as_ggml_array(np.ascontiguousarray(arr, dtype=np.float32))
             idx = self.engine.n_weights + len(self.pending)
             self.pending.append(arr)
             self.pending_types.append(wtype)
-            self.pending_bytes += arr.nbytes
+            self.pending_bytes += arr[0].nbytes if isinstance(arr, tuple) else arr.nbytes
             self.index[key] = idx
             if self.pending_bytes >= self.FLUSH_BYTES:
                 self.flush()

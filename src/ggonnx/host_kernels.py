@@ -28,7 +28,41 @@ def gather_elements(node, data, indices):
     return [np.take_along_axis(data[window], np.where(indices < 0, indices + bound, indices).astype(np.intp), axis)]
 
 
-KERNELS = {("", "GatherElements"): gather_elements}
+def dequantize_linear(node, x, scale, zero_point=None):
+    """(x - zero_point) * scale per tensor, per axis or per block (opset 21's block_size), as
+    float32 or output_dtype; onnx.reference has no kernel for opsets 10 to 18."""
+    x, scale = np.asarray(x), np.asarray(scale)
+    axis, block = int(node.attrs.get("axis", 1)), int(node.attrs.get("block_size", 0))
+    zp = np.zeros((), x.dtype) if zero_point is None else np.asarray(zero_point)
+    if scale.size != 1 or block:
+        if x.ndim == 0 or not -x.ndim <= axis < x.ndim:
+            raise ShapeError(f"{node.describe()}: axis {axis} out of range for input {x.shape}")
+        axis %= x.ndim
+        if block:
+            want = tuple(-(-d // block) if k == axis else d for k, d in enumerate(x.shape))
+            if scale.shape != want or (zero_point is not None and zp.shape != want):
+                raise ShapeError(f"{node.describe()}: blocked scale {scale.shape} / zero point {zp.shape} must be "
+                                 f"{want} for input {x.shape}, block_size {block}")
+            scale = np.repeat(scale, block, axis=axis)[tuple(slice(0, d) for d in x.shape)]
+            zp = np.repeat(zp, block, axis=axis)[tuple(slice(0, d) for d in x.shape)] if zp.ndim else zp
+        else:
+            if scale.shape != (x.shape[axis],) or (zero_point is not None and zp.shape != scale.shape):
+                raise ShapeError(f"{node.describe()}: scale {scale.shape} / zero point {zp.shape} do not match "
+                                 f"axis {axis} of input {x.shape}")
+            shape = [1] * x.ndim
+            shape[axis] = x.shape[axis]
+            scale, zp = scale.reshape(shape), zp.reshape(shape) if zp.ndim else zp
+    elif zero_point is not None and zp.size != 1:
+        raise ShapeError(f"{node.describe()}: zero point {zp.shape} for a per-tensor scale")
+    out = (x.astype(np.float32) - zp.astype(np.float32)) * scale.astype(np.float32)
+    code = int(node.attrs.get("output_dtype", 0))
+    if code:
+        import onnx.helper
+        return [out.astype(onnx.helper.tensor_dtype_to_np_dtype(code))]
+    return [out.astype(scale.dtype)]
+
+
+KERNELS = {("", "GatherElements"): gather_elements, ("", "DequantizeLinear"): dequantize_linear}
 
 
 class HostKernel:

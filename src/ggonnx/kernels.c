@@ -217,6 +217,13 @@ static inline v16 activate(v16 acc, int act, float lo, float hi) {
     if (act == GGONNX_ACT_SIGMOID) {
         return sigmoid16(acc);
     }
+    if (act == GGONNX_ACT_ROUND) {
+        /* adding and taking away 1.5 * 2^23 rounds to the nearest integer, ties to even, in the
+         * default rounding mode; clamped first so the trick's range (2^22) holds */
+        const v16 magic = SPLAT(12582912.0f);
+        const v16 y = clamp16(acc, SPLAT(lo - 1.0f), SPLAT(hi + 1.0f));
+        return clamp16((y + magic) - magic, SPLAT(lo), SPLAT(hi));
+    }
     if (act == GGONNX_ACT_SILU) {
         return acc * sigmoid16(acc);
     }

@@ -48,6 +48,7 @@ void ggonnx_gemm_packed(struct ggml_tensor * dst, int ith, int nth, void * param
 #define GGONNX_ACT_SILU 5         /* y * sigmoid(y) */
 #define GGONNX_ACT_GELU_TANH 6    /* 0.5 y (1 + tanh(sqrt(2 / pi) (y + 0.044715 y^3))) */
 #define GGONNX_ACT_GELU_ERF 7     /* 0.5 y (1 + erf(y / sqrt(2))) */
+#define GGONNX_ACT_ROUND 8        /* y rounded half to even, then max(lo, min(hi, .)): QuantizeLinear */
 
 /* An activation (above) of contiguous src[0], vectorized and threaded (ggml's hardswish,
  * sigmoid and erf are scalar). params: act, the float32 bits of lo, hi. */

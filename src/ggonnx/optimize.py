@@ -339,6 +339,8 @@ def fuse_swish(graph: Graph) -> None:
 
 
 def optimize(graph: Graph) -> None:
+    from ggonnx.optimize_quant import rewrite_quantized
+    rewrite_quantized(graph)
     fold_constants(graph)
     fold_batchnorm_into_conv(graph)
     fuse_gelu(graph)

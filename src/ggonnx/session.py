@@ -80,6 +80,7 @@ class Session:
         self._check_supported()
         # _engine: control-flow bodies run as nested sessions on their parent's backends
         self._engine = _engine if _engine is not None else _core.Engine(self._threads, use_blas)
+        policy.prebuilt = self._graph.typed_weights
         self._weights = WeightStore(self._engine, policy)
         self._plans: OrderedDict = OrderedDict()
         self._plan_cache_size = max(1, plan_cache_size)

@@ -27,9 +27,13 @@ FALLBACK = {"q2_K": "iq4_nl", "q3_K": "iq4_nl", "q4_K": "iq4_nl", "iq4_xs": "iq4
 
 
 class WeightPolicy:
-    """Chooses each weight's ggml type from the type the session asked for."""
+    """Chooses each weight's ggml type from the type the session asked for. Without a request,
+    weights a model ships quantized (``prebuilt``: Graph.typed_weights) keep their type, and
+    the rest are float32."""
 
     def __init__(self, requested: str | None = None):
+        self.explicit = requested is not None
+        self.prebuilt: dict[str, tuple] = {}
         requested = requested or "f32"
         if requested not in TYPES:
             raise ValueError(f"unknown weight type {requested!r}; ggml types a weight may take: "
@@ -37,8 +41,10 @@ class WeightPolicy:
         self.requested = requested
         self.type_id = TYPES[requested][0]
 
-    def choose(self, k: int, n: int) -> int:
-        """The ggml type of a weight of ``n`` rows over depth ``k``."""
+    def choose(self, k: int, n: int, name: str | None = None) -> int:
+        """The ggml type of weight ``name``, of ``n`` rows over depth ``k``."""
+        if not self.explicit and name in self.prebuilt:
+            return TYPES[self.prebuilt[name][0]][0]
         if self.type_id == F32 or k * n < MIN_ELEMENTS:
             return F32
         name = self.requested
@@ -47,6 +53,13 @@ class WeightPolicy:
                 return TYPES[name][0]
             name = FALLBACK.get(name)
         return F32
+
+    def prebuilt_rows(self, name: str, wtype: int):
+        """(bytes of the weight's rows, (N, K)) as the model shipped them in type ``wtype``, or None."""
+        entry = self.prebuilt.get(name)
+        if entry is None or self.explicit or TYPES[entry[0]][0] != wtype:
+            return None
+        return entry[1], entry[2]
 
     def __repr__(self):
         return f"WeightPolicy({self.requested!r})"

@@ -116,6 +116,10 @@ class Island:
         return gt
 
 
+# ops that may read integer values held in ggml as floats
+INTEGER_READERS = ("DequantizeLinear",)
+
+
 class LoweringContext:
     def __init__(self, uses: dict | None = None):
         self.island: Island | None = None
@@ -143,9 +147,16 @@ class LoweringContext:
     def in_island(self, v: Value) -> bool:
         return v.gt is not None and v.island == self.island.index
 
+    def _check_float_held(self, v: Value) -> None:
+        # integers a QuantizeLinear left in ggml (as exact floats) are only dequantized there;
+        # anything else that reads them (integer arithmetic wraps) runs on the host
+        if v.dtype.kind in "iu" and self.node.op_type not in INTEGER_READERS:
+            self.unsupported(f"value '{v.name}' holds {v.dtype} integers in ggml")
+
     def tensor(self, v: Value) -> GT:
         """The value as a tensor of the current ggml island, in the plain layout."""
         if self.in_island(v):
+            self._check_float_held(v)
             return self.island.plain(v)
         if 0 in v.shape:  # ggml has no empty tensors: empty data runs on the host
             self.unsupported(f"value '{v.name}' is empty {v.shape}")
@@ -166,6 +177,7 @@ class LoweringContext:
     def tensor_as_is(self, v: Value) -> tuple:
         """(tensor, layout) for layout-agnostic ops (elementwise): an NHWC value stays NHWC."""
         if self.in_island(v) and v.layout == NHWC:
+            self._check_float_held(v)
             return v.gt, NHWC
         return self.tensor(v), PLAIN
 
@@ -225,7 +237,7 @@ class LoweringContext:
         policy = self.e.weights.policy
         if policy is None or not v.static or v.const is None:
             return F32
-        return policy.choose(k, n)
+        return policy.choose(k, n, v.name)
 
     def typed_weight(self, v: Value, layout: str, transform, shape, wtype: int) -> GT:
         """``weight`` stored as ggml type ``wtype`` (from ``weight_type``)."""
