@@ -15,11 +15,12 @@ from ggonnx import _core  # noqa: E402
 from ggonnx.config import show_config  # noqa: E402
 from ggonnx.errors import (ComputeError, GgonnxError, GraphBuildError, InvalidInputError,  # noqa: E402
                            ModelLoadError, ShapeError, UnsupportedOpError)
+from ggonnx.gguf_file import save_quantized as quantize  # noqa: E402
 from ggonnx.session import InferenceSession, NodeArg, Session  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Session", "InferenceSession", "NodeArg", "show_config", "GgonnxError", "ModelLoadError",
+    "Session", "InferenceSession", "NodeArg", "quantize", "show_config", "GgonnxError", "ModelLoadError",
     "UnsupportedOpError", "ShapeError", "InvalidInputError", "GraphBuildError", "ComputeError",
 ]

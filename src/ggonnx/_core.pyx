@@ -229,11 +229,12 @@ cdef class Engine:
     def n_weights(self):
         return self.weights.size()
 
-    def add_weights(self, list arrays, list types=None):
+    def add_weights(self, list arrays, list types=None, list repack_ok=None):
         """Upload float32 arrays (ggml shape = reversed numpy shape) once, each converted to its
         ggml type (``types``, float32 when None); an entry may instead be (uint8 bytes, shape)
         already in its type. Returns the index of the first. Types with a repacked CPU layout go
-        to the CPU's repack buffer, the rest to one plain buffer."""
+        to the CPU's repack buffer (unless ``repack_ok[k]`` is false: only a matmul can read a
+        repacked weight), the rest to one plain buffer."""
         cdef size_t first = self.weights.size()
         cdef Py_ssize_t n = len(arrays), k
         if n == 0:
@@ -262,7 +263,7 @@ cdef class Engine:
                 shape = tuple(a.shape)
                 _check_weight_type(types[k], shape[len(shape) - 1])  # (no negative indexing: wraparound is off)
             shapes.append(shape)
-        repack = [k for k in range(n) if self.repack_buft != NULL
+        repack = [k for k in range(n) if self.repack_buft != NULL and (repack_ok is None or repack_ok[k])
                   and _repack_candidate(types[k], shapes[k][len(shapes[k]) - 2] if len(shapes[k]) > 1 else 1)]
         in_repack = set(repack)
         plain = [k for k in range(n) if k not in in_repack]
@@ -444,6 +445,8 @@ cdef class Plan:
                         if srcs[k] == NULL:
                             raise GraphBuildError(f"row {i} ({row_names[i]}): source slot {ins[i, COL_SRC + k]} "
                                                   f"is undefined")
+                        if srcs[k].extra != NULL and (op != MUL_MAT or k != 0):  # no backend could run it
+                            raise GraphBuildError(f"row {i} ({row_names[i]}): op code {op} reads a repacked weight")
                 r = self._build_one(op, srcs, ins, fp, i, const_tensors)
                 if r == NULL:
                     raise GraphBuildError(f"row {i} ({row_names[i]}): op code {op} could not be built")

@@ -1,4 +1,4 @@
-"""`ggonnx run` and `ggonnx info`: the command line."""
+"""`ggonnx run`, `ggonnx info` and `ggonnx quantize`: the command line."""
 from __future__ import annotations
 
 import argparse
@@ -41,7 +41,7 @@ def cmd_run(args) -> int:
     import ggonnx
     model, label = _load(args.model)
     t0 = time.perf_counter()
-    sess = ggonnx.Session(model, threads=args.threads)
+    sess = ggonnx.Session(model, threads=args.threads, weights=args.weights)
     t_load = time.perf_counter() - t0
     feeds = _random_feeds(sess, _parse_shapes(args.shape), args.seed)
     for item in args.input or []:
@@ -71,7 +71,7 @@ def cmd_run(args) -> int:
 def cmd_info(args) -> int:
     import ggonnx
     model, label = _load(args.model)
-    sess = ggonnx.Session(model, threads=args.threads)
+    sess = ggonnx.Session(model, threads=args.threads, weights=args.weights)
     print(f"model: {label}")
     for kind, items in (("input ", sess.get_inputs()), ("output", sess.get_outputs())):
         for a in items:
@@ -91,6 +91,19 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_quantize(args) -> int:
+    import ggonnx
+    model, label = _load(args.model)
+    t0 = time.perf_counter()
+    typed = ggonnx.quantize(model, args.output, weights=args.weights, threads=args.threads)
+    counts = {}
+    for t in typed.values():
+        counts[t] = counts.get(t, 0) + 1
+    print(f"model: {label}\nwrote {args.output} in {time.perf_counter() - t0:.1f} s: "
+          f"{', '.join(f'{n} {t}' for t, n in sorted(counts.items())) or 'no'} typed weights, the rest float32")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="ggonnx", description="ONNX inference on ggml")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -101,10 +114,17 @@ def main(argv=None) -> int:
         p.add_argument("--threads", type=int, default=None, help="threads (default: CPUs available)")
         p.add_argument("--shape", action="append", metavar="NAME=D1,D2,..",
                        help="concrete shape for an input with free dims")
+        p.add_argument("--weights", default=None, metavar="TYPE",
+                       help="ggml type of MatMul/Gemm/Conv/embedding weights (f16, bf16, q8_0, q4_K, ...)")
     run_p = sub.choices["run"]
     run_p.add_argument("--input", action="append", metavar="NAME=FILE.npy", help="feed an input from a .npy file")
     run_p.add_argument("--repeat", type=int, default=20, help="timed runs after the first (default 20)")
     run_p.add_argument("--seed", type=int, default=0)
+    q = sub.add_parser("quantize", help="write a GGUF file with the weights in a ggml type")
+    q.add_argument("model", help="model.onnx")
+    q.add_argument("-o", "--output", required=True, help="the .gguf file to write")
+    q.add_argument("--weights", default="q8_0", metavar="TYPE", help="ggml type (default q8_0)")
+    q.add_argument("--threads", type=int, default=None, help="quantizer threads (default: CPUs available)")
     sub.add_parser("config", help="print the build configuration")
     args = parser.parse_args(argv)
     if args.cmd == "config":
@@ -113,8 +133,8 @@ def main(argv=None) -> int:
         return 0
     from ggonnx.errors import GgonnxError
     try:
-        return cmd_run(args) if args.cmd == "run" else cmd_info(args)
-    except GgonnxError as exc:
+        return {"run": cmd_run, "info": cmd_info, "quantize": cmd_quantize}[args.cmd](args)
+    except (GgonnxError, ValueError) as exc:
         print(f"ggonnx: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
 

@@ -71,13 +71,17 @@ class WeightStore:
         self.index: dict[tuple, int] = {}
         self.pending: list[np.ndarray] = []
         self.pending_types: list[int] = []
+        self.pending_repack: list[bool] = []
         self.pending_bytes = 0
 
-    def request(self, key: tuple, make_array, wtype: int = F32) -> int:
+    def request(self, key: tuple, make_array, wtype: int = F32, repack: bool = True) -> int:
         key = key + (wtype,)
         idx = self.index.get(key)
         if idx is None:
             arr = make_array()
+            if not isinstance(arr, tuple) and self.policy is not None and key[0] in self.policy.placeholders:
+                raise GraphBuildError(f"weight '{key[0]}' is stored in its file as {self.policy.prebuilt[key[0]][0]} "
+                                      f"rows only, which this use cannot read (quantize from the ONNX model instead)")
             if isinstance(arr, tuple):  # (uint8 bytes already in type wtype, shape)
                 arr = (np.ascontiguousarray(arr[0], dtype=np.uint8), tuple(arr[1]))
             else:
@@ -85,6 +89,7 @@ class WeightStore:
             idx = self.engine.n_weights + len(self.pending)
             self.pending.append(arr)
             self.pending_types.append(wtype)
+            self.pending_repack.append(repack)
             self.pending_bytes += arr[0].nbytes if isinstance(arr, tuple) else arr.nbytes
             self.index[key] = idx
             if self.pending_bytes >= self.FLUSH_BYTES:
@@ -93,14 +98,14 @@ class WeightStore:
 
     def flush(self) -> None:
         if self.pending:
-            self.engine.add_weights(self.pending, self.pending_types)
-            self.pending, self.pending_types = [], []
+            self.engine.add_weights(self.pending, self.pending_types, self.pending_repack)
+            self.pending, self.pending_types, self.pending_repack = [], [], []
             self.pending_bytes = 0
 
     def discard_pending(self) -> None:
         for key in [k for k, v in self.index.items() if v >= self.engine.n_weights]:
             del self.index[key]
-        self.pending, self.pending_types = [], []
+        self.pending, self.pending_types, self.pending_repack = [], [], []
         self.pending_bytes = 0
 
     def types_by_name(self) -> dict[str, str]:
@@ -166,12 +171,13 @@ class Emitter:
             self.fail(f"row gather of {table.ne} by {ids.ne}: only a matrix by a vector")
         return self._emit(Op.GET_ROWS, (table, ids), (table.ne[0], ids.ne[0], 1, 1))
 
-    def weight(self, key: tuple, make_array, shape, wtype: int = F32) -> GT:
+    def weight(self, key: tuple, make_array, shape, wtype: int = F32, matmul_only: bool = True) -> GT:
         """A session weight of ggml type ``wtype``; ``make_array()`` builds its float32 array the
-        first time ``key`` is seen."""
+        first time ``key`` is seen. A typed weight that only matmuls read (``matmul_only``) may be
+        stored in a repacked layout."""
         gt = self.weight_slots.get(key + (wtype,))
         if gt is None:
-            idx = self.weights.request(key, make_array, wtype)
+            idx = self.weights.request(key, make_array, wtype, repack=matmul_only)
             gt = self._emit(Op.WEIGHT, ne=onnx_to_ne(shape), params=(idx, wtype))
             gt = GT(gt.slot, gt.ne, wtype)
             self.weight_slots[key + (wtype,)] = gt

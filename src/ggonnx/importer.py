@@ -174,7 +174,10 @@ def _check_types(proto: onnx.ModelProto) -> None:
         pass
 
 
-def import_model(proto: onnx.ModelProto) -> Graph:
+def import_model(proto: onnx.ModelProto, external: dict | None = None, node_opsets: list | None = None) -> Graph:
+    """The IR of ``proto``, normalized and optimized. A graph stored by ggonnx itself (a GGUF
+    file) comes with ``external`` initializers (name -> array, declared as graph inputs of
+    ``proto``) and ``node_opsets`` (its nodes' opsets): it is optimized already."""
     if proto.functions:  # model-local functions: inline them so every node is a plain op
         try:
             proto = onnx.inliner.inline_local_functions(proto)
@@ -191,6 +194,7 @@ def import_model(proto: onnx.ModelProto) -> Graph:
         initializers = {t.name: numpy_helper.to_array(t) for t in g.initializer}
         for sp in g.sparse_initializer:
             initializers[sp.values.name] = _sparse_to_dense(sp)
+        initializers.update(external or {})
     except Exception as exc:
         raise ModelLoadError(f"could not read an initializer: {exc}") from exc
 
@@ -223,8 +227,14 @@ def import_model(proto: onnx.ModelProto) -> Graph:
     for out in outputs:
         if out.name not in available:
             raise ModelLoadError(f"graph output '{out.name}' is not produced by any node")
+    if node_opsets is not None:
+        if len(node_opsets) != len(nodes):
+            raise ModelLoadError(f"{len(node_opsets)} node opsets stored for {len(nodes)} nodes")
+        for node, opset in zip(nodes, node_opsets):
+            node.opset = int(opset)
     metadata = {p.key: p.value for p in proto.metadata_props}
     graph = Graph(nodes, inputs, outputs, initializers, opsets, proto.producer_name, metadata)
     normalize(graph)
-    optimize(graph)
+    if node_opsets is None:
+        optimize(graph)
     return graph

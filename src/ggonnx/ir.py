@@ -70,3 +70,7 @@ class Graph:
     # name -> (ggml type, the bytes of B^T's rows in that type, (N, K)); the initializer itself
     # holds the dequantized float32 B [K, N]
     typed_weights: dict[str, tuple] = field(default_factory=dict)
+    # typed weights loaded from a GGUF file: their initializers are zero-memory placeholders of
+    # the right shape; name -> how the stored rows lay out the initializer ("T": B^T, "raw": as
+    # is, "conv": [OC, KH*KW*C]), to dequantize them where values are needed
+    placeholder_weights: dict[str, str] = field(default_factory=dict)

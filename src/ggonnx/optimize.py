@@ -347,3 +347,13 @@ def optimize(graph: Graph) -> None:
     fuse_gelu_tanh(graph)
     fuse_rms_norm(graph)
     fuse_swish(graph)
+    drop_unread_initializers(graph)
+
+
+def drop_unread_initializers(graph: Graph) -> None:
+    """Initializers no node (subgraphs included) nor output reads any more, e.g. the weights a
+    fold or a quantized-op rewrite replaced: held for nothing otherwise."""
+    users = _consumers(graph)
+    for name in [k for k in graph.initializers if not users.get(k)]:
+        del graph.initializers[name]
+        graph.typed_weights.pop(name, None)

@@ -31,6 +31,7 @@ from ggonnx.errors import GgonnxError, HostKernelError, ShapeError, UnsupportedO
 from ggonnx.ir import Graph, Node
 from ggonnx.ops import lookup
 from ggonnx.ops.context import Island, LoweringContext, Value, as_float32
+from ggonnx.weight_types import placeholder_values
 
 # Islands with less work than this (flops + elements written) run on one thread:
 # waking the pool costs more than it saves.
@@ -278,7 +279,9 @@ class _Tracer:
         evaluator, names = _reference_model(node, inputs, implicit)
         known = [v for v in inputs if v is not None] + implicit
         try:
-            results = evaluator.run(None, {n: v.const for n, v in zip(names, known)})
+            # a GGUF file's typed weight has no float values: its blocks dequantized stand in
+            results = evaluator.run(None, {n: placeholder_values(self.graph, v.name) if v.name in
+                                           self.graph.placeholder_weights else v.const for n, v in zip(names, known)})
         except GgonnxError:  # our host kernels raise errors that already name node and shapes
             raise
         except Exception as exc:

@@ -10,7 +10,7 @@ from collections import OrderedDict
 import numpy as np
 import onnx
 
-from ggonnx import _core
+from ggonnx import _core, gguf_file
 from ggonnx.emitter import WeightStore
 from ggonnx.weight_types import WeightPolicy
 from ggonnx.errors import HostKernelError, InvalidInputError, UnsupportedOpError
@@ -73,7 +73,7 @@ class Session:
                  plan_cache_size: int = DEFAULT_PLAN_CACHE, _engine=None):
         policy = WeightPolicy(weights)
         # the ModelProto is not kept: the IR holds the initializers, ggml the weights
-        self._graph = import_model(load_model(model))
+        self._graph = gguf_file.load_graph(model) if gguf_file.is_gguf(model) else import_model(load_model(model))
         self._threads = int(threads) if threads else available_cpus()
         if self._threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
@@ -81,6 +81,10 @@ class Session:
         # _engine: control-flow bodies run as nested sessions on their parent's backends
         self._engine = _engine if _engine is not None else _core.Engine(self._threads, use_blas)
         policy.prebuilt = self._graph.typed_weights
+        policy.placeholders = set(self._graph.placeholder_weights)
+        if policy.explicit and policy.placeholders:
+            raise ValueError(f"this file holds its weights as {sorted({t for t, _, _ in self._graph.typed_weights.values()})}"
+                             f" already; weights={weights!r} needs the float32 model")
         self._weights = WeightStore(self._engine, policy)
         self._plans: OrderedDict = OrderedDict()
         self._plan_cache_size = max(1, plan_cache_size)

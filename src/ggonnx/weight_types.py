@@ -1,19 +1,21 @@
 """The ggml type each weight is stored in: ``Session(model, weights="q8_0")``.
 
-Activations stay float32; only the weights of MatMul / Gemm (a constant 2-D B) and Conv are
-converted, each once at load with ggml's own quantizers. The rule, per weight:
+Activations stay float32; only the weights of MatMul / Gemm (a constant 2-D B), Conv and the
+tables Gather reads rows of (embeddings) are converted, each once at load with ggml's own
+quantizers. The rule, per weight:
 
 - fewer than ``MIN_ELEMENTS`` values: float32 (too small to matter, and a classifier's tiny
   head stays exact);
 - the type's block must divide the depth K, the axis ggml quantizes along. When it does not, a
   256-value K-quant falls back to the 32-value type of about its size (``FALLBACK``), and when
   no block fits the weight stays float32;
-- everything else (biases, norms, embeddings, attention's activation-by-activation products)
-  stays float32.
+- everything else (biases, norms, attention's activation-by-activation products) stays float32.
 
 The placement report lists the type each converted weight got (``Session.weight_types()``).
 """
 from __future__ import annotations
+
+import numpy as np
 
 from ggonnx import _core
 
@@ -26,6 +28,24 @@ FALLBACK = {"q2_K": "iq4_nl", "q3_K": "iq4_nl", "q4_K": "iq4_nl", "iq4_xs": "iq4
             "q5_K": "q5_0", "q6_K": "q8_0", "nvfp4": "mxfp4", "q1_0": "q4_0", "q2_0": "q4_0"}
 
 
+def rows_to_initializer(rows, kind: str, shape: tuple):
+    """Invert the layout typed rows give an initializer of ``shape`` (Graph.placeholder_weights)."""
+    if kind == "T":
+        return np.ascontiguousarray(rows.T)
+    if kind == "conv":
+        oc, c, kh, kw = shape
+        return np.ascontiguousarray(rows.reshape(oc, kh, kw, c).transpose(0, 3, 1, 2))
+    return rows.reshape(shape)
+
+
+def placeholder_values(graph, name: str):
+    """The float32 values of a GGUF file's typed weight: its blocks dequantized (plan-time
+    folds of it, such as a Gather by constant positions, compute with what ggml would)."""
+    tname, data, (n, k) = graph.typed_weights[name]
+    rows = _core.dequantize(TYPES[tname][0], data, (n, k))
+    return rows_to_initializer(rows, graph.placeholder_weights[name], graph.initializers[name].shape)
+
+
 class WeightPolicy:
     """Chooses each weight's ggml type from the type the session asked for. Without a request,
     weights a model ships quantized (``prebuilt``: Graph.typed_weights) keep their type, and
@@ -34,6 +54,7 @@ class WeightPolicy:
     def __init__(self, requested: str | None = None):
         self.explicit = requested is not None
         self.prebuilt: dict[str, tuple] = {}
+        self.placeholders: set[str] = set()  # typed weights with no float32 values (a GGUF file's)
         requested = requested or "f32"
         if requested not in TYPES:
             raise ValueError(f"unknown weight type {requested!r}; ggml types a weight may take: "

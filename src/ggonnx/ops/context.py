@@ -239,12 +239,12 @@ class LoweringContext:
             return F32
         return policy.choose(k, n, v.name)
 
-    def typed_weight(self, v: Value, layout: str, transform, shape, wtype: int) -> GT:
+    def typed_weight(self, v: Value, layout: str, transform, shape, wtype: int, matmul_only: bool = True) -> GT:
         """``weight`` stored as ggml type ``wtype`` (from ``weight_type``)."""
         if wtype == F32:
             return self.weight(v, layout, transform, shape)
         return self.e.weight((v.name, layout), lambda: transform(np.asarray(v.const, dtype=np.float32)), shape,
-                             wtype)
+                             wtype, matmul_only)
 
     def derived_weight(self, name: str, layout: str, make, shape, static: bool) -> GT:
         """A float32 constant built by ``make()`` from plan-time values; stored once per session

@@ -10,6 +10,7 @@ from ggonnx.errors import ShapeError
 from ggonnx.ops import coalesce
 from ggonnx.ops.context import NHWC, Value
 from ggonnx.ops.registry import register
+from ggonnx.weight_types import F32
 
 
 def onnx_perm_to_ggml(perm, rank: int) -> tuple:
@@ -312,6 +313,19 @@ def lower_expand(ctx, node, inputs):
     return [ctx.output(ctx.e.repeat(tx, onnx_to_ne(shape)), shape)]
 
 
+def _embedding_table(ctx, data):
+    """The gathered matrix; a constant one (an embedding table) in the session's weight type,
+    ggml converting just the rows it gathers."""
+    wtype = ctx.weight_type(data, data.shape[1], data.shape[0])
+    if wtype == F32:
+        return ctx.tensor(data)
+    shipped = ctx.e.weights.policy.prebuilt_rows(data.name, wtype)  # a GGUF file's rows
+    if shipped is not None:
+        return ctx.e.weight((data.name, "raw"), lambda: (shipped[0], data.shape), data.shape, wtype,
+                            matmul_only=False)
+    return ctx.typed_weight(data, "raw", lambda c: c, data.shape, wtype, matmul_only=False)
+
+
 @register("Gather", since=1)
 def lower_gather(ctx, node, inputs):
     """Row lookup (embeddings): rank-2 data gathered on axis 0 by run-time indices."""
@@ -322,6 +336,6 @@ def lower_gather(ctx, node, inputs):
     if idx.rank > 3:
         ctx.unsupported(f"indices of rank {idx.rank}")
     e = ctx.e
-    rows = e.get_rows(ctx.tensor(data), ctx.index_tensor(idx, data.shape[0]))
+    rows = e.get_rows(_embedding_table(ctx, data), ctx.index_tensor(idx, data.shape[0]))
     shape = idx.shape + (data.shape[1],)
     return [ctx.output(e.reshape(rows, onnx_to_ne(shape)), shape)]
