@@ -207,4 +207,7 @@ def load_graph(path) -> Graph:
     graph = import_model(proto, external=external, node_opsets=list(opsets))
     graph.typed_weights.update(typed)
     graph.placeholder_weights.update(layouts)
+    mm = getattr(reader.data, "_mmap", None)
+    if mm is not None:
+        graph.mapped.append(mm)
     return graph

@@ -74,3 +74,6 @@ class Graph:
     # the right shape; name -> how the stored rows lay out the initializer ("T": B^T, "raw": as
     # is, "conv": [OC, KH*KW*C]), to dequantize them where values are needed
     placeholder_weights: dict[str, str] = field(default_factory=dict)
+    # memory maps (mmap objects) initializers and typed weights are views of: their resident
+    # pages are dropped once uploaded (ggonnx.memory)
+    mapped: list = field(default_factory=list)

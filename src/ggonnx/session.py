@@ -15,6 +15,7 @@ from ggonnx.emitter import WeightStore
 from ggonnx.weight_types import WeightPolicy
 from ggonnx.errors import HostKernelError, InvalidInputError, UnsupportedOpError
 from ggonnx.importer import import_model, load_model
+from ggonnx.memory import release_after_upload
 from ggonnx.ops import lookup
 from ggonnx.planner import NodePlacement, ShapeChanged, compile_plan
 
@@ -200,6 +201,7 @@ class Session:
                 self._weights.discard_pending()
                 raise
             self._plans[sig] = plan
+            release_after_upload(self._graph.mapped)
             while len(self._plans) > self._plan_cache_size:
                 self._plans.popitem(last=False)
             return outs
