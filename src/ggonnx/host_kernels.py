@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ggonnx import host_shape
 from ggonnx.errors import InvalidInputError, ShapeError
 
 
@@ -62,22 +63,30 @@ def dequantize_linear(node, x, scale, zero_point=None):
     return [out.astype(scale.dtype)]
 
 
-KERNELS = {("", "GatherElements"): gather_elements, ("", "DequantizeLinear"): dequantize_linear}
+KERNELS = {("", "GatherElements"): gather_elements, ("", "DequantizeLinear"): dequantize_linear,
+           **host_shape.KERNELS}
 
 
 class HostKernel:
     """A kernel of ours behind the evaluator interface the planner runs host nodes through."""
 
-    def __init__(self, node, fn, names: list):
-        self.node, self.fn, self.names = node, fn, names
+    def __init__(self, node, fn, names: list, fallback=None):
+        self.node, self.fn, self.names, self.fallback = node, fn, names, fallback
 
     def run(self, output_names, feeds: dict) -> list:
-        return self.fn(self.node, *[feeds[n] for n in self.names])
+        out = self.fn(self.node, *[feeds[n] if n else None for n in self.names])
+        if out is None:  # a case the kernel leaves to onnx.reference (``fallback`` builds it)
+            if self.fallback is None:
+                raise ShapeError(f"{self.node.describe()}: no host kernel for these inputs")
+            return self.fallback().run(output_names, feeds)
+        return out
 
 
-def kernel_for(node, names: list):
-    """Our kernel for ``node`` reading inputs fed under ``names``, or None."""
+def kernel_for(node, names: list, fallback=None):
+    """Our kernel for ``node`` reading its inputs fed under ``names`` ('' for an omitted
+    optional input, passed to the kernel as None), or None; ``fallback()`` gives the evaluator
+    for inputs a kernel declines (it returns None)."""
     fn = KERNELS.get((node.domain, node.op_type))
-    if fn is None or node.implicit_inputs or len(names) != len([i for i in node.inputs if i]):
+    if fn is None or node.implicit_inputs or len(names) != len(node.inputs):
         return None
-    return HostKernel(node, fn, names)
+    return HostKernel(node, fn, names, fallback)

@@ -174,8 +174,12 @@ def _reference_evaluator(node: Node, model):
 def _reference_model(node: Node, inputs: list, implicit: list) -> tuple:
     """The host kernel for ``node`` alone (ours where we have one, else onnx's reference
     kernel), and the names its inputs are fed under."""
+    names = [f"in{i}" if v is not None else "" for i, v in enumerate(inputs)]
+    kernel = host_kernels.kernel_for(node, names, lambda: _reference_evaluator(node, _host_model(node, inputs, implicit)[0]))
+    if kernel is not None:  # ours: no one-node model to build (shape arithmetic folds per plan)
+        return kernel, [n for n in names if n]
     model, names = _host_model(node, inputs, implicit)
-    return host_kernels.kernel_for(node, names) or _reference_evaluator(node, model), names
+    return _reference_evaluator(node, model), names
 
 
 class _Tracer:
