@@ -123,7 +123,7 @@ def test_dequantized_weights_equal_onnxruntime_where_its_arithmetic_is_float(tmp
     np.testing.assert_allclose(y, ref, rtol=0, atol=1e-5 * np.abs(ref).max())
 
 
-@pytest.mark.parametrize("how", ["qdq", "qoperator"])
+@pytest.mark.parametrize("how", ["qdq", "qoperator", "dynamic", "dynamic_per_channel"])
 def test_onnxruntime_quantized_convnet_runs_in_ggml(tmp_path, how):
     model = convnet()
     data = quantized(tmp_path, model, how)
@@ -131,6 +131,9 @@ def test_onnxruntime_quantized_convnet_runs_in_ggml(tmp_path, how):
     sess, y, ref, f32 = run_all(data, model, x)
     all_in_ggml(sess, x.shape)
     assert np.abs(y - ref).max() <= 1.5 * np.abs(ref - f32).max()
+    if how.startswith("dynamic"):  # ConvInteger: the 1x1 conv's int8 rows (K = 32) as q8_0 blocks; the
+        # 3x3 conv's K = 144 is no multiple of 32: dequantized to float32
+        assert list(sess.weight_types().values()) == ["q8_0"]
 
 
 @pytest.mark.parametrize("block,zero_points", [(32, False), (64, True), (128, False)])

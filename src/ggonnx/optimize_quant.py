@@ -5,10 +5,11 @@
   without 4-bit zero points or with all of them 8, q4_1 with others, q8_0 for 8 bits with
   zero points 128) the weight's ggml bytes go to ``Graph.typed_weights`` and the session stores
   those rather than float32 (the scales rounded to float16, as ggml blocks hold them).
-- quantize_dynamic's DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul(scales) becomes a
-  MatMul by the dequantized int8 weight. The activations are not quantized on the way, so the
+- quantize_dynamic's DynamicQuantizeLinear -> MatMulInteger / ConvInteger -> Cast -> Mul(scales)
+  becomes a MatMul / Conv by the dequantized int8 weight. The activations are not quantized on the way, so the
   result sits closer to float32 than onnxruntime's int8 kernels. Symmetric (zero point 0) weights
-  with one scale per tensor or per output column are q8_0 blocks exactly: recorded likewise.
+  with one scale per tensor or per output channel are q8_0 blocks exactly (a dense conv's in its
+  (ky, kx, c) rows): recorded likewise.
 - QLinearMatMul / QLinearConv (and com.microsoft QLinearAdd / QLinearMul) become
   DequantizeLinear of their inputs, the float op and QuantizeLinear of the result; constant
   DequantizeLinear folds into float32 weights and the per-tensor Quantize/Dequantize pairs of
@@ -79,19 +80,35 @@ def nbits_weight(b, scales, zero_points, n: int, k: int, bits: int, block: int):
     return np.ascontiguousarray(w_t.T), typed
 
 
-def int8_weight(wq, scale, zp):
-    """MatMulInteger's int8/uint8 B [K, N] with per-tensor or per-column scale and zero point ->
-    (float32 W, ggml (type, bytes) or None)."""
-    k, n = wq.shape
+def int8_rows(rows_q, scale, zp):
+    """int8/uint8 weight rows [N, K] with one scale and zero point per tensor or per row ->
+    (float32 rows, ggml (type, bytes) or None): symmetric int8 rows are q8_0 blocks exactly."""
+    n, k = rows_q.shape
     s = np.broadcast_to(np.asarray(scale, dtype=np.float32).reshape(-1), (n,))
     z = np.broadcast_to(np.asarray(zp if zp is not None else 0, dtype=np.float32).reshape(-1), (n,))
-    w = (wq.astype(np.float32) - z) * s
+    rows = (rows_q.astype(np.float32) - z[:, None]) * s[:, None]
     typed = None
-    if wq.dtype == np.int8 and k % 32 == 0 and not z.any():
+    if rows_q.dtype == np.int8 and k % 32 == 0 and not z.any():
         out = np.empty((n, k // 32), dtype=Q8_0)
-        out["d"], out["qs"] = s[:, None], np.ascontiguousarray(wq.T).reshape(n, k // 32, 32)
+        out["d"], out["qs"] = s[:, None], np.ascontiguousarray(rows_q).reshape(n, k // 32, 32)
         typed = ("q8_0", out.view(np.uint8).reshape(-1))
-    return w.astype(np.float32), typed
+    return rows, typed
+
+
+def int8_weight(wq, scale, zp):
+    """MatMulInteger's int8/uint8 B [K, N] with per-tensor or per-column scale and zero point ->
+    (float32 W, ggml (type, bytes of B^T's rows) or None)."""
+    rows, typed = int8_rows(np.ascontiguousarray(wq.T), scale, zp)
+    return np.ascontiguousarray(rows.T), typed
+
+
+def int8_conv_weight(wq, scale, zp, group: int):
+    """ConvInteger's int8/uint8 W [OC, C/g, KH, KW], per-tensor or per-output-channel scale and
+    zero point -> (float32 W, ggml (type, bytes of its (ky, kx, c) rows) or None; dense convs only)."""
+    oc = wq.shape[0]
+    rows, typed = int8_rows(np.ascontiguousarray(wq.transpose(0, 2, 3, 1).reshape(oc, -1)), scale, zp)
+    w = np.ascontiguousarray(rows.reshape(oc, wq.shape[2], wq.shape[3], wq.shape[1]).transpose(0, 3, 1, 2))
+    return w, typed if group == 1 else None
 
 
 def rewrite_matmul_nbits(graph: Graph) -> None:
@@ -123,19 +140,20 @@ def rewrite_matmul_nbits(graph: Graph) -> None:
 
 
 def rewrite_dynamic_matmul_integer(graph: Graph) -> None:
-    """DynamicQuantizeLinear(x) -> MatMulInteger(xq, Wq, xzp, wzp) -> Cast(float) -> Mul(x_scale *
-    w_scale) with constant Wq, w_scale, w_zp becomes MatMul(x, W)."""
+    """DynamicQuantizeLinear(x) -> MatMulInteger / ConvInteger(xq, Wq, xzp, wzp) -> Cast(float)
+    -> Mul(x_scale * w_scale) with constant Wq, w_scale, w_zp becomes MatMul / Conv(x, W)."""
     from ggonnx.optimize import _def_use
     inits = graph.initializers
     producer, only_user = _def_use(graph)
     replaced, removed = {}, set()
     for mmi in graph.nodes:
-        if mmi.op_type != "MatMulInteger" or mmi.domain:
+        if mmi.op_type not in ("MatMulInteger", "ConvInteger") or mmi.domain:
             continue
+        conv = mmi.op_type == "ConvInteger"
         ins = mmi.inputs + [""] * (4 - len(mmi.inputs))
         dql = producer.get(ins[0])
         wq = inits.get(ins[1])
-        if dql is None or dql.op_type != "DynamicQuantizeLinear" or wq is None or wq.ndim != 2 or \
+        if dql is None or dql.op_type != "DynamicQuantizeLinear" or wq is None or wq.ndim != (4 if conv else 2) or \
                 ins[2] != dql.outputs[2] or (ins[3] and ins[3] not in inits):
             continue
         cast = only_user(mmi.outputs[0])
@@ -149,16 +167,27 @@ def rewrite_dynamic_matmul_integer(graph: Graph) -> None:
         if scale_mul is None or scale_mul.op_type != "Mul" or dql.outputs[1] not in scale_mul.inputs:
             continue
         w_scale = inits.get(scale_mul.inputs[1] if scale_mul.inputs[0] == dql.outputs[1] else scale_mul.inputs[0])
-        if w_scale is None or w_scale.size not in (1, wq.shape[1]) or only_user(scale_name) is not mul:
+        n_out = wq.shape[0] if conv else wq.shape[1]
+        if w_scale is None or w_scale.size not in (1, n_out) or only_user(scale_name) is not mul:
             continue
-        w, typed = int8_weight(wq, w_scale, inits.get(ins[3]) if ins[3] else None)
+        zp = inits.get(ins[3]) if ins[3] else None
+        if conv and (w_scale.size > 1 and w_scale.ndim != 1 or zp is not None and zp.size not in (1, n_out)):
+            continue
         name = f"{mmi.name}__weight"
+        if conv:
+            w, typed = int8_conv_weight(wq, w_scale, zp, int(mmi.attrs.get("group", 1)))
+            rows_shape = (wq.shape[0], wq.size // wq.shape[0])
+            new = _node("Conv", [dql.inputs[0], name], [mul.outputs[0]], f"{mmi.name}__conv", **mmi.attrs)
+        else:
+            w, typed = int8_weight(wq, w_scale, zp)
+            rows_shape = (wq.shape[1], wq.shape[0])
+            new = _node("MatMul", [dql.inputs[0], name], [mul.outputs[0]], f"{mmi.name}__matmul")
         inits[name] = w
         if typed is not None:
-            graph.typed_weights[name] = (typed[0], typed[1], (wq.shape[1], wq.shape[0]))
-        replaced[id(mul)] = _node("MatMul", [dql.inputs[0], name], [mul.outputs[0]], f"{mmi.name}__matmul")
+            graph.typed_weights[name] = (typed[0], typed[1], rows_shape)
+        replaced[id(mul)] = new
         removed.update((id(mmi), id(cast), id(scale_mul)))
-    if replaced:  # the MatMul sits where the Mul was; the DynamicQuantizeLinear goes when unread
+    if replaced:  # the float op sits where the Mul was; the DynamicQuantizeLinear goes when unread
         graph.nodes = [replaced.get(id(n), n) for n in graph.nodes if id(n) not in removed]
         _drop_unread(graph, "DynamicQuantizeLinear")
 
