@@ -31,3 +31,30 @@ static inline float param_float(int64_t bits) {
     memcpy(&f, &u, sizeof(f));
     return f;
 }
+
+/* Conv geometry for an implicit GEMM: output pixel p of dst [OC, OW, OH, N] reads, per tap,
+ * one input pixel of src [C, W, H, N]; a plain GEMM has k = 1 and no strides or pads.
+ * Grouped convs (ocg > 0 output channels per group of cg inputs): each panel of 16 output
+ * channels reads the cspan input channels of the groups it covers, from (16 j / ocg) * cg on. */
+struct conv_geom {
+    const struct ggml_tensor * src;
+    int64_t kw, kh, sw, sh, pw, ph, dw, dh, ow, oh;
+    int64_t ocg, cg, cspan;
+};
+
+#define MAX_TAPS 64   /* kernel taps (kh * kw) the conv kernels take at most */
+
+/* Zero rows for taps in the padding (C up to GGONNX_CONV_MAX_C floats; kernels.c). */
+extern const float ggonnx_zero_row[];
+
+static void tap_rows(const struct conv_geom * g, int64_t p, const float ** rows) {
+    const struct ggml_tensor * s = g->src;
+    const int64_t ox = p % g->ow, oy = (p / g->ow) % g->oh, n = p / (g->ow * g->oh);
+    for (int64_t ky = 0; ky < g->kh; ++ky) {
+        const int64_t iy = oy * g->sh - g->ph + ky * g->dh;
+        for (int64_t kx = 0; kx < g->kw; ++kx) {
+            const int64_t ix = ox * g->sw - g->pw + kx * g->dw;
+            *rows++ = (iy < 0 || iy >= s->ne[2] || ix < 0 || ix >= s->ne[1]) ? ggonnx_zero_row : pixel(s, ix, iy, n);
+        }
+    }
+}

@@ -1,0 +1,144 @@
+/* SIMD helpers and the GEMM epilogue shared by the custom-op kernels (16-lane float vectors,
+ * GCC/Clang vector extensions; AVX-512 where compiled for it). Include after kernels.h and
+ * kernels_util.h, in a file that turns floating-point contraction on (see kernels.c). */
+#pragma once
+#include <math.h>
+#include <string.h>
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
+
+typedef float v16 __attribute__((vector_size(64), aligned(4)));
+typedef int32_t vi16 __attribute__((vector_size(64), aligned(4)));
+
+#define SPLAT(s) ((v16){ s, s, s, s, s, s, s, s, s, s, s, s, s, s, s, s })
+
+/* where(mask, a, b) for a lane mask from a vector comparison (C has no vector ?:) */
+static inline v16 select16(vi16 mask, v16 a, v16 b) {
+    return (v16) (((vi16) a & mask) | ((vi16) b & ~mask));
+}
+#define PANEL GGONNX_GEMM_PANEL
+#define NR 12   /* pixels per micro-tile */
+
+struct epilogue {
+    const float * bias;       /* NULL: none */
+    const float * residual;   /* added before the activation, laid out as the output; NULL: none */
+    const float * y;          /* the output's start: a residual element sits at the same offset */
+    int act;
+    float lo, hi;
+};
+
+/* Store the first n floats of v (n <= 16). */
+static inline void store_n(float * dst, v16 v, int64_t n) {
+    if (n == 16) {
+        memcpy(dst, &v, sizeof(v));
+    } else {
+        float tmp[16];
+        memcpy(tmp, &v, sizeof(v));
+        memcpy(dst, tmp, n * sizeof(float));
+    }
+}
+
+static inline v16 clamp16(v16 x, v16 lo, v16 hi) {
+    x = select16(x < lo, lo, x);
+    return select16(x > hi, hi, x);
+}
+
+/* exp(x) to about 1 ulp: x = n ln2 + r with |r| <= ln2 / 2, exp(r) by its degree-6 Taylor
+ * polynomial (error below 1.2e-7 relative), 2^n through the exponent bits. x is clamped to
+ * [-87.3, 88.3] so that n stays a normal exponent; NaN stays NaN. */
+static inline v16 exp16(v16 x) {
+    x = clamp16(x, SPLAT(-87.3f), SPLAT(88.3f));
+    const v16 magic = SPLAT(12582912.0f);              /* 1.5 * 2^23: adding it rounds to an integer */
+    const v16 t = x * SPLAT(1.44269504f) + magic;
+    const v16 n = t - magic;
+    const v16 r = (x - n * SPLAT(0.693145752f)) - n * SPLAT(1.42860677e-6f);   /* ln2 in two parts */
+    v16 p = SPLAT(1.0f / 720.0f);
+    p = p * r + SPLAT(1.0f / 120.0f);
+    p = p * r + SPLAT(1.0f / 24.0f);
+    p = p * r + SPLAT(1.0f / 6.0f);
+    p = p * r + SPLAT(0.5f);
+    p = p * r + SPLAT(1.0f);
+    p = p * r + SPLAT(1.0f);
+    const vi16 bits = ((vi16) t - (vi16) magic + 127) << 23;   /* the integer n, as 2^n */
+    return p * (v16) bits;
+}
+
+/* Exactly 0 below -88.3 (where exp16 clamps), as for -inf: silu(-inf) is then NaN, as in numpy. */
+static inline v16 sigmoid16(v16 x) {
+    return select16(x < SPLAT(-88.3f), SPLAT(0.0f), SPLAT(1.0f) / (SPLAT(1.0f) + exp16(-x)));
+}
+
+/* The activation of an epilogue (kernels.h: GGONNX_ACT_*); lo, hi are its two parameters. */
+static inline v16 activate(v16 acc, int act, float lo, float hi) {
+    if (act == GGONNX_ACT_CLAMP) {
+        return clamp16(acc, SPLAT(lo), SPLAT(hi));
+    }
+    if (act == GGONNX_ACT_HARDSWISH) {
+        return acc * clamp16(acc * SPLAT(1.0f / 6.0f) + SPLAT(0.5f), SPLAT(0.0f), SPLAT(1.0f));
+    }
+    if (act == GGONNX_ACT_HARDSIGMOID) {
+        return clamp16(acc * SPLAT(lo) + SPLAT(hi), SPLAT(0.0f), SPLAT(1.0f));
+    }
+    if (act == GGONNX_ACT_SIGMOID) {
+        return sigmoid16(acc);
+    }
+    if (act == GGONNX_ACT_ROUND) {
+        /* adding and taking away 1.5 * 2^23 rounds to the nearest integer, ties to even, in the
+         * default rounding mode; clamped first so the trick's range (2^22) holds */
+        const v16 magic = SPLAT(12582912.0f);
+        const v16 y = clamp16(acc, SPLAT(lo - 1.0f), SPLAT(hi + 1.0f));
+        return clamp16((y + magic) - magic, SPLAT(lo), SPLAT(hi));
+    }
+    if (act == GGONNX_ACT_SILU) {
+        return acc * sigmoid16(acc);
+    }
+    if (act == GGONNX_ACT_GELU_ERF) {
+        /* 0.5 x (1 + erf(x / sqrt 2)) = 0.5 x erfc(-x / sqrt 2): erfc by a Chebyshev fit of
+         * fractional error below 1.2e-7 everywhere (Numerical Recipes' erfcc), so the negative
+         * tail, where 1 + erf cancels, stays accurate: measured 1.2e-6 relative where
+         * |gelu| > 1e-3, 1.4e-5 in the far tail (exp of a rounded -a^2); ggml's erff is scalar */
+        const v16 z = acc * SPLAT(-0.70710678f);
+        const v16 a = select16(z < SPLAT(0.0f), -z, z);
+        const v16 t = SPLAT(1.0f) / (SPLAT(1.0f) + SPLAT(0.5f) * a);
+        v16 p = SPLAT(0.17087277f);
+        p = p * t + SPLAT(-0.82215223f);
+        p = p * t + SPLAT(1.48851587f);
+        p = p * t + SPLAT(-1.13520398f);
+        p = p * t + SPLAT(0.27886807f);
+        p = p * t + SPLAT(-0.18628806f);
+        p = p * t + SPLAT(0.09678418f);
+        p = p * t + SPLAT(0.37409196f);
+        p = p * t + SPLAT(1.00002368f);
+        p = p * t + SPLAT(-1.26551223f);
+        const v16 erfc_a = t * exp16(p - a * a);
+        return SPLAT(0.5f) * acc * select16(z < SPLAT(0.0f), SPLAT(2.0f) - erfc_a, erfc_a);
+    }
+    if (act == GGONNX_ACT_GELU_TANH) {   /* 0.5 x (1 + tanh(z)) = x sigmoid(2 z) */
+        const v16 z2 = SPLAT(1.5957691216f) * (acc + SPLAT(0.044715f) * acc * acc * acc);
+        return acc * sigmoid16(z2);
+    }
+    return acc;
+}
+
+/* The epilogue of the n (<= 16) outputs at y (output channel o0 on). */
+static inline v16 finish(v16 acc, const struct epilogue * ep, int64_t o0, const float * y, int64_t n) {
+    if (ep->bias) {
+        v16 b;
+        memcpy(&b, ep->bias + o0, sizeof(b));
+        acc += b;
+    }
+    if (ep->residual) {
+        v16 r = {};
+        memcpy(&r, ep->residual + (y - ep->y), n * sizeof(float));
+        acc += r;
+    }
+    return activate(acc, ep->act, ep->lo, ep->hi);
+}
+
+/* The first n (<= 16) floats at src, the rest zero. */
+static inline v16 load_n(const float * src, int64_t n) {
+    v16 v = {};
+    memcpy(&v, src, n * sizeof(float));
+    return v;
+}

@@ -1,0 +1,242 @@
+/* Small-channel convs (narrow, depthwise) and softmax, as ggml custom ops; see kernels.h. */
+#include "kernels.h"
+
+/* acc += w * x must become one FMA: ISO C mode (-std=c11) turns GCC's contraction off. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("fp-contract=fast")
+#endif
+
+#include <float.h>
+#include "kernels_util.h"
+#include "kernels_simd.h"
+
+/* ---- narrow convs (few output channels) ---------------------------------------------------
+ * With one panel of 16 outputs or fewer, the outer-product tile has one weight vector per depth
+ * step, so each FMA waits on a broadcast load. Here the vectors run along the depth instead:
+ * 4 pixels x 4 outputs of 16-lane partial dot products (8 loads per 16 FMAs), summed across
+ * their lanes at the end. */
+
+typedef int32_t mask16 __attribute__((vector_size(64), aligned(4)));
+
+/* The first n (< 16) floats of src, the rest zero. */
+static inline v16 load_tail(const float * src, int64_t n) {
+#ifdef __AVX512F__
+    return (v16) _mm512_maskz_loadu_ps((__mmask16) ((1u << n) - 1), src);
+#else
+    v16 v = {};
+    for (int64_t i = 0; i < n; ++i) {
+        v[i] = src[i];
+    }
+    return v;
+#endif
+}
+
+/* Lane i of the result: the sum of the lanes of a[i]. */
+static inline v16 lane_sums(v16 a[16]) {
+    const mask16 lo1 = { 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23 };
+    const mask16 hi1 = { 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31 };
+    const mask16 lo2 = { 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27 };
+    const mask16 hi2 = { 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31 };
+    const mask16 lo3 = { 0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29 };
+    const mask16 hi3 = { 2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31 };
+    const mask16 lo4 = { 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30 };
+    const mask16 hi4 = { 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31 };
+    v16 r1[8], r2[4], r3[2];
+    for (int i = 0; i < 8; ++i) {
+        r1[i] = __builtin_shuffle(a[2 * i], a[2 * i + 1], lo1) + __builtin_shuffle(a[2 * i], a[2 * i + 1], hi1);
+    }
+    for (int i = 0; i < 4; ++i) {
+        r2[i] = __builtin_shuffle(r1[2 * i], r1[2 * i + 1], lo2) + __builtin_shuffle(r1[2 * i], r1[2 * i + 1], hi2);
+    }
+    for (int i = 0; i < 2; ++i) {
+        r3[i] = __builtin_shuffle(r2[2 * i], r2[2 * i + 1], lo3) + __builtin_shuffle(r2[2 * i], r2[2 * i + 1], hi3);
+    }
+    return __builtin_shuffle(r3[0], r3[1], lo4) + __builtin_shuffle(r3[0], r3[1], hi4);
+}
+
+/* 4 pixels (tap rows px[q * taps + t]) x outputs [o0, o0 + 4) of the weight w [OC4][taps * c]. */
+static inline v16 narrow_block(const float * const * px, int64_t taps, int64_t c, const float * w, int64_t o0) {
+    v16 acc[16];
+    for (int i = 0; i < 16; ++i) {
+        acc[i] = (v16){};
+    }
+    const int64_t k = taps * c, full = c & ~(int64_t) 15;
+    for (int64_t t = 0; t < taps; ++t) {
+        const float * x[4];
+        const float * wr[4];
+        for (int q = 0; q < 4; ++q) {
+            x[q] = px[q * taps + t];
+            wr[q] = w + (o0 + q) * k + t * c;
+        }
+        for (int64_t ci = 0; ci < full; ci += 16) {
+            v16 xv[4], wv[4];
+            for (int q = 0; q < 4; ++q) {
+                memcpy(&xv[q], x[q] + ci, sizeof(v16));
+                memcpy(&wv[q], wr[q] + ci, sizeof(v16));
+            }
+            for (int q = 0; q < 4; ++q) {
+                for (int o = 0; o < 4; ++o) {
+                    acc[q * 4 + o] += xv[q] * wv[o];
+                }
+            }
+        }
+        if (full < c) {
+            v16 xv[4], wv[4];
+            for (int q = 0; q < 4; ++q) {
+                xv[q] = load_tail(x[q] + full, c - full);
+                wv[q] = load_tail(wr[q] + full, c - full);
+            }
+            for (int q = 0; q < 4; ++q) {
+                for (int o = 0; o < 4; ++o) {
+                    acc[q * 4 + o] += xv[q] * wv[o];
+                }
+            }
+        }
+    }
+    return lane_sums(acc);   /* lane 4 q + o: pixel q, output o0 + o */
+}
+
+void ggonnx_conv_narrow(struct ggml_tensor * dst, int ith, int nth, void * params) {
+    const int64_t * p = (const int64_t *) params;
+    const struct ggml_tensor * x = dst->src[0];
+    const float * w = (const float *) dst->src[1]->data;
+    const struct ggml_tensor * b = dst->src[2];
+    const float lo = param_float(p[1]), hi = param_float(p[2]);
+    const struct conv_geom g = { x, p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], dst->ne[1], dst->ne[2],
+                                 0, 0, x->ne[0] };
+    const int64_t taps = g.kw * g.kh, c = x->ne[0], oc = dst->ne[0], oc4 = (oc + 3) & ~(int64_t) 3;
+    const int64_t pixels = ggml_nelements(dst) / oc, ldy = dst->nb[1] / sizeof(float);
+    float * y = (float *) dst->data;
+    int64_t q0, q1;
+    split((pixels + 3) / 4, ith, nth, &q0, &q1);
+    const float * rows[4 * MAX_TAPS];
+    for (int64_t q = q0; q < q1; ++q) {
+        const int64_t p0 = q * 4, np = MIN(4, pixels - p0);
+        for (int64_t i = 0; i < 4; ++i) {   /* a short last block repeats its last pixel */
+            tap_rows(&g, p0 + MIN(i, np - 1), rows + i * taps);
+        }
+        for (int64_t o0 = 0; o0 < oc4; o0 += 4) {
+            v16 v = narrow_block(rows, taps, c, w, o0);
+            float out[16];
+            if (b) {
+                const float * bias = (const float *) b->data + o0;
+                const v16 bv = { bias[0], bias[1], bias[2], bias[3], bias[0], bias[1], bias[2], bias[3],
+                                 bias[0], bias[1], bias[2], bias[3], bias[0], bias[1], bias[2], bias[3] };
+                v += bv;
+            }
+            v = activate(v, (int) p[0], lo, hi);
+            memcpy(out, &v, sizeof(out));
+            const int64_t n_out = MIN(4, oc - o0);
+            for (int64_t i = 0; i < np; ++i) {
+                memcpy(y + (p0 + i) * ldy + o0, out + 4 * i, n_out * sizeof(float));
+            }
+        }
+    }
+}
+
+/* ---- depthwise convs ------------------------------------------------------------------------
+ * 16 channels x 4 output pixels of a row at a time: each tap's weight vector loads once for
+ * the 4 pixels; bias and activation in the epilogue (ggml's depthwise kernel needs an Add and a
+ * Clamp pass after it). */
+
+void ggonnx_conv_dw(struct ggml_tensor * dst, int ith, int nth, void * params) {
+    const int64_t * p = (const int64_t *) params;
+    const struct ggml_tensor * x = dst->src[0];
+    const float * w = (const float *) dst->src[1]->data;
+    const float * bias = dst->src[2] ? (const float *) dst->src[2]->data : NULL;
+    const float lo = param_float(p[1]), hi = param_float(p[2]);
+    const int act = (int) p[0];
+    const int64_t kw = p[3], kh = p[4], sw = p[5], sh = p[6], pw = p[7], ph = p[8], dw = p[9], dh = p[10];
+    const int64_t c = x->ne[0], w_in = x->ne[1], h_in = x->ne[2];
+    const int64_t ow = dst->ne[1], oh = dst->ne[2];
+    int64_t r0, r1;
+    split(oh * dst->ne[3], ith, nth, &r0, &r1);
+    for (int64_t r = r0; r < r1; ++r) {
+        const int64_t oy = r % oh, n = r / oh;
+        for (int64_t ox0 = 0; ox0 < ow; ox0 += 4) {
+            const int64_t nq = MIN(4, ow - ox0);
+            for (int64_t c0 = 0; c0 < c; c0 += 16) {
+                const int64_t m = MIN(16, c - c0);
+                const v16 b0 = bias ? (m == 16 ? load_n(bias + c0, 16) : load_tail(bias + c0, m)) : (v16){};
+                v16 acc[4] = { b0, b0, b0, b0 };
+                for (int64_t ky = 0; ky < kh; ++ky) {
+                    const int64_t iy = oy * sh - ph + ky * dh;
+                    if (iy < 0 || iy >= h_in) {
+                        continue;
+                    }
+                    for (int64_t kx = 0; kx < kw; ++kx) {
+                        const float * wt = w + (ky * kw + kx) * c + c0;
+                        const v16 wv = m == 16 ? load_n(wt, 16) : load_tail(wt, m);
+                        for (int64_t q = 0; q < nq; ++q) {
+                            const int64_t ix = (ox0 + q) * sw - pw + kx * dw;
+                            if (ix < 0 || ix >= w_in) {
+                                continue;
+                            }
+                            const float * in = pixel(x, ix, iy, n) + c0;
+                            acc[q] += wv * (m == 16 ? load_n(in, 16) : load_tail(in, m));
+                        }
+                    }
+                }
+                for (int64_t q = 0; q < nq; ++q) {
+                    store_n(at4(dst, c0, ox0 + q, oy, n), activate(acc[q], act, lo, hi), m);
+                }
+            }
+        }
+    }
+}
+
+/* ---- softmax ------------------------------------------------------------------------------
+ * Along ne0 of contiguous rows: max, exp (exp16) and sum, scale; each row stays in L1 (ggml's
+ * soft_max spent 13% of whisper's encoder). */
+
+/* exp, exactly 0 where exp16 would clamp (masked attention scores of -inf or -1e9) */
+static inline v16 exp_or_zero(v16 d) {
+    return select16(d < SPLAT(-87.3f), SPLAT(0.0f), exp16(d));
+}
+
+void ggonnx_softmax(struct ggml_tensor * dst, int ith, int nth, void * params) {
+    (void) params;
+    const struct ggml_tensor * src = dst->src[0];
+    const int64_t n = src->ne[0], rows = ggml_nrows(src), full = n & ~(int64_t) 15;
+    const v16 lanes = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15 };
+    const vi16 tail = (vi16) (lanes < SPLAT((float) (n - full)));   /* the last block's valid lanes */
+    int64_t r0, r1;
+    split(rows, ith, nth, &r0, &r1);
+    for (int64_t r = r0; r < r1; ++r) {
+        const float * x = (const float *) src->data + r * n;
+        float * y = (float *) dst->data + r * n;
+        v16 mv = SPLAT(-INFINITY);
+        for (int64_t i = 0; i < full; i += 16) {
+            const v16 v = load_n(x + i, 16);
+            mv = select16(v > mv, v, mv);
+        }
+        if (full < n) {
+            const v16 v = select16(tail, load_tail(x + full, n - full), SPLAT(-INFINITY));
+            mv = select16(v > mv, v, mv);
+        }
+        float m = mv[0];
+        for (int i = 1; i < 16; ++i) {
+            m = mv[i] > m ? mv[i] : m;
+        }
+        v16 sv = {};
+        for (int64_t i = 0; i < full; i += 16) {
+            const v16 e = exp_or_zero(load_n(x + i, 16) - SPLAT(m));
+            store_n(y + i, e, 16);
+            sv += e;
+        }
+        if (full < n) {
+            const v16 e = select16(tail, exp_or_zero(load_tail(x + full, n - full) - SPLAT(m)), SPLAT(0.0f));
+            store_n(y + full, e, n - full);
+            sv += e;
+        }
+        float sum = 0.0f;
+        for (int i = 0; i < 16; ++i) {
+            sum += sv[i];
+        }
+        const v16 inv = SPLAT(1.0f / sum);
+        for (int64_t i = 0; i < n; i += 16) {
+            const int64_t k = MIN(16, n - i);
+            store_n(y + i, (k == 16 ? load_n(y + i, 16) : load_tail(y + i, k)) * inv, k);
+        }
+    }
+}
