@@ -153,3 +153,28 @@ def test_conv_weight_in_type(name, kernel, stride, pads):
         None, {"x": x})
     scale = np.abs(x).max() * np.abs(w_dq).sum(axis=(1, 2, 3)).max()
     assert np.abs(y - ref).max() <= scale * (1 / 127 if TYPES[name][3] == "q8_0" else 2.0 ** -7)
+
+
+def test_float_copies_of_typed_weights_are_released_and_later_plans_still_agree():
+    """After a plan, a matmul weight uploaded only as typed rows drops its float32 array (the
+    session holds about the quantized bytes); plans for new shapes reuse the uploaded rows."""
+    rng = np.random.default_rng(5)
+    table = rng.standard_normal((16, 256)).astype(np.float32)
+    w = rng.standard_normal((256, 64)).astype(np.float32)
+    nodes = [helper.make_node("Gather", ["table", "pos"], ["e"]), helper.make_node("Add", ["x", "e"], ["s"]),
+             helper.make_node("MatMul", ["s", "W"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 256])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 64])],
+                          [numpy_helper.from_array(table, "table"), numpy_helper.from_array(w, "W"),
+                           numpy_helper.from_array(np.zeros(1, np.int64), "pos")])
+    data = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    sess = ggonnx.Session(data, weights="q8_0")
+    xs = [rng.standard_normal((m, 256)).astype(np.float32) for m in (3, 5, 3)]
+    first = sess.run(None, {"x": xs[0]})[0]
+    graph = sess._graph
+    assert set(graph.placeholder_weights) == {"W"}
+    assert graph.initializers["W"].strides == (0, 0)          # no float32 copy left
+    for x in xs[1:]:   # new signatures plan from the uploaded rows and the kept table bytes
+        np.testing.assert_array_equal(sess.run(None, {"x": x})[0], ggonnx.Session(data, weights="q8_0").run(
+            None, {"x": x})[0])
+    np.testing.assert_array_equal(sess.run(None, {"x": xs[0]})[0], first)

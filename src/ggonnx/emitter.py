@@ -73,6 +73,7 @@ class WeightStore:
         self.pending_types: list[int] = []
         self.pending_repack: list[bool] = []
         self.pending_bytes = 0
+        self.typed_bytes: dict[tuple, tuple] = {}   # key -> (bytes, shape) of weights quantized here
 
     def request(self, key: tuple, make_array, wtype: int = F32, repack: bool = True) -> int:
         key = key + (wtype,)
@@ -80,10 +81,14 @@ class WeightStore:
         if idx is None:
             arr = make_array()
             if not isinstance(arr, tuple) and self.policy is not None and key[0] in self.policy.placeholders:
-                raise GraphBuildError(f"weight '{key[0]}' is stored in its file as {self.policy.prebuilt[key[0]][0]} "
-                                      f"rows only, which this use cannot read (quantize from the ONNX model instead)")
+                raise GraphBuildError(f"weight '{key[0]}' is held as {self.policy.prebuilt[key[0]][0]} rows only (a GGUF "
+                                      f"file's, or released after upload), which this use cannot read")
             if isinstance(arr, tuple):  # (uint8 bytes already in type wtype, shape)
                 arr = (np.ascontiguousarray(arr[0], dtype=np.uint8), tuple(arr[1]))
+            elif wtype != F32:  # quantized here, its bytes kept until the float copy goes (release_float_copies)
+                arr = np.ascontiguousarray(arr, dtype=np.float32)
+                arr = (_core.quantize(wtype, arr, self.engine.n_threads), arr.shape)
+                self.typed_bytes[key] = arr
             else:
                 arr = as_ggml_array(np.ascontiguousarray(arr, dtype=np.float32))
             idx = self.engine.n_weights + len(self.pending)
@@ -105,8 +110,20 @@ class WeightStore:
     def discard_pending(self) -> None:
         for key in [k for k, v in self.index.items() if v >= self.engine.n_weights]:
             del self.index[key]
+            self.typed_bytes.pop(key, None)
         self.pending, self.pending_types, self.pending_repack = [], [], []
         self.pending_bytes = 0
+
+    def typed_rows(self, name: str) -> tuple | None:
+        """(type id, bytes of the first rows) of a weight this store quantized, or None."""
+        for key, (data, shape) in self.typed_bytes.items():
+            if key[0] == name and self.index.get(key, -1) < self.engine.n_weights:   # uploaded
+                return key[-1], data, shape
+        return None
+
+    def forget_bytes(self, name: str) -> None:
+        for key in [k for k in self.typed_bytes if k[0] == name]:
+            del self.typed_bytes[key]
 
     def types_by_name(self) -> dict[str, str]:
         """{initializer name: ggml type name} of every weight uploaded in a type other than float32."""

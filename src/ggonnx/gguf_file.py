@@ -31,7 +31,7 @@ from ggonnx import _core
 from ggonnx.errors import ModelLoadError
 from ggonnx.importer import import_model, load_model
 from ggonnx.ir import Graph
-from ggonnx.weight_types import F32, WeightPolicy
+from ggonnx.weight_types import F32, WeightPolicy, typed_rows_layout
 
 MAGIC = b"GGUF"
 FORMAT = 1
@@ -46,41 +46,6 @@ def is_gguf(model) -> bool:
         with open(model, "rb") as fh:
             return fh.read(4) == MAGIC
     return False
-
-
-def _rows_reader(graph: Graph, name: str):
-    """(layout kind, rows of weight ``name`` as the typed lowerings read them, (N, K)) when every
-    reader of the initializer is one that takes typed rows, else None."""
-    w = graph.initializers[name]
-    kinds = set()
-    for node in graph.nodes:
-        for i, inp in enumerate(node.inputs):
-            if inp != name:
-                continue
-            if i == 1 and node.op_type == "MatMul" and not node.domain and w.ndim == 2:
-                kinds.add("T")
-            elif i == 1 and node.op_type == "Gemm" and not node.domain and w.ndim == 2 and \
-                    not node.attrs.get("transA", 0) and float(node.attrs.get("alpha", 1.0)) == 1.0:
-                kinds.add("raw" if node.attrs.get("transB", 0) else "T")
-            elif i == 1 and node.op_type == "Conv" and not node.domain and w.ndim == 4 and \
-                    int(node.attrs.get("group", 1)) == 1:
-                kinds.add("conv")
-            elif i == 0 and node.op_type == "Gather" and not node.domain and w.ndim == 2 and \
-                    int(node.attrs.get("axis", 0)) in (0, -2):
-                kinds.add("raw")  # an embedding table: its rows as they are
-            else:
-                return None
-        if name in node.implicit_inputs:
-            return None
-    if len(kinds) != 1 or name in {o.name for o in graph.outputs} or w.dtype != np.float32:
-        return None
-    kind = kinds.pop()
-    if kind == "T":
-        return kind, lambda: np.ascontiguousarray(w.T), (w.shape[1], w.shape[0])
-    if kind == "raw":
-        return kind, lambda: w, w.shape
-    oc = w.shape[0]
-    return kind, lambda: np.ascontiguousarray(w.transpose(0, 2, 3, 1).reshape(oc, -1)), (oc, w.size // oc)
 
 
 def _model_proto(graph: Graph, stored: set) -> onnx.ModelProto:
@@ -119,7 +84,7 @@ def save_quantized(model, path, weights: str | None = "q8_0", threads: int | Non
     writer = gguf.GGUFWriter(str(path), arch="ggonnx")
     names, shapes, kinds, tensors, typed = [], [], [], [], {}
     for name, w in graph.initializers.items():
-        reader = _rows_reader(graph, name)
+        reader = typed_rows_layout(graph, name)
         wtype = policy.choose(reader[2][1], reader[2][0], name) if reader is not None else F32
         if wtype != F32:
             shipped = policy.prebuilt_rows(name, wtype)

@@ -12,7 +12,7 @@ import onnx
 
 from ggonnx import _core, gguf_file
 from ggonnx.emitter import WeightStore
-from ggonnx.weight_types import WeightPolicy
+from ggonnx.weight_types import WeightPolicy, release_float_copies
 from ggonnx.errors import HostKernelError, InvalidInputError, UnsupportedOpError
 from ggonnx.importer import import_model, load_model
 from ggonnx.memory import release_after_upload
@@ -201,6 +201,7 @@ class Session:
                 self._weights.discard_pending()
                 raise
             self._plans[sig] = plan
+            release_float_copies(self._graph, self._weights)
             release_after_upload(self._graph.mapped)
             while len(self._plans) > self._plan_cache_size:
                 self._plans.popitem(last=False)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ggonnx import _core
+from ggonnx.errors import GraphBuildError
 
 F32 = _core.TYPE_F32
 TYPES = _core.weight_types()  # {name: (ggml id, block, bytes per block)}
@@ -38,10 +39,74 @@ def rows_to_initializer(rows, kind: str, shape: tuple):
     return rows.reshape(shape)
 
 
+def typed_rows_layout(graph, name: str):
+    """(layout kind, rows of weight ``name`` as the typed lowerings read them, (N, K)) when every
+    reader of the initializer is one that takes typed rows, else None."""
+    w = graph.initializers[name]
+    kinds = set()
+    for node in graph.nodes:
+        for i, inp in enumerate(node.inputs):
+            if inp != name:
+                continue
+            if i == 1 and node.op_type == "MatMul" and not node.domain and w.ndim == 2:
+                kinds.add("T")
+            elif i == 1 and node.op_type == "Gemm" and not node.domain and w.ndim == 2 and \
+                    not node.attrs.get("transA", 0) and float(node.attrs.get("alpha", 1.0)) == 1.0:
+                kinds.add("raw" if node.attrs.get("transB", 0) else "T")
+            elif i == 1 and node.op_type == "Conv" and not node.domain and w.ndim == 4 and \
+                    int(node.attrs.get("group", 1)) == 1:
+                kinds.add("conv")
+            elif i == 0 and node.op_type == "Gather" and not node.domain and w.ndim == 2 and \
+                    int(node.attrs.get("axis", 0)) in (0, -2):
+                kinds.add("raw")  # an embedding table: its rows as they are
+            else:
+                return None
+        if name in node.implicit_inputs:
+            return None
+    if len(kinds) != 1 or name in {o.name for o in graph.outputs} or w.dtype != np.float32:
+        return None
+    kind = kinds.pop()
+    if kind == "T":
+        return kind, lambda: np.ascontiguousarray(w.T), (w.shape[1], w.shape[0])
+    if kind == "raw":
+        return kind, lambda: w, w.shape
+    oc = w.shape[0]
+    return kind, lambda: np.ascontiguousarray(w.transpose(0, 2, 3, 1).reshape(oc, -1)), (oc, w.size // oc)
+
+
+def release_float_copies(graph, store) -> list[str]:
+    """After a plan: initializers uploaded only as typed rows (quantized by ``store``, an
+    emitter.WeightStore, and read only by typed lowerings) give up their float32 arrays to a
+    zero-memory placeholder: matmul and conv weights, whose lowerings take the same uploaded
+    weight in every plan. Tables a Gather reads keep their float32 values, which a Gather by
+    constant positions folds from at plan time, in every plan alike. Returns their names."""
+    released = []
+    for name in list(graph.initializers):
+        if name in graph.placeholder_weights or store.policy is None or not store.policy.explicit:
+            continue
+        layout = typed_rows_layout(graph, name)
+        typed = store.typed_rows(name) if layout is not None else None
+        if typed is None:
+            continue
+        if any(node.op_type == "Gather" and node.inputs[:1] == [name] for node in graph.nodes):
+            continue
+        tid, _, _ = typed
+        graph.typed_weights[name] = (_core.type_name(tid), None, layout[2])
+        store.forget_bytes(name)
+        graph.placeholder_weights[name] = layout[0]
+        graph.initializers[name] = np.broadcast_to(np.zeros((), np.float32), graph.initializers[name].shape)
+        store.policy.placeholders.add(name)
+        released.append(name)
+    return released
+
+
 def placeholder_values(graph, name: str):
     """The float32 values of a GGUF file's typed weight: its blocks dequantized (plan-time
     folds of it, such as a Gather by constant positions, compute with what ggml would)."""
     tname, data, (n, k) = graph.typed_weights[name]
+    if data is None:
+        raise GraphBuildError(f"weight '{name}' was uploaded as {tname} rows and its float32 values released; "
+                              f"this plan needs them as values")
     rows = _core.dequantize(TYPES[tname][0], data, (n, k))
     return rows_to_initializer(rows, graph.placeholder_weights[name], graph.initializers[name].shape)
 
@@ -78,7 +143,8 @@ class WeightPolicy:
     def prebuilt_rows(self, name: str, wtype: int):
         """(bytes of the weight's rows, (N, K)) as the model shipped them in type ``wtype``, or None."""
         entry = self.prebuilt.get(name)
-        if entry is None or self.explicit or TYPES[entry[0]][0] != wtype:
+        if entry is None or entry[1] is None or (self.explicit and name not in self.placeholders) or \
+                TYPES[entry[0]][0] != wtype:
             return None
         return entry[1], entry[2]
 
