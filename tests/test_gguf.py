@@ -128,3 +128,12 @@ def test_cli_quantize_then_run(tmp_path, capsys):
     assert "q4_0 typed weights" in capsys.readouterr().out
     assert cli.main(["info", str(out)]) == 0
     assert "q4_0 weight" in capsys.readouterr().out
+
+
+def test_inference_session_takes_the_weight_type_and_gguf_files(tmp_path):
+    path, model = tmp_path / "net.gguf", net()
+    ggonnx.quantize(model, path, weights="q8_0")
+    a = ggonnx.InferenceSession(model, providers=["CPUExecutionProvider"], weights="q8_0").run(None, FEEDS)
+    b = ggonnx.InferenceSession(str(path)).run(None, FEEDS)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)

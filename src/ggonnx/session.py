@@ -241,10 +241,12 @@ class InferenceSession(Session):
 
     ``sess_options.intra_op_num_threads`` sets the thread count; providers other
     than the CPU one are not available yet and fall back to CPU with a warning,
-    as onnxruntime does for a provider it lacks.
+    as onnxruntime does for a provider it lacks. ``weights=`` is ggonnx's weight type, as for
+    ``Session``.
     """
 
-    def __init__(self, path_or_bytes, sess_options=None, providers=None, provider_options=None, **kwargs):
+    def __init__(self, path_or_bytes, sess_options=None, providers=None, provider_options=None, *,
+                 weights: str | None = None, **kwargs):
         threads = getattr(sess_options, "intra_op_num_threads", 0) or None
         self._requested_providers = []
         for p in providers or []:
@@ -253,4 +255,4 @@ class InferenceSession(Session):
             if name != "CPUExecutionProvider":
                 warnings.warn(f"ggonnx: provider {name!r} is not available; running on CPU", RuntimeWarning,
                               stacklevel=2)
-        super().__init__(path_or_bytes, threads=threads)
+        super().__init__(path_or_bytes, threads=threads, weights=weights)
