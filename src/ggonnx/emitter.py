@@ -73,7 +73,7 @@ class WeightStore:
         self.pending_types: list[int] = []
         self.pending_repack: list[bool] = []
         self.pending_bytes = 0
-        self.typed_bytes: dict[tuple, tuple] = {}   # key -> (bytes, shape) of weights quantized here
+        self.converted: set[tuple] = set()   # keys of typed weights made from float32 values
 
     def request(self, key: tuple, make_array, wtype: int = F32, repack: bool = True) -> int:
         key = key + (wtype,)
@@ -85,12 +85,10 @@ class WeightStore:
                                       f"file's, or released after upload), which this use cannot read")
             if isinstance(arr, tuple):  # (uint8 bytes already in type wtype, shape)
                 arr = (np.ascontiguousarray(arr[0], dtype=np.uint8), tuple(arr[1]))
-            elif wtype != F32:  # quantized here, its bytes kept until the float copy goes (release_float_copies)
-                arr = np.ascontiguousarray(arr, dtype=np.float32)
-                arr = (_core.quantize(wtype, arr, self.engine.n_threads), arr.shape)
-                self.typed_bytes[key] = arr
             else:
                 arr = as_ggml_array(np.ascontiguousarray(arr, dtype=np.float32))
+                if wtype != F32:  # converted from float32 values (release_float_copies may drop those)
+                    self.converted.add(key)
             idx = self.engine.n_weights + len(self.pending)
             self.pending.append(arr)
             self.pending_types.append(wtype)
@@ -110,20 +108,15 @@ class WeightStore:
     def discard_pending(self) -> None:
         for key in [k for k, v in self.index.items() if v >= self.engine.n_weights]:
             del self.index[key]
-            self.typed_bytes.pop(key, None)
+            self.converted.discard(key)
         self.pending, self.pending_types, self.pending_repack = [], [], []
         self.pending_bytes = 0
 
-    def typed_rows(self, name: str) -> tuple | None:
-        """(type id, bytes of the first rows) of a weight this store quantized, or None."""
-        for key, (data, shape) in self.typed_bytes.items():
-            if key[0] == name and self.index.get(key, -1) < self.engine.n_weights:   # uploaded
-                return key[-1], data, shape
-        return None
-
-    def forget_bytes(self, name: str) -> None:
-        for key in [k for k in self.typed_bytes if k[0] == name]:
-            del self.typed_bytes[key]
+    def take_converted(self) -> dict[str, int]:
+        """{name: ggml type} of the typed weights uploaded from float32 values since the last call."""
+        done = {key for key in self.converted if self.index.get(key, -1) < self.engine.n_weights}
+        self.converted -= done
+        return {key[0]: key[-1] for key in done}
 
     def types_by_name(self) -> dict[str, str]:
         """{initializer name: ggml type name} of every weight uploaded in a type other than float32."""

@@ -75,24 +75,20 @@ def typed_rows_layout(graph, name: str):
 
 
 def release_float_copies(graph, store) -> list[str]:
-    """After a plan: initializers uploaded only as typed rows (quantized by ``store``, an
+    """After a plan: initializers uploaded only as typed rows (converted by ``store``, an
     emitter.WeightStore, and read only by typed lowerings) give up their float32 arrays to a
     zero-memory placeholder: matmul and conv weights, whose lowerings take the same uploaded
     weight in every plan. Tables a Gather reads keep their float32 values, which a Gather by
     constant positions folds from at plan time, in every plan alike. Returns their names."""
     released = []
-    for name in list(graph.initializers):
-        if name in graph.placeholder_weights or store.policy is None or not store.policy.explicit:
+    if store.policy is None or not store.policy.explicit:
+        return released
+    for name, tid in store.take_converted().items():   # each weight considered once, after its upload
+        layout = typed_rows_layout(graph, name) if name in graph.initializers else None
+        if layout is None or name in graph.placeholder_weights or \
+                any(node.op_type == "Gather" and node.inputs[:1] == [name] for node in graph.nodes):
             continue
-        layout = typed_rows_layout(graph, name)
-        typed = store.typed_rows(name) if layout is not None else None
-        if typed is None:
-            continue
-        if any(node.op_type == "Gather" and node.inputs[:1] == [name] for node in graph.nodes):
-            continue
-        tid, _, _ = typed
         graph.typed_weights[name] = (_core.type_name(tid), None, layout[2])
-        store.forget_bytes(name)
         graph.placeholder_weights[name] = layout[0]
         graph.initializers[name] = np.broadcast_to(np.zeros((), np.float32), graph.initializers[name].shape)
         store.policy.placeholders.add(name)
