@@ -240,11 +240,18 @@ class LoweringContext:
         return policy.choose(k, n, v.name)
 
     def typed_weight(self, v: Value, layout: str, transform, shape, wtype: int, matmul_only: bool = True) -> GT:
-        """``weight`` stored as ggml type ``wtype`` (from ``weight_type``)."""
+        """``weight`` stored as ggml type ``wtype`` (from ``weight_type``): rows [N, K] of
+        ``shape``. Rows the model or its GGUF file ship in that type are stored as they are,
+        zero rows added up to N (zero bytes are zero in every ggml type)."""
         if wtype == F32:
             return self.weight(v, layout, transform, shape)
-        return self.e.weight((v.name, layout), lambda: transform(np.asarray(v.const, dtype=np.float32)), shape,
-                             wtype, matmul_only)
+        shipped = self.e.weights.policy.prebuilt_rows(v.name, wtype)
+        if shipped is not None:
+            raw, (n, _) = shipped
+            make = lambda: (np.pad(raw, (0, (shape[0] - n) * (raw.size // n))), shape)  # noqa: E731
+        else:
+            make = lambda: transform(np.asarray(v.const, dtype=np.float32))  # noqa: E731
+        return self.e.weight((v.name, layout), make, shape, wtype, matmul_only)
 
     def derived_weight(self, name: str, layout: str, make, shape, static: bool) -> GT:
         """A float32 constant built by ``make()`` from plan-time values; stored once per session

@@ -173,12 +173,7 @@ def _typed_weight_conv(ctx, x, w, b, wtype: int, k, s, pb, pe, d):
     kdim = c * kh * kw
     e = ctx.e
     # rows (ky, kx, c) with c fastest, as the im2col kernel lays out a pixel's patch
-    shipped = e.weights.policy.prebuilt_rows(w.name, wtype)  # a GGUF file's rows
-    if shipped is not None:
-        rows = e.weight((w.name, "conv_rows"), lambda: (shipped[0], (oc, kdim)), (oc, kdim), wtype)
-    else:
-        rows = ctx.typed_weight(w, "conv_rows", lambda a: a.transpose(0, 2, 3, 1).reshape(oc, kdim), (oc, kdim),
-                                wtype)
+    rows = ctx.typed_weight(w, "conv_rows", lambda a: a.transpose(0, 2, 3, 1).reshape(oc, kdim), (oc, kdim), wtype)
     xt = ctx.tensor_nhwc(x)
     if k == (1, 1) and s == (1, 1) and not any(pb + pe):
         cols, ow, oh = xt, wd, h

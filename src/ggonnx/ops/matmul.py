@@ -81,13 +81,7 @@ def typed_weight_matmul(ctx, x, b: Value, k: int, n: int, rows: int, wtype: int,
         w = c if trans_b else c.T
         return np.pad(w, ((0, n_pad - n), (0, 0))) if n_pad != n else w
     e = ctx.e
-    shipped = e.weights.policy.prebuilt_rows(b.name, wtype)  # B^T's rows, whichever way B is stored
-    if shipped is not None:  # the model's own quantized bytes (zero bytes are zero rows in every type)
-        raw, _ = shipped
-        w = e.weight((b.name, layout), lambda: (np.pad(raw, (0, (n_pad - n) * raw.size // n)), (n_pad, k)),
-                     (n_pad, k), wtype)
-    else:
-        w = ctx.typed_weight(b, layout, rows_of, (n_pad, k), wtype)
+    w = ctx.typed_weight(b, layout, rows_of, (n_pad, k), wtype)
     y = e.mul_mat(w, e.reshape(x, (k, rows)), _core.PLACE_CPU)
     return y if n_pad == n else e.view(y, (n, rows, 1, 1), 0)
 

@@ -319,10 +319,6 @@ def _embedding_table(ctx, data):
     wtype = ctx.weight_type(data, data.shape[1], data.shape[0])
     if wtype == F32:
         return ctx.tensor(data)
-    shipped = ctx.e.weights.policy.prebuilt_rows(data.name, wtype)  # a GGUF file's rows
-    if shipped is not None:
-        return ctx.e.weight((data.name, "raw"), lambda: (shipped[0], data.shape), data.shape, wtype,
-                            matmul_only=False)
     return ctx.typed_weight(data, "raw", lambda c: c, data.shape, wtype, matmul_only=False)
 
 
