@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ggonnx import host_shape
-from ggonnx.errors import InvalidInputError, ShapeError
+from ggonnx.errors import ShapeError
 
 
 def gather_elements(node, data, indices):
@@ -21,12 +21,8 @@ def gather_elements(node, data, indices):
     axis %= data.ndim
     if any(i > d for k, (i, d) in enumerate(zip(indices.shape, data.shape)) if k != axis):
         raise ShapeError(f"{node.describe()}: indices {indices.shape} exceed data {data.shape} off axis {axis}")
-    bound = data.shape[axis]
-    if indices.size and (indices.min() < -bound or indices.max() >= bound):
-        raise InvalidInputError(f"{node.describe()}: indices must lie in [-{bound}, {bound}), got values from "
-                                f"{indices.min()} to {indices.max()}")
     window = tuple(slice(None) if k == axis else slice(0, i) for k, i in enumerate(indices.shape))
-    return [np.take_along_axis(data[window], np.where(indices < 0, indices + bound, indices).astype(np.intp), axis)]
+    return [np.take_along_axis(data[window], host_shape.checked_indices(node, indices, data.shape, axis), axis)]
 
 
 def dequantize_linear(node, x, scale, zero_point=None):

@@ -22,6 +22,16 @@ def _axis(node, axis: int, rank: int) -> int:
     return axis % rank
 
 
+def checked_indices(node, indices, data_shape, axis: int):
+    """Indices into ``axis`` of data of ``data_shape``, negative ones counted from the end, as
+    intp; an index out of range is an InvalidInputError naming the node."""
+    bound = data_shape[axis]
+    if indices.size and (indices.min() < -bound or indices.max() >= bound):
+        raise InvalidInputError(f"{node.describe()}: indices into axis {axis} of data {data_shape} must lie in "
+                                f"[-{bound}, {bound}), got values from {indices.min()} to {indices.max()}")
+    return np.where(indices < 0, indices + bound, indices).astype(np.intp)
+
+
 def shape(node, data):
     return [np.array(np.shape(data)[node.attrs.get("start", 0):node.attrs.get("end", None)], dtype=np.int64)]
 
@@ -29,11 +39,7 @@ def shape(node, data):
 def gather(node, data, indices):
     data, indices = np.asarray(data), np.asarray(indices)
     axis = _axis(node, int(node.attrs.get("axis", 0)), data.ndim)
-    bound = data.shape[axis]
-    if indices.size and (indices.min() < -bound or indices.max() >= bound):
-        raise InvalidInputError(f"{node.describe()}: indices into axis {axis} of data {data.shape} must lie in "
-                                f"[-{bound}, {bound}), got values from {indices.min()} to {indices.max()}")
-    return [np.take(data, np.where(indices < 0, indices + bound, indices).astype(np.intp), axis=axis)]
+    return [np.take(data, checked_indices(node, indices, data.shape, axis), axis=axis)]
 
 
 def unsqueeze(node, data, axes):
