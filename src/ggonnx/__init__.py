@@ -1,4 +1,9 @@
-"""ggonnx: an ONNX inference runtime whose compute runs on ggml."""
+"""ggonnx: an ONNX inference runtime whose compute runs on ggml.
+
+``import ggonnx as ort`` gives onnxruntime's Python API (InferenceSession, SessionOptions,
+RunOptions, OrtValue, IOBinding, its exceptions and module functions); ``ggonnx.Session`` is the
+shorter native entry point.
+"""
 import os as _os
 
 # OpenBLAS worker threads busy-wait after each call before sleeping; keep that short so an
@@ -12,15 +17,31 @@ from ggonnx import blas as _blas  # noqa: E402
 _blas.preload()  # before _core, which names libscipy_openblas.so by soname
 
 from ggonnx import _core  # noqa: E402
+from ggonnx._build_info import GGONNX_VERSION as __version__  # noqa: E402
 from ggonnx.config import show_config  # noqa: E402
-from ggonnx.errors import (ComputeError, GgonnxError, GraphBuildError, InvalidInputError,  # noqa: E402
-                           ModelLoadError, ShapeError, UnsupportedOpError)
+from ggonnx.errors import (ComputeError, Fail, GgonnxError, GraphBuildError, InvalidArgument,  # noqa: E402
+                           InvalidGraph, InvalidInputError, InvalidProtobuf, ModelLoadError, NoSuchFile,
+                           NotImplemented, RuntimeException, ShapeError, UnsupportedOpError)
 from ggonnx.gguf_file import save_quantized as quantize  # noqa: E402
-from ggonnx.session import InferenceSession, NodeArg, Session  # noqa: E402
+from ggonnx.inference_session import InferenceSession, set_default_logger_severity  # noqa: E402
+from ggonnx.ort_options import (ExecutionMode, ExecutionOrder, GraphOptimizationLevel, RunOptions,  # noqa: E402
+                                SessionOptions)
+from ggonnx.ort_values import IOBinding, ModelMetadata, OrtSparseFormat, OrtValue, SparseTensor  # noqa: E402
+from ggonnx.runtime_info import (get_all_providers, get_available_providers, get_build_info, get_device,  # noqa: E402
+                                 get_version_string, set_seed)
+from ggonnx.session import NodeArg, Session  # noqa: E402
 
-__version__ = "0.1.0"
+
+def set_default_logger_verbosity(verbosity: int) -> None:
+    """Accepted: ggonnx's verbose records have one verbosity level."""
+
 
 __all__ = [
     "Session", "InferenceSession", "NodeArg", "quantize", "show_config", "GgonnxError", "ModelLoadError",
     "UnsupportedOpError", "ShapeError", "InvalidInputError", "GraphBuildError", "ComputeError",
+    "SessionOptions", "RunOptions", "GraphOptimizationLevel", "ExecutionMode", "ExecutionOrder", "OrtValue",
+    "IOBinding", "SparseTensor", "OrtSparseFormat", "ModelMetadata", "get_available_providers",
+    "get_all_providers", "get_device", "get_version_string", "get_build_info", "set_default_logger_severity",
+    "set_default_logger_verbosity", "set_seed", "Fail", "InvalidArgument", "NoSuchFile", "InvalidProtobuf",
+    "RuntimeException", "InvalidGraph", "NotImplemented",
 ]

@@ -36,6 +36,7 @@ cdef extern from *:
 ggml_log_set(ggonnx_log, NULL)
 
 include "_weights.pxi"
+include "_profile.pxi"
 
 # Instruction table layout; ggonnx.emitter builds rows with these columns.
 COL_OP = 0
@@ -372,6 +373,7 @@ cdef class Plan:
     cdef readonly int n_splits
     cdef readonly size_t compute_bytes
     cdef object instructions  # custom ops read their parameters from its rows
+    cdef ggonnx_profile * profile  # non-NULL while profiling (set_profiling)
 
     def __cinit__(self, Engine engine, cnp.ndarray instructions, cnp.ndarray fparams, list consts,
                   list input_slots, tuple input_shapes, list output_slots, tuple output_shapes,
@@ -385,6 +387,8 @@ cdef class Plan:
         self._build(instructions, fparams, consts, input_slots, output_slots, row_names)
 
     def __dealloc__(self):
+        if self.profile != NULL:
+            ggonnx_profile_free(self.profile)
         if self.sched != NULL:
             ggml_backend_sched_free(self.sched)
         if self.const_buf != NULL:
@@ -450,6 +454,8 @@ cdef class Plan:
                 r = self._build_one(op, srcs, ins, fp, i, const_tensors)
                 if r == NULL:
                     raise GraphBuildError(f"row {i} ({row_names[i]}): op code {op} could not be built")
+                if r.name[0] == 0:  # the row a profiled node came from
+                    ggml_format_name(r, "#%d", <int> i)
                 for k in range(4):
                     if r.ne[k] != ins[i, COL_NE + k]:
                         raise GraphBuildError(
@@ -633,6 +639,24 @@ cdef class Plan:
                                   else ggonnx_pad, GGML_N_TASKS_MAX, p)
         raise GraphBuildError(f"row {i}: unknown op code {op}")
 
+    def set_profiling(self, bint on):
+        """Log each node's end time from now on (every node then runs as its own graph), or stop."""
+        if on and self.profile == NULL:
+            self.profile = ggonnx_profile_new()
+        elif not on and self.profile != NULL:
+            ggml_backend_sched_set_eval_callback(self.sched, NULL, NULL)
+            ggonnx_profile_free(self.profile)
+            self.profile = NULL
+        if on:
+            ggml_backend_sched_set_eval_callback(self.sched, ggonnx_profile_node, <void *> self.profile)
+
+    def profile_records(self):
+        """(start ns, compute start ns, end ns, [(row, ggml op, end ns), ...]) of the last run while
+        profiling (CLOCK_MONOTONIC, as time.monotonic_ns), or None."""
+        if self.profile == NULL:
+            return None
+        return _profile_records(self.profile)
+
     def run(self, list feeds):
         """Compute the graph. ``feeds`` are float32 arrays in input order with the plan's shapes."""
         cdef Py_ssize_t n_in = self.inputs.size()
@@ -665,14 +689,21 @@ cdef class Plan:
             out_ptrs.push_back(cnp.PyArray_DATA(arr))
         with nogil:
             PyThread_acquire_lock(eng.lock, WAIT_LOCK)
+            if self.profile != NULL:
+                ggonnx_profile_clear(self.profile)
+                self.profile.marks[0] = ggonnx_now_ns()
             ggml_backend_cpu_set_n_threads(eng.cpu, self.n_threads)
             for k in range(n_in):
                 if self.input_bytes[k]:
                     ggml_backend_tensor_set(self.inputs[k], in_ptrs[k], 0, self.input_bytes[k])
+            if self.profile != NULL:
+                self.profile.marks[1] = ggonnx_now_ns()
             status = ggml_backend_sched_graph_compute(self.sched, self.graph)
             if status == GGML_STATUS_SUCCESS:
                 for k in range(n_out):
                     ggml_backend_tensor_get(self.outputs[k], out_ptrs[k], 0, ggml_nbytes(self.outputs[k]))
+            if self.profile != NULL:
+                self.profile.marks[2] = ggonnx_now_ns()
             PyThread_release_lock(eng.lock)
         if status != GGML_STATUS_SUCCESS:
             raise ComputeError(f"ggml graph compute failed with status {<int> status}")

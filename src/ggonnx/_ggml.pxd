@@ -76,6 +76,7 @@ cdef extern from "ggml.h" nogil:
     size_t ggml_graph_overhead_custom(size_t size, bint grads)
     size_t ggml_nbytes(const ggml_tensor * t)
     const char * ggml_op_desc(const ggml_tensor * t)
+    ggml_tensor * ggml_format_name(ggml_tensor * tensor, const char * fmt, ...)
     bint ggml_is_contiguous(const ggml_tensor * t)
 
     ggml_context * ggml_init(ggml_init_params params)
@@ -184,6 +185,9 @@ cdef extern from "ggml-backend.h" nogil:
     ggml_backend_t ggml_backend_sched_get_tensor_backend(ggml_backend_sched_t sched, ggml_tensor * node)
     int ggml_backend_sched_get_n_splits(ggml_backend_sched_t sched)
     size_t ggml_backend_sched_get_buffer_size(ggml_backend_sched_t sched, ggml_backend_t backend)
+    ctypedef bint (*ggml_backend_sched_eval_callback)(ggml_tensor * t, bint ask, void * user_data) noexcept nogil
+    void ggml_backend_sched_set_eval_callback(ggml_backend_sched_t sched, ggml_backend_sched_eval_callback callback,
+                                              void * user_data)
 
     size_t ggml_backend_reg_count()
     ggml_backend_reg_t ggml_backend_reg_get(size_t i)

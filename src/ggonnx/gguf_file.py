@@ -25,11 +25,12 @@ import os
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
 
 from ggonnx import _core
 from ggonnx.errors import ModelLoadError
 from ggonnx.importer import import_model, load_model
+from ggonnx.ir_export import graph_to_model
 from ggonnx.ir import Graph
 from ggonnx.weight_types import F32, WeightPolicy, typed_rows_layout
 
@@ -46,29 +47,6 @@ def is_gguf(model) -> bool:
         with open(model, "rb") as fh:
             return fh.read(4) == MAGIC
     return False
-
-
-def _model_proto(graph: Graph, stored: set) -> onnx.ModelProto:
-    """The IR as an ONNX model, without the initializers in ``stored``."""
-    def info(t, kind):
-        if t.dtype is None or t.dtype == object:
-            raise ModelLoadError(f"{kind} '{t.name}' is not a tensor: GGUF files hold tensor models only")
-        shape = None if t.shape is None else list(t.shape)
-        return helper.make_tensor_value_info(t.name, helper.np_dtype_to_tensor_dtype(t.dtype), shape)
-    inits = [numpy_helper.from_array(np.asarray(v), k) for k, v in graph.initializers.items() if k not in stored]
-    protos = []
-    for n in graph.nodes:  # named as in the IR, so placement reports read the same
-        proto = onnx.NodeProto()
-        proto.CopyFrom(n.proto)
-        proto.name = n.name
-        protos.append(proto)
-    g = helper.make_graph(protos, "ggonnx", [info(t, "input") for t in graph.inputs],
-                          [info(t, "output") for t in graph.outputs], inits)
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid(d, v) for d, v in graph.opsets.items()],
-                              producer_name=graph.producer)
-    for k, v in graph.metadata.items():
-        model.metadata_props.add(key=k, value=v)
-    return model
 
 
 def save_quantized(model, path, weights: str | None = "q8_0", threads: int | None = None) -> dict:
@@ -100,7 +78,7 @@ def save_quantized(model, path, weights: str | None = "q8_0", threads: int | Non
         names.append(name)
         shapes.append(",".join(str(d) for d in np.shape(w)))
         kinds.append(reader[0] if wtype != F32 else "")
-    onnx_bytes = _model_proto(graph, set(names)).SerializeToString()
+    onnx_bytes = graph_to_model(graph, set(names)).SerializeToString()
     writer.add_uint32("ggonnx.format", FORMAT)
     writer.add_string("ggonnx.weights", weights or "")
     writer.add_array("ggonnx.node_opsets", [int(n.opset) for n in graph.nodes])

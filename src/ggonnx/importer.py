@@ -7,6 +7,7 @@ unknown domains.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import onnx
 import onnx.inliner
 from onnx import helper, numpy_helper
 
-from ggonnx.errors import ModelLoadError
+from ggonnx.errors import InvalidArgument, InvalidGraph, InvalidProtobuf, ModelLoadError, NoSuchFile
 from ggonnx.ir import Graph, Node, TensorInfo
 from ggonnx.normalize import normalize
 from ggonnx.optimize import optimize
@@ -32,16 +33,16 @@ def load_model(model) -> onnx.ModelProto:
         elif isinstance(model, (str, os.PathLike)):
             path = Path(model)
             if not path.is_file():
-                raise ModelLoadError(f"model file not found: {path}")
+                raise NoSuchFile(f"model file not found: {path}")
             proto = onnx.load(str(path))
         else:
             raise ModelLoadError(f"expected a path, bytes or onnx.ModelProto, got {type(model).__name__}")
     except ModelLoadError:
         raise
     except Exception as exc:  # protobuf DecodeError, external data errors, ...
-        raise ModelLoadError(f"could not parse the ONNX model: {exc}") from exc
+        raise InvalidProtobuf(f"could not parse the ONNX model: {exc}") from exc
     if not proto.graph.node and not proto.graph.output:
-        raise ModelLoadError("the ONNX model has an empty graph (not an ONNX file?)")
+        raise InvalidProtobuf("the ONNX model has an empty graph (not an ONNX file?)")
     return proto
 
 
@@ -58,7 +59,7 @@ def _type_string(elem_type: int) -> str:
     return f"tensor({names.get(elem_type, 'undefined')})"
 
 
-def _tensor_info(vi: onnx.ValueInfoProto) -> TensorInfo:
+def tensor_info(vi: onnx.ValueInfoProto) -> TensorInfo:
     t = vi.type
     if t.WhichOneof("value") != "tensor_type":
         return TensorInfo(vi.name, None, None, t.WhichOneof("value") or "unknown")
@@ -158,32 +159,73 @@ def _without_weights(proto: onnx.ModelProto) -> onnx.ModelProto:
     return light
 
 
-def _check_types(proto: onnx.ModelProto) -> None:
+def _check_types(proto: onnx.ModelProto) -> dict:
     """Type mismatches between nodes are model errors: find them with onnx's type inference.
 
     Other inference complaints (ops onnx has no schema for, shapes it cannot infer) are
-    left to planning, which knows the concrete shapes.
+    left to planning, which knows the concrete shapes. Returns the graph outputs' inferred
+    value infos by name (for outputs that declare no shape, as onnxruntime reports them).
     """
+    light = _without_weights(proto)
     try:
-        onnx.shape_inference.infer_shapes(_without_weights(proto), check_type=True, strict_mode=True)
+        inferred = onnx.shape_inference.infer_shapes(light, check_type=True, strict_mode=True)
     except onnx.shape_inference.InferenceError as exc:
         message = str(exc)
         if "inconsistent type" in message or "type mismatch" in message.lower():
             raise ModelLoadError(f"type error: {message}") from None
+        if all(o.type.tensor_type.HasField("shape") for o in proto.graph.output):
+            return {}
+        try:  # what inference can still say, for the outputs' shapes only
+            inferred = onnx.shape_inference.infer_shapes(light)
+        except Exception:
+            return {}
     except ValueError:  # protobuf too large to serialise (> 2 GB): nothing checked here
-        pass
+        return {}
+    return {vi.name: vi for vi in inferred.graph.output}
 
 
-def import_model(proto: onnx.ModelProto, external: dict | None = None, node_opsets: list | None = None) -> Graph:
+def override_free_dims(proto: onnx.ModelProto, by_name: dict, by_denotation: dict) -> onnx.ModelProto:
+    """A copy of ``proto`` whose graph inputs have the named (or denoted) free dims fixed, as
+    onnxruntime's SessionOptions.add_free_dimension_override_by_name/denotation do. Only the
+    graph's inputs are copied; the nodes and weights are shared by reference (extend copies)."""
+    if not by_name and not by_denotation:
+        return proto
+    out = onnx.ModelProto()
+    out.CopyFrom(proto)
+    for vi in out.graph.input:
+        if vi.type.WhichOneof("value") != "tensor_type" or not vi.type.tensor_type.HasField("shape"):
+            continue
+        for d in vi.type.tensor_type.shape.dim:
+            value = by_name.get(d.dim_param) if d.HasField("dim_param") else None
+            if value is None and d.denotation:
+                value = by_denotation.get(d.denotation)
+            if value is not None:
+                d.dim_value = int(value)
+    return out
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """What onnxruntime's SessionOptions change about the graph itself."""
+    optimized: bool = True                    # False: only the rewrites some ops need to run at all
+    dims_by_name: tuple = ()                  # ((dim_param, size), ...) fixed in the graph inputs
+    dims_by_denotation: tuple = ()            # ((denotation, size), ...)
+    initializers: tuple = ()                  # ((name, array), ...) replacing the model's own
+    fed_initializers: frozenset = frozenset()  # overridable initializers that stay graph inputs here
+
+
+def import_model(proto: onnx.ModelProto, external: dict | None = None, node_opsets: list | None = None,
+                 options: ImportOptions = ImportOptions()) -> Graph:
     """The IR of ``proto``, normalized and optimized. A graph stored by ggonnx itself (a GGUF
     file) comes with ``external`` initializers (name -> array, declared as graph inputs of
     ``proto``) and ``node_opsets`` (its nodes' opsets): it is optimized already."""
+    proto = override_free_dims(proto, dict(options.dims_by_name), dict(options.dims_by_denotation))
     if proto.functions:  # model-local functions: inline them so every node is a plain op
         try:
             proto = onnx.inliner.inline_local_functions(proto)
         except Exception as exc:
             raise ModelLoadError(f"could not inline the model's local functions: {exc}") from exc
-    _check_types(proto)
+    inferred_outputs = _check_types(proto)
     opsets = {}
     for op in proto.opset_import:
         opsets[op.domain or ""] = int(op.version)
@@ -197,9 +239,14 @@ def import_model(proto: onnx.ModelProto, external: dict | None = None, node_opse
         initializers.update(external or {})
     except Exception as exc:
         raise ModelLoadError(f"could not read an initializer: {exc}") from exc
+    for name, value in options.initializers:
+        _replace_initializer(initializers, name, value)
+    for name in options.fed_initializers:
+        initializers.pop(name, None)
 
-    inputs = [_tensor_info(vi) for vi in g.input if vi.name not in initializers]
-    outputs = [_tensor_info(vi) for vi in g.output]
+    inputs = [tensor_info(vi) for vi in g.input if vi.name not in initializers]
+    outputs = [tensor_info(inferred_outputs.get(vi.name, vi)) if not vi.type.tensor_type.HasField("shape")
+               else tensor_info(vi) for vi in g.output]
 
     available = set(initializers) | {i.name for i in inputs}
     produced_later = {o for n in g.node for o in n.output if o}
@@ -210,31 +257,58 @@ def import_model(proto: onnx.ModelProto, external: dict | None = None, node_opse
         if domain == "ai.onnx":
             domain = ""
         if domain not in KNOWN_DOMAINS and domain not in opsets:
-            raise ModelLoadError(f"node '{name}' ({n.op_type}) uses unknown domain '{domain}'")
+            raise InvalidGraph(f"node '{name}' ({n.op_type}) uses unknown domain '{domain}'")
         implicit = _subgraph_free_names(n)
         for inp in list(n.input) + implicit:
             if inp and inp not in available:
                 why = ("is produced by a later node (the graph has a cycle or is not topologically sorted)"
                        if inp in produced_later else "is not produced by any node, input or initializer")
-                raise ModelLoadError(f"node '{name}' ({n.op_type}): input '{inp}' {why}")
+                raise InvalidGraph(f"node '{name}' ({n.op_type}): input '{inp}' {why}")
         for out in n.output:
             if out and out in available:
-                raise ModelLoadError(f"node '{name}' ({n.op_type}): output '{out}' is defined twice")
+                raise InvalidGraph(f"node '{name}' ({n.op_type}): output '{out}' is defined twice")
         attrs = {a.name: _attr_value(a) for a in n.attribute}
         nodes.append(Node(name, n.op_type, domain, list(n.input), list(n.output), attrs,
                           opsets.get(domain, opsets.get("", 1)), _detached(n), implicit))
         available.update(o for o in n.output if o)
     for out in outputs:
         if out.name not in available:
-            raise ModelLoadError(f"graph output '{out.name}' is not produced by any node")
+            raise InvalidGraph(f"graph output '{out.name}' is not produced by any node")
     if node_opsets is not None:
         if len(node_opsets) != len(nodes):
             raise ModelLoadError(f"{len(node_opsets)} node opsets stored for {len(nodes)} nodes")
         for node, opset in zip(nodes, node_opsets):
             node.opset = int(opset)
     metadata = {p.key: p.value for p in proto.metadata_props}
-    graph = Graph(nodes, inputs, outputs, initializers, opsets, proto.producer_name, metadata)
+    graph = Graph(nodes, inputs, outputs, initializers, opsets, proto.producer_name, metadata,
+                  model_info=_model_info(proto))
     normalize(graph)
     if node_opsets is None:
-        optimize(graph)
+        optimize(graph, full=options.optimized)
     return graph
+
+
+def _model_info(proto: onnx.ModelProto) -> dict:
+    # onnxruntime reports an unset model_version as INT64_MAX
+    return {"graph_name": proto.graph.name, "graph_description": proto.graph.doc_string, "domain": proto.domain,
+            "description": proto.doc_string,
+            "version": int(proto.model_version) if proto.HasField("model_version") else 2**63 - 1}
+
+
+def _replace_initializer(initializers: dict, name: str, value) -> None:
+    """SessionOptions.add_initializer: same name, dtype and shape as the model's (onnxruntime checks
+    neither and computes garbage from a float64 array given for a float32 weight)."""
+    old = initializers.get(name)
+    if old is None:
+        raise InvalidArgument(f"add_initializer('{name}'): the model has no initializer of that name")
+    new = np.asarray(value)
+    if new.dtype != old.dtype or new.shape != old.shape:
+        raise InvalidArgument(f"add_initializer('{name}'): the model's initializer is {old.dtype} {list(old.shape)}, "
+                              f"got {new.dtype} {list(new.shape)}")
+    initializers[name] = new
+
+
+def overridable_initializers(proto: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    """Graph inputs that have an initializer: defaults a feed may replace (IR version >= 4)."""
+    names = {t.name for t in proto.graph.initializer}
+    return [vi for vi in proto.graph.input if vi.name in names]

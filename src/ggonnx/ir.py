@@ -66,6 +66,9 @@ class Graph:
     opsets: dict[str, int]
     producer: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
+    # what onnxruntime's ModelMetadata reports besides producer and metadata: graph_name,
+    # graph_description, domain, description, version
+    model_info: dict = field(default_factory=dict)
     # initializers that came quantized (onnxruntime's MatMulNBits, int8 MatMulInteger weights):
     # name -> (ggml type, the bytes of B^T's rows in that type, (N, K)); the initializer itself
     # holds the dequantized float32 B [K, N]

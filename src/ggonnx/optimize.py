@@ -338,9 +338,14 @@ def fuse_swish(graph: Graph) -> None:
         graph.nodes = [replaced.get(id(n), n) for n in graph.nodes if id(n) not in removed]
 
 
-def optimize(graph: Graph) -> None:
+def optimize(graph: Graph, full: bool = True) -> None:
+    """Rewrite ``graph`` for ggml. ``full=False`` (onnxruntime's ORT_DISABLE_ALL) keeps only the
+    rewrites some ops need to run at all (onnxruntime's quantized and contrib ops)."""
     from ggonnx.optimize_quant import rewrite_quantized
     rewrite_quantized(graph)
+    if not full:
+        drop_unread_initializers(graph)
+        return
     fold_constants(graph)
     fold_batchnorm_into_conv(graph)
     fuse_gelu(graph)

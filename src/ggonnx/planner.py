@@ -76,6 +76,7 @@ class IslandStep:
     # rounded once on the way out); integer indices enter as checked int32
     out_dtypes: list = field(default_factory=list)
     in_converters: list = field(default_factory=list)
+    row_names: list = field(default_factory=list)  # the node each instruction row came from (profiles)
 
     @property
     def converts(self) -> bool:
@@ -122,8 +123,9 @@ class CompiledPlan:
     single_in: list = None      # graph input index feeding each island input
     single_out: list = None     # island output index giving each graph output
 
-    def run(self, arrays: list) -> list:
-        if self.single is not None:
+    def run(self, arrays: list, profiler=None) -> list:
+        """This signature's outputs for ``arrays``; a ggonnx.profiling.Profiler logs each step."""
+        if self.single is not None and profiler is None:
             outs = self.single.run([arrays[k] for k in self.single_in])
             return [outs[k] for k in self.single_out]
         env = [None] * self.n_env
@@ -132,7 +134,10 @@ class CompiledPlan:
         for i, a in zip(self.input_ids, arrays):
             env[i] = a
         for step in self.steps:
-            step.run(env)
+            if profiler is None:
+                step.run(env)
+            else:
+                profiler.run_step(step, env)
         return [env[src] if kind == "env" else src.copy() for kind, src in self.output_sources]
 
 
@@ -248,7 +253,7 @@ class _Tracer:
                           out_slots, tuple(v.shape for v in exported),
                           n_threads, e.row_names)
         step = IslandStep(plan, [rid for rid, _, _, _ in island.inputs], [], e.flops, [v.dtype for v in exported],
-                          [convert for _, _, convert, _ in island.inputs])
+                          [convert for _, _, convert, _ in island.inputs], e.row_names)
         outs = plan.run([convert(self.env[i]) for i, convert in zip(step.in_ids, step.in_converters)])
         for v, arr in zip(exported, outs):
             v.rid = self.new_rid(arr if v.dtype == np.float32 else arr.astype(v.dtype))

@@ -1,10 +1,11 @@
 """Session: the user-facing runtime object, a drop-in for onnxruntime.InferenceSession."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import threading
-import warnings
+import time
 from collections import OrderedDict
 
 import numpy as np
@@ -13,10 +14,11 @@ import onnx
 from ggonnx import _core, gguf_file
 from ggonnx.emitter import WeightStore
 from ggonnx.weight_types import WeightPolicy, release_float_copies
-from ggonnx.errors import HostKernelError, InvalidInputError, UnsupportedOpError
-from ggonnx.importer import import_model, load_model
+from ggonnx.errors import HostKernelError, InvalidInputError, UnknownOpError
+from ggonnx.importer import ImportOptions, import_model, load_model, overridable_initializers, tensor_info
 from ggonnx.memory import release_after_upload
 from ggonnx.ops import lookup
+from ggonnx.ort_values import ModelMetadata, as_array
 from ggonnx.planner import NodePlacement, ShapeChanged, compile_plan
 
 DEFAULT_PLAN_CACHE = 16
@@ -47,16 +49,27 @@ def _signature(value):
     return (type(value).__name__,)
 
 
+def _dim(d):
+    # an unknown dim (neither value nor name) is None, as in onnxruntime's NodeArg.shape
+    return None if isinstance(d, str) and d.startswith("unk__") else d
+
+
 class NodeArg:
-    """An input or output description, like onnxruntime's NodeArg."""
+    """An input or output description, like onnxruntime's NodeArg: ``shape`` lists ints for fixed
+    dims, names for free ones and None for unknown ones; [] when the model declares no shape."""
 
     def __init__(self, name: str, shape, type_str: str):
         self.name = name
-        self.shape = list(shape) if shape is not None else None
+        self.shape = [_dim(d) for d in shape] if shape is not None else []
         self.type = type_str
 
     def __repr__(self):
         return f"NodeArg(name={self.name!r}, type={self.type!r}, shape={self.shape})"
+
+
+def _reopen(cls, source, kwargs):
+    """Unpickling a session: open it again in this process."""
+    return cls(source, **kwargs)
 
 
 class Session:
@@ -68,13 +81,36 @@ class Session:
     of ``plan_cache_size``; weights are uploaded once and shared by all plans.
     ``weights`` names the ggml type MatMul/Gemm/Conv weights are stored in ("f32", "bf16",
     "q8_0", "q4_K", ...; the rule per weight is in ggonnx.weight_types).
+
+    A session pickles as its model (the path, or the bytes / ModelProto it was given, which it
+    keeps a reference to) and its options, and is opened again where it is unpickled.
     """
 
     def __init__(self, model, threads: int | None = None, *, weights: str | None = None, use_blas: bool = True,
-                 plan_cache_size: int = DEFAULT_PLAN_CACHE, _engine=None):
+                 plan_cache_size: int = DEFAULT_PLAN_CACHE, import_options: ImportOptions | None = None,
+                 _engine=None):
         policy = WeightPolicy(weights)
+        import_options = import_options or ImportOptions()
+        self._source = model
+        self._open_kwargs = {"threads": threads, "weights": weights, "use_blas": use_blas,
+                             "plan_cache_size": plan_cache_size, "import_options": import_options}
         # the ModelProto is not kept: the IR holds the initializers, ggml the weights
-        self._graph = gguf_file.load_graph(model) if gguf_file.is_gguf(model) else import_model(load_model(model))
+        self._overridable = {}
+        if gguf_file.is_gguf(model):
+            if import_options != ImportOptions():
+                raise ValueError("a GGUF file holds an optimized graph with its weights in ggml types: "
+                                 "optimization levels, initializer and dimension overrides apply to .onnx models")
+            self._graph = gguf_file.load_graph(model)
+        else:
+            proto = load_model(model)
+            if proto.ir_version >= 4:  # before IR 4 every initializer had to be a graph input, a constant
+                self._overridable = {vi.name: tensor_info(vi) for vi in overridable_initializers(proto)
+                                     if vi.name not in import_options.fed_initializers}
+            self._graph = import_model(proto, options=import_options)
+            del proto
+        self._variants: dict = {}  # sessions where fed overridable initializers are graph inputs
+        self._profiler = None      # a ggonnx.profiling.Profiler while profiling
+        self._after_import()
         self._threads = int(threads) if threads else available_cpus()
         if self._threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
@@ -105,6 +141,18 @@ class Session:
             except HostKernelError:
                 pass
 
+    def _after_import(self):
+        """Hook for subclasses: the IR is complete and no weight is uploaded yet."""
+
+    def __reduce__(self):
+        source = bytes(self._source) if isinstance(self._source, (bytearray, memoryview)) else self._source
+        if isinstance(source, os.PathLike):
+            source = os.fspath(source)
+        return _reopen, (type(self), source, self._reopen_kwargs())
+
+    def _reopen_kwargs(self) -> dict:
+        return dict(self._open_kwargs)
+
     # -- validation at load ----------------------------------------------------
     def _check_supported(self):
         for node in self._graph.nodes:
@@ -112,7 +160,7 @@ class Session:
             # an op ONNX itself does not define can never run.
             if lookup(node.domain, node.op_type, node.opset) is None and not onnx.defs.has(node.op_type, node.domain):
                 dom = f"{node.domain}::" if node.domain else ""
-                raise UnsupportedOpError(f"{node.describe()}: op {dom}{node.op_type} is not an ONNX op "
+                raise UnknownOpError(f"{node.describe()}: op {dom}{node.op_type} is not an ONNX op "
                                          f"ggonnx knows (opset {node.opset})")
 
     # -- onnxruntime-compatible API ----------------------------------------------
@@ -125,8 +173,13 @@ class Session:
     def get_providers(self) -> list[str]:
         return ["CPUExecutionProvider"]
 
-    def get_modelmeta(self):
-        return {"producer_name": self._graph.producer, "custom_metadata_map": dict(self._graph.metadata)}
+    def get_overridable_initializers(self) -> list[NodeArg]:
+        """Initializers that are also graph inputs (IR version >= 4): ``run`` may feed them."""
+        return [NodeArg(i.name, i.shape, i.type_str) for i in self._overridable.values()]
+
+    def get_modelmeta(self) -> ModelMetadata:
+        return ModelMetadata(producer_name=self._graph.producer, custom_metadata_map=self._graph.metadata,
+                             **self._graph.model_info)
 
     @property
     def threads(self) -> int:
@@ -134,6 +187,10 @@ class Session:
 
     def run(self, output_names, input_feed, run_options=None) -> list[np.ndarray]:
         """Compute ``output_names`` (None = all) from ``input_feed`` {name: array}."""
+        if self._overridable and hasattr(input_feed, "keys"):
+            fed = frozenset(self._overridable.keys() & input_feed.keys())
+            if fed:
+                return self._variant(fed).run(output_names, input_feed)
         arrays = self._gather_inputs(input_feed)
         sig = tuple(map(_signature, arrays))
         plan = self._plans.get(sig)
@@ -145,7 +202,7 @@ class Session:
             except KeyError:  # evicted by another thread meanwhile; we still hold it
                 pass
             try:
-                outs = plan.run(arrays)
+                outs = plan.run(arrays, self._profiler)
             except ShapeChanged:  # data-dependent shapes moved: plan again for these values
                 outs = self._trace(arrays, replace=True)
         if output_names is None:
@@ -154,6 +211,17 @@ class Session:
             return [outs[self._output_index[n]] for n in output_names]
         except KeyError as exc:
             raise InvalidInputError(f"unknown output name {exc.args[0]!r}; outputs are {self._output_names}") from None
+
+    def _variant(self, fed: frozenset) -> "Session":
+        """The session (built once per set of names) in which ``fed`` initializers are inputs."""
+        with self._build_lock:
+            variant = self._variants.get(fed)
+            if variant is None:
+                kwargs = dict(self._open_kwargs)
+                kwargs["import_options"] = dataclasses.replace(kwargs["import_options"], fed_initializers=fed)
+                variant = Session(self._source, _engine=self._engine, **kwargs)
+                self._variants[fed] = variant
+        return variant
 
     def _gather_inputs(self, feed) -> list[np.ndarray]:
         if not hasattr(feed, "keys"):
@@ -164,11 +232,16 @@ class Session:
                 a = feed[name]
             except KeyError:
                 raise InvalidInputError(f"missing input '{name}'; the model expects {self._input_names}") from None
+            a = as_array(a)
             if dtype is None:  # sequence, map or optional input: passed to host kernels as given
                 arrays.append(a)
                 continue
-            if type(a) is not np.ndarray:
-                a = np.asarray(a, dtype=object if dtype.kind == "O" else None)
+            if type(a) is not np.ndarray:  # lists and scalars take the input's dtype, as in onnxruntime
+                try:
+                    a = np.asarray(a, dtype=object if dtype.kind == "O" else dtype)
+                except (TypeError, ValueError) as exc:
+                    raise InvalidInputError(f"input '{name}': cannot make a {np.dtype(dtype).name} array of "
+                                            f"{type(a).__name__}: {exc}") from None
             elif dtype.kind == "O" and a.dtype.kind in "US":
                 a = a.astype(object)
             if a.dtype != dtype:
@@ -194,12 +267,15 @@ class Session:
         with self._build_lock:
             plan = None if replace else self._plans.get(sig)
             if plan is not None:
-                return plan.run(arrays)
+                return plan.run(arrays, self._profiler)
+            t0 = time.monotonic_ns()
             try:
                 plan, outs = compile_plan(self._graph, self._engine, self._weights, arrays)
             except BaseException:
                 self._weights.discard_pending()
                 raise
+            if self._profiler is not None:
+                self._profiler.add("Session", "plan_trace", t0, time.monotonic_ns(), {"signature": repr(sig)})
             self._plans[sig] = plan
             release_float_copies(self._graph, self._weights)
             release_after_upload(self._graph.mapped)
@@ -222,6 +298,14 @@ class Session:
             self._trace(arrays)
         return self._plans[sig].placement
 
+    def _stop_profiling(self) -> None:
+        """Plans profiled so far run every ggml node as its own graph: give them back their speed."""
+        from ggonnx.planner import IslandStep
+        for plan in list(self._plans.values()):
+            for step in plan.steps:
+                if isinstance(step, IslandStep):
+                    step.plan.set_profiling(False)
+
     @property
     def plan_count(self) -> int:
         return len(self._plans)
@@ -234,25 +318,3 @@ class Session:
         """{initializer: ggml type} of the weights stored in a type other than float32 so far
         (weights are stored as plans need them; all of them once a plan covers the model)."""
         return self._weights.types_by_name()
-
-
-class InferenceSession(Session):
-    """onnxruntime.InferenceSession's constructor signature over a ggonnx Session.
-
-    ``sess_options.intra_op_num_threads`` sets the thread count; providers other
-    than the CPU one are not available yet and fall back to CPU with a warning,
-    as onnxruntime does for a provider it lacks. ``weights=`` is ggonnx's weight type, as for
-    ``Session``.
-    """
-
-    def __init__(self, path_or_bytes, sess_options=None, providers=None, provider_options=None, *,
-                 weights: str | None = None, **kwargs):
-        threads = getattr(sess_options, "intra_op_num_threads", 0) or None
-        self._requested_providers = []
-        for p in providers or []:
-            name = p[0] if isinstance(p, (tuple, list)) else p
-            self._requested_providers.append(name)
-            if name != "CPUExecutionProvider":
-                warnings.warn(f"ggonnx: provider {name!r} is not available; running on CPU", RuntimeWarning,
-                              stacklevel=2)
-        super().__init__(path_or_bytes, threads=threads, weights=weights)
