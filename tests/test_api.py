@@ -1,7 +1,5 @@
 """The onnxruntime-compatible surface, onnx.backend, show_config and the CLI."""
 import io
-import subprocess
-import sys
 
 import numpy as np
 import onnxruntime as ort
@@ -62,24 +60,6 @@ def test_onnx_backend_prepare_and_run_node():
     a, b = np.arange(6, dtype=np.float32).reshape(2, 3), np.ones(3, np.float32)
     (c,) = ggonnx.backend.run_node(node, [a, b])
     np.testing.assert_array_equal(c, a + b)
-
-
-def test_cli_run_default_model_and_info(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "ggonnx", "run", "--repeat", "3"], capture_output=True, text=True,
-                         check=True)
-    assert "output probs: shape [1, 10]" in run.stdout
-    path = tmp_path / "mlp.onnx"
-    path.write_bytes(mlp().SerializeToString())
-    info = subprocess.run([sys.executable, "-m", "ggonnx", "info", str(path), "--shape", "x=64,64"],
-                          capture_output=True, text=True, check=True)
-    assert "MatMul" in info.stdout and "matmul on" in info.stdout and "7 of 7 nodes run in ggml" in info.stdout and "100.0% of FLOPs in ggml" in info.stdout
-
-
-def test_cli_reports_errors_without_traceback(tmp_path):
-    bad = tmp_path / "bad.onnx"
-    bad.write_bytes(b"not a model")
-    proc = subprocess.run([sys.executable, "-m", "ggonnx", "run", str(bad)], capture_output=True, text=True)
-    assert proc.returncode == 2 and "ModelLoadError" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_constant_only_output():

@@ -282,3 +282,26 @@ def test_bad_arguments_give_one_line_errors(tmp_path, capsys, args, expected):
     err = captured.err.strip()
     assert "\n" not in err and "Traceback" not in err and expected in err, err
     assert err.startswith("ggonnx")
+
+
+def test_profile_table_trace_and_svg(tmp_path, capsys):
+    path = tmp_path / "mlp.onnx"
+    path.write_bytes(mlp().SerializeToString())
+    trace, svg = tmp_path / "t.json", tmp_path / "t.svg"
+    assert main(["profile", str(path), "--batch", "4", "--runs", "3", "--trace", str(trace), "--svg", str(svg)]) == 0
+    out = capsys.readouterr().out
+    assert "op type" in out and "MatMul" in out and "slowest nodes" in out
+    events = json.loads(trace.read_text())
+    assert sum(e["name"] == "model_run" for e in events) >= 3
+    assert svg.read_text().startswith("<svg") and "MatMul" in svg.read_text()
+
+
+def test_profile_json(tmp_path, capsys):
+    path = tmp_path / "mlp.onnx"
+    path.write_bytes(mlp().SerializeToString())
+    assert main(["profile", str(path), "--batch", "2", "--runs", "2", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    ops = {r["op"]: r for r in got["op_types"]}
+    assert {"MatMul", "Gemm", "Softmax"} <= set(ops)
+    assert ops["MatMul"]["gflops"] > 0 and ops["Softmax"]["gflops"] is None
+    assert abs(sum(r["share"] for r in got["op_types"]) - 1) < 1e-9 and got["slowest_nodes"]

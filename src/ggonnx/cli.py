@@ -1,4 +1,4 @@
-"""The command line: `ggonnx run`, `bench`, `info`, `quantize`, `config` and `--version`.
+"""The command line: `ggonnx run`, `bench`, `profile`, `info`, `quantize`, `config` and `--version`.
 
 Every mistake in the arguments, and every model ggonnx rejects, ends in one line on stderr and
 exit code 2 (no traceback): the parser's own errors included.
@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ggonnx", description="ONNX inference on ggml")
     parser.add_argument("--version", action="version",
                         version=f"ggonnx {ggonnx.__version__} (ggml {_core.ggml_version_string()})")
-    sub = parser.add_subparsers(dest="cmd", required=True, metavar="{run,bench,info,quantize,config}")
+    sub = parser.add_subparsers(dest="cmd", required=True, metavar="{run,bench,profile,info,quantize,config}")
 
     run_p = sub.add_parser("run", help="run a model on random or given inputs")
     _model_args(run_p)
@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench_p.add_argument("--warmup", type=_int_at_least(0), default=3, help="untimed calls first (default 3)")
     bench_p.add_argument("--repeat", type=_int_at_least(1), default=50, help="timed calls per runtime (default 50)")
     bench_p.add_argument("--json", action="store_true", help="print one JSON object, no progress bar")
+
+    from ggonnx.cli_profile import add_parser as add_profile_parser
+    add_profile_parser(sub, _model_args, _int_at_least)
 
     info_p = sub.add_parser("info", help="show the model, its parameters and where each node runs")
     _model_args(info_p)
@@ -197,7 +200,9 @@ def main(argv=None) -> int:
         return 0
     from ggonnx.cli_bench import cmd_bench
     from ggonnx.cli_info import cmd_info
-    handler = {"run": cmd_run, "bench": cmd_bench, "info": cmd_info, "quantize": cmd_quantize}[args.cmd]
+    from ggonnx.cli_profile import cmd_profile
+    handler = {"run": cmd_run, "bench": cmd_bench, "profile": cmd_profile, "info": cmd_info,
+               "quantize": cmd_quantize}[args.cmd]
     try:
         return handler(args)
     except BrokenPipeError:  # `ggonnx info model.onnx | head`: the reader left early, not an error
