@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
+from ggonnx import host_random
 from ggonnx.ir import Graph, Node
 
 
@@ -80,8 +81,7 @@ def fold_batchnorm_into_conv(graph: Graph) -> None:
 
 
 # Never folded: outputs that differ between runs, or that only make sense per signature.
-_NOT_FOLDABLE = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
-                 "Bernoulli", "If", "Loop", "Scan", "SequenceMap"}
+_NOT_FOLDABLE = host_random.RANDOM_OPS | {"If", "Loop", "Scan", "SequenceMap"}
 
 
 def fold_constants(graph: Graph) -> None:

@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from ggonnx import _core, host_kernels
+from ggonnx import _core, host_kernels, host_random
 from ggonnx.control_flow import ControlFlowEvaluator
 from ggonnx.emitter import Emitter, WeightStore
 from ggonnx.errors import GgonnxError, HostKernelError, ShapeError, UnsupportedOpError
@@ -36,8 +36,9 @@ from ggonnx.weight_types import placeholder_values
 # Islands with less work than this (flops + elements written) run on one thread:
 # waking the pool costs more than it saves.
 SINGLE_THREAD_WORK = 200_000
-# Ops never folded at plan time: they are cheaper (or only possible) as lowerings.
-NO_FOLD = {"Constant", "Shape", "Identity"}
+# Ops never folded at plan time: they are cheaper (or only possible) as lowerings, or draw
+# new random values on every run.
+NO_FOLD = {"Constant", "Shape", "Identity"} | host_random.RANDOM_OPS
 
 
 class ShapeChanged(Exception):
