@@ -135,6 +135,7 @@ class InferenceSession(Session):
         self._requested = (providers, provider_options)
 
     def get_provider_options(self) -> dict:
+        """Return the options of each registered provider: {"CPUExecutionProvider": {}}."""
         return {k: dict(v) for k, v in self._provider_options.items()}
 
     def disable_fallback(self) -> None:
@@ -144,6 +145,7 @@ class InferenceSession(Session):
         """Accepted: see disable_fallback."""
 
     def get_session_options(self):
+        """Return the session options (a ggonnx.SessionOptions, also when onnxruntime's was given)."""
         return self._sess_options
 
     # -- running --------------------------------------------------------------------------------
@@ -176,9 +178,11 @@ class InferenceSession(Session):
         return profiler.write()
 
     def get_profiling_start_time_ns(self) -> int:
+        """Return the wall-clock time (ns since the epoch) profiling started; 0 when it is off."""
         return self._profiling_start_ns
 
     def run_with_ort_values(self, output_names, input_dict_ort_values, run_options=None) -> list[OrtValue]:
+        """Compute the outputs from a {name: OrtValue} feed; returns OrtValues."""
         feeds = {k: as_array(v) for k, v in input_dict_ort_values.items()}
         return [OrtValue(o) for o in self.run(output_names, feeds, run_options)]
 
@@ -195,9 +199,11 @@ class InferenceSession(Session):
         threading.Thread(target=work, name="ggonnx-run-async", daemon=True).start()
 
     def io_binding(self) -> IOBinding:
+        """Return an IOBinding for this session."""
         return IOBinding(self)
 
     def run_with_iobinding(self, iobinding: IOBinding, run_options=None) -> None:
+        """Compute the bound outputs from the bound inputs."""
         if iobinding._session is not self:
             raise InvalidArgument("this IOBinding belongs to another session")
         iobinding._run(run_options)

@@ -165,12 +165,15 @@ class Session:
 
     # -- onnxruntime-compatible API ----------------------------------------------
     def get_inputs(self) -> list[NodeArg]:
+        """Return the inputs metadata as a list of NodeArg (initializers excluded)."""
         return [NodeArg(i.name, i.shape, i.type_str) for i in self._graph.inputs]
 
     def get_outputs(self) -> list[NodeArg]:
+        """Return the outputs metadata as a list of NodeArg (shapes inferred where undeclared)."""
         return [NodeArg(o.name, o.shape, o.type_str) for o in self._graph.outputs]
 
     def get_providers(self) -> list[str]:
+        """Return the execution providers of this session: ggml's CPU backend, as CPUExecutionProvider."""
         return ["CPUExecutionProvider"]
 
     def get_overridable_initializers(self) -> list[NodeArg]:
@@ -178,11 +181,13 @@ class Session:
         return [NodeArg(i.name, i.shape, i.type_str) for i in self._overridable.values()]
 
     def get_modelmeta(self) -> ModelMetadata:
+        """Return the model's metadata: producer, graph name and description, domain, version, props."""
         return ModelMetadata(producer_name=self._graph.producer, custom_metadata_map=self._graph.metadata,
                              **self._graph.model_info)
 
     @property
     def threads(self) -> int:
+        """Threads ggml computes with."""
         return self._threads
 
     def run(self, output_names, input_feed, run_options=None) -> list[np.ndarray]:
@@ -308,10 +313,12 @@ class Session:
 
     @property
     def plan_count(self) -> int:
+        """Plans (input-shape signatures) cached now."""
         return len(self._plans)
 
     @property
     def weight_bytes(self) -> int:
+        """Bytes of weights held by ggml."""
         return self._engine.weight_bytes
 
     def weight_types(self) -> dict[str, str]:
