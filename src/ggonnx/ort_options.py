@@ -187,8 +187,10 @@ def from_onnxruntime(options) -> SessionOptions:
     keys added to it: ggonnx reads the fields and the config keys it knows, and says so once."""
     if options is None:
         return SessionOptions()
-    if isinstance(options, SessionOptions):
-        return options
+    if isinstance(options, SessionOptions):  # a copy: later changes to the caller's object do not apply
+        ours = SessionOptions()
+        ours.__dict__.update({k: dict(v) if isinstance(v, dict) else v for k, v in options.__dict__.items()})
+        return ours
     ours = SessionOptions()
     for name in _COPIED_FIELDS:
         if hasattr(options, name):

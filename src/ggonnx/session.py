@@ -91,7 +91,8 @@ class Session:
                  _engine=None):
         policy = WeightPolicy(weights)
         import_options = import_options or ImportOptions()
-        self._source = model
+        # pickles re-open this; a relative path is made absolute for processes elsewhere
+        self._source = os.path.abspath(model) if isinstance(model, (str, os.PathLike)) else model
         self._open_kwargs = {"threads": threads, "weights": weights, "use_blas": use_blas,
                              "plan_cache_size": plan_cache_size, "import_options": import_options}
         # the ModelProto is not kept: the IR holds the initializers, ggml the weights
