@@ -16,7 +16,9 @@ from ggonnx import blas as _blas  # noqa: E402
 
 _blas.preload()  # before _core, which names libscipy_openblas.so by soname
 
-from ggonnx import _core  # noqa: E402
+from ggonnx import cpu_variant as _cpu_variant  # noqa: E402
+
+_core = _cpu_variant.load()  # the ggml build for this CPU, as ggonnx._core
 from ggonnx._build_info import GGONNX_VERSION as __version__  # noqa: E402
 from ggonnx.config import show_config  # noqa: E402
 from ggonnx.errors import (ComputeError, Fail, GgonnxError, GraphBuildError, InvalidArgument,  # noqa: E402

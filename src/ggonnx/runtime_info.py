@@ -35,9 +35,11 @@ def get_version_string() -> str:
 
 
 def get_build_info() -> str:
-    from ggonnx import _build_info
+    from ggonnx import _build_info, cpu_variant
+    variant = cpu_variant.chosen[0]
     return (f"ggonnx {_build_info.GGONNX_VERSION} build info: ggml={_build_info.GGML_VERSION}, "
-            f"blas={_build_info.BLAS}, arch_flags={_build_info.ARCH_FLAGS or '(default)'}")
+            f"blas={_build_info.BLAS}, cpu_variant={variant} "
+            f"({_build_info.CPU_VARIANT_FLAGS[variant] or 'default flags'}) of {list(_build_info.CPU_VARIANTS)}")
 
 
 def set_seed(seed: int) -> None:
