@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from ggonnx.cli_inputs import UsageError, describe, feeds_for, model_source, open_session, save_npz
+from ggonnx.cli_inputs import UsageError, describe, model_source, open_and_run_once, save_npz
 
 
 class _Parser(argparse.ArgumentParser):
@@ -125,11 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_run(args) -> int:
     """Run the model once to plan, then ``--repeat`` timed runs; print inputs and outputs."""
     from ggonnx.benchmark import summary, time_calls
-    sess, _, label, t_load = open_session(args)
-    feeds = feeds_for(sess, args)
-    t0 = time.perf_counter()
-    outs = sess.run(None, feeds)
-    t_first = time.perf_counter() - t0
+    sess, _, label, t_load, feeds, outs, t_first = open_and_run_once(args)
     stats = summary(time_calls(lambda: sess.run(None, feeds), args.repeat))
     timed = (f"median of {stats['calls']}: {stats['median_ms']:.3f} ms (p90 {stats['p90_ms']:.3f}, "
              f"min {stats['min_ms']:.3f})" if stats else "no timed runs")

@@ -6,7 +6,7 @@ import math
 import sys
 import time
 
-from ggonnx.cli_inputs import UsageError, feeds_for, open_session
+from ggonnx.cli_inputs import UsageError, open_and_run_once
 
 BLOCKS = 5  # the timed calls are split into this many blocks per runtime, alternated
 
@@ -51,11 +51,7 @@ def cmd_bench(args) -> int:
     """Time ``--repeat`` calls after ``--warmup``; print a table or, with --json, one JSON object."""
     from ggonnx.benchmark import max_abs_diff, summary, time_blocks
 
-    sess, model, label, t_load = open_session(args)
-    feeds = feeds_for(sess, args)
-    t0 = time.perf_counter()
-    outs = sess.run(None, feeds)
-    t_first = time.perf_counter() - t0
+    sess, model, label, t_load, feeds, outs, t_first = open_and_run_once(args)
     runners = {"ggonnx": lambda: sess.run(None, feeds)}
     result = {"model": label, "threads": sess.threads, "weights": args.weights,  # None: as the model has them
               "inputs": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in feeds.items()},

@@ -35,6 +35,16 @@ def open_session(args):
     return sess, model, label, time.perf_counter() - t0
 
 
+def open_and_run_once(args):
+    """(Session, model source, label, load s, feeds, first outputs, first-run s): what `run` and
+    `bench` start with (the first run plans the feeds' shapes)."""
+    sess, model, label, t_load = open_session(args)
+    feeds = feeds_for(sess, args)
+    t0 = time.perf_counter()
+    outs = sess.run(None, feeds)
+    return sess, model, label, t_load, feeds, outs, time.perf_counter() - t0
+
+
 def feeds_for(sess, args) -> dict:
     """Every input's value: --input files as given, random values of the shapes --shape, --dim and
     --batch resolve for the rest."""
