@@ -77,7 +77,7 @@ PY
 
 log "install the repaired wheel in a fresh venv, no compiler on PATH"
 "$PY" -m venv "$WORK/venv-wheel"
-"$WORK/venv-wheel/bin/pip" -q install "$whl" onnx
+env PATH="$WORK/venv-wheel/bin" CC=false CXX=false "$WORK/venv-wheel/bin/pip" -q install "$whl"
 smoke "$WORK/venv-wheel"
 
 log "build the sdist offline (no index, no build isolation) and smoke-test it"
