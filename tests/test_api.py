@@ -71,3 +71,23 @@ def test_constant_only_output():
     y, c = ggonnx.Session(helper.make_model(graph)).run(None, {"x": np.array([-1, 1], np.float32)})
     np.testing.assert_array_equal(y, [0, 1])
     np.testing.assert_array_equal(c, [1, 2])
+
+
+def test_negative_declared_dims_are_free_like_onnxruntime():
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [-1, 3, "h", None])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [-1, 3, "h", None])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    ours = ggonnx.InferenceSession(model)
+    ref = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    assert ours.get_inputs()[0].shape == ref.get_inputs()[0].shape == [None, 3, "h", None]
+    x = np.random.default_rng(0).standard_normal((2, 3, 4, 5)).astype(np.float32)
+    np.testing.assert_array_equal(ours.run(None, {"x": x})[0], ref.run(None, {"x": x})[0])
+
+
+def test_placement_without_shapes_reports_the_signature_run_last():
+    sess = ggonnx.Session(mlp())
+    assert sess.placement()[0].flops == 2 * 1 * 64 * 256  # nothing ran yet: free dims are 1
+    sess.run(None, {"x": np.ones((8, 64), np.float32)})
+    assert sess.placement()[0].flops == 2 * 8 * 64 * 256
+    assert sess.placement({"x": (2, 64)})[0].flops == 2 * 2 * 64 * 256

@@ -73,7 +73,7 @@ def tensor_info(vi: onnx.ValueInfoProto) -> TensorInfo:
     if tt.HasField("shape"):
         dims = []
         for i, d in enumerate(tt.shape.dim):
-            if d.HasField("dim_value"):
+            if d.HasField("dim_value") and d.dim_value >= 0:  # -1 (some exporters): free, as onnxruntime
                 dims.append(int(d.dim_value))
             elif d.HasField("dim_param"):
                 dims.append(d.dim_param)

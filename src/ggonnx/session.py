@@ -111,6 +111,7 @@ class Session:
             del proto
         self._variants: dict = {}  # sessions where fed overridable initializers are graph inputs
         self._profiler = None      # a ggonnx.profiling.Profiler while profiling
+        self._last_sig = None      # the signature run last (placement() reports it)
         self._after_import()
         self._threads = int(threads) if threads else available_cpus()
         if self._threads < 1:
@@ -199,6 +200,7 @@ class Session:
                 return self._variant(fed).run(output_names, input_feed)
         arrays = self._gather_inputs(input_feed)
         sig = tuple(map(_signature, arrays))
+        self._last_sig = sig
         plan = self._plans.get(sig)
         if plan is None:
             outs = self._trace(arrays)
@@ -291,7 +293,10 @@ class Session:
 
     # -- introspection -----------------------------------------------------------
     def placement(self, input_shapes: dict | None = None) -> list[NodePlacement]:
-        """Where each node runs for the given input shapes (free dims default to 1), traced on zeros."""
+        """Where each node runs for the given input shapes, traced on zeros; without shapes, for the
+        signature run last (free dims 1 when nothing ran yet)."""
+        if not input_shapes and self._last_sig in self._plans:
+            return self._plans[self._last_sig].placement
         arrays = []
         for name, declared, dtype in zip(self._input_names, self._input_shapes, self._input_dtypes):
             if input_shapes and name in input_shapes:
