@@ -166,3 +166,24 @@ def test_absurd_thread_counts_are_refused():
     for threads in (-1, 100_000):
         with pytest.raises(ValueError, match="threads"):
             ggonnx.Session(mlp(), threads=threads)
+
+
+@pytest.mark.parametrize("op, attrs, opset", [
+    ("ReduceMean", dict(keepdims=7, axes=[1]), 13),     # onnxruntime reads it as 0, the kernels as 1
+    ("CumSum", dict(exclusive=2), 14),
+    ("Trilu", dict(upper=5), 14),
+    ("LpNormalization", dict(p=3), 13),
+    ("DepthToSpace", dict(blocksize=0), 13),
+    ("Gelu", dict(approximate="fast"), 20),
+    ("MaxPool", dict(kernel_shape=[1], auto_pad="SAME"), 13),
+])
+def test_out_of_spec_attribute_values_are_model_errors(op, attrs, opset):
+    inputs = ["x", "ax"] if op == "CumSum" else ["x"]
+    extra = [helper.make_tensor("ax", TensorProto.INT64, [], [0])] if op == "CumSum" else []
+    g = helper.make_graph([helper.make_node(op, inputs, ["y"], name="the_node", **attrs)], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], extra)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    name = next(iter(attrs)) if op != "MaxPool" else "auto_pad"
+    with pytest.raises(ggonnx.InvalidGraph, match=f"the_node.*{op}.*{name}="):
+        ggonnx.Session(model)

@@ -19,6 +19,7 @@ from ggonnx.errors import InvalidArgument, InvalidGraph, InvalidProtobuf, ModelL
 from ggonnx.ir import Graph, Node, TensorInfo
 from ggonnx.normalize import normalize
 from ggonnx.optimize import optimize
+from ggonnx.validate import check_node
 
 KNOWN_DOMAINS = {"", "ai.onnx", "ai.onnx.ml"}
 
@@ -270,6 +271,7 @@ def import_model(proto: onnx.ModelProto, external: dict | None = None, node_opse
         attrs = {a.name: _attr_value(a) for a in n.attribute}
         nodes.append(Node(name, n.op_type, domain, list(n.input), list(n.output), attrs,
                           opsets.get(domain, opsets.get("", 1)), _detached(n), implicit))
+        check_node(nodes[-1])
         available.update(o for o in n.output if o)
     for out in outputs:
         if out.name not in available:
