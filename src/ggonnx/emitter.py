@@ -10,6 +10,7 @@ table and its ne.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,7 +42,7 @@ def onnx_to_ne(shape) -> tuple:
     if len(shape) > MAX_DIMS:
         shape = [d for d in shape if d != 1]
         if len(shape) > MAX_DIMS:
-            shape = [int(np.prod(shape[:len(shape) - MAX_DIMS + 1]))] + list(shape[len(shape) - MAX_DIMS + 1:])
+            shape = [int(math.prod(shape[:len(shape) - MAX_DIMS + 1]))] + list(shape[len(shape) - MAX_DIMS + 1:])
     ne = [int(d) for d in reversed(shape)]
     return tuple(ne + [1] * (MAX_DIMS - len(ne)))
 
@@ -305,8 +306,8 @@ class Emitter:
         if len(ne) > MAX_DIMS:
             raise UnsupportedOpError(f"{self.where}: rank {len(ne)} result {tuple(reversed(ne))} exceeds ggml's 4 dims")
         ne = tuple(ne) + (1,) * (MAX_DIMS - len(ne))
-        if int(np.prod(ne)) != int(np.prod(a.ne)):
-            self.fail(f"cannot reshape ggml shape {a.ne} ({int(np.prod(a.ne))} elements) to {ne}")
+        if int(math.prod(ne)) != int(math.prod(a.ne)):
+            self.fail(f"cannot reshape ggml shape {a.ne} ({int(math.prod(a.ne))} elements) to {ne}")
         if ne == a.ne:
             return a
         return self._emit(Op.RESHAPE, (a,), ne)
@@ -340,7 +341,7 @@ class Emitter:
             if ne[k] > a.ne[k]:
                 self.fail(f"view {ne} larger than source {a.ne}")
         last = offset_elems + sum((n - 1) * st for n, st in zip(ne, (1, a.ne[0], nb2 // 4, nb3 // 4)))
-        if offset_elems < 0 or last >= int(np.prod(a.ne)):  # ggml asserts the view stays inside
+        if offset_elems < 0 or last >= int(math.prod(a.ne)):  # ggml asserts the view stays inside
             self.fail(f"view {ne} at offset {offset_elems} reaches past source {a.ne}")
         v = self._emit(Op.VIEW, (a,), tuple(ne), params=(nb1, nb2, nb3, offset_elems * 4))
         return self.cont(v)
@@ -561,7 +562,7 @@ class Emitter:
         row = self._packed_row(y)
         if row is None or row[0] not in (int(Op.GEMM_PACKED), int(Op.CONV_PACKED)) or \
                 row[_core.COL_PARAM] != 0 or row[_core.COL_SRC + 3] != -1 or residual.slot >= row[1] or \
-                int(np.prod(residual.ne)) != int(np.prod(row[_core.COL_NE:_core.COL_NE + 4])):
+                int(math.prod(residual.ne)) != int(math.prod(row[_core.COL_NE:_core.COL_NE + 4])):
             return False
         row[_core.COL_SRC + 3] = residual.slot
         return True

@@ -18,6 +18,7 @@ data-dependent Reshape targets...), the session re-traces.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,15 +56,15 @@ class NodePlacement:
 
 
 def estimate_flops(node: Node, inputs: list, outputs: list) -> int:
-    out_elems = sum(int(np.prod(v.shape)) for v in outputs if v is not None)
+    out_elems = sum(int(math.prod(v.shape)) for v in outputs if v is not None)
     shapes = [v.shape if v is not None else None for v in inputs]
     if node.op_type in ("MatMul", "Gemm") and shapes[0] and outputs:
         k = shapes[0][0] if node.op_type == "Gemm" and node.attrs.get("transA") else shapes[0][-1]
         return 2 * k * out_elems
     if node.op_type == "Conv" and len(shapes) > 1 and shapes[1] and len(shapes[1]) > 2:
-        return 2 * int(np.prod(shapes[1][1:])) * out_elems
+        return 2 * int(math.prod(shapes[1][1:])) * out_elems
     if node.op_type == "ConvTranspose" and len(shapes) > 1 and shapes[0] and shapes[1] and len(shapes[1]) > 2:
-        return 2 * int(np.prod(shapes[0])) * int(np.prod(shapes[1][1:]))
+        return 2 * int(math.prod(shapes[0])) * int(math.prod(shapes[1][1:]))
     return out_elems
 
 

@@ -3,7 +3,7 @@
 Each function returns None where no regrouping reaches four dims."""
 from __future__ import annotations
 
-import numpy as np
+import math
 
 MAX_DIMS = 4
 
@@ -26,13 +26,13 @@ def broadcast(out: tuple, shapes: list) -> tuple | None:
         return None
 
     def merged(shape):
-        return tuple(int(np.prod([shape[d] for d in dims])) for dims, _ in groups) or (1,)
+        return tuple(int(math.prod([shape[d] for d in dims])) for dims, _ in groups) or (1,)
     return merged(out), [merged(p) for p in padded]
 
 
 def around_axis(shape: tuple, axis: int) -> tuple:
     """(before, axis, after) sizes: the dims before and after ``axis`` each merged into one."""
-    return int(np.prod(shape[:axis])), shape[axis], int(np.prod(shape[axis + 1:]))
+    return int(math.prod(shape[:axis])), shape[axis], int(math.prod(shape[axis + 1:]))
 
 
 def transpose(shape: tuple, perm: list) -> tuple | None:
@@ -48,7 +48,7 @@ def transpose(shape: tuple, perm: list) -> tuple | None:
     if len(runs) > MAX_DIMS:
         return None
     order = sorted(range(len(runs)), key=lambda i: runs[i][0])   # the runs in input order
-    new_shape = tuple(int(np.prod([shape[d] for d in runs[i]])) for i in order)
+    new_shape = tuple(int(math.prod([shape[d] for d in runs[i]])) for i in order)
     new_perm = [order.index(i) for i in range(len(runs))]
     return new_shape or (1,), new_perm or [0]
 

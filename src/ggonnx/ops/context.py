@@ -1,6 +1,8 @@
 """Values and the context a lowering function works in."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ggonnx.emitter import F32, GT, Emitter, onnx_to_ne
@@ -215,7 +217,7 @@ class LoweringContext:
         key = f"{v.name}\0idx{bound}"
         gt = self.island.input_gts.get(key)
         if gt is None:
-            n = int(np.prod(v.shape))
+            n = int(math.prod(v.shape))
             gt = self.e.input((n,), int32=True)
             self.island.inputs.append((v.rid, gt.slot, _index_converter(bound, self.node.describe()), (n,)))
             self.island.input_gts[key] = gt

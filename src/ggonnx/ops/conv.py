@@ -250,7 +250,7 @@ def channel_rows(ctx, v, width: int):
     """Per-channel constant [C] stored as [C, 1, width]: ggml adds or multiplies whole rows when
     the second operand's row is as long as the first's, and falls back to a slow per-element
     loop for a [C, 1, 1] operand."""
-    c = int(np.prod(v.shape))
+    c = int(math.prod(v.shape))
     return ctx.weight(v, f"rows{width}", lambda a: np.ascontiguousarray(
         np.broadcast_to(a.reshape(c, 1, 1), (c, 1, width))), (c, 1, width))
 

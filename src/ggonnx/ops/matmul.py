@@ -7,6 +7,8 @@ graph.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ggonnx import _core, blas
@@ -119,13 +121,13 @@ def matmul(ctx, a: Value, b: Value) -> Value:
     e = ctx.e
     wtype = ctx.weight_type(b, k, n) if b.rank == 2 and a.rank >= 2 else F32
     if wtype != F32:
-        rows = m * int(np.prod(batch))
+        rows = m * int(math.prod(batch))
         y = typed_weight_matmul(ctx, ctx.tensor(a), b, k, n, rows, wtype)
         shape = batch + (m, n)
         return ctx.output(e.reshape(y, tuple(reversed(shape))), shape)
-    if b.const is not None and b.rank == 2 and a.rank >= 2 and use_packed_gemm(m * int(np.prod(batch)), n, k):
+    if b.const is not None and b.rank == 2 and a.rank >= 2 and use_packed_gemm(m * int(math.prod(batch)), n, k):
         # a constant weight: our packed GEMM, the weight packed once at load (A's rows as pixels)
-        rows = m * int(np.prod(batch))
+        rows = m * int(math.prod(batch))
         y = e.gemm_packed(e.reshape(ctx.tensor(a), (k, rows)), packed_gemm_weight(ctx, b), None, n)
         shape = batch + (m, n)
         return ctx.output(e.reshape(y, tuple(reversed(shape))), shape)
@@ -142,7 +144,7 @@ def matmul(ctx, a: Value, b: Value) -> Value:
         ta = e.reshape(ta, a_ne)
     b_batch = (1,) * (len(batch) - len(b2[:-2])) + b2[:-2]
     bt = e.reshape(bt, (k, n) + tuple(reversed(b_batch)) + (1,) * (2 - len(batch)))
-    y = e.mul_mat(bt, ta, choose_placement(m * int(np.prod(batch, dtype=np.int64)), n, k))
+    y = e.mul_mat(bt, ta, choose_placement(m * int(math.prod(batch)), n, k))
 
     shape = batch + (m, n)
     if a.rank == 1:

@@ -1,6 +1,8 @@
 """Neural-network ops: BatchNormalization, Softmax."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ggonnx._core import Unary
@@ -20,7 +22,7 @@ def lower_batchnorm(ctx, node, inputs):
     if x.rank < 2:
         raise ShapeError(f"{node.describe()}: input {x.shape} has no channel axis")
     c = x.shape[1]
-    if any(p is None or int(np.prod(p.shape)) != c for p in params):
+    if any(p is None or int(math.prod(p.shape)) != c for p in params):
         raise ShapeError(f"{node.describe()}: parameters {[p and p.shape for p in params]} do not match "
                          f"{c} channels")
     eps = float(ctx.attr("epsilon", 1e-5))
@@ -68,8 +70,8 @@ def lower_softmax(ctx, node, inputs):
     t = ctx.tensor(x)
     if node.opset < 13:
         # softmax over the flattened [prod(shape[:axis]), prod(shape[axis:])] matrix
-        inner = int(np.prod(x.shape[axis:]))
-        y = e.soft_max(e.reshape(t, (inner, int(np.prod(x.shape[:axis])))))
+        inner = int(math.prod(x.shape[axis:]))
+        y = e.soft_max(e.reshape(t, (inner, int(math.prod(x.shape[:axis])))))
         return [ctx.output(e.reshape(y, tuple(reversed(x.shape))), x.shape)]
     gaxis = rank - 1 - axis
     if gaxis == 0:

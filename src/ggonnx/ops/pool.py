@@ -115,7 +115,7 @@ def _global_pool_nhwc(ctx, x, mode: int):
         t = x.gt
     else:  # plain [W, H, C, N] (rank 3: H = 1) to channels-last
         spatial = x.shape[2:]
-        t = ctx.e.permute(ctx.e.reshape(ctx.tensor(x), (spatial[-1], int(np.prod(spatial[:-1])), c, n)),
+        t = ctx.e.permute(ctx.e.reshape(ctx.tensor(x), (spatial[-1], int(math.prod(spatial[:-1])), c, n)),
                           (1, 2, 0, 3))
     y = ctx.e.global_pool_nhwc(t, mode)
     shape = (n, c) + (1,) * (x.rank - 2)
@@ -140,7 +140,7 @@ def lower_global_average_pool(ctx, node, inputs):
     if ctx.is_nhwc(x):
         return _global_pool_nhwc(ctx, x, 1)
     n, c = x.shape[:2]
-    spatial = int(np.prod(x.shape[2:]))
+    spatial = int(math.prod(x.shape[2:]))
     e = ctx.e
     y = e.mean_rows(e.reshape(ctx.tensor(x), (spatial, c, n, 1)))
     shape = (n, c) + (1,) * (x.rank - 2)

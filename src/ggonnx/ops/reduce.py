@@ -1,6 +1,8 @@
 """Reductions and normalizations: ReduceMean, ReduceSum, LayerNormalization, LRN."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ggonnx._core import Unary
@@ -37,8 +39,8 @@ def _reduce(ctx, node, inputs, op):
     perm = kept + axes
     if perm != list(range(x.rank)):  # move the reduced axes last (innermost in ggml)
         t = e.permute(t, onnx_perm_to_ggml(perm, x.rank))
-    inner = int(np.prod([x.shape[a] for a in axes]))
-    outer = int(np.prod([x.shape[a] for a in kept]))
+    inner = int(math.prod([x.shape[a] for a in axes]))
+    outer = int(math.prod([x.shape[a] for a in kept]))
     t = e.reshape(t, (inner, outer))
     y = e.mean_rows(t) if op == Op.MEAN else e.sum_rows(t)
     keep = ctx.attr("keepdims", 1)
@@ -68,9 +70,9 @@ def _normalize(ctx, node, inputs, rms: bool):
     axis = axis + x.rank if axis < 0 else axis
     if not 0 <= axis < x.rank:
         raise ShapeError(f"{node.describe()}: axis {ctx.attr('axis')} out of range for {x.shape}")
-    inner = int(np.prod(x.shape[axis:]))
+    inner = int(math.prod(x.shape[axis:]))
     e = ctx.e
-    t = e.reshape(ctx.tensor(x), (inner, int(np.prod(x.shape[:axis]))))
+    t = e.reshape(ctx.tensor(x), (inner, int(math.prod(x.shape[:axis]))))
     eps = float(ctx.attr("epsilon", 1e-5))
     y = e.reshape(e.rms_norm(t, eps) if rms else e.norm(t, eps), tuple(reversed(x.shape)))
     for param, op in ((scale, Op.MUL), (bias, Op.ADD)):

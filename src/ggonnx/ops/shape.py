@@ -2,6 +2,8 @@
 Slice, Split, Expand, Gather."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from onnx import helper
 
@@ -39,7 +41,7 @@ def transpose(ctx, x: Value, perm, out_index: int = 0) -> Value:
 
 
 def reshape_value(ctx, x: Value, shape, out_index: int = 0) -> Value:
-    if int(np.prod(shape)) != int(np.prod(x.shape)):
+    if int(math.prod(shape)) != int(math.prod(x.shape)):
         raise ShapeError(f"{ctx.node.describe()}: cannot reshape {x.shape} to {tuple(shape)}")
     if x.const is not None:
         return Value.constant(ctx.node.outputs[out_index], x.const.reshape(shape), static=x.static)
@@ -57,13 +59,13 @@ def resolve_reshape(ctx, in_shape, target, allowzero: int) -> tuple:
         out.append(t)
     if out.count(-1) > 1:
         raise ShapeError(f"{ctx.node.describe()}: shape {target} has more than one -1")
-    total = int(np.prod(in_shape))
+    total = int(math.prod(in_shape))
     if -1 in out:
-        known = int(np.prod([d for d in out if d != -1]))
+        known = int(math.prod([d for d in out if d != -1]))
         if known == 0 or total % known:
             raise ShapeError(f"{ctx.node.describe()}: cannot reshape {tuple(in_shape)} to {target}")
         out[out.index(-1)] = total // known
-    if any(d < 0 for d in out) or int(np.prod(out)) != total:
+    if any(d < 0 for d in out) or int(math.prod(out)) != total:
         raise ShapeError(f"{ctx.node.describe()}: cannot reshape {tuple(in_shape)} to {target}")
     return tuple(out)
 
@@ -83,7 +85,7 @@ def lower_flatten(ctx, node, inputs):
         axis += x.rank
     if not 0 <= axis <= x.rank:
         raise ShapeError(f"{node.describe()}: axis {ctx.attr('axis', 1)} out of range for rank {x.rank}")
-    shape = (int(np.prod(x.shape[:axis])), int(np.prod(x.shape[axis:])))
+    shape = (int(math.prod(x.shape[:axis])), int(math.prod(x.shape[axis:])))
     return [reshape_value(ctx, x, shape)]
 
 
@@ -247,7 +249,7 @@ def _view_slice(ctx, x: Value, starts: list, lengths: list, out_index: int = 0) 
         t = ctx.e.reshape(t, onnx_to_ne(full))
     else:
         sub = lengths
-    strides = [int(np.prod(full[k + 1:])) for k in range(len(full))]
+    strides = [int(math.prod(full[k + 1:])) for k in range(len(full))]
     offset = sum(s * st for s, st in zip(starts, strides))
     gt = ctx.e.view(t, onnx_to_ne(sub), offset)
     return ctx.output(ctx.e.reshape(gt, onnx_to_ne(lengths)), tuple(lengths), out_index)
