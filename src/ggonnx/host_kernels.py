@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ggonnx import host_random, host_shape
+from ggonnx import host_ml, host_random, host_shape
 from ggonnx.errors import ShapeError
 
 
@@ -60,7 +60,7 @@ def dequantize_linear(node, x, scale, zero_point=None):
 
 
 KERNELS = {("", "GatherElements"): gather_elements, ("", "DequantizeLinear"): dequantize_linear,
-           **host_shape.KERNELS, **host_random.KERNELS}
+           **host_shape.KERNELS, **host_random.KERNELS, **host_ml.KERNELS}
 
 
 class HostKernel:
