@@ -245,9 +245,21 @@ class Emitter:
         return self._emit(Op.SCALE_BIAS, (a,), a.ne, fparams=(scale, bias))
 
     # -- reductions -----------------------------------------------------------
-    def soft_max(self, a: GT) -> GT:
-        """Softmax along ne0."""
-        return self._emit(Op.SOFT_MAX, (a,), a.ne)
+    def soft_max(self, a: GT, scale: float = 1.0) -> GT:
+        """Softmax along ne0 of ``scale * a`` (scale > 0; our kernel applies it in its exp pass)."""
+        bits = 0 if scale == 1.0 else int(np.array([scale], dtype=np.float32).view(np.uint32)[0])
+        return self._emit(Op.SOFT_MAX, (a,), a.ne, params=(bits,))
+
+    def unscaled(self, y: GT) -> tuple[GT, float]:
+        """(x, s) when ``y`` is a scale_bias row ``s * x`` with no bias and s > 0 (attention's
+        scaling before a softmax), else (y, 1.0). The caller makes sure nothing else reads y."""
+        row = self.rows[y.slot] if y.slot < len(self.rows) and self.rows[y.slot][1] == y.slot else None
+        if row is None or row[0] != int(Op.SCALE_BIAS):
+            return y, 1.0
+        scale, bias = self.fparams[y.slot]
+        if bias != 0.0 or not scale > 0.0:
+            return y, 1.0
+        return GT(row[_core.COL_SRC], y.ne), float(np.float32(scale))
 
     def mean_rows(self, a: GT) -> GT:
         """Mean along ne0."""

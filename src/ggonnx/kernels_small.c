@@ -195,7 +195,10 @@ static inline v16 exp_or_zero(v16 d) {
 }
 
 void ggonnx_softmax(struct ggml_tensor * dst, int ith, int nth, void * params) {
-    (void) params;
+    /* params[0]: float bits of a scale > 0 applied to x first (0: none): softmax(s*x) is
+     * exp(s*(x - max x)) normalized, so the scaling costs no pass over memory of its own */
+    const int64_t scale_bits = ((const int64_t *) params)[0];
+    const v16 scale = SPLAT(scale_bits ? param_float(scale_bits) : 1.0f);
     const struct ggml_tensor * src = dst->src[0];
     const int64_t n = src->ne[0], rows = ggml_nrows(src), full = n & ~(int64_t) 15;
     const v16 lanes = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15 };
@@ -220,12 +223,12 @@ void ggonnx_softmax(struct ggml_tensor * dst, int ith, int nth, void * params) {
         }
         v16 sv = {};
         for (int64_t i = 0; i < full; i += 16) {
-            const v16 e = exp_or_zero(load_n(x + i, 16) - SPLAT(m));
+            const v16 e = exp_or_zero((load_n(x + i, 16) - SPLAT(m)) * scale);
             store_n(y + i, e, 16);
             sv += e;
         }
         if (full < n) {
-            const v16 e = select16(tail, exp_or_zero(load_tail(x + full, n - full) - SPLAT(m)), SPLAT(0.0f));
+            const v16 e = select16(tail, exp_or_zero((load_tail(x + full, n - full) - SPLAT(m)) * scale), SPLAT(0.0f));
             store_n(y + full, e, n - full);
             sv += e;
         }

@@ -63,3 +63,31 @@ def test_softmax_rows_with_masked_scores(rows, n, masked, mask_value, seed):
     want /= want.sum(-1, keepdims=True)
     assert_close(got, want, rtol=1e-5, atol=1e-7)
     assert np.all(got[drop] == 0) and where == "ggml"
+
+
+@settings(max_examples=30, deadline=None)
+@given(rows=st.integers(1, 6), n=st.sampled_from([1, 7, 16, 33, 197]),
+       scale=st.sampled_from([0.125, 0.5, 3.0, -0.5]), masked=st.booleans(), seed=seeds)
+def test_scaled_softmax_fuses_the_scale(rows, n, scale, masked, seed):
+    """Softmax(x * s), attention's scaling: s > 0 runs inside the softmax's exp pass (the scale
+    row is left unread); a negative s stays a separate row. Both match NumPy."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    import ggonnx
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((rows, n)) * 4).astype(np.float32)
+    if masked and n > 1 and scale > 0:  # a masked score times a negative scale would be +inf
+        x[:, -1] = -np.inf
+    g = helper.make_graph([helper.make_node("Mul", ["x", "s"], ["xs"]), helper.make_node("Softmax", ["xs"], ["y"])],
+                          "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [rows, n])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [rows, n])],
+                          [numpy_helper.from_array(np.array(scale, np.float32), "s")])
+    sess = ggonnx.Session(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
+    (got,) = sess.run(None, {"x": x})
+    x64 = x.astype(np.float64) * np.float32(scale)
+    want = np.exp(x64 - x64.max(-1, keepdims=True))
+    want /= want.sum(-1, keepdims=True)
+    assert_close(got, want, rtol=1e-5, atol=1e-7)
+    plan = next(iter(sess._plans.values()))
+    assert (plan.single.n_nodes == 1) == (scale > 0)  # fused: the softmax is the graph's only node
