@@ -311,12 +311,15 @@ def tree_ensemble_regressor(node, x):
     how = node.attrs.get("aggregate_function", "SUM")
     s, has = forest.aggregate(node, forest.leaves(node, x), how)
     base = _attr_floats(node, "base_values", np.float64)
+    if len(base) not in (0, n_targets):  # as onnxruntime refuses it
+        raise InvalidGraph(f"{node.describe()}: base_values must have 0 or n_targets ({n_targets}) values")
     post = _transform(node)
     if n_targets == 1:
         s = s + (base[0] if len(base) == 1 else 0.0)
         return [_probit(s.astype(dtype)) if post == "PROBIT" else s.astype(_F32)]
     if len(base) == n_targets:
         s = s + base
+    s = np.where(has, s, 0.0)  # a target no leaf weighs is 0, base value or not (onnxruntime 1.32)
     return [_TRANSFORMS[post](s.astype(dtype))]
 
 
@@ -335,8 +338,11 @@ def tree_ensemble_classifier(node, x):
         return None  # onnxruntime's one-class path: left to onnx.reference
     forest = _cached(node, ("cls", dtype), lambda: _Forest(node, dtype, k, "class"))
     x = _rows(node, x, dtype)
-    s, has = forest.aggregate(node, forest.leaves(node, x), node.attrs.get("aggregate_function", "SUM"))
+    # always summed: onnxruntime's classifier aggregator is a sum (the op has no aggregate_function)
+    s, has = forest.aggregate(node, forest.leaves(node, x), "SUM")
     base = _attr_floats(node, "base_values", np.float64)
+    if len(base) not in ((0, 1, 2) if k == 2 else (0, k)):  # as onnxruntime refuses it
+        raise InvalidGraph(f"{node.describe()}: base_values must have 0 or {k if k > 2 else '1 or 2'} values")
     post = _transform(node)
     n = len(s)
     if k > 2:
@@ -351,59 +357,46 @@ def tree_ensemble_classifier(node, x):
 
 
 def _binary(node, forest, labels, s, has, base, post, n):
-    """onnxruntime's two-class layouts (TreeAggregatorClassifier::FinalizeScores)."""
+    """onnxruntime 1.32's two-class layouts, as measured against it: a base value is added to a
+    class only where some leaf weighed it; with base_values of two, class 1's score is
+    base[1] + class 0's and class 0's its negative; a class no leaf weighed reads 0; a row where
+    no leaf weighed class 1 (and fewer than two base values) has one score s, written
+    [logistic(-s), logistic(s)] under LOGISTIC, else [1 - s, s] when all weights are >= 0,
+    else [-s, s]."""
     s0, s1 = s[:, 0].copy(), s[:, 1].copy()
-    h0, h1 = has[:, 0], has[:, 1]
+    h0, h1 = has[:, 0].copy(), has[:, 1]
     two = np.ones(n, bool)  # rows that keep two scores
-    extra = np.full(n, -1)
     if len(base) == 2:
-        s1 = np.where(h1, base[1] + s0, s1 + base[1])
-        s0 = np.where(h1, -(base[1] + s[:, 0]), s0 + base[0])
-    elif len(base) == 1:
-        s0 = s0 + base[0]
+        s1 = np.where(h1, base[1] + s[:, 0], s1)
+        s0 = np.where(h1, -(base[1] + s[:, 0]), np.where(h0, s0 + base[0], s0))
+    else:
+        if len(base) == 1:
+            s0 = np.where(h0, s0 + base[0], s0)
         two = h1.copy()
-    elif len(base) == 0:
-        extra[:] = 3
-        two = h1.copy()
-    use1 = two & h1
-    pos_w = np.where(use1, s1, np.where(h0, s0, 0.0))
+    s0, s1 = np.where(h0, s0, 0.0), np.where(h1, s1, 0.0)
+    pos_w = np.where(two & h1, s1, np.where(h0, s0, 0.0))
     binary = len(set(forest.class_ids.tolist())) == 1
     if binary:
-        if forest.all_positive:
-            positive = pos_w > 0.5
-            extra = np.where(positive, 0, 1)
-        else:
-            positive = pos_w > 0
-            extra = np.where(positive, 2, 3)
-        label = np.where(positive, labels[1], labels[0]) if labels.dtype != object else \
-            np.array([labels[1] if p else labels[0] for p in positive], dtype=object)
+        positive = pos_w > 0.5 if forest.all_positive else pos_w > 0
+        label = labels[positive.astype(np.intp)]
+    elif labels.dtype == object:
+        label = labels[(pos_w > 0).astype(np.intp)]
     else:
-        positive = pos_w > 0
-        if labels.dtype == object:
-            label = np.array([labels[1] if p else labels[0] for p in positive], dtype=object)
-        else:
-            label = positive.astype(np.int64)  # onnxruntime's positive_label_ / negative_label_ (1 / 0)
+        label = (pos_w > 0).astype(np.int64)  # onnxruntime's positive_label_ / negative_label_ (1 / 0)
     z = np.zeros((n, 2), _F32)
     if two.any():
         z[two] = _TRANSFORMS[post](np.stack([s0[two], s1[two]], axis=1))
     one = ~two
     if one.any():
         v = s0[one].astype(_F32)
-        e = extra[one]
         if post == "PROBIT":
             z[one, 0] = _probit(v)
+        elif post == "LOGISTIC":
+            z[one, 0], z[one, 1] = _logistic(-v), _logistic(v)
+        elif forest.all_positive:
+            z[one, 0], z[one, 1] = _F32(1) - v, v
         else:
-            zz = np.zeros((len(v), 2), _F32)
-            a = (e == 0) | (e == 1)
-            zz[a, 0], zz[a, 1] = _F32(1) - v[a], v[a]
-            b = (e == 2) | (e == 3)
-            if post == "LOGISTIC":
-                zz[b, 0], zz[b, 1] = _logistic(-v[b]), _logistic(v[b])
-            else:
-                zz[b, 0], zz[b, 1] = -v[b], v[b]
-            c = e == -1
-            zz[c, 0] = v[c]
-            z[one] = zz
+            z[one, 0], z[one, 1] = -v, v
     return [label, z]
 
 
