@@ -223,6 +223,21 @@ class _Forest:
                     self.w[j, k] += w
                     self.has[j, k] = True
         self.all_have = bool(self.has[self.is_leaf].all())
+        # trees whose leaves all weigh one and the same target (gradient boosting, one tree per
+        # class and round): summed as [N, trees] @ [trees, targets]
+        tree_of = np.repeat(np.arange(self.n_trees), np.diff(np.append(self.roots, len(order))))
+        counts = self.has.sum(axis=1)
+        leaf_target = np.where(self.is_leaf, self.has.argmax(axis=1), -1)
+        self.tree_target = None
+        if (counts[self.is_leaf] == 1).all():
+            first = np.full(self.n_trees, -1)
+            first[tree_of[self.is_leaf][::-1]] = leaf_target[self.is_leaf][::-1]
+            if (first[tree_of[self.is_leaf]] == leaf_target[self.is_leaf]).all():
+                self.tree_target = first
+                self.w1 = self.w.sum(axis=1)
+                self.onehot = np.zeros((self.n_trees, n_targets))
+                self.onehot[np.arange(self.n_trees), first] = 1.0
+                self.has_row = self.onehot.any(axis=0)
 
     def leaves(self, node, x):
         """[N, n_trees] indices of the leaf each sample reaches in each tree."""
@@ -281,6 +296,11 @@ class _Forest:
     def aggregate(self, node, leaves, how: str):
         """Per-sample scores [N, K] (float64) and which targets had a weight, per
         aggregate_function."""
+        if how in ("SUM", "AVERAGE") and self.tree_target is not None:
+            s = self.w1.take(leaves) @ self.onehot
+            if how == "AVERAGE":
+                s /= self.n_trees
+            return s, np.broadcast_to(self.has_row, s.shape).copy()
         if how in ("SUM", "AVERAGE"):
             s = self.w.take(leaves, axis=0).sum(axis=1)
             if how == "AVERAGE":
