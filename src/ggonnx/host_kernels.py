@@ -59,7 +59,41 @@ def dequantize_linear(node, x, scale, zero_point=None):
     return [out.astype(scale.dtype)]
 
 
-KERNELS = {("", "GatherElements"): gather_elements, ("", "DequantizeLinear"): dequantize_linear,
+def _grid_coords(n: int, align_corners: int, dtype) -> np.ndarray:
+    """AffineGrid's normalized sample positions along one axis of n points, in [-1, 1]. One point
+    with align_corners is 1 here, as onnxruntime computes it; the spec divides by zero there, and
+    onnx.reference answers -1, PyTorch 0."""
+    if align_corners:
+        return np.full(1, 1.0, dtype) if n == 1 else np.linspace(-1.0, 1.0, n, dtype=dtype)
+    return ((2 * np.arange(n, dtype=np.float64) + 1) / n - 1).astype(dtype)
+
+
+def affine_grid(node, theta, size):
+    """theta [N, d, d+1] applied to the normalized grid of size [N, C, (D,) H, W] as broadcast
+    sums in theta's dtype (onnx.reference builds float64 grids and matmuls: a minute where
+    onnxruntime takes a second on a [2, 1e6, 5, 6] grid)."""
+    theta = np.asarray(theta)
+    size = [int(s) for s in np.asarray(size).reshape(-1)]
+    spatial = size[2:]
+    nd = len(spatial)
+    if nd not in (2, 3) or theta.shape != (size[0], nd, nd + 1) or any(s < 0 for s in size):
+        raise ShapeError(f"{node.describe()}: theta {theta.shape} and size {size} do not fit "
+                         f"(theta [N, 2, 3] with size [N, C, H, W], or [N, 3, 4] with [N, C, D, H, W])")
+    align = int(node.attrs.get("align_corners", 0))
+    axes = [_grid_coords(n, align, theta.dtype) for n in reversed(spatial)]  # x (along W), y, z
+    out = np.empty((size[0], *spatial, nd), dtype=theta.dtype)
+    lead = (-1,) + (1,) * nd
+    for k in range(nd):
+        acc = theta[:, k, nd].reshape(lead)
+        for j, c in enumerate(axes):
+            shape = [1] * nd
+            shape[nd - 1 - j] = len(c)
+            acc = acc + theta[:, k, j].reshape(lead) * c.reshape(shape)
+        out[..., k] = acc
+    return [out]
+
+
+KERNELS = {("", "AffineGrid"): affine_grid, ("", "GatherElements"): gather_elements, ("", "DequantizeLinear"): dequantize_linear,
            **host_shape.KERNELS, **host_random.KERNELS, **host_ml.KERNELS}
 
 

@@ -226,7 +226,6 @@ def import_model(proto: onnx.ModelProto, external: dict | None = None, node_opse
             proto = onnx.inliner.inline_local_functions(proto)
         except Exception as exc:
             raise ModelLoadError(f"could not inline the model's local functions: {exc}") from exc
-    inferred_outputs = _check_types(proto)
     opsets = {}
     for op in proto.opset_import:
         opsets[op.domain or ""] = int(op.version)
@@ -246,8 +245,6 @@ def import_model(proto: onnx.ModelProto, external: dict | None = None, node_opse
         initializers.pop(name, None)
 
     inputs = [tensor_info(vi) for vi in g.input if vi.name not in initializers]
-    outputs = [tensor_info(inferred_outputs.get(vi.name, vi)) if not vi.type.tensor_type.HasField("shape")
-               else tensor_info(vi) for vi in g.output]
 
     available = set(initializers) | {i.name for i in inputs}
     produced_later = {o for n in g.node for o in n.output if o}
@@ -273,6 +270,11 @@ def import_model(proto: onnx.ModelProto, external: dict | None = None, node_opse
                           opsets.get(domain, opsets.get("", 1)), _detached(n), implicit))
         check_node(nodes[-1])
         available.update(o for o in n.output if o)
+    # onnx's type inference after the nodes' own checks: it segfaults on some out-of-range
+    # attributes (a LayerNormalization axis of 2**31 with its Mean output)
+    inferred_outputs = _check_types(proto)
+    outputs = [tensor_info(inferred_outputs.get(vi.name, vi)) if not vi.type.tensor_type.HasField("shape")
+               else tensor_info(vi) for vi in g.output]
     for out in outputs:
         if out.name not in available:
             raise InvalidGraph(f"graph output '{out.name}' is not produced by any node")
