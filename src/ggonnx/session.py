@@ -95,7 +95,7 @@ class Session:
         self._source = os.path.abspath(model) if isinstance(model, (str, os.PathLike)) else model
         self._open_kwargs = {"threads": threads, "weights": weights, "use_blas": use_blas,
                              "plan_cache_size": plan_cache_size, "import_options": import_options}
-        # the ModelProto is not kept: the IR holds the initializers, ggml the weights
+        # the parsed ModelProto is dropped once imported: the IR holds the initializers, ggml the weights
         self._overridable = {}
         if gguf_file.is_gguf(model):
             if import_options != ImportOptions():
@@ -148,8 +148,6 @@ class Session:
 
     def __reduce__(self):
         source = bytes(self._source) if isinstance(self._source, (bytearray, memoryview)) else self._source
-        if isinstance(source, os.PathLike):
-            source = os.fspath(source)
         return _reopen, (type(self), source, self._reopen_kwargs())
 
     def _reopen_kwargs(self) -> dict:
@@ -163,7 +161,7 @@ class Session:
             if lookup(node.domain, node.op_type, node.opset) is None and not onnx.defs.has(node.op_type, node.domain):
                 dom = f"{node.domain}::" if node.domain else ""
                 raise UnknownOpError(f"{node.describe()}: op {dom}{node.op_type} is not an ONNX op "
-                                         f"ggonnx knows (opset {node.opset})")
+                                     f"ggonnx knows (opset {node.opset})")
 
     # -- onnxruntime-compatible API ----------------------------------------------
     def get_inputs(self) -> list[NodeArg]:
