@@ -187,3 +187,20 @@ def test_out_of_spec_attribute_values_are_model_errors(op, attrs, opset):
     name = next(iter(attrs)) if op != "MaxPool" else "auto_pad"
     with pytest.raises(ggonnx.InvalidGraph, match=f"the_node.*{op}.*{name}="):
         ggonnx.Session(model)
+
+
+@pytest.mark.parametrize("node, why", [
+    (helper.make_node("Relu", [""], ["y"], name="the_node"), "required input 0"),
+    (helper.make_node("Relu", ["x", "x"], ["y"], name="the_node"), "takes at most 1"),
+    (helper.make_node("MaxPool", ["x4"], ["y"], name="the_node", kernel_shape=[2, 2], pads=[0, 2, 0, 0]),
+     "smaller than kernel_shape"),
+    (helper.make_node("Conv", ["x4", "x4"], ["y"], name="the_node", pads=[0, -1, 0, 0]), ">= 0"),
+])
+def test_structural_errors_found_by_the_fuzzer(node, why):
+    """Cases tools/fuzz.py found crashing (onnx's shape inference on an empty required input) or
+    hanging (a pool padded by 2**31): model errors naming the node, before inference runs."""
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3]),
+                                        helper.make_tensor_value_info("x4", TensorProto.FLOAT, [1, 1, 4, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    with pytest.raises(ggonnx.InvalidGraph, match=f"the_node.*{why}"):
+        ggonnx.Session(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))

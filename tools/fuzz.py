@@ -10,6 +10,7 @@ protobuf bytes) and runs both runtimes in a forked child with a time limit. Outc
 - crash: ggonnx's child died of a signal (segfault, abort);
 - hang: ggonnx gave no answer within the time limit;
 - oracle_crash / oracle_hang: onnxruntime crashed or hung (each runtime runs in a child of its own);
+- both_hang: neither answered (a model that loops for ever);
 - wrong: both ran and the outputs differ (rtol 1e-3, atol 1e-4, NaN where NaN, same shapes);
 - refused: onnxruntime ran it, ggonnx raised (an op or mode ggonnx lacks, or stricter checks);
 - ran_invalid: onnxruntime refused the model or feed, ggonnx ran it;
@@ -208,6 +209,8 @@ def _same(a, b) -> bool:
 
 def classify(result: dict) -> str:
     (ok_o, ro), (ok_g, rg) = result["onnxruntime"], result["ggonnx"]
+    if ok_g == ok_o == "hang":  # a model that loops for ever (a Loop of 2**63 trips): both right
+        return "both_hang"
     if ok_g in ("crash", "hang"):
         return ok_g
     if ok_o in ("crash", "hang"):  # onnxruntime's own failure: no oracle for this case
@@ -227,7 +230,7 @@ def fuzz(n: int, seed: int, timeout: float, cases=None, progress=None) -> tuple[
     import ggonnx  # noqa: F401
     cases = cases or node_cases()
     counts = {k: 0 for k in ("agree", "wrong", "refused", "ran_invalid", "crash", "hang", "oracle_crash",
-                             "oracle_hang")}
+                             "oracle_hang", "both_hang")}
     details = []
     for i in range(n):
         rng = random.Random(seed * 1_000_003 + i)
@@ -255,7 +258,8 @@ def main(argv=None) -> int:
                            progress=lambda i, o: print(f"\r{i + 1}/{args.cases}", end="", file=sys.stderr))
     print(file=sys.stderr)
     print(json.dumps(counts), f"in {time.monotonic() - t0:.0f} s")
-    rank = {"crash": 0, "hang": 1, "wrong": 2, "ran_invalid": 3, "refused": 4, "oracle_crash": 5, "oracle_hang": 6}
+    rank = {"crash": 0, "hang": 1, "wrong": 2, "ran_invalid": 3, "refused": 4, "oracle_crash": 5, "oracle_hang": 6,
+            "both_hang": 7}
     for d in sorted(details, key=lambda d: rank[d["outcome"]])[:args.show]:
         print(f"  {d['outcome']:<11} case {d['case']:>5}  {d['model']}  ({d['mutation']})")
     if args.json:

@@ -48,12 +48,42 @@ POSITIVE = {("DepthToSpace", "blocksize"), ("SpaceToDepth", "blocksize"), ("LpPo
 MAX_RANK = 64
 
 
-def _schema_attributes(node):
-    """The attribute names onnx's schema of the node's op (at its opset) defines, or None."""
+def _schema(node):
+    """onnx's schema of the node's op at its opset, or None."""
     try:
-        return onnx.defs.get_schema(node.op_type, node.opset, node.domain).attributes
+        return onnx.defs.get_schema(node.op_type, node.opset, node.domain)
     except onnx.defs.SchemaError:
         return None
+
+
+def _check_inputs(node, schema) -> None:
+    """Required inputs present and named, no more inputs than the schema takes (onnx's shape
+    inference segfaults on an empty name where a required input belongs)."""
+    option = onnx.defs.OpSchema.FormalParameterOption
+    formal = list(schema.inputs)
+    variadic = bool(formal) and formal[-1].option == option.Variadic
+    if len(node.inputs) > len(formal) and not variadic:
+        raise InvalidGraph(f"{node.describe()}: {len(node.inputs)} inputs, {node.op_type} takes at most {len(formal)}")
+    for i, param in enumerate(formal):
+        if param.option != option.Single:
+            continue
+        if i >= len(node.inputs) or not node.inputs[i]:
+            raise InvalidGraph(f"{node.describe()}: required input {i} ({param.name}) of {node.op_type} is missing")
+
+
+POOLS = frozenset({"MaxPool", "AveragePool", "LpPool"})
+
+
+def _bad_pads(node, pads: list):
+    """Conv/pool pads are >= 0 (the spec) and, for pools, smaller than the window (as onnxruntime
+    requires: a larger pad only adds windows of padding, and 2**31 of them never finish)."""
+    if any(p < 0 for p in pads):
+        return "must be >= 0"
+    kernel = node.attrs.get("kernel_shape")
+    if node.op_type in POOLS and isinstance(kernel, list) and len(pads) == 2 * len(kernel):
+        if any(p >= kernel[i % len(kernel)] for i, p in enumerate(pads)):
+            return f"must be smaller than kernel_shape {kernel}"
+    return None
 
 
 def check_node(node) -> None:
@@ -61,7 +91,10 @@ def check_node(node) -> None:
     onnxruntime refuses it) or a value its op does not allow."""
     if node.domain not in ("", "ai.onnx.ml"):
         return
-    defined = _schema_attributes(node)
+    schema = _schema(node)
+    defined = schema.attributes if schema is not None else None
+    if schema is not None:
+        _check_inputs(node, schema)
     if defined is None and onnx.defs.has(node.op_type, node.domain):
         raise InvalidGraph(f"{node.describe()}: {node.op_type} is not defined in opset {node.opset} of "
                            f"domain '{node.domain or 'ai.onnx'}'")
@@ -83,6 +116,8 @@ def check_node(node) -> None:
             bad = "must be positive"
         elif name == "auto_pad" and node.op_type in AUTO_PAD_OPS and value not in AUTO_PAD:
             bad = f"must be one of {sorted(AUTO_PAD)}"
+        elif name == "pads" and node.op_type in AUTO_PAD_OPS and isinstance(value, list):
+            bad = _bad_pads(node, value)
         else:
             allowed = CHOICES.get((node.op_type, name))
             if allowed is not None and value not in allowed:
