@@ -420,5 +420,23 @@ def _binary(node, forest, labels, s, has, base, post, n):
     return [label, z]
 
 
+def zip_map(node, x):
+    """[N, C] scores -> a list of N {class label: score} dicts (skl2onnx's default classifier
+    output; onnx.reference has no kernel for it). A 1-D input is one row, as in onnxruntime."""
+    x = np.asarray(x)
+    labels = node.attrs.get("classlabels_int64s")
+    if labels is None:
+        labels = node.attrs.get("classlabels_strings")
+    if labels is None:
+        raise ShapeError(f"{node.describe()}: needs classlabels_int64s or classlabels_strings")
+    rows = x.reshape(1, -1) if x.ndim == 1 else x
+    if rows.ndim != 2 or rows.shape[1] != len(labels):
+        raise ShapeError(f"{node.describe()}: input {list(x.shape)} does not have one column per class "
+                         f"({len(labels)} labels)")
+    keys = [int(k) for k in labels] if isinstance(labels[0], (int, np.integer)) else list(labels)
+    return [[dict(zip(keys, map(float, row))) for row in rows.tolist()]]
+
+
 KERNELS = {("ai.onnx.ml", "TreeEnsembleRegressor"): tree_ensemble_regressor,
-           ("ai.onnx.ml", "TreeEnsembleClassifier"): tree_ensemble_classifier}
+           ("ai.onnx.ml", "TreeEnsembleClassifier"): tree_ensemble_classifier,
+           ("ai.onnx.ml", "ZipMap"): zip_map}

@@ -233,3 +233,20 @@ def test_skl_regressors():
     target = x[:, 0] * 2 + x[:, 1]
     _skl_check(RandomForestRegressor(15, max_depth=8, random_state=0).fit(x, target), x)
     _skl_check(GradientBoostingRegressor(n_estimators=20, random_state=0).fit(x, target), x)
+
+
+@pytest.mark.parametrize("labels", [{"classlabels_int64s": [3, 5, 7]}, {"classlabels_strings": ["a", "b", "c"]}])
+@pytest.mark.parametrize("rows", [1, 4])
+def test_zipmap_matches_onnxruntime(labels, rows):
+    """ZipMap, skl2onnx's default classifier output: the same list of dicts as onnxruntime."""
+    key = TensorProto.INT64 if "classlabels_int64s" in labels else TensorProto.STRING
+    seq = helper.make_sequence_type_proto(helper.make_map_type_proto(key, helper.make_tensor_type_proto(
+        TensorProto.FLOAT, [])))
+    g = helper.make_graph([helper.make_node("ZipMap", ["x"], ["z"], domain="ai.onnx.ml", **labels)], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
+                          [helper.make_value_info("z", seq)])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 1)])
+    x = np.random.default_rng(rows).random((rows, 3)).astype(np.float32)
+    (got,) = ggonnx.Session(model).run(None, {"x": x})
+    (want,) = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    assert got == want and all(type(k) is type(w) for g_, w_ in zip(got, want) for k, w in zip(g_, w_))
