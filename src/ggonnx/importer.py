@@ -144,8 +144,9 @@ def _sparse_to_dense(sp: onnx.SparseTensorProto) -> np.ndarray:
     return dense.reshape(dims)
 
 
-def _without_weights(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """The model with initializers turned into typed graph inputs: same types, no weight bytes."""
+def _without_weights(proto: onnx.ModelProto, inputs: list) -> onnx.ModelProto:
+    """The model with graph inputs ``inputs`` and its initializers turned into typed graph inputs:
+    same types, no weight bytes."""
     light = onnx.ModelProto(ir_version=proto.ir_version)
     light.opset_import.extend(proto.opset_import)
     light.functions.extend(proto.functions)
@@ -153,21 +154,21 @@ def _without_weights(proto: onnx.ModelProto) -> onnx.ModelProto:
     light.graph.node.extend(g.node)
     light.graph.output.extend(g.output)
     light.graph.value_info.extend(g.value_info)
-    declared = {vi.name for vi in g.input}
-    light.graph.input.extend(g.input)
+    declared = {vi.name for vi in inputs}
+    light.graph.input.extend(inputs)
     light.graph.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
                              for t in g.initializer if t.name not in declared)
     return light
 
 
-def _check_types(proto: onnx.ModelProto) -> dict:
+def _check_types(proto: onnx.ModelProto, inputs: list) -> dict:
     """Type mismatches between nodes are model errors: find them with onnx's type inference.
 
     Other inference complaints (ops onnx has no schema for, shapes it cannot infer) are
     left to planning, which knows the concrete shapes. Returns the graph outputs' inferred
     value infos by name (for outputs that declare no shape, as onnxruntime reports them).
     """
-    light = _without_weights(proto)
+    light = _without_weights(proto, inputs)
     try:
         inferred = onnx.shape_inference.infer_shapes(light, check_type=True, strict_mode=True)
     except onnx.shape_inference.InferenceError as exc:
@@ -185,23 +186,25 @@ def _check_types(proto: onnx.ModelProto) -> dict:
     return {vi.name: vi for vi in inferred.graph.output}
 
 
-def override_free_dims(proto: onnx.ModelProto, by_name: dict, by_denotation: dict) -> onnx.ModelProto:
-    """A copy of ``proto`` whose graph inputs have the named (or denoted) free dims fixed, as
-    onnxruntime's SessionOptions.add_free_dimension_override_by_name/denotation do. Only the
-    graph's inputs are copied; the nodes and weights are shared by reference (extend copies)."""
+def override_free_dims(inputs: list, by_name: dict, by_denotation: dict) -> list:
+    """The graph inputs (ValueInfoProtos) with the named (or denoted) free dims fixed, as
+    onnxruntime's SessionOptions.add_free_dimension_override_by_name/denotation do; an input that
+    changes is a copy, the model itself is left as it is."""
     if not by_name and not by_denotation:
-        return proto
-    out = onnx.ModelProto()
-    out.CopyFrom(proto)
-    for vi in out.graph.input:
-        if vi.type.WhichOneof("value") != "tensor_type" or not vi.type.tensor_type.HasField("shape"):
-            continue
-        for d in vi.type.tensor_type.shape.dim:
-            value = by_name.get(d.dim_param) if d.HasField("dim_param") else None
-            if value is None and d.denotation:
-                value = by_denotation.get(d.denotation)
-            if value is not None:
-                d.dim_value = int(value)
+        return inputs
+    out = []
+    for vi in inputs:
+        if vi.type.WhichOneof("value") == "tensor_type" and vi.type.tensor_type.HasField("shape"):
+            fixed = onnx.ValueInfoProto()
+            fixed.CopyFrom(vi)
+            for d in fixed.type.tensor_type.shape.dim:
+                value = by_name.get(d.dim_param) if d.HasField("dim_param") else None
+                if value is None and d.denotation:
+                    value = by_denotation.get(d.denotation)
+                if value is not None:
+                    d.dim_value = int(value)
+            vi = fixed
+        out.append(vi)
     return out
 
 
@@ -220,7 +223,6 @@ def import_model(proto: onnx.ModelProto, external: dict | None = None, node_opse
     """The IR of ``proto``, normalized and optimized. A graph stored by ggonnx itself (a GGUF
     file) comes with ``external`` initializers (name -> array, declared as graph inputs of
     ``proto``) and ``node_opsets`` (its nodes' opsets): it is optimized already."""
-    proto = override_free_dims(proto, dict(options.dims_by_name), dict(options.dims_by_denotation))
     if proto.functions:  # model-local functions: inline them so every node is a plain op
         try:
             proto = onnx.inliner.inline_local_functions(proto)
@@ -244,7 +246,8 @@ def import_model(proto: onnx.ModelProto, external: dict | None = None, node_opse
     for name in options.fed_initializers:
         initializers.pop(name, None)
 
-    inputs = [tensor_info(vi) for vi in g.input if vi.name not in initializers]
+    graph_inputs = override_free_dims(list(g.input), dict(options.dims_by_name), dict(options.dims_by_denotation))
+    inputs = [tensor_info(vi) for vi in graph_inputs if vi.name not in initializers]
 
     available = set(initializers) | {i.name for i in inputs}
     produced_later = {o for n in g.node for o in n.output if o}
@@ -272,7 +275,7 @@ def import_model(proto: onnx.ModelProto, external: dict | None = None, node_opse
         available.update(o for o in n.output if o)
     # onnx's type inference after the nodes' own checks: it segfaults on some out-of-range
     # attributes (a LayerNormalization axis of 2**31 with its Mean output)
-    inferred_outputs = _check_types(proto)
+    inferred_outputs = _check_types(proto, graph_inputs)
     outputs = [tensor_info(inferred_outputs.get(vi.name, vi)) if not vi.type.tensor_type.HasField("shape")
                else tensor_info(vi) for vi in g.output]
     for out in outputs:
