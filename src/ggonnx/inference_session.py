@@ -41,12 +41,13 @@ def _emit(severity: int, threshold: int, message: str) -> None:
 
 
 def _provider_list(providers, provider_options) -> tuple[list, list]:
+    providers = providers or [CPU_PROVIDER]
+    if provider_options is not None and len(provider_options) != len(providers):
+        raise ValueError("'providers' and 'provider_options' should be the same length if both are given")
     names, options = [], []
-    for i, p in enumerate(providers or [CPU_PROVIDER]):
+    for i, p in enumerate(providers):
         name, opts = (p[0], dict(p[1])) if isinstance(p, (tuple, list)) else (p, {})
         if provider_options is not None:
-            if len(provider_options) != len(providers):
-                raise ValueError("'providers' and 'provider_options' should be the same length if both are given")
             opts = dict(provider_options[i])
         if not isinstance(name, str):
             raise ValueError(f"a provider is a name or a (name, options) tuple, got {p!r}")
@@ -127,7 +128,6 @@ class InferenceSession(Session):
             elif opts:
                 warnings.warn(f"ggonnx: CPUExecutionProvider options {sorted(opts)} have no effect in ggonnx",
                               RuntimeWarning, stacklevel=stacklevel)
-        self._provider_options = {CPU_PROVIDER: {}}
 
     def set_providers(self, providers=None, provider_options=None) -> None:
         """Everything runs on the CPU provider; other names warn and fall back, as in the constructor."""
@@ -136,7 +136,7 @@ class InferenceSession(Session):
 
     def get_provider_options(self) -> dict:
         """Return the options of each registered provider: {"CPUExecutionProvider": {}}."""
-        return {k: dict(v) for k, v in self._provider_options.items()}
+        return {CPU_PROVIDER: {}}
 
     def disable_fallback(self) -> None:
         """Accepted: every node already runs on the CPU provider, so there is nothing to fall back from."""

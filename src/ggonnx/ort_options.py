@@ -160,12 +160,6 @@ class SessionOptions:
     def config(self) -> dict:
         return dict(self._config)
 
-    def __getstate__(self):
-        return self.__dict__
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-
 
 def _dim_value(value) -> int:
     v = int(value)

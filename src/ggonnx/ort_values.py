@@ -45,9 +45,9 @@ class OrtValue:
 
     @staticmethod
     def ortvalue_from_numpy_with_onnx_type(data, onnx_element_type: int) -> "OrtValue":
-        dtype = helper.tensor_dtype_to_np_dtype(int(onnx_element_type))
-        return OrtValue(np.asarray(data).view(dtype) if np.asarray(data).dtype.itemsize == np.dtype(dtype).itemsize
-                        else np.asarray(data, dtype=dtype))
+        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(int(onnx_element_type)))
+        arr = np.asarray(data)
+        return OrtValue(arr.view(dtype) if arr.dtype.itemsize == dtype.itemsize else arr.astype(dtype))
 
     @staticmethod
     def ortvalue_from_shape_and_type(shape, element_type, device_type="cpu", device_id=0) -> "OrtValue":

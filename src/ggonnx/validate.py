@@ -42,6 +42,7 @@ CHOICES = {
 AUTO_PAD = {"NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"}
 AUTO_PAD_OPS = frozenset({"Conv", "ConvTranspose", "ConvInteger", "QLinearConv", "MaxPool", "AveragePool",
                           "LpPool"})
+POOLS = frozenset({"MaxPool", "AveragePool", "LpPool"})
 POSITIVE = {("DepthToSpace", "blocksize"), ("SpaceToDepth", "blocksize"), ("LpPool", "p")}
 # No tensor has more dims than NumPy's limit (ggml's is 4): an axis beyond it fits no input (and
 # onnx's own shape inference crashes on some, so this is checked before it runs)
@@ -71,9 +72,6 @@ def _check_inputs(node, schema) -> None:
             raise InvalidGraph(f"{node.describe()}: required input {i} ({param.name}) of {node.op_type} is missing")
 
 
-POOLS = frozenset({"MaxPool", "AveragePool", "LpPool"})
-
-
 def _bad_pads(node, pads: list):
     """Conv/pool pads are >= 0 (the spec) and, for pools, smaller than the window (as onnxruntime
     requires: a larger pad only adds windows of padding, and 2**31 of them never finish)."""
@@ -92,17 +90,16 @@ def check_node(node) -> None:
     if node.domain not in ("", "ai.onnx.ml"):
         return
     schema = _schema(node)
-    defined = schema.attributes if schema is not None else None
-    if schema is not None:
+    if schema is None:
+        if onnx.defs.has(node.op_type, node.domain):
+            raise InvalidGraph(f"{node.describe()}: {node.op_type} is not defined in opset {node.opset} of "
+                               f"domain '{node.domain or 'ai.onnx'}'")
+    else:
         _check_inputs(node, schema)
-    if defined is None and onnx.defs.has(node.op_type, node.domain):
-        raise InvalidGraph(f"{node.describe()}: {node.op_type} is not defined in opset {node.opset} of "
-                           f"domain '{node.domain or 'ai.onnx'}'")
-    if defined is not None:
-        unknown = sorted(set(node.attrs) - set(defined))
+        unknown = sorted(set(node.attrs) - set(schema.attributes))
         if unknown:
             raise InvalidGraph(f"{node.describe()}: attribute(s) {unknown} are not defined for {node.op_type} "
-                               f"(opset {node.opset}); it has {sorted(defined)}")
+                               f"(opset {node.opset}); it has {sorted(schema.attributes)}")
     if node.domain != "":
         return
     for name, value in node.attrs.items():
