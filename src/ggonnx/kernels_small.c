@@ -135,9 +135,116 @@ void ggonnx_conv_narrow(struct ggml_tensor * dst, int ith, int nth, void * param
 }
 
 /* ---- depthwise convs ------------------------------------------------------------------------
- * 16 channels x 4 output pixels of a row at a time: each tap's weight vector loads once for
- * the 4 pixels; bias and activation in the epilogue (ggml's depthwise kernel needs an Add and a
- * Clamp pass after it). */
+ * A task is one output row of one 16-channel block. The taps' weights stay in registers (the
+ * kernel size is a compile-time constant for 3x3 and 5x5, so the tap loops unroll) and 4 output
+ * pixels accumulate at once: 4 independent FMA chains, one weight vector per 4 FMAs. Pixels whose
+ * taps all fall inside the row run without bounds checks; the few at the edges check each tap.
+ * Bias and activation in the epilogue (ggml's depthwise kernel needs an Add and a Clamp pass). */
+
+struct dw_geom {
+    int64_t c, w_in, h_in, ow, oh, sw, sh, pw, ph, dw, dh;
+    int64_t ldw, ldh, ldn;   /* input strides in floats: pixel, row, image */
+};
+
+/* mask n < 16: a tail block's lanes (plain loads and stores when full) */
+static inline v16 dw_load(const float * p, int64_t m) {
+    return m == 16 ? load_n(p, 16) : load_tail(p, m);
+}
+
+static inline __attribute__((always_inline)) void dw_row(
+        const struct dw_geom * g, const float * x, const float * w, const float * bias, float * y,
+        int64_t c0, int64_t oy, int act, float lo, float hi, const int KH, const int KW, const int64_t m) {
+    /* x: image base; y: output row base (pixel 0, channel 0); rows ky0 <= ky < ky1 in bounds */
+    const int64_t iy0 = oy * g->sh - g->ph;
+    int64_t ky0 = 0, ky1 = KH;
+    while (ky0 < KH && iy0 + ky0 * g->dh < 0) {
+        ++ky0;
+    }
+    while (ky1 > ky0 && iy0 + (ky1 - 1) * g->dh >= g->h_in) {
+        --ky1;
+    }
+    v16 wv[KH * KW];
+    for (int t = 0; t < KH * KW; ++t) {
+        wv[t] = dw_load(w + t * g->c + c0, m);
+    }
+    const v16 b0 = bias ? dw_load(bias + c0, m) : (v16){};
+    const float * rows[KH];
+    for (int ky = 0; ky < KH; ++ky) {
+        rows[ky] = x + (iy0 + ky * g->dh) * g->ldh + c0;   /* only read for ky0 <= ky < ky1 */
+    }
+    const int64_t sw = g->sw, dw = g->dw, pw = g->pw, ldw = g->ldw;
+    /* interior: 0 <= ox*sw - pw and ox*sw - pw + (KW-1)*dw < w_in */
+    int64_t in0 = (pw + sw - 1) / sw, in1 = (g->w_in - 1 - (KW - 1) * dw + pw) / sw + 1;
+    if (g->w_in - 1 - (KW - 1) * dw + pw < 0) {
+        in1 = 0;
+    }
+    in0 = MIN(in0, g->ow);
+    in1 = MAX(in0, MIN(in1, g->ow));
+    for (int64_t ox = 0; ox < g->ow; ++ox) {
+        if (ox == in0) {   /* the unchecked 4-pixel loop, then the rest of the interior */
+            for (; ox + 4 <= in1; ox += 4) {
+                v16 a0 = b0, a1 = b0, a2 = b0, a3 = b0;
+                for (int ky = 0; ky < KH; ++ky) {
+                    if (ky < ky0 || ky >= ky1) {
+                        continue;
+                    }
+                    const float * r = rows[ky] + (ox * sw - pw) * ldw;
+                    for (int kx = 0; kx < KW; ++kx) {
+                        const float * q = r + kx * dw * ldw;
+                        const v16 wt = wv[ky * KW + kx];
+                        a0 += wt * dw_load(q, m);
+                        a1 += wt * dw_load(q + sw * ldw, m);
+                        a2 += wt * dw_load(q + 2 * sw * ldw, m);
+                        a3 += wt * dw_load(q + 3 * sw * ldw, m);
+                    }
+                }
+                float * o = y + ox * g->c + c0;
+                store_n(o, activate(a0, act, lo, hi), m);
+                store_n(o + g->c, activate(a1, act, lo, hi), m);
+                store_n(o + 2 * g->c, activate(a2, act, lo, hi), m);
+                store_n(o + 3 * g->c, activate(a3, act, lo, hi), m);
+            }
+            if (ox >= g->ow) {
+                break;
+            }
+        }
+        v16 a = b0;   /* one pixel, each tap checked */
+        for (int ky = 0; ky < KH; ++ky) {
+            if (ky < ky0 || ky >= ky1) {
+                continue;
+            }
+            for (int kx = 0; kx < KW; ++kx) {
+                const int64_t ix = ox * sw - pw + kx * dw;
+                if (ix >= 0 && ix < g->w_in) {
+                    a += wv[ky * KW + kx] * dw_load(rows[ky] + ix * ldw, m);
+                }
+            }
+        }
+        store_n(y + ox * g->c + c0, activate(a, act, lo, hi), m);
+    }
+}
+
+/* kernel sizes other than 3x3 and 5x5: the weights read from memory (L1) */
+static void dw_row_any(const struct dw_geom * g, const float * x, const float * w, const float * bias, float * y,
+                       int64_t c0, int64_t oy, int act, float lo, float hi, int64_t kh, int64_t kw, int64_t m) {
+    const int64_t iy0 = oy * g->sh - g->ph;
+    for (int64_t ox = 0; ox < g->ow; ++ox) {
+        v16 a = bias ? dw_load(bias + c0, m) : (v16){};
+        for (int64_t ky = 0; ky < kh; ++ky) {
+            const int64_t iy = iy0 + ky * g->dh;
+            if (iy < 0 || iy >= g->h_in) {
+                continue;
+            }
+            for (int64_t kx = 0; kx < kw; ++kx) {
+                const int64_t ix = ox * g->sw - g->pw + kx * g->dw;
+                if (ix >= 0 && ix < g->w_in) {
+                    a += dw_load(w + (ky * kw + kx) * g->c + c0, m) * dw_load(x + iy * g->ldh + ix * g->ldw + c0, m);
+                }
+            }
+        }
+        store_n(y + ox * g->c + c0, activate(a, act, lo, hi), m);
+    }
+}
 
 void ggonnx_conv_dw(struct ggml_tensor * dst, int ith, int nth, void * params) {
     const int64_t * p = (const int64_t *) params;
@@ -146,41 +253,29 @@ void ggonnx_conv_dw(struct ggml_tensor * dst, int ith, int nth, void * params) {
     const float * bias = dst->src[2] ? (const float *) dst->src[2]->data : NULL;
     const float lo = param_float(p[1]), hi = param_float(p[2]);
     const int act = (int) p[0];
-    const int64_t kw = p[3], kh = p[4], sw = p[5], sh = p[6], pw = p[7], ph = p[8], dw = p[9], dh = p[10];
-    const int64_t c = x->ne[0], w_in = x->ne[1], h_in = x->ne[2];
-    const int64_t ow = dst->ne[1], oh = dst->ne[2];
-    int64_t r0, r1;
-    split(oh * dst->ne[3], ith, nth, &r0, &r1);
-    for (int64_t r = r0; r < r1; ++r) {
-        const int64_t oy = r % oh, n = r / oh;
-        for (int64_t ox0 = 0; ox0 < ow; ox0 += 4) {
-            const int64_t nq = MIN(4, ow - ox0);
-            for (int64_t c0 = 0; c0 < c; c0 += 16) {
-                const int64_t m = MIN(16, c - c0);
-                const v16 b0 = bias ? (m == 16 ? load_n(bias + c0, 16) : load_tail(bias + c0, m)) : (v16){};
-                v16 acc[4] = { b0, b0, b0, b0 };
-                for (int64_t ky = 0; ky < kh; ++ky) {
-                    const int64_t iy = oy * sh - ph + ky * dh;
-                    if (iy < 0 || iy >= h_in) {
-                        continue;
-                    }
-                    for (int64_t kx = 0; kx < kw; ++kx) {
-                        const float * wt = w + (ky * kw + kx) * c + c0;
-                        const v16 wv = m == 16 ? load_n(wt, 16) : load_tail(wt, m);
-                        for (int64_t q = 0; q < nq; ++q) {
-                            const int64_t ix = (ox0 + q) * sw - pw + kx * dw;
-                            if (ix < 0 || ix >= w_in) {
-                                continue;
-                            }
-                            const float * in = pixel(x, ix, iy, n) + c0;
-                            acc[q] += wv * (m == 16 ? load_n(in, 16) : load_tail(in, m));
-                        }
-                    }
-                }
-                for (int64_t q = 0; q < nq; ++q) {
-                    store_n(at4(dst, c0, ox0 + q, oy, n), activate(acc[q], act, lo, hi), m);
-                }
-            }
+    const int64_t kw = p[3], kh = p[4];
+    const struct dw_geom g = {
+        .c = x->ne[0], .w_in = x->ne[1], .h_in = x->ne[2], .ow = dst->ne[1], .oh = dst->ne[2],
+        .sw = p[5], .sh = p[6], .pw = p[7], .ph = p[8], .dw = p[9], .dh = p[10],
+        .ldw = x->nb[1] / (int64_t) sizeof(float), .ldh = x->nb[2] / (int64_t) sizeof(float),
+        .ldn = x->nb[3] / (int64_t) sizeof(float),
+    };
+    const int64_t nblk = (g.c + 15) / 16;
+    int64_t t0, t1;
+    split(g.oh * dst->ne[3] * nblk, ith, nth, &t0, &t1);   /* tasks: (image, row, channel block) */
+    for (int64_t t = t0; t < t1; ++t) {
+        const int64_t c0 = (t % nblk) * 16, r = t / nblk, oy = r % g.oh, n = r / g.oh;
+        const int64_t m = MIN(16, g.c - c0);
+        const float * xn = (const float *) x->data + n * g.ldn;
+        float * y = at4(dst, 0, 0, oy, n);
+        if (kh == 3 && kw == 3 && m == 16) {
+            dw_row(&g, xn, w, bias, y, c0, oy, act, lo, hi, 3, 3, 16);
+        } else if (kh == 5 && kw == 5 && m == 16) {
+            dw_row(&g, xn, w, bias, y, c0, oy, act, lo, hi, 5, 5, 16);
+        } else if (kh == 3 && kw == 3) {
+            dw_row(&g, xn, w, bias, y, c0, oy, act, lo, hi, 3, 3, m);
+        } else {
+            dw_row_any(&g, xn, w, bias, y, c0, oy, act, lo, hi, kh, kw, m);
         }
     }
 }

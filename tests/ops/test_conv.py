@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from onnx import helper
 
 from ._helpers import (PAD_MODES, assert_close, op_node, randn, resolve_pads, run_graph_shapes, run_op, seeds,
                        set_pad_attrs, sum_atol)
@@ -147,3 +148,30 @@ def test_conv_multithreaded_size(n, oc, depthwise, size, mode, seed):
     begin, end = resolve_pads(mode, pads, x.shape[2:], [3, 3], [1, 1], [1, 1])
     want = conv_reference(x, w, b, [1, 1], begin, end, [1, 1], group)
     assert_close(got, want, atol=sum_atol((c // group) * 9))
+
+
+
+@settings(max_examples=60, deadline=None)
+@given(c=st.sampled_from([16, 24, 32, 40]), k=st.sampled_from([(3, 3), (5, 5), (3, 5), (7, 7), (1, 1)]),
+       s=st.integers(1, 2), d=st.integers(1, 2), pads=st.lists(st.integers(0, 3), min_size=4, max_size=4),
+       h=st.integers(1, 12), w=st.integers(1, 19), n=st.integers(1, 2), clip=st.booleans(), seed=seeds)
+def test_depthwise_kernel_paths(c, k, s, d, pads, h, w, n, clip, seed):
+    # channel counts with full 16-lane blocks and tails; the unrolled 3x3 and 5x5 kernels and the
+    # generic one; widths with no interior pixel, fewer than 4, or several groups of 4; Clip fused
+    rng = np.random.default_rng(seed)
+    pads = [min(p, (kk - 1) * d) for p, kk in zip(pads, k + k)]
+    h = max(h, (k[0] - 1) * d + 1 - pads[0] - pads[2])
+    w = max(w, (k[1] - 1) * d + 1 - pads[1] - pads[3])
+    x = randn(rng, (n, c, h, w))
+    wt, b = randn(rng, (c, 1, *k)), randn(rng, (c,))
+    node, _, consts = op_node("Conv", [None, wt, b], const=(1, 2), group=c, strides=[s, s], dilations=[d, d],
+                              pads=pads)
+    node.input[0] = "x"
+    want = conv_reference(x, wt, b, [s, s], pads[:2], pads[2:], [d, d], c)
+    nodes = [node]
+    if clip:
+        consts.update(lo=np.float32(0.0), hi=np.float32(6.0))
+        nodes.append(helper.make_node("Clip", ["out0", "lo", "hi"], ["clipped"]))
+        want = np.clip(want, 0.0, 6.0)
+    (got,) = run_graph_shapes(nodes, [{"x": x}], consts)[0]
+    assert_close(got, want, atol=sum_atol(k[0] * k[1]))
