@@ -44,7 +44,8 @@ COL_OUT = 1
 COL_SRC = 2     # 4 source slots, -1 when unused
 COL_NE = 6      # expected ggml ne[0..3] of the result
 COL_PARAM = 10  # N_PARAMS integer parameters
-N_PARAMS = 14
+N_PARAMS = 17
+P_INTO, P_COFF, P_OC = GGONNX_P_INTO, GGONNX_P_COFF, GGONNX_P_OC  # channel slices (kernels.h)
 N_COLS = COL_PARAM + N_PARAMS
 
 cpdef enum Op:
@@ -610,6 +611,17 @@ cdef class Plan:
         if op == GLOBAL_POOL_NHWC:
             return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], &a, 1, ggonnx_global_pool_nhwc,
                                   GGML_N_TASKS_MAX, p)
+        if (op == GEMM_PACKED or op == CONV_PACKED) and p[P_INTO]:
+            # a channel slice written in place into src3 (the tensor being filled), seen with this row's shape
+            if d == NULL or not ggml_is_contiguous(d) or ggml_nelements(d) != ne[0] * ne[1] * ne[2] * ne[3]:
+                raise GraphBuildError(f"row {i}: channel slice into an unusable tensor")
+            args[0], args[1], args[2] = a, b, c
+            t = ggml_custom_inplace(ctx, ggml_reshape_4d(ctx, d, ne[0], ne[1], ne[2], ne[3]), args,
+                                    3 if c != NULL else 2,
+                                    ggonnx_gemm_packed if op == GEMM_PACKED else ggonnx_conv_packed,
+                                    GGML_N_TASKS_MAX, p)
+            ggml_format_name(t, "#%d", <int> i)  # a view's name otherwise: profiles find rows by name
+            return t
         if op == GEMM_PACKED or op == CONV_PACKED or op == CONV_NARROW or op == DEPTHWISE:
             # src2 bias and src3 residual are optional; an absent bias before a residual is passed as NULL
             args[0], args[1], args[2], args[3] = a, b, c, d

@@ -78,6 +78,7 @@ cdef extern from "ggml.h" nogil:
     const char * ggml_op_desc(const ggml_tensor * t)
     ggml_tensor * ggml_format_name(ggml_tensor * tensor, const char * fmt, ...)
     bint ggml_is_contiguous(const ggml_tensor * t)
+    int64_t ggml_nelements(const ggml_tensor * t)
 
     ggml_context * ggml_init(ggml_init_params params)
     void ggml_free(ggml_context * ctx)
@@ -141,6 +142,8 @@ cdef extern from "ggml.h" nogil:
     ggml_tensor * ggml_custom_4d(ggml_context * ctx, ggml_type type, int64_t ne0, int64_t ne1, int64_t ne2,
                                  int64_t ne3, ggml_tensor ** args, int n_args, ggml_custom_op_t fun, int n_tasks,
                                  void * userdata)
+    ggml_tensor * ggml_custom_inplace(ggml_context * ctx, ggml_tensor * a, ggml_tensor ** args, int n_args,
+                                      ggml_custom_op_t fun, int n_tasks, void * userdata)
 
     ggml_threadpool_params ggml_threadpool_params_default(int n_threads)
 
@@ -274,6 +277,9 @@ cdef extern from "kernels.h" nogil:
     void ggonnx_softmax(ggml_tensor * dst, int ith, int nth, void * params)
     void ggonnx_transpose2d(ggml_tensor * dst, int ith, int nth, void * params)
     int GGONNX_CONV_MAX_C
+    int GGONNX_P_INTO
+    int GGONNX_P_COFF
+    int GGONNX_P_OC
     int GGONNX_GEMM_PANEL
     int GGONNX_NARROW_MAX_OC
     int GGONNX_ACT_NONE

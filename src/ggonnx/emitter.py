@@ -543,7 +543,39 @@ class Emitter:
         if row is None or row[0] not in (int(Op.GEMM_PACKED), int(Op.CONV_PACKED), int(Op.CONV_NARROW),
                                          int(Op.DEPTHWISE)):
             return None
+        if row[_core.COL_PARAM + _core.P_OC]:  # a channel slice of a concat: its epilogue is final
+            return None
         return row
+
+    def concat_channels_in_place(self, parts: list) -> GT | None:
+        """Concatenate channels-last tensors [C_i, W, H, N] along C with no copy, when each is
+        the output of its own packed GEMM or implicit-GEMM conv (no residual): the first such row
+        in emission order gets the whole width and writes its channels, each later one computes
+        in place into the previous one's result (kernels.h: channel slices). None, and nothing
+        changed, where some part is not such an output. The caller makes sure nothing else
+        reads the parts."""
+        rows = [self._packed_row(g) for g in parts]
+        if len(parts) < 2 or any(r is None or r[0] not in (int(Op.GEMM_PACKED), int(Op.CONV_PACKED))
+                                 or r[_core.COL_SRC + 3] != -1 for r in rows) \
+                or len({r[1] for r in rows}) != len(rows) or any(g.ne[1:] != parts[0].ne[1:] for g in parts):
+            return None
+        total = sum(g.ne[0] for g in parts)
+        offsets = np.cumsum([0] + [g.ne[0] for g in parts[:-1]])
+        into = None
+        for k in sorted(range(len(parts)), key=lambda k: rows[k][1]):
+            row, part = rows[k], parts[k]
+            row[_core.COL_PARAM + _core.P_COFF] = int(offsets[k])
+            row[_core.COL_PARAM + _core.P_OC] = row[_core.COL_NE]
+            row[_core.COL_NE] = total
+            if into is not None:
+                row[_core.COL_PARAM + _core.P_INTO] = 1
+                row[_core.COL_SRC + 3] = into
+            r = self.rows[part.slot]
+            while r is not row:  # the reshapes from the GEMM's [OC, P] to [OC, W, H, N]
+                r[_core.COL_NE] = total
+                r = self.rows[r[_core.COL_SRC]]
+            into = part.slot
+        return GT(into, (total,) + parts[0].ne[1:])
 
     def fuse_activation(self, y: GT, act: int, lo: float = 0.0, hi: float = 0.0) -> bool:
         """Fold an activation (_core.ACT_*) into the packed GEMM that produced ``y``, if it did and

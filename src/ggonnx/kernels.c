@@ -344,19 +344,26 @@ static void gemm_range(const float * wpk, int64_t k, int64_t oc, const struct co
     }
 }
 
+/* The first of a kernel's own sources: 1 when it computes in place into a channel slice. */
+static inline int first_src(const int64_t * p) {
+    return p[GGONNX_P_INTO] ? 1 : 0;
+}
+
 static void gemm_run(struct ggml_tensor * dst, int ith, int nth, const int64_t * p, const struct conv_geom * g,
                      int64_t k) {
-    const struct ggml_tensor * w = dst->src[1];
-    const struct ggml_tensor * b = dst->src[2];
-    const struct ggml_tensor * res = dst->src[3];
+    const int s0 = first_src(p);
+    const struct ggml_tensor * w = dst->src[s0 + 1];
+    const struct ggml_tensor * b = dst->src[s0 + 2];
+    const struct ggml_tensor * res = s0 ? NULL : dst->src[3];
     struct epilogue ep = { b ? (const float *) b->data : NULL, res ? (const float *) res->data : NULL,
                            (const float *) dst->data, (int) p[0], 0.0f, 0.0f };
     ep.lo = param_float(p[1]);
     ep.hi = param_float(p[2]);
-    const int64_t oc = dst->ne[0], pixels = ggml_nelements(dst) / oc;
+    /* a channel slice writes oc of dst's ne0 channels, from channel P_COFF on */
+    const int64_t oc = p[GGONNX_P_OC] ? p[GGONNX_P_OC] : dst->ne[0], pixels = ggml_nelements(dst) / dst->ne[0];
     const int64_t panels = (oc + PANEL - 1) / PANEL;
     const int64_t ldy = dst->nb[1] / sizeof(float);
-    float * yd = (float *) dst->data;
+    float * yd = (float *) dst->data + p[GGONNX_P_COFF];
     const float * wd = (const float *) w->data;
     const int64_t tiles = (pixels + NR - 1) / NR;
     if (tiles >= 2 * nth || panels < 2 * nth) {
@@ -373,7 +380,7 @@ static void gemm_run(struct ggml_tensor * dst, int ith, int nth, const int64_t *
 }
 
 void ggonnx_gemm_packed(struct ggml_tensor * dst, int ith, int nth, void * params) {
-    const struct ggml_tensor * x = dst->src[0];
+    const struct ggml_tensor * x = dst->src[first_src((const int64_t *) params)];
     /* pixels of x [K, P] as a 1x1 conv over a [K, P, 1, 1] image */
     const struct conv_geom g = { x, 1, 1, 1, 1, 0, 0, 1, 1, x->ne[1], 1, 0, 0, x->ne[0] };
     gemm_run(dst, ith, nth, (const int64_t *) params, &g, x->ne[0]);
@@ -381,7 +388,7 @@ void ggonnx_gemm_packed(struct ggml_tensor * dst, int ith, int nth, void * param
 
 void ggonnx_conv_packed(struct ggml_tensor * dst, int ith, int nth, void * params) {
     const int64_t * p = (const int64_t *) params;
-    const struct ggml_tensor * x = dst->src[0];
+    const struct ggml_tensor * x = dst->src[first_src(p)];
     const int64_t ocg = p[11], cg = p[12];
     const int64_t cspan = ocg == 0 ? x->ne[0] : ocg >= PANEL ? cg : PANEL / ocg * cg;
     const struct conv_geom g = { x, p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], dst->ne[1], dst->ne[2],

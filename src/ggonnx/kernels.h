@@ -39,6 +39,15 @@ void ggonnx_global_pool_nhwc(struct ggml_tensor * dst, int ith, int nth, void * 
  * params: act (GGONNX_ACT_*), the float32 bits of its parameters lo, hi. */
 void ggonnx_gemm_packed(struct ggml_tensor * dst, int ith, int nth, void * params);
 
+/* Channel slices (GEMM and implicit-conv kernels): writing into a wider output, so that a
+ * channel Concat of several convs costs no copy. Params at these indices: GGONNX_P_INTO = 1 when
+ * dst is computed in place on src[0] (the tensor being filled; the kernel's own sources follow
+ * from src[1] on, and no residual is taken), GGONNX_P_COFF = the first channel this kernel
+ * writes, GGONNX_P_OC = how many (0: all of dst->ne[0]). */
+#define GGONNX_P_INTO 14
+#define GGONNX_P_COFF 15
+#define GGONNX_P_OC 16
+
 /* Activations of a GEMM epilogue, and of ggonnx_activation. */
 #define GGONNX_ACT_NONE 0
 #define GGONNX_ACT_CLAMP 1        /* max(lo, min(hi, y)): Relu, Relu6, Clip */

@@ -271,3 +271,52 @@ def test_adds_fold_into_gemm_epilogues(wiring):
     sess = ggonnx.Session(model, threads=THREADS)
     np.testing.assert_allclose(sess.run(None, {"x": x})[0], want, rtol=1e-4, atol=1e-4)
     assert all(p.where == "ggml" for p in sess.placement())
+
+
+@settings(max_examples=40, deadline=None)
+@given(parts=st.lists(st.tuples(st.sampled_from(["pointwise", "conv3", "depthwise"]), st.sampled_from([3, 16, 20, 33]),
+                                st.booleans(), st.booleans()), min_size=2, max_size=3),
+       order=st.permutations(range(3)), extra_reader=st.booleans(), after=st.sampled_from(["Relu", "Conv", "none"]),
+       n=st.integers(1, 2), seed=seeds)
+def test_concat_of_convs_writes_in_place(parts, order, extra_reader, after, n, seed):
+    """A channel Concat of convs (fire and inception modules): each conv writes its channels of
+    the result (kernels.h: channel slices) where every part is a packed GEMM or implicit-GEMM
+    conv read by nothing else; the Concat's order may differ from the convs' order, and what
+    follows the Concat (an activation that must not fold into one slice, another conv) sees
+    all channels. Checked against onnxruntime, with the fallbacks (a depthwise part, a part
+    read twice)."""
+    rng = np.random.default_rng(seed)
+    c = 16
+    x = randn(rng, (n, c, 9, 11))
+    nodes, consts, names = [], {}, []
+    for i, (kind, oc, bias, relu) in enumerate(parts):
+        oc = c if kind == "depthwise" else oc
+        k = 1 if kind == "pointwise" else 3
+        consts[f"w{i}"] = randn(rng, (oc, 1 if kind == "depthwise" else c, k, k), 0.3)
+        ins = ["x", f"w{i}"] + ([f"b{i}"] if bias else [])
+        if bias:
+            consts[f"b{i}"] = randn(rng, (oc,))
+        nodes.append(helper.make_node("Conv", ins, [f"y{i}"], pads=[k // 2] * 4, group=c if kind == "depthwise" else 1))
+        name = f"y{i}"
+        if relu:
+            nodes.append(helper.make_node("Relu", [name], [f"r{i}"]))
+            name = f"r{i}"
+        names.append(name)
+    perm = [j for j in order if j < len(parts)]
+    nodes.append(helper.make_node("Concat", [names[j] for j in perm], ["cat"], axis=1))
+    outputs = ["out"]
+    if after == "Relu":
+        nodes.append(helper.make_node("Relu", ["cat"], ["out"]))
+    elif after == "Conv":
+        total = sum(c if kind == "depthwise" else oc for kind, oc, _, _ in parts)
+        consts["wa"] = randn(rng, (8, total, 1, 1), 0.2)
+        nodes.append(helper.make_node("Conv", ["cat", "wa"], ["out"]))
+    else:
+        outputs = ["cat"]
+    if extra_reader:  # the first part also leaves the graph: its conv cannot write into the concat
+        outputs.append(names[0])
+    model = make_model(nodes, {"x": x}, consts, outputs=outputs, opset=17)
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    got = ggonnx.Session(model, threads=THREADS).run(None, {"x": x})
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(w).max())))

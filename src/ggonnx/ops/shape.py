@@ -123,6 +123,12 @@ def lower_concat(ctx, node, inputs):
     shape = list(xs[0].shape)
     shape[axis] = sum(v.shape[axis] for v in xs)
     if rank == 4 and axis == 1 and any(ctx.is_nhwc(v) for v in xs):  # channels: ggml dim 0 of NHWC
+        if all(ctx.is_nhwc(v) and ctx.in_island(v) and ctx.sole_reader(v) for v in xs) and \
+                len({v.name for v in xs}) == len(xs):
+            # each conv writes its channels of the result itself (fire modules, inception blocks)
+            gt = ctx.e.concat_channels_in_place([ctx.tensor_nhwc(v) for v in xs])
+            if gt is not None:
+                return [ctx.output(gt, shape, layout=NHWC)]
         acc = ctx.tensor_nhwc(xs[0])
         for v in xs[1:]:
             acc = ctx.e.concat(acc, ctx.tensor_nhwc(v), 0)
