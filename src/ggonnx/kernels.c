@@ -211,7 +211,15 @@ static void tile_##MV##_##NP(const float * w, int64_t wpanel, const struct tile_
     TILE_LOAD(MV, NP)                                                                              \
     for (int64_t t = src->t0; t < src->t1; ++t) {                                                  \
         const float * xr[NP];                                                                      \
-        for (int p = 0; p < NP; ++p) xr[p] = src->rows[p * src->taps + t] + src->coff;             \
+        int padded = 1;                                                                            \
+        for (int p = 0; p < NP; ++p) {                                                             \
+            xr[p] = src->rows[p * src->taps + t] + src->coff;                                      \
+            padded &= src->rows[p * src->taps + t] == ggonnx_zero_row;                             \
+        }                                                                                          \
+        if (padded) {   /* the tap reads only padding for every pixel of the tile: no work */     \
+            for (int m = 0; m < MV; ++m) wp[m] += src->c * PANEL + src->wskip;                     \
+            continue;                                                                              \
+        }                                                                                          \
         for (int64_t ci = 0; ci < src->c; ++ci) {                                                  \
             TILE_STEP(MV, NP, xr[p][ci])                                                           \
         }                                                                                          \

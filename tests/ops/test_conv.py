@@ -175,3 +175,18 @@ def test_depthwise_kernel_paths(c, k, s, d, pads, h, w, n, clip, seed):
         want = np.clip(want, 0.0, 6.0)
     (got,) = run_graph_shapes(nodes, [{"x": x}], consts)[0]
     assert_close(got, want, atol=sum_atol(k[0] * k[1]))
+
+
+@settings(max_examples=20, deadline=None)
+@given(d=st.sampled_from([1, 3, 6, 12, 24]), size=st.integers(5, 16), oc=st.sampled_from([24, 40]),
+       n=st.integers(1, 2), s=st.integers(1, 2), seed=seeds)
+def test_dilated_conv_taps_in_padding(d, size, oc, n, s, seed):
+    # ASPP-style dilations as large as the map: whole tiles of pixels read only padding for most
+    # taps, which the implicit GEMM skips (kernels.c); the rest must still add up
+    rng = np.random.default_rng(seed)
+    c = 32
+    x = randn(rng, (n, c, size, size + 1))
+    w, b = randn(rng, (oc, c, 3, 3)), randn(rng, (oc,))
+    (got,) = run_op("Conv", [x, w, b], const=(1, 2), dilations=[d, d], pads=[d] * 4, strides=[s, s])
+    want = conv_reference(x, w, b, [s, s], [d, d], [d, d], [d, d], 1)
+    assert_close(got, want, atol=sum_atol(c * 9))
