@@ -105,6 +105,38 @@ void ggonnx_col2im_nhwc(struct ggml_tensor * dst, int ith, int nth, void * param
     const int64_t w = cols->ne[1], h = cols->ne[2];
     int64_t r0, r1;
     split(oh * dst->ne[3], ith, nth, &r0, &r1);
+    if (kw == sw && kh == sh && dw == 1 && dh == 1 && pw == 0 && ph == 0 && ow == w * kw) {
+        /* kernel == stride (upsampling heads): each output pixel is one tap of one input pixel,
+         * so a row of the output is a row of the GEMM's output in another order, plus bias */
+        const float * b = bias ? (const float *) bias->data : NULL;
+        for (int64_t r = r0; r < r1; ++r) {
+            const int64_t oy = r % oh, n = r / oh, ky = oy % kh;
+            if (oy / kh >= h) {   /* rows past the last input row (output_padding): bias only */
+                for (int64_t ox = 0; ox < ow; ++ox) {
+                    float * o = at4(dst, 0, ox, oy, n);
+                    for (int64_t ci = 0; ci < oc; ++ci) {
+                        o[ci] = b ? b[ci] : 0.0f;
+                    }
+                }
+                continue;
+            }
+            const float * in = pixel(cols, 0, oy / kh, n) + ky * kw * oc;
+            float * o = at4(dst, 0, 0, oy, n);
+            for (int64_t x = 0; x < w; ++x, in += cols->nb[1] / sizeof(float)) {
+                for (int64_t kx = 0; kx < kw; ++kx, o += oc) {   /* taps (ky, 0..kw-1) are adjacent */
+                    const float * t = in + kx * oc;
+                    if (b) {
+                        for (int64_t ci = 0; ci < oc; ++ci) {
+                            o[ci] = t[ci] + b[ci];
+                        }
+                    } else {
+                        memcpy(o, t, oc * sizeof(float));
+                    }
+                }
+            }
+        }
+        return;
+    }
     for (int64_t r = r0; r < r1; ++r) {
         const int64_t oy = r % oh, n = r / oh;
         for (int64_t ox = 0; ox < ow; ++ox) {

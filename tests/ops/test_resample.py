@@ -210,3 +210,28 @@ def test_resize_bad_scales_raise():
                        opset=19)
     with pytest.raises(GgonnxError, match="Resize"):
         ggonnx.Session(model).run(None, {"x": randn(rng, (1, 3, 4, 4))})
+
+
+@settings(max_examples=30, deadline=None)
+@given(k=st.tuples(st.integers(1, 3), st.integers(1, 3)), c=st.integers(1, 20), oc=st.sampled_from([1, 3, 16, 17]),
+       n=st.integers(1, 2), out_pad_h=st.integers(0, 2), group=st.sampled_from([1, 2]), bias=st.booleans(),
+       channels_last=st.booleans(), seed=seeds)
+def test_conv_transpose_kernel_equals_stride(k, c, oc, n, out_pad_h, group, bias, channels_last, seed):
+    # upsampling heads (kernel == stride, no pads): each output pixel is one tap of one input
+    # pixel, copied in order (kernels_spatial.c); output_padding adds rows of bias alone
+    assume(out_pad_h < k[0])
+    rng = np.random.default_rng(seed)
+    c = group * max(1, c // group)
+    shape = (n, c, 5, 7)
+    consts = {"w": randn(rng, (c, oc, *k), 0.3)}
+    nodes, x_name = ([], "x")
+    if channels_last:
+        nodes, x_name = _channels_last_input(rng, shape, consts)
+    inputs = [x_name, "w"]
+    if bias:
+        consts["b"] = randn(rng, (oc * group,), 0.1)
+        inputs.append("b")
+    nodes.append(helper.make_node("ConvTranspose", inputs, ["y"], strides=list(k), kernel_shape=list(k),
+                                  group=group, output_padding=[out_pad_h, 0]))
+    sess = _compare(nodes, {"x": randn(rng, shape)}, consts, opset=17)
+    assert all(p.where == "ggml" for p in sess.placement())
