@@ -92,6 +92,7 @@ cpdef enum Op:
     CONV_NARROW = 75       # src0 X [C, W, H, N], src1 W [OC4, K], src2 bias [OC4] -> [OC, OW, OH, N]
     TRANSPOSE2D = 76       # src0 [n0, n1, n2, 1] -> [n1, n0, n2, 1]
     DEPTHWISE = 77         # src0 X [C, W, H, N], src1 W [KH*KW, C], src2 bias [C] -> [C, OW, OH, N]
+    CONCAT_C = 78          # src0..3 [Ci, W, H, N] -> [sum Ci, W, H, N] (channels-last concat)
 
 cpdef enum Unary:
     EXP = 0
@@ -632,6 +633,14 @@ cdef class Plan:
                                   ggonnx_gemm_packed if op == GEMM_PACKED else ggonnx_conv_packed
                                   if op == CONV_PACKED else ggonnx_conv_narrow if op == CONV_NARROW
                                   else ggonnx_conv_dw, GGML_N_TASKS_MAX, p)
+        if op == CONCAT_C:
+            n_args = 0
+            for k in range(4):
+                if srcs[k] != NULL:
+                    args[n_args] = srcs[k] if srcs[k].nb[0] == sizeof(float) else ggml_cont(ctx, srcs[k])
+                    n_args += 1
+            return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], args, n_args,
+                                  ggonnx_concat_channels, GGML_N_TASKS_MAX, p)
         if op == TRANSPOSE2D:
             if not ggml_is_contiguous(a):
                 a = ggml_cont(ctx, a)

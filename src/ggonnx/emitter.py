@@ -526,6 +526,16 @@ class Emitter:
         bits = int(np.array([value], dtype=np.float32).view(np.uint32)[0])
         return self._emit(Op.PAD_MODE, (data,), out_ne, params=(*[int(b) for b in begin], mode, bits))
 
+    def concat_channels(self, parts: list) -> GT:
+        """Channels-last [C_i, W, H, N] parts concatenated along C, up to four per pass."""
+        if any(g.ne[1:] != parts[0].ne[1:] for g in parts):
+            self.fail(f"channels-last concat of {[g.ne for g in parts]}")
+        acc, rest = parts[0], list(parts[1:])
+        while rest:
+            group, rest = [acc] + rest[:3], rest[3:]
+            acc = self._emit(Op.CONCAT_C, tuple(group), (sum(g.ne[0] for g in group),) + parts[0].ne[1:])
+        return acc
+
     def transpose2d(self, a: GT) -> GT:
         """[n0, n1, n2, n3] -> [n1, n0, n2, n3]: each matrix transposed, in cache tiles."""
         return self._emit(Op.TRANSPOSE2D, (a,), (a.ne[1], a.ne[0], a.ne[2], a.ne[3]))

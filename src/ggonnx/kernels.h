@@ -111,6 +111,10 @@ void ggonnx_col2im_nhwc(struct ggml_tensor * dst, int ith, int nth, void * param
  * (between NCHW and NHWC: ggml's permute + cont copies element by element), in 32x32 tiles. */
 void ggonnx_transpose2d(struct ggml_tensor * dst, int ith, int nth, void * params);
 
+/* Channels-last concat: dst [C0 + C1 + ..., W, H, N] from src[0..3] [Ci, W, H, N] (ne0 contiguous),
+ * one pass, each pixel's parts copied side by side (ggml's concat goes element by element). */
+void ggonnx_concat_channels(struct ggml_tensor * dst, int ith, int nth, void * params);
+
 /* Pad of a 4-D tensor (ne0 contiguous). params: begin pad per ggml dim (ne0..ne3, negative
  * crops), mode (0 constant, 1 reflect, 2 edge, 3 wrap), the float32 bits of the constant. */
 void ggonnx_pad(struct ggml_tensor * dst, int ith, int nth, void * params);

@@ -320,3 +320,24 @@ def test_concat_of_convs_writes_in_place(parts, order, extra_reader, after, n, s
     got = ggonnx.Session(model, threads=THREADS).run(None, {"x": x})
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(w).max())))
+
+
+@settings(max_examples=25, deadline=None)
+@given(picks=st.lists(st.sampled_from(["conv", "relu", "pool", "sigmoid", "input"]), min_size=2, max_size=7),
+       n=st.integers(1, 2), seed=seeds)
+def test_channels_last_concat_of_any_parts(picks, n, seed):
+    """A channel Concat of channels-last values that are not conv outputs of their own (pools,
+    activations, the same value twice, a plain-layout input): one pass per four parts
+    (kernels_spatial.c), against onnxruntime."""
+    rng = np.random.default_rng(seed)
+    x = randn(rng, (n, 5, 6, 7))
+    consts = {"w": randn(rng, (12, 5, 3, 3), 0.3)}
+    nodes = [helper.make_node("Conv", ["x", "w"], ["conv"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["conv"], ["relu"]),
+             helper.make_node("MaxPool", ["conv"], ["pool"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("Sigmoid", ["conv"], ["sigmoid"]),
+             helper.make_node("Concat", [("x" if p == "input" else p) for p in picks], ["y"], axis=1)]
+    model = make_model(nodes, {"x": x}, consts, outputs=["y"], opset=17)
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    got = ggonnx.Session(model, threads=THREADS).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

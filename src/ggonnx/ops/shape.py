@@ -129,10 +129,7 @@ def lower_concat(ctx, node, inputs):
             gt = ctx.e.concat_channels_in_place([ctx.tensor_nhwc(v) for v in xs])
             if gt is not None:
                 return [ctx.output(gt, shape, layout=NHWC)]
-        acc = ctx.tensor_nhwc(xs[0])
-        for v in xs[1:]:
-            acc = ctx.e.concat(acc, ctx.tensor_nhwc(v), 0)
-        return [ctx.output(acc, shape, layout=NHWC)]
+        return [ctx.output(ctx.e.concat_channels([ctx.tensor_nhwc(v) for v in xs]), shape, layout=NHWC)]
     if rank > 4:  # (before, axis, after) per input
         parts = [ctx.e.reshape(ctx.tensor(v), onnx_to_ne(coalesce.around_axis(v.shape, axis))) for v in xs]
         acc = parts[0]
