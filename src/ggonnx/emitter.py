@@ -536,6 +536,18 @@ class Emitter:
             acc = self._emit(Op.CONCAT_C, tuple(group), (sum(g.ne[0] for g in group),) + parts[0].ne[1:])
         return acc
 
+    def concat_along(self, parts: list, dim: int) -> GT:
+        """Concat along ggml dim ``dim``: each part as rows [ne0 * ... * ne_dim, the rest]
+        (copied contiguous where it is a view), concatenated row by row in one pass per four."""
+        for g in parts[1:]:
+            if any(k != dim and g.ne[k] != parts[0].ne[k] for k in range(4)):
+                self.fail(f"concat along ggml dim {dim}: shapes {[p.ne for p in parts]} differ")
+        outer = int(math.prod(parts[0].ne[dim + 1:]))
+        rows = [self.reshape(g, (int(math.prod(g.ne[:dim + 1])), outer)) for g in parts]
+        ne = list(parts[0].ne)
+        ne[dim] = sum(g.ne[dim] for g in parts)
+        return self.reshape(self.concat_channels(rows), tuple(ne))
+
     def transpose2d(self, a: GT) -> GT:
         """[n0, n1, n2, n3] -> [n1, n0, n2, n3]: each matrix transposed, in cache tiles."""
         return self._emit(Op.TRANSPOSE2D, (a,), (a.ne[1], a.ne[0], a.ne[2], a.ne[3]))

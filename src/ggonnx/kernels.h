@@ -111,8 +111,9 @@ void ggonnx_col2im_nhwc(struct ggml_tensor * dst, int ith, int nth, void * param
  * (between NCHW and NHWC: ggml's permute + cont copies element by element), in 32x32 tiles. */
 void ggonnx_transpose2d(struct ggml_tensor * dst, int ith, int nth, void * params);
 
-/* Channels-last concat: dst [C0 + C1 + ..., W, H, N] from src[0..3] [Ci, W, H, N] (ne0 contiguous),
- * one pass, each pixel's parts copied side by side (ggml's concat goes element by element). */
+/* Concat along ne0: dst [C0 + C1 + ..., W, H, N] from src[0..3] [Ci, W, H, N] (ne0 contiguous),
+ * one pass, each pixel's parts copied side by side (ggml's concat goes element by element).
+ * Channels-last concats, and any concat of contiguous parts seen as [inner, outer] rows. */
 void ggonnx_concat_channels(struct ggml_tensor * dst, int ith, int nth, void * params);
 
 /* Pad of a 4-D tensor (ne0 contiguous). params: begin pad per ggml dim (ne0..ne3, negative

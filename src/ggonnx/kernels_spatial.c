@@ -222,17 +222,15 @@ void ggonnx_pad(struct ggml_tensor * dst, int ith, int nth, void * params) {
 void ggonnx_concat_channels(struct ggml_tensor * dst, int ith, int nth, void * params) {
     (void) params;
     const int64_t ow = dst->ne[1], oh = dst->ne[2];
-    int64_t r0, r1;
-    split(oh * dst->ne[3], ith, nth, &r0, &r1);
-    for (int64_t r = r0; r < r1; ++r) {
-        const int64_t oy = r % oh, n = r / oh;
-        for (int64_t ox = 0; ox < ow; ++ox) {
-            float * o = at4(dst, 0, ox, oy, n);
-            for (int k = 0; k < 4 && dst->src[k]; ++k) {
-                const struct ggml_tensor * s = dst->src[k];
-                memcpy(o, pixel(s, ox, oy, n), s->ne[0] * sizeof(float));
-                o += s->ne[0];
-            }
+    int64_t q0, q1;
+    split(ow * oh * dst->ne[3], ith, nth, &q0, &q1);
+    for (int64_t q = q0; q < q1; ++q) {
+        const int64_t ox = q % ow, oy = (q / ow) % oh, n = q / (ow * oh);
+        float * o = at4(dst, 0, ox, oy, n);
+        for (int k = 0; k < 4 && dst->src[k]; ++k) {
+            const struct ggml_tensor * s = dst->src[k];
+            memcpy(o, pixel(s, ox, oy, n), s->ne[0] * sizeof(float));
+            o += s->ne[0];
         }
     }
 }

@@ -91,7 +91,7 @@ def concat_cases(draw, min_piece: int = 1):
     rank = draw(st.integers(1, 4))
     base = list(draw(shapes(rank, rank, max_side=3)))
     axis = draw(st.integers(-rank, rank - 1))
-    n = draw(st.integers(2, 4))
+    n = draw(st.integers(2, 6))  # beyond four: more than one pass
     pieces = []
     for _ in range(n):
         s = list(base)

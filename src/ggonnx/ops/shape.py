@@ -132,14 +132,8 @@ def lower_concat(ctx, node, inputs):
         return [ctx.output(ctx.e.concat_channels([ctx.tensor_nhwc(v) for v in xs]), shape, layout=NHWC)]
     if rank > 4:  # (before, axis, after) per input
         parts = [ctx.e.reshape(ctx.tensor(v), onnx_to_ne(coalesce.around_axis(v.shape, axis))) for v in xs]
-        acc = parts[0]
-        for part in parts[1:]:
-            acc = ctx.e.concat(acc, part, 1)
-        return [ctx.output(ctx.e.reshape(acc, onnx_to_ne(shape)), shape)]
-    acc = ctx.tensor(xs[0])
-    for v in xs[1:]:
-        acc = ctx.e.concat(acc, ctx.tensor(v), rank - 1 - axis)
-    return [ctx.output(acc, shape)]
+        return [ctx.output(ctx.e.reshape(ctx.e.concat_along(parts, 1), onnx_to_ne(shape)), shape)]
+    return [ctx.output(ctx.e.concat_along([ctx.tensor(v) for v in xs], rank - 1 - axis), shape)]
 
 
 @register("Identity", since=1, any_rank=True)
