@@ -93,6 +93,7 @@ cpdef enum Op:
     TRANSPOSE2D = 76       # src0 [n0, n1, n2, 1] -> [n1, n0, n2, 1]
     DEPTHWISE = 77         # src0 X [C, W, H, N], src1 W [KH*KW, C], src2 bias [C] -> [C, OW, OH, N]
     CONCAT_C = 78          # src0..3 [Ci, W, H, N] -> [sum Ci, W, H, N] (channels-last concat)
+    PACK_PANELS = 79       # src0 [N, K, B] -> [panels * K * GEMM_PANEL, B] (packed GEMM weight layout)
 
 cpdef enum Unary:
     EXP = 0
@@ -633,6 +634,11 @@ cdef class Plan:
                                   ggonnx_gemm_packed if op == GEMM_PACKED else ggonnx_conv_packed
                                   if op == CONV_PACKED else ggonnx_conv_narrow if op == CONV_NARROW
                                   else ggonnx_conv_dw, GGML_N_TASKS_MAX, p)
+        if op == PACK_PANELS:
+            if a.nb[0] != sizeof(float):
+                a = ggml_cont(ctx, a)
+            return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], &a, 1, ggonnx_pack_panels,
+                                  GGML_N_TASKS_MAX, p)
         if op == CONCAT_C:
             n_args = 0
             for k in range(4):

@@ -429,15 +429,23 @@ class Emitter:
 
     def gemm_packed(self, x: GT, w_packed: GT, bias: GT | None, oc: int) -> GT:
         """x [K, P] times a packed weight [OC, K] (+ bias [OC rounded up to a panel]) -> [OC, P]."""
-        k, p = x.ne[0], x.ne[1]
+        k, p, batch = x.ne[0], x.ne[1], x.ne[2]
         panels = -(-oc // _core.GEMM_PANEL)
-        if x.ne[2:] != (1, 1) or w_packed.ne != (panels * _core.GEMM_PANEL * k, 1, 1, 1):
+        if x.ne[3] != 1 or w_packed.ne[0] != panels * _core.GEMM_PANEL * k or w_packed.ne[1] not in (1, batch) \
+                or w_packed.ne[2:] != (1, 1):
             self.fail(f"packed GEMM of {x.ne} by a weight {w_packed.ne} for {oc} outputs")
         if bias is not None and bias.ne != (panels * _core.GEMM_PANEL, 1, 1, 1):
             self.fail(f"packed GEMM bias {bias.ne} for {oc} outputs")
-        self.flops += 2 * k * oc * p
+        self.flops += 2 * k * oc * p * batch
         srcs = (x, w_packed) + ((bias,) if bias is not None else ())
-        return self._emit(Op.GEMM_PACKED, srcs, (oc, p, 1, 1), params=(0, 0, 0))
+        return self._emit(Op.GEMM_PACKED, srcs, (oc, p, batch, 1), params=(0, 0, 0))
+
+    def pack_panels(self, b: GT) -> GT:
+        """An activation [N, K, B] as B packed GEMM weights of N outputs over depth K."""
+        n, k, batch = b.ne[0], b.ne[1], b.ne[2]
+        if b.ne[3] != 1:
+            self.fail(f"packing {b.ne}: at most one batch dim")
+        return self._emit(Op.PACK_PANELS, (b,), (-(-n // _core.GEMM_PANEL) * _core.GEMM_PANEL * k, batch, 1, 1))
 
     def conv_packed(self, x: GT, w_packed: GT, bias: GT | None, oc: int, k, s, pb, pe, d, groups: int = 1) -> GT:
         """Implicit-GEMM conv of x [C, W, H, N] with a packed weight (rows (ky, kx, c)) ->
@@ -578,7 +586,8 @@ class Emitter:
         reads the parts."""
         rows = [self._packed_row(g) for g in parts]
         if len(parts) < 2 or any(r is None or r[0] not in (int(Op.GEMM_PACKED), int(Op.CONV_PACKED))
-                                 or r[_core.COL_SRC + 3] != -1 for r in rows) \
+                                 or r[_core.COL_SRC + 3] != -1
+                                 or (r[0] == int(Op.GEMM_PACKED) and r[_core.COL_NE + 2] != 1) for r in rows) \
                 or len({r[1] for r in rows}) != len(rows) or any(g.ne[1:] != parts[0].ne[1:] for g in parts):
             return None
         total = sum(g.ne[0] for g in parts)

@@ -388,10 +388,50 @@ static void gemm_run(struct ggml_tensor * dst, int ith, int nth, const int64_t *
 }
 
 void ggonnx_gemm_packed(struct ggml_tensor * dst, int ith, int nth, void * params) {
-    const struct ggml_tensor * x = dst->src[first_src((const int64_t *) params)];
-    /* pixels of x [K, P] as a 1x1 conv over a [K, P, 1, 1] image */
-    const struct conv_geom g = { x, 1, 1, 1, 1, 0, 0, 1, 1, x->ne[1], 1, 0, 0, x->ne[0] };
-    gemm_run(dst, ith, nth, (const int64_t *) params, &g, x->ne[0]);
+    const int64_t * p = (const int64_t *) params;
+    const struct ggml_tensor * x = dst->src[first_src(p)];
+    if (x->ne[2] == 1) {
+        /* pixels of x [K, P] as a 1x1 conv over a [K, P, 1, 1] image */
+        const struct conv_geom g = { x, 1, 1, 1, 1, 0, 0, 1, 1, x->ne[1], 1, 0, 0, x->ne[0] };
+        gemm_run(dst, ith, nth, p, &g, x->ne[0]);
+        return;
+    }
+    /* a batch of products (attention heads): x [K, P, B], the weight [packed, B] (or one for all
+     * B), dst [OC, P, B]; every thread takes its share of each product, no barrier between */
+    const struct ggml_tensor * w = dst->src[first_src(p) + 1];
+    for (int64_t b = 0; b < x->ne[2]; ++b) {
+        struct ggml_tensor xb = *x, wb = *w, yb = *dst;
+        xb.data = (char *) x->data + b * x->nb[2];
+        xb.ne[2] = 1;
+        wb.data = (char *) w->data + (w->ne[1] == 1 ? 0 : b * w->nb[1]);
+        yb.data = (char *) dst->data + b * dst->nb[2];
+        yb.ne[2] = 1;
+        yb.src[first_src(p) + 1] = &wb;
+        struct ggml_tensor rb;
+        if (!first_src(p) && dst->src[3]) {   /* a residual laid out as dst: this product's part */
+            rb = *dst->src[3];
+            rb.data = (char *) rb.data + b * dst->nb[2];
+            yb.src[3] = &rb;
+        }
+        const struct conv_geom g = { &xb, 1, 1, 1, 1, 0, 0, 1, 1, x->ne[1], 1, 0, 0, x->ne[0] };
+        gemm_run(&yb, ith, nth, p, &g, x->ne[0]);
+    }
+}
+
+void ggonnx_pack_panels(struct ggml_tensor * dst, int ith, int nth, void * params) {
+    (void) params;
+    const struct ggml_tensor * s = dst->src[0];
+    const int64_t n = s->ne[0], k = s->ne[1], panels = (n + PANEL - 1) / PANEL;
+    int64_t r0, r1;
+    split(panels * k * s->ne[2], ith, nth, &r0, &r1);   /* rows: (batch, panel, depth) */
+    for (int64_t r = r0; r < r1; ++r) {
+        const int64_t kk = r % k, j = (r / k) % panels, b = r / (k * panels);
+        const float * in = (const float *) ((const char *) s->data + kk * s->nb[1] + b * s->nb[2]) + j * PANEL;
+        float * out = (float *) ((char *) dst->data + b * dst->nb[1]) + (j * k + kk) * PANEL;
+        const int64_t m = MIN(PANEL, n - j * PANEL);
+        memcpy(out, in, m * sizeof(float));
+        memset(out + m, 0, (PANEL - m) * sizeof(float));
+    }
 }
 
 void ggonnx_conv_packed(struct ggml_tensor * dst, int ith, int nth, void * params) {

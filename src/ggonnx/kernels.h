@@ -38,6 +38,11 @@ void ggonnx_global_pool_nhwc(struct ggml_tensor * dst, int ith, int nth, void * 
  * k): no horizontal sums and no depth alignment, so small K runs at speed.
  * params: act (GGONNX_ACT_*), the float32 bits of its parameters lo, hi. */
 void ggonnx_gemm_packed(struct ggml_tensor * dst, int ith, int nth, void * params);
+/* Batched: X [K, P, B] and W [packed, B] (or [packed, 1], shared) -> dst [OC, P, B]. */
+
+/* An activation B [N, K, batch] (ggml order: an ONNX MatMul's right operand [batch, K, N]) in
+ * the packed GEMM weight layout: dst [panels * K * GGONNX_GEMM_PANEL, batch], zeros past N. */
+void ggonnx_pack_panels(struct ggml_tensor * dst, int ith, int nth, void * params);
 
 /* Channel slices (GEMM and implicit-conv kernels): writing into a wider output, so that a
  * channel Concat of several convs costs no copy. Params at these indices: GGONNX_P_INTO = 1 when

@@ -129,3 +129,33 @@ def test_gemm_constant_weights_one_session_many_shapes(case, ms, seed):
         if c is not None:
             want = want + case["beta"] * c.astype(np.float64)
         assert_close(got, want, atol=sum_atol(k))
+
+
+@settings(max_examples=40, deadline=None)
+@given(m=st.integers(1, 40), k=st.integers(16, 70), n=st.integers(16, 50),
+       batch=st.sampled_from([(), (3,), (2, 3)]), b_batch=st.sampled_from(["same", "shared", "ones", "a_broadcast"]),
+       after=st.sampled_from(["none", "residual", "bias_relu"]), seed=seeds)
+def test_matmul_activation_b_packed_at_run_time(m, k, n, batch, b_batch, after, seed):
+    # attention's Q.K^T and P.V: B computed in the graph, packed into GEMM panels per batch entry
+    # (or once, shared) at run time; an Add after it may fold into the GEMM's epilogue per entry
+    from onnx import helper
+    rng = np.random.default_rng(seed)
+    a_shape = batch + (m, k)
+    b_shape = {"same": batch + (k, n), "shared": (k, n), "ones": (1,) * len(batch) + (k, n),
+               "a_broadcast": batch + (k, n)}[b_batch]
+    if b_batch == "a_broadcast" and batch:
+        a_shape = (1,) * len(batch) + (m, k)
+    a, b = randn(rng, a_shape), randn(rng, b_shape)
+    want = np.matmul(a.astype(np.float64), b.astype(np.float64))
+    nodes = [helper.make_node("MatMul", ["a", "b"], ["y"])]
+    feeds, consts = {"a": a, "b": b}, {}
+    if after == "residual":
+        feeds["r"] = randn(rng, want.shape)   # computed before the GEMM, so it can fold into it
+        nodes = [helper.make_node("Tanh", ["r"], ["t"])] + nodes + [helper.make_node("Add", ["y", "t"], ["z"])]
+        want = want + np.tanh(feeds["r"].astype(np.float64))
+    elif after == "bias_relu":
+        consts["c"] = randn(rng, (n,))
+        nodes += [helper.make_node("Add", ["y", "c"], ["s"]), helper.make_node("Relu", ["s"], ["z"])]
+        want = np.maximum(want + consts["c"], 0)
+    (got,) = run_graph_shapes(nodes, [feeds], consts)[0]
+    assert_close(got, want, atol=sum_atol(k))

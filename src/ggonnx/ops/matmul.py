@@ -131,6 +131,11 @@ def matmul(ctx, a: Value, b: Value) -> Value:
         y = e.gemm_packed(e.reshape(ctx.tensor(a), (k, rows)), packed_gemm_weight(ctx, b), None, n)
         shape = batch + (m, n)
         return ctx.output(e.reshape(y, tuple(reversed(shape))), shape)
+    if b.const is None and a.rank >= 2 and b.rank >= 2 and n >= ACT_PACKED_MIN_N and k >= ACT_PACKED_MIN_K:
+        y = _activation_packed(ctx, a, b, a2, b2, batch, m, k, n)
+        if y is not None:
+            shape = batch + (m, n)
+            return ctx.output(e.reshape(y, tuple(reversed(shape))), shape)
     if b.rank == 1:
         bt = e.reshape(ctx.tensor(b), (k, 1))            # B^T of a column vector is the row [K]
     else:
@@ -152,6 +157,28 @@ def matmul(ctx, a: Value, b: Value) -> Value:
     if b.rank == 1:
         shape = shape[:-1]
     return ctx.output(e.reshape(y, tuple(reversed(shape))), shape)
+
+
+# An activation B (attention's K^T and V) packed at run time for our GEMM: one copy, as the
+# transpose ggml's mul_mat needs anyway, then the packed kernel (whisper-tiny's 1500x1500x64
+# Q.K^T per head: OpenBLAS 178 GFLOP/s). Below these sizes the packing is not worth it.
+ACT_PACKED_MIN_N = 16
+ACT_PACKED_MIN_K = 16
+
+
+def _activation_packed(ctx, a: Value, b: Value, a2, b2, batch, m: int, k: int, n: int):
+    """A @ B with B computed at run time: B's rows packed into GEMM panels per batch entry
+    (ggml [N, K, batch] is B's own layout: no transpose), A's rows as the GEMM's pixels; B shared
+    when its batch dims are all 1. None where A's batch would need broadcasting."""
+    nbatch = int(math.prod(batch))
+    if tuple(a2[:-2]) != batch and nbatch != 1:
+        return None
+    b_shared = int(math.prod(b2[:-2])) == 1
+    if not b_shared and tuple((1,) * (len(batch) - len(b2[:-2])) + tuple(b2[:-2])) != batch:
+        return None
+    e = ctx.e
+    wb = e.pack_panels(e.reshape(ctx.tensor(b), (n, k, 1 if b_shared else nbatch)))
+    return e.gemm_packed(e.reshape(ctx.tensor(a), (k, m, nbatch)), wb, None, n)
 
 
 @register("MatMul", since=1)
