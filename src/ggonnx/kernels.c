@@ -337,9 +337,7 @@ static void gemm_range(const float * wpk, int64_t k, int64_t oc, const struct co
     const float * rows[PIXEL_BLOCK * MAX_TAPS];
     for (int64_t pb = p0; pb < p1; pb += PIXEL_BLOCK) {
         const int64_t pe = MIN(p1, pb + PIXEL_BLOCK);
-        for (int64_t q = pb; q < pe; ++q) {
-            tap_rows(g, q, rows + (q - pb) * taps);
-        }
+        tap_rows_run(g, pb, pe - pb, rows);
         for (int64_t ci = 0; ci < n_chunks; ++ci) {
             const struct chunk * ch = &chunks[ci];
             const int64_t chunk_bytes = (ch->t1 - ch->t0) * (ch->c1 - ch->c0) * PANEL * (int64_t) sizeof(float);

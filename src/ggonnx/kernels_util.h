@@ -47,14 +47,35 @@ struct conv_geom {
 /* Zero rows for taps in the padding (C up to GGONNX_CONV_MAX_C floats; kernels.c). */
 extern const float ggonnx_zero_row[];
 
-static void tap_rows(const struct conv_geom * g, int64_t p, const float ** rows) {
+/* The tap rows of output pixel (ox, oy) of image n. */
+static inline void tap_rows_at(const struct conv_geom * g, int64_t ox, int64_t oy, int64_t n, const float ** rows) {
     const struct ggml_tensor * s = g->src;
-    const int64_t ox = p % g->ow, oy = (p / g->ow) % g->oh, n = p / (g->ow * g->oh);
     for (int64_t ky = 0; ky < g->kh; ++ky) {
         const int64_t iy = oy * g->sh - g->ph + ky * g->dh;
         for (int64_t kx = 0; kx < g->kw; ++kx) {
             const int64_t ix = ox * g->sw - g->pw + kx * g->dw;
             *rows++ = (iy < 0 || iy >= s->ne[2] || ix < 0 || ix >= s->ne[1]) ? ggonnx_zero_row : pixel(s, ix, iy, n);
+        }
+    }
+}
+
+static void tap_rows(const struct conv_geom * g, int64_t p, const float ** rows) {
+    tap_rows_at(g, p % g->ow, (p / g->ow) % g->oh, p / (g->ow * g->oh), rows);
+}
+
+/* The tap rows of count consecutive output pixels from p on: the pixel coordinates step along
+ * instead of three divisions a pixel (which cost more than the GEMM work of a 3-channel conv). */
+static void tap_rows_run(const struct conv_geom * g, int64_t p, int64_t count, const float ** rows) {
+    const int64_t taps = g->kw * g->kh;
+    int64_t ox = p % g->ow, oy = (p / g->ow) % g->oh, n = p / (g->ow * g->oh);
+    for (int64_t i = 0; i < count; ++i, rows += taps) {
+        tap_rows_at(g, ox, oy, n, rows);
+        if (++ox == g->ow) {
+            ox = 0;
+            if (++oy == g->oh) {
+                oy = 0;
+                ++n;
+            }
         }
     }
 }
