@@ -341,3 +341,17 @@ def test_channels_last_concat_of_any_parts(picks, n, seed):
     want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     got = ggonnx.Session(model, threads=THREADS).run(None, {"x": x})[0]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("c", [1, 3, 4, 5, 16, 17, 33])
+@pytest.mark.parametrize("hw", [(1, 1), (3, 5), (4, 4), (1, 17), (4, 8), (3, 11), (10, 10)])
+def test_layout_conversions_at_block_edges(c, hw):
+    """NCHW -> NHWC before a conv and back after it (ggonnx_transpose2d): few channels unrolled,
+    32x32 tiles, partial tiles."""
+    rng = np.random.default_rng(c * 100 + hw[0] * hw[1])
+    x = randn(rng, (2, c) + hw)
+    w = randn(rng, (c, c, 1, 1), 0.5)
+    model = make_model([helper.make_node("Conv", ["x", "w"], ["y"])], {"x": x}, {"w": w}, outputs=["y"])
+    want = np.einsum("nchw,oc->nohw", x.astype(np.float64), w[:, :, 0, 0].astype(np.float64))
+    got = ggonnx.Session(model, threads=THREADS).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
