@@ -11,6 +11,7 @@ from onnx import TensorProto, helper
 import ggonnx
 
 SETTINGS = dict(max_examples=40, deadline=None)
+FAST = dict(max_examples=150, deadline=None)  # the one-node linear / SVM / preparation models run in ~3 ms
 RTOL = 1e-5
 ML = "ai.onnx.ml"
 
@@ -26,6 +27,18 @@ def _run_both(model: bytes, feeds: dict):
     ours = ggonnx.Session(model, threads=2).run(None, feeds)
     theirs = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, feeds)
     return ours, theirs
+
+
+def _run_or_refuse(model: bytes, feeds: dict):
+    """Both runtimes' outputs, or None when onnxruntime refuses the model or the feeds (then
+    ggonnx must refuse them too)."""
+    try:
+        theirs = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, feeds)
+    except Exception:  # onnxruntime's exception types are its own
+        with pytest.raises(ggonnx.errors.GgonnxError):
+            ggonnx.Session(model, threads=2).run(None, feeds)
+        return None
+    return ggonnx.Session(model, threads=2).run(None, feeds), theirs
 
 
 def assert_close(a, e, rtol=RTOL, atol=1e-6):
@@ -195,16 +208,22 @@ def _skl_data(n=300, features=8, classes=3, seed=0):
     return x.astype(np.float32), y
 
 
-def _skl_check(estimator, x, zipmap=False):
+def _skl_check(estimator, x, zipmap=False, atol=1e-6):
+    """``atol``: onnxruntime scores an SVM's kernels in float32 (its sum over ~100 support
+    vectors is ~1e-5 off; ours runs them in double)."""
     skl2onnx = pytest.importorskip("skl2onnx")
     options = {"zipmap": zipmap} if hasattr(estimator, "classes_") else None
-    model = skl2onnx.to_onnx(estimator, x[:1], options=options, target_opset={"": 17, ML: 3}).SerializeToString()
+    try:
+        model = skl2onnx.to_onnx(estimator, x[:1], options=options, target_opset={"": 17, ML: 3})
+    except NameError:  # a classifier without a zipmap option (LinearSVC)
+        model = skl2onnx.to_onnx(estimator, x[:1], target_opset={"": 17, ML: 3})
+    model = model.SerializeToString()
     for batch in (1, len(x)):
         feeds = {"X": x[:batch]}
         ours, theirs = _run_both(model, feeds)
         assert len(ours) == len(theirs)
         if len(theirs) == 2 and not zipmap:
-            assert_close(ours[1], theirs[1])
+            assert_close(ours[1], theirs[1], atol=atol)
             assert_labels(ours[0], theirs[0], theirs[1])
         else:
             for a, e in zip(ours, theirs):
@@ -213,7 +232,7 @@ def _skl_check(estimator, x, zipmap=False):
                     for p, q in zip(a, e):
                         np.testing.assert_allclose([p[k] for k in q], [q[k] for k in q], rtol=RTOL, atol=1e-6)
                 else:
-                    assert_close(a, e)
+                    assert_close(a, e, atol=atol)
 
 
 @pytest.mark.parametrize("classes", [2, 3])
@@ -235,6 +254,27 @@ def test_skl_regressors():
     _skl_check(GradientBoostingRegressor(n_estimators=20, random_state=0).fit(x, target), x)
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("classes", [2, 3])
+def test_skl_linear_models_and_svms(classes):
+    """skl2onnx's LinearClassifier / SVMClassifier graphs (and the Cast, ArrayFeatureExtractor
+    and arithmetic around them) against onnxruntime."""
+    pytest.importorskip("skl2onnx")
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC, LinearSVC
+    x, y = _skl_data(n=200, classes=classes)
+    _skl_check(make_pipeline(StandardScaler(), LogisticRegression(max_iter=300)).fit(x, y), x)
+    _skl_check(LogisticRegression(max_iter=300).fit(x, y), x, zipmap=True)
+    _skl_check(LinearSVC().fit(x, y), x)
+    _skl_check(MLPClassifier((16,), max_iter=50, random_state=0).fit(x, y), x)
+    for kernel in ("rbf", "poly", "linear", "sigmoid"):
+        _skl_check(SVC(kernel=kernel).fit(x, y), x, atol=5e-5)
+    _skl_check(SVC(probability=True, random_state=0).fit(x, y), x, atol=5e-5)
+
+
 @pytest.mark.parametrize("labels", [{"classlabels_int64s": [3, 5, 7]}, {"classlabels_strings": ["a", "b", "c"]}])
 @pytest.mark.parametrize("rows", [1, 4])
 def test_zipmap_matches_onnxruntime(labels, rows):
@@ -250,3 +290,210 @@ def test_zipmap_matches_onnxruntime(labels, rows):
     (got,) = ggonnx.Session(model).run(None, {"x": x})
     (want,) = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
     assert got == want and all(type(k) is type(w) for g_, w_ in zip(got, want) for k, w in zip(g_, w_))
+
+
+# -- linear models and SVMs (ggonnx.host_ml_linear) ---------------------------------------------
+
+POSTS = ["NONE", "LOGISTIC", "SOFTMAX", "SOFTMAX_ZERO", "PROBIT"]
+NP_TYPES = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE, "int64": TensorProto.INT64,
+            "int32": TensorProto.INT32}
+
+
+def _features_in(rng, batch, features, dtype, nan=False, one_d=False):
+    if dtype in ("int64", "int32"):
+        x = rng.integers(-3, 4, (batch, features)).astype(dtype)
+    else:
+        x = rng.standard_normal((batch, features)).astype(dtype)
+        if nan:  # NaNs, and infinities whose sums make NaN scores beside finite ones
+            x[rng.random(x.shape) < 0.1] = np.nan
+            x[rng.random(x.shape) < 0.1] = np.inf
+            x[rng.random(x.shape) < 0.1] = -np.inf
+    return x[0] if one_d else x
+
+
+def _labels_attr(rng, n, strings):
+    if not n:  # no labels at all: 1 / 0
+        return {}, TensorProto.INT64
+    if strings:
+        return dict(classlabels_strings=[f"c{i}" for i in range(n)]), TensorProto.STRING
+    return dict(classlabels_ints=[int(v) for v in rng.choice(100, n, replace=False)]), TensorProto.INT64
+
+
+def _classifier(op, attrs, x, label_type):
+    node = helper.make_node(op, ["X"], ["label", "scores"], domain=ML, **attrs)
+    return _model([node], [helper.make_tensor_value_info("X", NP_TYPES[str(x.dtype)], [None] * x.ndim)],
+                  [helper.make_tensor_value_info("label", label_type, [None]),
+                   helper.make_tensor_value_info("scores", TensorProto.FLOAT, [None, None])])
+
+
+def _near_zero(raw, tol=1e-4):
+    """Rows with a raw score within ``tol`` of 0 (where summation order can flip a sign)."""
+    raw = np.asarray(raw, np.float64).reshape(len(raw), -1)
+    return (np.abs(raw) < tol * np.maximum(1.0, np.abs(raw).max(axis=1, keepdims=True))).any(axis=1)
+
+
+def _near_tie(raw, tol=1e-4):
+    raw = np.asarray(raw, np.float64)
+    if raw.shape[1] < 2:
+        return np.zeros(len(raw), bool)
+    top = np.sort(np.where(np.isnan(raw), -np.inf, raw), axis=1)
+    with np.errstate(invalid="ignore"):
+        return top[:, -1] - top[:, -2] <= tol * np.maximum(1.0, np.abs(top[:, -1]))  # all-NaN rows: checked
+
+
+def _tolerance(post):
+    """Scores agree to float32 rounding; PROBIT less: onnxruntime's approximate inverse erf takes
+    log((1 - x)(1 + x)) in float32, so near p = 0.5 one ulp of p moves it by up to ~1e-3."""
+    return dict(rtol=1e-3, atol=1e-3) if post == "PROBIT" else dict(rtol=1e-4, atol=1e-5)
+
+
+def _labels_match(a, e, skip):
+    a, e = np.asarray(a), np.asarray(e)
+    assert a.shape == e.shape and a.dtype == e.dtype, (a.shape, e.shape, a.dtype, e.dtype)
+    np.testing.assert_array_equal(a[~skip], e[~skip])
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # inf - inf in the GEMMs
+@settings(**FAST)
+@given(seed=st.integers(0, 2**32 - 1), classes=st.sampled_from([1, 1, 2, 3, 5]), n_labels=st.sampled_from([0, 1, 2, 2, 3]),
+       features=st.integers(1, 6), batch=st.sampled_from([1, 3, 40]), post=st.sampled_from(POSTS),
+       dtype=st.sampled_from(list(NP_TYPES)), strings=st.booleans(), one_d=st.booleans(), nan=st.booleans())
+def test_linear_classifier(seed, classes, n_labels, features, batch, post, dtype, strings, one_d, nan):
+    rng = np.random.default_rng(seed)
+    n_labels = n_labels if classes == 1 else classes
+    labels, label_type = _labels_attr(rng, n_labels, strings and n_labels > 0)
+    coef = rng.standard_normal((classes, features)).astype(np.float32)
+    bias = rng.standard_normal(classes).astype(np.float32)
+    attrs = dict(coefficients=coef.reshape(-1).tolist(), intercepts=bias.tolist(), post_transform=post, **labels)
+    x = _features_in(rng, batch, features, dtype, nan, one_d and batch == 1)
+    both = _run_or_refuse(_classifier("LinearClassifier", attrs, x, label_type), {"X": x})
+    if both is None:  # a binary model with labels, but not two
+        assert classes == 1 and n_labels not in (0, 2)
+        return
+    (label, scores), (e_label, e_scores) = both
+    raw = x.reshape(-1, features).astype(np.float64) @ coef.T.astype(np.float64) + bias
+    assert scores.shape == e_scores.shape and scores.dtype == e_scores.dtype
+    if classes == 1 and n_labels and post == "PROBIT":  # onnxruntime writes the first half only
+        scores, e_scores = scores.reshape(-1)[:len(raw)], e_scores.reshape(-1)[:len(raw)]
+    assert_close(scores, e_scores, **_tolerance(post))
+    _labels_match(label, e_label, _near_zero(raw) if classes == 1 else _near_tie(raw))
+
+
+def test_linear_classifier_nan_scores():
+    """A NaN first score keeps class 0 and a NaN elsewhere never wins, as onnxruntime's strict
+    ``>`` scan decides (np.argmax would pick the first NaN)."""
+    coef = [1.0, -1.0, 1.0, 1.0, -1.0, -1.0, 0.5, 0.0]  # inf - inf = NaN in classes 0 and 3
+    x = np.array([[np.inf, np.inf], [1.0, np.inf], [-np.inf, 2.0], [0.5, 0.25]], np.float32)
+    attrs = dict(coefficients=coef, intercepts=[0.0] * 4, classlabels_ints=[7, 8, 9, 10])
+    (label, scores), (e_label, e_scores) = _run_both(_classifier("LinearClassifier", attrs, x, TensorProto.INT64),
+                                                     {"X": x})
+    assert_close(scores, e_scores)
+    np.testing.assert_array_equal(label, e_label)
+    assert label[0] == 7
+
+
+@settings(**FAST)
+@given(seed=st.integers(0, 2**32 - 1), targets=st.integers(1, 4), n_bias=st.sampled_from(["all", "none", "one"]),
+       features=st.integers(1, 6), batch=st.sampled_from([1, 3, 40]), post=st.sampled_from(POSTS),
+       one_d=st.booleans())
+def test_linear_regressor(seed, targets, n_bias, features, batch, post, one_d):
+    rng = np.random.default_rng(seed)
+    attrs = dict(coefficients=rng.standard_normal(targets * features).astype(np.float32).tolist(), targets=targets,
+                 post_transform=post)
+    if n_bias != "none":  # a count other than targets is ignored (no intercepts at all)
+        attrs["intercepts"] = rng.standard_normal(targets if n_bias == "all" else targets + 1).tolist()
+    x = _features_in(rng, batch, features, "float32", one_d=one_d and batch == 1)
+    node = helper.make_node("LinearRegressor", ["X"], ["Y"], domain=ML, **attrs)
+    model = _model([node], [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None] * x.ndim)],
+                   [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, targets])])
+    (ours,), (theirs,) = _run_both(model, {"X": x})
+    assert_close(ours, theirs, atol=1e-5)
+
+
+def _svm_attrs(rng, classes, per_class, features, kernel, degree, proba, positive=False):
+    v = sum(per_class)
+    low = 0.0 if positive else -1.0  # all weights >= 0 move liblinear mode's binary threshold to 0.5
+    attrs = dict(kernel_type=kernel, kernel_params=[float(np.float32(rng.uniform(0.1, 0.8))),
+                                                    float(np.float32(rng.uniform(-1, 1))), float(degree)])
+    if per_class:
+        attrs.update(vectors_per_class=list(per_class),
+                     support_vectors=rng.standard_normal(v * features).astype(np.float32).tolist(),
+                     coefficients=rng.uniform(low, 1, (classes - 1) * v).astype(np.float32).tolist(),
+                     rho=rng.uniform(-0.5, 0.5, classes * (classes - 1) // 2).astype(np.float32).tolist())
+    else:  # liblinear mode: one weight row per class, one bias
+        attrs.update(coefficients=rng.uniform(low, 1, classes * features).astype(np.float32).tolist(),
+                     rho=[float(np.float32(rng.uniform(-0.5, 0.5)))])
+    if proba:
+        pairs = classes * (classes - 1) // 2 if per_class else classes
+        attrs.update(prob_a=rng.uniform(-3, -0.5, pairs).astype(np.float32).tolist(),
+                     prob_b=rng.uniform(-0.5, 0.5, pairs).astype(np.float32).tolist())
+    return attrs
+
+
+@settings(**FAST)
+@given(seed=st.integers(0, 2**32 - 1), classes=st.integers(2, 4), vectors=st.integers(0, 3),
+       features=st.integers(1, 4), kernel=st.sampled_from(["LINEAR", "POLY", "RBF", "SIGMOID"]),
+       degree=st.sampled_from([1, 2, 3]), proba=st.booleans(), post=st.sampled_from(POSTS),
+       batch=st.sampled_from([1, 2, 30]), strings=st.booleans(), dtype=st.sampled_from(["float32", "float64"]),
+       positive=st.booleans())
+def test_svm_classifier(seed, classes, vectors, features, kernel, degree, proba, post, batch, strings, dtype, positive):
+    rng = np.random.default_rng(seed)
+    per_class = [int(v) for v in rng.integers(1, vectors + 1, classes)] if vectors else []
+    labels, label_type = _labels_attr(rng, classes, strings)
+    attrs = _svm_attrs(rng, classes, per_class, features, kernel, degree, proba, positive)
+    x = _features_in(rng, batch, features, dtype)
+    (label, scores), (e_label, e_scores) = _run_both(
+        _classifier("SVMClassifier", dict(attrs, post_transform=post, **labels), x, label_type), {"X": x})
+    assert scores.shape == e_scores.shape and scores.dtype == e_scores.dtype
+    if per_class and classes == 2 and not proba and post == "PROBIT":  # onnxruntime leaves column 1 unwritten
+        scores, e_scores = scores[:, :1], e_scores[:, :1]
+    assert_close(scores, e_scores, **_tolerance(post))
+    # labels come from the signs of the raw pair scores (or the best raw score in liblinear mode):
+    # those of the same model without probabilities or transform, from onnxruntime
+    raw_attrs = {k: v for k, v in attrs.items() if k not in ("prob_a", "prob_b")}
+    (_, raw), = [ort.InferenceSession(_classifier("SVMClassifier", dict(raw_attrs, **labels), x, label_type),
+                                      providers=["CPUExecutionProvider"]).run(None, {"X": x})]
+    skip = _near_zero(raw) if per_class else _near_tie(raw) | _near_zero(raw - 0.5) | _near_zero(raw)
+    _labels_match(label, e_label, skip)
+
+
+@pytest.mark.parametrize("coefs", [[1.0, 0.5], [1.0, -0.5], [0.2, 0.9], [0.0, 0.0]])
+def test_svm_liblinear_binary_threshold(coefs):
+    """liblinear mode, two classes: class 1 where the best score is >= 0.5 when every weight is
+    >= 0, else > 0; otherwise the best score's class."""
+    x = np.linspace(-1.5, 1.5, 31, dtype=np.float32).reshape(-1, 1)
+    attrs = dict(coefficients=coefs, rho=[0.0], classlabels_ints=[5, 6], kernel_params=[0.1, 0.0, 3.0])
+    (label, scores), (e_label, e_scores) = _run_both(_classifier("SVMClassifier", attrs, x, TensorProto.INT64),
+                                                     {"X": x})
+    assert_close(scores, e_scores)
+    np.testing.assert_array_equal(label, e_label)
+
+
+@settings(**FAST)
+@given(seed=st.integers(0, 2**32 - 1), vectors=st.integers(0, 6), features=st.integers(1, 5),
+       kernel=st.sampled_from(["LINEAR", "POLY", "RBF", "SIGMOID"]), degree=st.sampled_from([1, 2, 3]),
+       one_class=st.booleans(), post=st.sampled_from(POSTS), batch=st.sampled_from([1, 3, 30]))
+def test_svm_regressor(seed, vectors, features, kernel, degree, one_class, post, batch):
+    rng = np.random.default_rng(seed)
+    attrs = dict(kernel_type=kernel, kernel_params=[float(np.float32(rng.uniform(0.1, 0.8))),
+                                                    float(np.float32(rng.uniform(-1, 1))), float(degree)],
+                 n_supports=vectors, one_class=int(one_class), post_transform=post,
+                 rho=[float(np.float32(rng.uniform(-0.5, 0.5)))])
+    if vectors:
+        attrs.update(support_vectors=rng.standard_normal(vectors * features).astype(np.float32).tolist(),
+                     coefficients=rng.uniform(-1, 1, vectors).astype(np.float32).tolist())
+    else:
+        attrs["coefficients"] = rng.uniform(-1, 1, features).astype(np.float32).tolist()
+    node = helper.make_node("SVMRegressor", ["X"], ["Y"], domain=ML, **attrs)
+    model = _model([node], [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, features])],
+                   [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 1])])
+    x = _features_in(rng, batch, features, "float32")
+    (ours,), (theirs,) = _run_both(model, {"X": x})
+    if one_class:  # +-1 from the score's sign: compare where the score is not at zero
+        raw = ort.InferenceSession(_model([helper.make_node("SVMRegressor", ["X"], ["Y"], domain=ML, **dict(
+            attrs, one_class=0))], model and [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, features])],
+            [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 1])]),
+            providers=["CPUExecutionProvider"]).run(None, {"X": x})[0]
+        keep = ~_near_zero(raw)
+        ours, theirs = ours[keep], theirs[keep]
+    assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
