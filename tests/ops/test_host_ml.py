@@ -275,6 +275,30 @@ def test_skl_linear_models_and_svms(classes):
     _skl_check(SVC(probability=True, random_state=0).fit(x, y), x, atol=5e-5)
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # sklearn's feature-name warnings
+def test_skl_regressors_svms_and_preprocessing():
+    pytest.importorskip("skl2onnx")
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import Binarizer, MaxAbsScaler, MinMaxScaler, Normalizer, OneHotEncoder
+    from sklearn.svm import SVR, LinearSVR, NuSVR, OneClassSVM
+    x, y = _skl_data(n=200)
+    target = x[:, 0] * 2 + x[:, 1]  # linear fits: outputs are sums that cancel, so absolute tolerances
+    for est in (SVR(), NuSVR(kernel="poly"), LinearSVR(), OneClassSVM(gamma="scale")):
+        _skl_check(est.fit(x, target), x, atol=5e-5)
+    for norm in ("l1", "l2", "max"):
+        _skl_check(make_pipeline(Normalizer(norm), LinearRegression()).fit(x, target), x, atol=1e-5)
+    _skl_check(make_pipeline(Binarizer(threshold=0.3), MaxAbsScaler(), LinearRegression()).fit(x, target), x, atol=1e-5)
+    holes = x.copy()
+    holes[::7, 3] = np.nan
+    _skl_check(make_pipeline(SimpleImputer(), MinMaxScaler(), LinearRegression()).fit(holes, target), holes, atol=1e-5)
+    cats = np.random.default_rng(0).integers(0, 6, (200, 3)).astype(np.int64)
+    _skl_check(make_pipeline(OneHotEncoder(handle_unknown="ignore"), LinearRegression()).fit(cats, target), cats, atol=1e-5)
+    words = np.array([f"w{i}" for i in range(5)], dtype=object)[cats % 5]
+    _skl_check(make_pipeline(OneHotEncoder(handle_unknown="ignore"), LinearRegression()).fit(words, target), words, atol=1e-5)
+
+
 @pytest.mark.parametrize("labels", [{"classlabels_int64s": [3, 5, 7]}, {"classlabels_strings": ["a", "b", "c"]}])
 @pytest.mark.parametrize("rows", [1, 4])
 def test_zipmap_matches_onnxruntime(labels, rows):
