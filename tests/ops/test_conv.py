@@ -6,8 +6,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import helper
 
-from ._helpers import (PAD_MODES, assert_close, op_node, randn, resolve_pads, run_graph_shapes, run_op, seeds,
-                       set_pad_attrs, sum_atol)
+import ggonnx
+from ggonnx.ops import matmul
+
+from ._helpers import (PAD_MODES, assert_close, make_model, op_node, randn, resolve_pads, run_graph_shapes, run_op,
+                       seeds, set_pad_attrs, sum_atol)
 
 
 def conv_reference(x, w, b, strides, begin, end, dilations, group):
@@ -190,3 +193,20 @@ def test_dilated_conv_taps_in_padding(d, size, oc, n, s, seed):
     (got,) = run_op("Conv", [x, w, b], const=(1, 2), dilations=[d, d], pads=[d] * 4, strides=[s, s])
     want = conv_reference(x, w, b, [s, s], [d, d], [d, d], [d, d], 1)
     assert_close(got, want, atol=sum_atol(c * 9))
+
+
+def test_deep_wide_pointwise_conv_on_blas(monkeypatch):
+    # 1x1 convs of >= 512 channels over >= 1024 pixels are GEMMs for OpenBLAS where its AVX-512
+    # kernels run (forced on here: this machine's test environment pins OpenBLAS to older ones);
+    # the bias and the Relu follow as their own passes
+    monkeypatch.setattr(matmul, "_blas_competitive", True)
+    rng = np.random.default_rng(3)
+    x, w, b = randn(rng, (1, 512, 32, 33)), randn(rng, (520, 512, 1, 1), 0.05), randn(rng, (520,))
+    node, _, consts = op_node("Conv", [None, w, b], const=(1, 2))
+    node.input[0] = "x"
+    nodes = [node, helper.make_node("Relu", ["out0"], ["y"])]
+    sess = ggonnx.Session(make_model(nodes, {"x": x}, consts), threads=2)
+    got = sess.run(None, {"x": x})[0]
+    want = np.maximum(conv_reference(x, w, b, [1, 1], [0, 0], [0, 0], [1, 1], 1), 0)
+    assert_close(got, want, atol=sum_atol(512))
+    assert "matmul on BLAS" in sess.placement()[0].detail

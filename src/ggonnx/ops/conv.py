@@ -72,6 +72,11 @@ def _check_bias(node, b, oc: int) -> None:
 # each tap's row is mostly a masked tail.
 NARROW_MAX_OC = 8
 NARROW_MIN_C = 16
+# Deep, wide 1x1 convs over many pixels are plain GEMMs where OpenBLAS's AVX-512 kernels beat
+# our packed tile (squeezenet b8's 512->1000 classifier over 1352 pixels: onnxruntime 400 GFLOP/s,
+# the packed GEMM 210); bias and activation then run as their own passes.
+BLAS_MIN_C = 512
+BLAS_MIN_PIXELS = 1024
 
 
 def _round_up(x: int, m: int) -> int:
@@ -120,6 +125,11 @@ def _conv_nhwc(ctx, x, w, b, group, strides, dil, begin, end):
         wtype = ctx.weight_type(w, kdim, oc)
         if wtype != F32:
             return _typed_weight_conv(ctx, x, w, b, wtype, k, s, pb, pe, d)
+        pixels = n * ((h + pb[1] + pe[1] - d[1] * (kh - 1) - 1) // s[1] + 1) * \
+            ((wd + pb[0] + pe[0] - d[0] * (kw - 1) - 1) // s[0] + 1)
+        if k == (1, 1) and s == (1, 1) and not any(pb + pe) and min(c, oc) >= BLAS_MIN_C and \
+                pixels >= BLAS_MIN_PIXELS and choose_placement(pixels, oc, c) == _core.PLACE_BLAS:
+            return _typed_weight_conv(ctx, x, w, b, F32, k, s, pb, pe, d, _core.PLACE_BLAS)
     bias = None
     if b is not None and b.const is not None:
         bias = ctx.weight(b, "bias_panels", lambda a: np.pad(a.reshape(-1), (0, _round_up(oc, _core.GEMM_PANEL) - oc)),
@@ -164,7 +174,7 @@ def _conv_nhwc(ctx, x, w, b, group, strides, dil, begin, end):
     return y
 
 
-def _typed_weight_conv(ctx, x, w, b, wtype: int, k, s, pb, pe, d):
+def _typed_weight_conv(ctx, x, w, b, wtype: int, k, s, pb, pe, d, place: int = _core.PLACE_CPU):
     """A dense conv whose weight is stored as ggml type ``wtype`` (Session(weights=...)): ggml's
     matmul kernels for that type over the channels-last activation itself (1x1, stride 1) or
     over patches gathered by our im2col kernel; the bias is added after."""
@@ -180,7 +190,7 @@ def _typed_weight_conv(ctx, x, w, b, wtype: int, k, s, pb, pe, d):
     else:
         cols = e.im2col_nhwc(xt, k, s, pb, pe, d)
         ow, oh = cols.ne[1], cols.ne[2]
-    y = e.reshape(e.mul_mat(rows, e.reshape(cols, (kdim, ow * oh * n)), _core.PLACE_CPU), (oc, ow, oh, n))
+    y = e.reshape(e.mul_mat(rows, e.reshape(cols, (kdim, ow * oh * n)), place), (oc, ow, oh, n))
     return y if b is None else e.binary(Op.ADD, y, ctx.tensor(b))
 
 
