@@ -68,8 +68,9 @@ def _softmax_zero(x):
     x = x.astype(_F32, copy=False)
     vmax = np.maximum(_row_reduce(np.maximum, x), _F32(-np.finfo(_F32).max))
     big = (x > _F32(1e-7)) | (x < _F32(-1e-7))
-    e = np.where(big, np.exp(x - vmax), x * np.exp(-vmax))
-    return (e / _row_reduce(np.add, np.where(big, e, _F32(0)))).astype(_F32)
+    with np.errstate(over="ignore", invalid="ignore"):  # exp(-vmax) overflows as onnxruntime's does
+        e = np.where(big, np.exp(x - vmax), x * np.exp(-vmax))
+        return (e / _row_reduce(np.add, np.where(big, e, _F32(0)))).astype(_F32)
 
 
 _TRANSFORMS = {"NONE": lambda x: x.astype(_F32), "LOGISTIC": _logistic, "SOFTMAX": _softmax,

@@ -66,8 +66,8 @@ class _LinearModel:
     feature count: onnxruntime 1.32 takes the leading rows * F coefficients and ignores the rest
     (refusing fewer), where the spec would have exactly rows * F."""
 
-    def __init__(self, node, n_out: int, coef, intercepts, exact_features: bool = False):
-        if n_out < 1 or not len(coef) or len(coef) % n_out:
+    def __init__(self, node, n_out: int, coef, intercepts, exact_features: bool = False, whole_rows: bool = True):
+        if n_out < 1 or not len(coef) or (whole_rows and len(coef) % n_out):
             raise InvalidGraph(f"{node.describe()}: {len(coef)} coefficients do not split into {n_out} rows")
         self.n_out, self.coef, self.intercepts, self.by_width = n_out, coef, intercepts, {}
         self.exact = len(coef) // n_out if exact_features else None
@@ -127,7 +127,7 @@ def _linear_regressor_model(node):
     intercepts = _floats(node, "intercepts")
     # intercepts are used only when there is one per target (onnxruntime ignores other counts)
     model = _LinearModel(node, targets, _floats(node, "coefficients", True),
-                         intercepts if len(intercepts) == targets else None)
+                         intercepts if len(intercepts) == targets else None, whole_rows=False)
     model.post = _transform(node)
     return model
 
@@ -236,6 +236,8 @@ def _coupled_probabilities(m, scores):
     """libsvm's pairwise coupling as onnxruntime's multiclass_probability runs it, in float32,
     every row at once; a row stops iterating where its own error falls under eps."""
     n, k = scores.shape[0], m.c
+    if not n:
+        return np.zeros((0, k), _F32)
     val = _F32(1) - _logistic(scores * m.proba + m.probb)
     val = np.minimum(np.maximum(val, _F32(1e-7)), _F32(1) - _F32(1e-7))
     r = np.zeros((n, k, k), _F32)
