@@ -153,23 +153,29 @@ class _Kernel:
         if self.kind not in ("LINEAR", "POLY", "RBF", "SIGMOID"):
             self.kind = "SIGMOID"  # onnxruntime reads any other name as SIGMOID
         self.sv_t = np.ascontiguousarray(sv.T)
-        if self.kind == "RBF":  # |x - sv|^2 = |x|^2 + |sv|^2 - 2 x.sv, in double (no cancellation)
-            self.sv64_t = self.sv_t.astype(_F64)
-            self.sv_sq = (self.sv64_t * self.sv64_t).sum(axis=0)
+        if self.kind == "RBF":
+            # |x - sv|^2 as |x - c|^2 + |sv - c|^2 - 2 (x - c).(sv - c), c the support vectors'
+            # mean: one float32 GEMM, its cancellation relative to the data's spread around c
+            # (as accurate as onnxruntime's direct float32 sum, measured: 1.1e-6 vs 1.5e-6
+            # relative, also with features offset by 1,000; double took twice as long)
+            sv64 = sv.astype(_F64)
+            center = sv64.mean(axis=0)
+            self.center = center.astype(_F32)
+            svc = sv64 - self.center
+            self.svc_t = np.ascontiguousarray(-2.0 * svc.T).astype(_F32)
+            self.svc_sq = (svc * svc).sum(axis=1).astype(_F32)
             self.neg_gamma = -self.gamma
 
     def __call__(self, x):
         """[N, V] kernel values in float32, as onnxruntime's batched_kernel_dot."""
         if self.kind == "RBF":
-            x64 = x.astype(_F64)
-            d = x64 @ self.sv64_t
-            d *= -2.0
-            d += (x64 * x64).sum(axis=1, keepdims=True)
-            d += self.sv_sq
-            np.maximum(d, 0.0, out=d)
-            k = d.astype(_F32)
-            k *= self.neg_gamma
-            return np.exp(k, out=k)
+            xc = x - self.center
+            d = xc @ self.svc_t
+            d += np.einsum("ij,ij->i", xc, xc)[:, None]
+            d += self.svc_sq
+            np.maximum(d, _F32(0), out=d)
+            d *= self.neg_gamma
+            return np.exp(d, out=d)
         k = x @ self.sv_t
         if self.kind == "LINEAR":
             return k
