@@ -404,18 +404,34 @@ def test_linear_classifier(seed, classes, n_labels, features, batch, post, dtype
     _labels_match(label, e_label, _near_zero(raw) if classes == 1 else _near_tie(raw))
 
 
+@pytest.mark.parametrize("post", POSTS)
+@pytest.mark.parametrize("n_labels", [0, 2])
+def test_linear_classifier_binary_layouts(post, n_labels):
+    """One score column: [1 - s, s] (LOGISTIC: of logistic(s)) with two labels, the score alone
+    without; each post transform against onnxruntime."""
+    x = np.linspace(-2, 2, 9, dtype=np.float32).reshape(-1, 1)
+    labels, label_type = _labels_attr(np.random.default_rng(0), n_labels, False)
+    attrs = dict(coefficients=[0.7], intercepts=[0.1], post_transform=post, **labels)
+    (label, scores), (e_label, e_scores) = _run_both(_classifier("LinearClassifier", attrs, x, label_type), {"X": x})
+    if post == "PROBIT" and n_labels:  # onnxruntime writes the first half only
+        scores, e_scores = scores.reshape(-1)[:len(x)], e_scores.reshape(-1)[:len(x)]
+    assert_close(scores, e_scores, **_tolerance(post))
+    np.testing.assert_array_equal(label, e_label)
+
+
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
 def test_linear_classifier_nan_scores():
     """A NaN first score keeps class 0 and a NaN elsewhere never wins, as onnxruntime's strict
     ``>`` scan decides (np.argmax would pick the first NaN)."""
-    coef = [1.0, -1.0, 1.0, 1.0, -1.0, -1.0, 0.5, 0.0]  # inf - inf = NaN in classes 0 and 3
-    x = np.array([[np.inf, np.inf], [1.0, np.inf], [-np.inf, 2.0], [0.5, 0.25]], np.float32)
+    coef = [1.0, 1.0, 1.0, -1.0, -1.0, -1.0, 0.5, 0.25]  # inf - inf = NaN where the signs differ
+    # scores [inf, NaN, -inf, inf], [NaN, inf, NaN, NaN], [-inf, NaN, inf, -inf], finite
+    x = np.array([[np.inf, np.inf], [np.inf, -np.inf], [-np.inf, -np.inf], [0.5, 0.25]], np.float32)
     attrs = dict(coefficients=coef, intercepts=[0.0] * 4, classlabels_ints=[7, 8, 9, 10])
     (label, scores), (e_label, e_scores) = _run_both(_classifier("LinearClassifier", attrs, x, TensorProto.INT64),
                                                      {"X": x})
     assert_close(scores, e_scores)
     np.testing.assert_array_equal(label, e_label)
-    assert label[0] == 7
+    np.testing.assert_array_equal(label[:3], [7, 7, 9])
 
 
 @settings(**FAST)
