@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,10 @@ def pipelines():
     yield "random_forest_100", RandomForestClassifier(100, random_state=0).fit(x, y), x
     yield "gradient_boosting_100", GradientBoostingClassifier(n_estimators=100, random_state=0).fit(x, y), x
     yield "svc_rbf", SVC(probability=False).fit(x[:500], y[:500]), x
+    with warnings.catch_warnings():  # sklearn 1.9 deprecates probability=True
+        warnings.simplefilter("ignore", FutureWarning)
+        proba = SVC(probability=True, random_state=0).fit(x[:500], y[:500])
+    yield "svc_rbf_proba", proba, x  # libsvm's pairwise coupling of prob_a / prob_b
     yield "mlp_64x64", MLPClassifier((64, 64), max_iter=300, random_state=0).fit(x, y), x
     target = cats[:, 0] * 0.5 + cats[:, 1]
     yield "onehot_linear", make_pipeline(OneHotEncoder(handle_unknown="ignore"), LinearRegression()).fit(cats, target), cats
