@@ -49,7 +49,7 @@ def main():
     args = ap.parse_args()
     from skl2onnx import to_onnx
 
-    print(f"| pipeline | batch | ggonnx ms | onnxruntime ms | ratio | agree |")
+    print("| pipeline | batch | ggonnx ms | onnxruntime ms | ratio | agree |")
     print("|---|---|---|---|---|---|")
     for name, est, x in pipelines():
         if args.only and not any(o in name for o in args.only):

@@ -175,7 +175,7 @@ class _Forest:
         roots = np.sort(first)
         order, new_left, self.depth = [], [], 0
         limit = 4 * n + 16
-        mode_l, feats_l, trues_l, falses_l = mode_codes.tolist(), feats.tolist(), trues.tolist(), falses.tolist()
+        mode_l, trues_l, falses_l = mode_codes.tolist(), trues.tolist(), falses.tolist()
         tree_l = tree_ids.tolist()
         self.roots = []
         for r in roots.tolist():

@@ -168,7 +168,7 @@ class _Lookup:
             flat = [get(v, -1) if isinstance(v, str) else -1 for v in x.reshape(-1).tolist()]
             return np.asarray(flat, np.intp).reshape(x.shape)
         if self.dense is not None and x.dtype.kind == "i":
-            at = np.maximum(x, self.lo)  # (np.clip's Python wrapper costs more than the two ufuncs)
+            at = np.maximum(x.astype(np.int64, copy=False), self.lo)  # (np.clip's wrapper costs more)
             np.minimum(at, self.lo + len(self.dense) - 1, out=at)
             at -= self.lo
             return self.dense.take(at)
