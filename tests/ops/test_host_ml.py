@@ -254,7 +254,8 @@ def test_skl_regressors():
     _skl_check(GradientBoostingRegressor(n_estimators=20, random_state=0).fit(x, target), x)
 
 
-@pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::sklearn.exceptions.ConvergenceWarning")
+# sklearn's ConvergenceWarning is a UserWarning: naming it here would import sklearn at collection
+@pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
 @pytest.mark.parametrize("classes", [2, 3])
 def test_skl_linear_models_and_svms(classes):
     """skl2onnx's LinearClassifier / SVMClassifier graphs (and the Cast, ArrayFeatureExtractor
