@@ -125,10 +125,8 @@ def _conv_nhwc(ctx, x, w, b, group, strides, dil, begin, end):
         wtype = ctx.weight_type(w, kdim, oc)
         if wtype != F32:
             return _typed_weight_conv(ctx, x, w, b, wtype, k, s, pb, pe, d)
-        pixels = n * ((h + pb[1] + pe[1] - d[1] * (kh - 1) - 1) // s[1] + 1) * \
-            ((wd + pb[0] + pe[0] - d[0] * (kw - 1) - 1) // s[0] + 1)
         if k == (1, 1) and s == (1, 1) and not any(pb + pe) and min(c, oc) >= BLAS_MIN_C and \
-                pixels >= BLAS_MIN_PIXELS and choose_placement(pixels, oc, c) == _core.PLACE_BLAS:
+                n * h * wd >= BLAS_MIN_PIXELS and choose_placement(n * h * wd, oc, c) == _core.PLACE_BLAS:
             return _typed_weight_conv(ctx, x, w, b, F32, k, s, pb, pe, d, _core.PLACE_BLAS)
     bias = None
     if b is not None and b.const is not None:
