@@ -73,7 +73,6 @@ cpdef enum Op:
     CONT = 50
     RESHAPE = 51
     PERMUTE = 52
-    CONCAT = 53
     VIEW = 54
     IM2COL = 60
     CONV_DW = 61
@@ -590,8 +589,6 @@ cdef class Plan:
             return ggml_reshape_4d(ctx, a, ne[0], ne[1], ne[2], ne[3])
         if op == PERMUTE:
             return ggml_permute(ctx, a, <int> p[0], <int> p[1], <int> p[2], <int> p[3])
-        if op == CONCAT:
-            return ggml_concat(ctx, a, b, <int> p[0])
         if op == VIEW:
             return ggml_view_4d(ctx, a, ne[0], ne[1], ne[2], ne[3], <size_t> p[0], <size_t> p[1],
                                 <size_t> p[2], <size_t> p[3])

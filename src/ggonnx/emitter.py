@@ -336,14 +336,6 @@ class Emitter:
         view = self._emit(Op.PERMUTE, (a,), tuple(ne), params=dest)
         return self.cont(view)
 
-    def concat(self, a: GT, b: GT, dim: int) -> GT:
-        for k in range(4):
-            if k != dim and a.ne[k] != b.ne[k]:
-                self.fail(f"concat along ggml dim {dim}: shapes {a.ne} and {b.ne} differ in dim {k}")
-        ne = list(a.ne)
-        ne[dim] += b.ne[dim]
-        return self._emit(Op.CONCAT, (a, b), tuple(ne), params=(dim,))
-
     def view(self, a: GT, ne: tuple, offset_elems: int) -> GT:
         """A view of contiguous ``a`` with a's strides, starting ``offset_elems`` in; returned contiguous."""
         nb1 = a.ne[0] * 4

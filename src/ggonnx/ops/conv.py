@@ -237,9 +237,7 @@ def lower_conv(ctx, node, inputs):
                 xg = e.view(xt, (xt.ne[0], xt.ne[1], cg, xt.ne[3]), g * cg * xt.ne[0] * xt.ne[1])
                 wg = e.view(wt, (kw, kh, cg, oc // group), g * (oc // group) * cg * kh * kw)
             outs.append(_conv_im2col(ctx, wg, xg, s, pad, d))
-        y = outs[0]
-        for o in outs[1:]:
-            y = e.concat(y, o, 2)
+        y = e.concat_along(outs, 2) if len(outs) > 1 else outs[0]
     if b is not None:
         _check_bias(node, b, oc)
         if b.const is not None:
@@ -365,9 +363,7 @@ def lower_conv_transpose(ctx, node, inputs):
         if b is not None:
             bias = ctx.tensor(b) if group == 1 else e.view(ctx.tensor(b), (ocg, 1, 1, 1), g * ocg)
         parts.append(e.col2im_nhwc(cols, bias, ocg, (out_hw[1], out_hw[0]), k, s, pb, d))
-    y = parts[0]
-    for part in parts[1:]:
-        y = e.concat(y, part, 0)
+    y = e.concat_channels(parts)
     out = ctx.output(y, (n, oc, out_hw[0], out_hw[1]), layout=NHWC)
     if one_d:
         out = reshape_value(ctx, out, (n, oc, out_hw[1]))
