@@ -135,6 +135,9 @@ class Emitter:
         self.fparams: list[tuple[float, float]] = []
         self.row_names: list[str] = []
         self.consts: list[np.ndarray] = []
+        # per constant: (value name, transform) when it is transform(the value's data), so a plan
+        # family (plan_family.py) can rebuild it for another signature; None otherwise
+        self.const_origins: list = []
         self.weight_slots: dict[tuple, GT] = {}
         self.n_slots = 0
         self.flops = 0
@@ -162,6 +165,7 @@ class Emitter:
     def rollback(self, mark) -> None:
         n_rows, self.n_slots, self.flops, n_consts, self.weight_slots = mark
         del self.rows[n_rows:], self.fparams[n_rows:], self.row_names[n_rows:], self.consts[n_consts:]
+        del self.const_origins[n_consts:]
 
     def fail(self, msg: str):
         raise ShapeError(f"{self.where}: {msg}")
@@ -194,10 +198,12 @@ class Emitter:
             self.weight_slots[key + (wtype,)] = gt
         return gt
 
-    def const(self, array: np.ndarray) -> GT:
-        """A constant owned by this plan only (e.g. a padding mask)."""
+    def const(self, array: np.ndarray, origin: tuple | None = None) -> GT:
+        """A constant owned by this plan only (e.g. a padding mask); ``origin`` (value name,
+        transform) when it is ``transform`` of a plan-time value's data."""
         arr = np.ascontiguousarray(array, dtype=np.float32)
         self.consts.append(as_ggml_array(arr))
+        self.const_origins.append(origin)
         return self._emit(Op.CONST, ne=onnx_to_ne(arr.shape), params=(len(self.consts) - 1,))
 
     # -- elementwise ----------------------------------------------------------

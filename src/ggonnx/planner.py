@@ -124,6 +124,8 @@ class CompiledPlan:
     single: object = None       # its _core.Plan
     single_in: list = None      # graph input index feeding each island input
     single_out: list = None     # island output index giving each graph output
+    record: object = None       # TraceRecord: what plan_family needs to generalise this plan
+    from_family: bool = False   # written by a plan family rather than traced
 
     def run(self, arrays: list, profiler=None) -> list:
         """This signature's outputs for ``arrays``; a ggonnx.profiling.Profiler logs each step."""
@@ -141,6 +143,30 @@ class CompiledPlan:
             else:
                 profiler.run_step(step, env)
         return [env[src] if kind == "env" else src.copy() for kind, src in self.output_sources]
+
+
+@dataclass
+class FoldRecord:
+    node: Node
+    evaluator: object
+    feed_names: list
+    in_names: list      # the value names fed, parallel to feed_names
+    feeds: list         # the arrays fed at trace time, parallel to feed_names
+    out_names: list
+
+
+@dataclass
+class TraceRecord:
+    """What a trace leaves for ``plan_family``: each island's _core.Plan arguments, where
+    plan-owned constants came from, and the plan-time values that depend on the signature
+    (fold outputs and constants lowerings produced; static ones are left out)."""
+    islands: list = field(default_factory=list)   # per IslandStep: (core args tuple, const origins)
+    folds: list = field(default_factory=list)     # FoldRecord of every non-static fold, in order
+    consts: dict = field(default_factory=dict)    # value name -> array, non-static plan-time values
+    lowered: set = field(default_factory=set)     # names of constants lowerings produced
+    lowering_reads: set = field(default_factory=set)  # non-static constants lowerings read
+    env_const_names: dict = field(default_factory=dict)  # env id -> value name
+    output_const_names: list = field(default_factory=list)  # per graph output: a name or None
 
 
 def _value_info(name: str, v: Value):
@@ -211,6 +237,7 @@ class _Tracer:
             uses[name] = uses.get(name, 0) + 1
         self.ctx = LoweringContext(uses)
         self.node_index = 0
+        self.record = TraceRecord()
 
     # -- runtime environment ------------------------------------------------------
     def new_rid(self, array) -> int:
@@ -223,6 +250,7 @@ class _Tracer:
             if v.const is not None:
                 v.rid = self.new_rid(v.const)
                 self.env_consts[v.rid] = v.const
+                self.record.env_const_names[v.rid] = v.name
             elif self.ctx.island is not None and v.island == self.ctx.island.index:
                 self.close_island()
             if v.rid is None:
@@ -250,10 +278,11 @@ class _Tracer:
         work = e.flops + int(ins[:, _core.COL_NE:_core.COL_NE + 4].prod(axis=1).sum())
         n_threads = 1 if work < SINGLE_THREAD_WORK else self.engine.n_threads
         self.weights.flush()
-        plan = _core.Plan(self.engine, ins, fp, e.consts, [slot for _, slot, _, _ in island.inputs],
-                          tuple(tuple(shape) for _, _, _, shape in island.inputs),
-                          out_slots, tuple(v.shape for v in exported),
-                          n_threads, e.row_names)
+        args = (ins, fp, e.consts, [slot for _, slot, _, _ in island.inputs],
+                tuple(tuple(shape) for _, _, _, shape in island.inputs),
+                out_slots, tuple(v.shape for v in exported), n_threads, e.row_names)
+        plan = _core.Plan(self.engine, *args)
+        self.record.islands.append((args, list(e.const_origins)))
         step = IslandStep(plan, [rid for rid, _, _, _ in island.inputs], [], e.flops, [v.dtype for v in exported],
                           [convert for _, _, convert, _ in island.inputs], e.row_names)
         outs = plan.run([convert(self.env[i]) for i, convert in zip(step.in_ids, step.in_converters)])
@@ -289,10 +318,11 @@ class _Tracer:
     def fold(self, node: Node, inputs: list, implicit: list) -> list[Value]:
         evaluator, names = _reference_model(node, inputs, implicit)
         known = [v for v in inputs if v is not None] + implicit
+        # a GGUF file's typed weight has no float values: its blocks dequantized stand in
+        feeds = [placeholder_values(self.graph, v.name) if v.name in self.graph.placeholder_weights else v.const
+                 for v in known]
         try:
-            # a GGUF file's typed weight has no float values: its blocks dequantized stand in
-            results = evaluator.run(None, {n: placeholder_values(self.graph, v.name) if v.name in
-                                           self.graph.placeholder_weights else v.const for n, v in zip(names, known)})
+            results = evaluator.run(None, dict(zip(names, feeds)))
         except GgonnxError:  # our host kernels raise errors that already name node and shapes
             raise
         except Exception as exc:
@@ -300,7 +330,11 @@ class _Tracer:
         # static only when every input, outer-scope ones included, is the same for all signatures
         static = all(v.static for v in known)
         self.placement.append(NodePlacement(node.name, node.op_type, "host", "folded at plan time"))
-        return [Value.constant(name, r, static) for name, r in zip([o for o in node.outputs if o], results)]
+        out_names = [o for o in node.outputs if o]
+        if not static:
+            self.record.folds.append(FoldRecord(node, evaluator, names, [v.name for v in known], feeds, out_names))
+            self.record.consts.update(zip(out_names, results))
+        return [Value.constant(name, r, static) for name, r in zip(out_names, results)]
 
     def lower(self, node: Node, inputs: list):
         """Lower into the open island; None (and nothing emitted) when ggml cannot run it."""
@@ -322,6 +356,12 @@ class _Tracer:
             raise ShapeError(f"{node.describe()}: cannot lower with input shapes "
                              f"{[v.shape if v else None for v in inputs]}: {exc}") from exc
         produced = [v for v in outs if v.gt is not None and v.island == island.index]
+        self.record.lowering_reads.update(v.name for v in inputs if v is not None and v.const is not None
+                                          and not v.static)
+        for v in outs:
+            if v.const is not None and not v.static:
+                self.record.lowered.add(v.name)
+                self.record.consts[v.name] = v.const
         if any(v is not None and v.dtype == np.float16 for v in inputs):
             for v in produced:  # a float16 node: computed in float32, its results are float16
                 v.dtype = np.dtype(np.float16)
@@ -393,7 +433,10 @@ class _Tracer:
         for info in graph.outputs:
             v = values[info.name]
             sources.append(("env", v.rid) if v.rid is not None else ("const", np.asarray(v.const)))
-        plan = CompiledPlan(self.steps, len(self.env), input_ids, sources, self.env_consts, self.placement)
+        self.record.output_const_names = [info.name if kind == "const" else None for info, (kind, _) in
+                                          zip(graph.outputs, sources)]
+        plan = CompiledPlan(self.steps, len(self.env), input_ids, sources, self.env_consts, self.placement,
+                            record=self.record)
         step = self.steps[0] if len(self.steps) == 1 else None
         if (isinstance(step, IslandStep) and not step.converts
                 and all(i in input_ids and self.env[i].dtype == np.float32 for i in step.in_ids)

@@ -19,9 +19,11 @@ from ggonnx.importer import ImportOptions, import_model, load_model, overridable
 from ggonnx.memory import release_after_upload
 from ggonnx.ops import lookup
 from ggonnx.ort_values import ModelMetadata, as_array
+from ggonnx.plan_family import FamilyCache
 from ggonnx.planner import NodePlacement, ShapeChanged, compile_plan
 
 DEFAULT_PLAN_CACHE = 16
+FAMILY_PLANS_KEPT = 2   # cached plans written from a plan family (one per cache length while decoding)
 
 
 def available_cpus() -> int:
@@ -127,6 +129,7 @@ class Session:
         self._weights = WeightStore(self._engine, policy)
         self._plans: OrderedDict = OrderedDict()
         self._plan_cache_size = max(1, plan_cache_size)
+        self._families = FamilyCache()  # plans for signatures on a line (a growing KV cache) without tracing
         self._build_lock = threading.Lock()
         self._input_names = [i.name for i in self._graph.inputs]
         self._input_dtypes = [i.dtype for i in self._graph.inputs]
@@ -275,6 +278,24 @@ class Session:
             if plan is not None:
                 return plan.run(arrays, self._profiler)
             t0 = time.monotonic_ns()
+            plan = None
+            if not replace and self._families.covers(sig):
+                # free the family's older plans first: the new one then reuses their memory (a
+                # fresh compute buffer's page faults cost as much as the token's compute here)
+                older = [k for k, p in self._plans.items() if p.from_family]
+                for old in older[:max(0, len(older) - FAMILY_PLANS_KEPT + 1)]:
+                    del self._plans[old]
+                plan = self._families.plan_for(sig, self._engine)
+            if plan is not None:
+                if self._profiler is not None:
+                    self._profiler.add("Session", "plan_from_family", t0, time.monotonic_ns(), {"signature": repr(sig)})
+                try:
+                    outs = plan.run(arrays, self._profiler)
+                except ShapeChanged:
+                    plan = None
+                else:
+                    self._cache(sig, plan)
+                    return outs
             try:
                 plan, outs = compile_plan(self._graph, self._engine, self._weights, arrays)
             except BaseException:
@@ -282,12 +303,16 @@ class Session:
                 raise
             if self._profiler is not None:
                 self._profiler.add("Session", "plan_trace", t0, time.monotonic_ns(), {"signature": repr(sig)})
-            self._plans[sig] = plan
+            self._families.traced(sig, plan)
+            self._cache(sig, plan)
             release_float_copies(self._graph, self._weights)
             release_after_upload(self._graph.mapped)
-            while len(self._plans) > self._plan_cache_size:
-                self._plans.popitem(last=False)
             return outs
+
+    def _cache(self, sig, plan) -> None:
+        self._plans[sig] = plan
+        while len(self._plans) > self._plan_cache_size:
+            self._plans.popitem(last=False)
 
     # -- introspection -----------------------------------------------------------
     def placement(self, input_shapes: dict | None = None) -> list[NodePlacement]:
@@ -319,6 +344,12 @@ class Session:
     def plan_count(self) -> int:
         """Plans (input-shape signatures) cached now."""
         return len(self._plans)
+
+    @property
+    def family_plan_count(self) -> int:
+        """Plans written from a plan family (signatures on a line, e.g. a growing KV cache)
+        instead of traced, since the session opened."""
+        return self._families.instantiated
 
     @property
     def weight_bytes(self) -> int:

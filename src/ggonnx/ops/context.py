@@ -78,6 +78,7 @@ def _index_converter(bound: int, where: str):
             raise InvalidInputError(f"{where}: indices must lie in [-{bound}, {bound}), "
                                     f"got values from {flat.min()} to {flat.max()}")
         return np.where(flat < 0, flat + bound, flat).astype(np.int32)
+    convert.bound = bound  # plan families compare it: a converter is part of a plan's structure
     return convert
 
 
@@ -231,7 +232,7 @@ class LoweringContext:
         if 0 in v.shape:
             self.unsupported(f"value '{v.name}' is empty {v.shape}")
         return self.derived_weight(v.name, layout, lambda: transform(np.asarray(v.const, dtype=np.float32)),
-                                   shape, v.static)
+                                   shape, v.static, origin=(v.name, transform))
 
     def weight_type(self, v: Value, k: int, n: int) -> int:
         """The ggml type the session's weight policy gives constant ``v`` as a weight of ``n`` rows
@@ -255,11 +256,12 @@ class LoweringContext:
             make = lambda: transform(np.asarray(v.const, dtype=np.float32))  # noqa: E731
         return self.e.weight((v.name, layout), make, shape, wtype, matmul_only)
 
-    def derived_weight(self, name: str, layout: str, make, shape, static: bool) -> GT:
+    def derived_weight(self, name: str, layout: str, make, shape, static: bool, origin: tuple | None = None) -> GT:
         """A float32 constant built by ``make()`` from plan-time values; stored once per session
-        under (name, layout) when those values are static, else owned by this plan."""
+        under (name, layout) when those values are static, else owned by this plan (``origin``:
+        Emitter.const)."""
         if not static:
-            return self.e.const(make())
+            return self.e.const(make(), origin)
         return self.e.weight((name, layout), make, shape)
 
     def const_input(self, v: Value | None, what: str) -> np.ndarray:

@@ -1,0 +1,459 @@
+"""Plans that survive a growing axis: one traced structure, instantiated per signature.
+
+A decoder fed its KV cache sees a new input signature every token (the past length grows by
+one), and tracing a plan costs several times the token's compute. When three plans traced on
+signatures along one line -- every input dim ``a * t + b`` for a parameter ``t`` -- have the
+same structure (the same steps, instruction ops and sources, float parameters and host nodes),
+``PlanFamily.build`` fits each differing integer as an exact affine function of ``t`` and
+``instantiate`` writes the plan of a further signature on that line without tracing:
+
+- the instruction tables' ggml shapes (``COL_NE``) evaluated at ``t``; every row whose shape
+  or whose sources' shapes change is checked by the same rule ggml applies (``_derived_ne``),
+  so a mispredicted shape is refused here, never asserted on by ggml; integer parameters,
+  views and ops without a rule must not change at all;
+- plan-time values that depend on the signature (shape arithmetic, position rows, masks) are
+  recomputed exactly by replaying the folds that read them, and the plan-owned constants,
+  host-step constants and constant outputs made from them rebuilt; a replayed value a lowering
+  read structurally must equal its affine prediction, else the signature is traced;
+- host steps keep their kernels and check their predicted shapes at run time, as traced
+  plans do (a mismatch re-traces).
+
+Families cover ``t`` at or above the smallest traced one (a clamp saturated at the samples
+stays saturated above them). Anything that does not fit is simply traced as before.
+"""
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+
+import numpy as np
+
+from ggonnx import _core
+from ggonnx.emitter import as_ggml_array, can_repeat, onnx_to_ne
+from ggonnx.errors import GgonnxError
+from ggonnx.planner import CompiledPlan, HostStep, IslandStep
+
+Op = _core.Op
+NE = slice(_core.COL_NE, _core.COL_NE + 4)
+P_OC = _core.COL_PARAM + _core.P_OC
+PANEL = _core.GEMM_PANEL
+
+INPUT, CONST, WEIGHT = int(Op.INPUT), int(Op.CONST), int(Op.WEIGHT)  # plain ints: enum lookups are slow
+_SAME_SHAPE_OPS = {int(o) for o in (Op.UNARY, Op.RELU, Op.TANH, Op.LEAKY_RELU, Op.CLAMP, Op.NORM, Op.RMS_NORM,
+                                    Op.SCALE_BIAS, Op.CONT, Op.SOFT_MAX, Op.ACTIVATION)}
+_BINARY_OPS = {int(o) for o in (Op.ADD, Op.SUB, Op.MUL, Op.DIV)}
+# ops whose shape the table states (the others' shapes follow from their sources): at a new t it
+# comes from the affine fit, so the samples must lie on one
+_STATED_OPS = [int(o) for o in (Op.RESHAPE, Op.REPEAT, Op.GEMM_PACKED, Op.VIEW, Op.WEIGHT)]
+
+
+def _row_ne(op: int, srcs: list, predicted: tuple, params):
+    """The shape a row of op ``op`` gets from source shapes ``srcs`` (ggml's own result shape and
+    preconditions, or our kernel's); for ops whose shape the table states (reshapes, repeats, a
+    packed GEMM's outputs), ``predicted`` where it is consistent with the sources. None where
+    the row cannot be built, or for ops without a rule here."""
+    s0 = srcs[0] if srcs else None
+    if op in _SAME_SHAPE_OPS:
+        return s0
+    if op in _BINARY_OPS:
+        return s0 if can_repeat(srcs[1], s0) else None
+    if op == Op.REPEAT:
+        return predicted if can_repeat(s0, predicted) else None
+    if op in (Op.SUM_ROWS, Op.MEAN):
+        return (1,) + s0[1:]
+    if op == Op.MUL_MAT:
+        s1 = srcs[1]
+        ok = s0[0] == s1[0] and s1[2] % s0[2] == 0 and s1[3] % s0[3] == 0
+        return (s0[1], s1[1], s1[2], s1[3]) if ok else None
+    if op == Op.GET_ROWS:
+        return (s0[0], srcs[1][0], 1, 1) if s0[2:] == (1, 1) and srcs[1][1:] == (1, 1, 1) else None
+    if op == Op.RESHAPE:
+        return predicted if math.prod(predicted) == math.prod(s0) else None
+    if op == Op.PERMUTE:
+        ne = [0] * 4
+        for i in range(4):
+            ne[params[i]] = s0[i]
+        return tuple(ne)
+    if op == Op.TRANSPOSE2D:
+        return (s0[1], s0[0], s0[2], s0[3])
+    if op == Op.CONCAT_C:
+        return (sum(s[0] for s in srcs),) + s0[1:] if all(s[1:] == s0[1:] for s in srcs) else None
+    if op == Op.PACK_PANELS:
+        return (-(-s0[0] // PANEL) * PANEL * s0[1], s0[2], 1, 1) if s0[3] == 1 else None
+    if op == Op.GEMM_PACKED:  # not a channel slice written in place (P_OC == 0)
+        x, w, oc = s0, srcs[1], predicted[0]
+        padded = -(-oc // PANEL) * PANEL
+        ne = (oc, x[1], x[2], 1)
+        ok = (x[3] == 1 and w[0] == padded * x[0] and w[1] in (1, x[2]) and w[2:] == (1, 1)
+              and (len(srcs) < 3 or srcs[2] == (padded, 1, 1, 1)) and (len(srcs) < 4 or srcs[3] == ne))
+        return ne if ok else None
+    return None
+
+
+def _fit(ts, values):
+    """(slope, intercept) int64 arrays with values[k] == slope * ts[k] + intercept exactly, or None."""
+    v = np.stack([np.asarray(x, dtype=np.int64) for x in values])
+    dt = ts[1] - ts[0]
+    if np.any((v[1] - v[0]) % dt):
+        return None
+    slope = (v[1] - v[0]) // dt
+    base = v[0] - slope * ts[0]
+    if any(not np.array_equal(slope * t + base, x) for t, x in zip(ts[2:], v[2:])):
+        return None
+    return slope, base
+
+
+def _fit_rows(ts, tables):
+    """Per-row exact affine fits of int tables across samples: (slope, base, unfit) where unfit
+    marks the rows no affine function explains (their slope 0, base the latest sample)."""
+    v = np.stack([np.asarray(x, dtype=np.int64) for x in tables])
+    dt = ts[1] - ts[0]
+    slope = (v[1] - v[0]) // dt
+    base = v[0] - slope * ts[0]
+    bad = np.any((v[1] - v[0]) % dt, axis=1)
+    for t, x in zip(ts[2:], v[2:]):
+        bad |= np.any(slope * t + base != x, axis=1)
+    slope[bad], base[bad] = 0, v[-1][bad]
+    return slope, base, bad
+
+
+def _fit_shapes(ts, samples):
+    """Per shape, the exact affine fit of its dims across samples (tuples of shapes), or None."""
+    if any(len(x) != len(samples[0]) or [len(a) for a in x] != [len(a) for a in samples[0]] for x in samples):
+        return None
+    fits = [_fit(ts, [x[j] for x in samples]) for j in range(len(samples[0]))]
+    return None if any(f is None for f in fits) else fits
+
+
+def _at(fits, t) -> tuple:
+    return tuple(tuple(int(d) for d in slope * t + base) for slope, base in fits)
+
+
+def _same(arrays) -> bool:
+    a0 = arrays[0]
+    return all(type(a) is type(a0) and np.shape(a) == np.shape(a0) and np.array_equal(a, a0) for a in arrays[1:])
+
+
+def _affine_content(ts, arrays):
+    """An exact elementwise affine fit of integer arrays of one shape across the samples, or None."""
+    if any(not isinstance(a, np.ndarray) or a.dtype.kind not in "iub" or a.shape != arrays[0].shape
+           for a in arrays):
+        return None
+    fit = _fit(ts, arrays)
+    return None if fit is None else (fit, arrays[-1].dtype)
+
+
+def _flat(sig) -> list | None:
+    """The signature's dims in one list, or None for a signature with sequences or maps."""
+    out = []
+    for shape in sig:
+        if shape and not isinstance(shape[0], (int, np.integer)):
+            return None
+        out.extend(shape)
+    return out
+
+
+def line_key(sig):
+    """Signatures that may share a family have the same key (the inputs' ranks)."""
+    return tuple(len(s) for s in sig) if _flat(sig) is not None else None
+
+
+class PlanFamily:
+    """Plans for the signatures on one line, from three traced ones (see the module docstring)."""
+
+    def __init__(self):
+        self.sig_fit = None       # (slope, base) of the flattened signature
+        self.pos = 0              # the flattened dim that is the parameter t
+        self.t_min = 0
+        self.template = None      # the latest traced CompiledPlan
+        self.record = None        # its TraceRecord
+        self.islands = []         # per island step: (ne slope, ne base, touched rows, in/out shape fits, const plan)
+        self.host_shapes = {}     # step index -> fits of its output shapes
+        self.replay = []          # FoldRecords to re-run, in order
+        self.predicted = {}       # name -> (fit, dtype) of structural values read by lowerings
+        self.leaves = {}          # name -> (fit, dtype) of varying constants lowerings produced
+
+    # -- building ---------------------------------------------------------------------
+    @classmethod
+    def build(cls, samples: list):
+        """A family from [(signature, CompiledPlan)] (three, distinct t, oldest first), or None."""
+        flats = [_flat(sig) for sig, _ in samples]
+        if any(f is None or len(f) != len(flats[0]) for f in flats):
+            return None
+        varying = [i for i in range(len(flats[0])) if len({f[i] for f in flats}) > 1]
+        if not varying:
+            return None
+        fam = cls()
+        fam.pos = varying[0]
+        ts = [f[fam.pos] for f in flats]
+        if len(set(ts)) != len(ts):
+            return None
+        fam.sig_fit = _fit(ts, flats)
+        plans = [p for _, p in samples]
+        records = [p.record for p in plans]
+        if fam.sig_fit is None or any(r is None for r in records) or not fam._build(ts, plans, records):
+            return None
+        fam.t_min = min(ts)
+        fam.template, fam.record = plans[-1], records[-1]
+        return fam
+
+    def _build(self, ts, plans, records) -> bool:
+        p0, r0 = plans[-1], records[-1]
+        if any(len(p.steps) != len(p0.steps) or p.n_env != p0.n_env or p.input_ids != p0.input_ids
+               or [k for k, _ in p.output_sources] != [k for k, _ in p0.output_sources]
+               or p.env_consts.keys() != p0.env_consts.keys() or len(r.islands) != len(r0.islands)
+               or [f.node for f in r.folds] != [f.node for f in r0.folds] for p, r in zip(plans, records)):
+            return False
+        # plan-time values: which differ across the samples, and which must be replayed
+        names = set().union(*(r.consts.keys() for r in records))
+        if any(r.consts.keys() != r0.consts.keys() for r in records):
+            return False
+        varying = {n for n in names if not _same([r.consts[n] for r in records])}
+        for n in r0.lowered & varying:
+            fit = _affine_content(ts, [r.consts[n] for r in records])
+            if fit is None:
+                return False
+            self.leaves[n] = fit
+        touched = set(self.leaves)
+        for fold in r0.folds:
+            if touched.intersection(fold.in_names):
+                self.replay.append(fold)
+                touched.update(fold.out_names)
+        if varying - touched:  # differs, yet nothing that could be replayed explains it
+            return False
+        data = {o[0] for _, origins in r0.islands for o in origins if o is not None}
+        data |= set(r0.env_const_names.values()) | {n for n in r0.output_const_names if n}
+        for n in (r0.lowering_reads & touched) - set(self.leaves):
+            fit = _affine_content(ts, [r.consts[n] for r in records])
+            if fit is None and n not in data:
+                return False
+            if fit is not None:
+                self.predicted[n] = fit
+        # steps
+        for k, step in enumerate(p0.steps):
+            kinds = [type(p.steps[k]) for p in plans]
+            if any(t is not type(step) for t in kinds):
+                return False
+            if isinstance(step, HostStep):
+                if any(p.steps[k].node is not step.node or p.steps[k].in_ids != step.in_ids for p in plans) \
+                        or step.node.op_type in ("If", "Loop", "Scan"):
+                    return False
+                shapes = [p.steps[k].out_shapes for p in plans]
+                fits = None if any(s is None for ss in shapes for s in ss) else _fit_shapes(ts, shapes)
+                if fits is None:
+                    return False
+                self.host_shapes[k] = fits
+            elif not self._build_island(ts, [p.steps[k] for p in plans],
+                                        [r.islands[len(self.islands)] for r in records], touched):
+                return False
+        return len(self.islands) == len(r0.islands)
+
+    def _build_island(self, ts, steps, islands, touched) -> bool:
+        s0 = steps[-1]
+        if any(s.in_ids != s0.in_ids or s.out_ids != s0.out_ids or s.out_dtypes != s0.out_dtypes
+               or [getattr(c, "bound", c) for c in s.in_converters] !=
+               [getattr(c, "bound", c) for c in s0.in_converters] for s in steps):
+            return False
+        args = [a for a, _ in islands]
+        (ins0, fp0, consts0, in_slots, in_shapes0, out_slots, out_shapes0, threads, names), origins = islands[-1]
+        if any(a[0].shape != ins0.shape or a[3] != in_slots or a[5] != out_slots or a[7] != threads
+               or len(a[2]) != len(consts0) or not np.array_equal(a[1], fp0) for a in args):
+            return False
+        ins = [a[0] for a in args]
+        fixed = np.ones(ins0.shape[1], bool)
+        fixed[NE] = False
+        if any(not np.array_equal(x[:, fixed], ins0[:, fixed]) for x in ins):
+            return False
+        fit = _fit_rows(ts, [x[:, NE] for x in ins])
+        in_fit, out_fit = _fit_shapes(ts, [a[4] for a in args]), _fit_shapes(ts, [a[6] for a in args])
+        if in_fit is None or out_fit is None:
+            return False
+        slope, base, unfit = fit
+        if np.any(unfit & np.isin(ins0[:, 0], _STATED_OPS)):  # a stated shape must follow the line
+            return False
+        fit = (slope, base)
+        # plan-owned constants: equal in every sample, or rebuilt from a replayed value
+        rebuild = {}
+        for j, origin in enumerate(origins):
+            if origin is not None and origin[0] in touched:
+                rebuild[j] = origin
+            elif not _same([a[2][j] for a in args]):
+                return False
+        # rows whose shape or sources' shapes change must follow a rule; params never change
+        moving = np.any(slope != 0, axis=1) | unfit
+        srcs = ins0[:, _core.COL_SRC:_core.COL_SRC + 4]
+        slot_row = {int(ins0[i, _core.COL_OUT]): i for i in range(len(ins0))}
+        src_rows = np.vectorize(lambda s: slot_row.get(int(s), -1))(srcs) if len(ins0) else srcs
+        touched_rows = moving | np.any((src_rows >= 0) & moving[np.maximum(src_rows, 0)], axis=1)
+        rows = np.nonzero(touched_rows)[0]
+        for i in rows:
+            op = int(ins0[i, 0])
+            if op in (Op.INPUT, Op.CONST):
+                continue   # checked against the arrays themselves when instantiated
+            if op == Op.GEMM_PACKED and ins0[i, P_OC]:
+                return False
+            src_ne = [tuple(ins0[src_rows[i, k], NE]) for k in range(4) if src_rows[i, k] >= 0]
+            ne = tuple(ins0[i, NE])
+            if op in (Op.WEIGHT, Op.VIEW) or _row_ne(op, src_ne, ne, ins0[i, _core.COL_PARAM:].tolist()) != ne:
+                return False
+        # at a new t, rows are visited from the moving ones on, in order, and a row's consumers
+        # whenever its shape differs from the latest sample's (a packed panel count rounds up)
+        consumers: dict = {}
+        for i in range(len(ins0)):
+            for k in range(4):
+                if src_rows[i, k] >= 0:
+                    consumers.setdefault(int(src_rows[i, k]), []).append(i)
+        ops = ins0[:, 0].tolist()
+        rule_rows = {i: (int(ops[i]), [int(r) for r in src_rows[i] if r >= 0], ins0[i, _core.COL_PARAM:].tolist())
+                     for i in range(len(ins0)) if ops[i] not in (INPUT, CONST, WEIGHT)}
+        leaves = [(i, ops[i], int(ins0[i, _core.COL_OUT if ops[i] == INPUT else _core.COL_PARAM]))
+                  for i in range(len(ins0)) if ops[i] in (INPUT, CONST)]
+        self.islands.append((fit, sorted(int(i) for i in rows), consumers, rule_rows, leaves, in_fit, out_fit,
+                             rebuild))
+        return True
+
+    # -- instantiating -------------------------------------------------------------------
+    def t_of(self, sig):
+        """``t`` when ``sig`` lies on this family's line at or above its smallest sample, else None."""
+        flat = _flat(sig)
+        slope, base = self.sig_fit
+        if flat is None or len(flat) != len(base):
+            return None
+        t = flat[self.pos]
+        if t < self.t_min or not np.array_equal(slope * t + base, np.asarray(flat, dtype=np.int64)):
+            return None
+        return t
+
+    def instantiate(self, sig, engine):
+        """The CompiledPlan of ``sig`` (on the line: ``t_of``), or None where it cannot be made
+        exactly (the caller traces)."""
+        t = self.t_of(sig)
+        if t is None:
+            return None
+        values = self._replay(t)
+        if values is None:
+            return None
+        tpl, rec = self.template, self.record
+        steps, islands = [], iter(self.islands)
+        for k, step in enumerate(tpl.steps):
+            if isinstance(step, HostStep):
+                steps.append(HostStep(step.node, step.evaluator, step.in_names, step.in_ids, step.out_ids,
+                                      list(_at(self.host_shapes[k], t))))
+                continue
+            fam_island = next(islands)
+            core = self._island_plan(t, fam_island, rec.islands[len([s for s in steps if isinstance(s, IslandStep)])],
+                                     values, engine)
+            if core is None:
+                return None
+            steps.append(IslandStep(core, step.in_ids, step.out_ids, step.flops, step.out_dtypes,
+                                    step.in_converters, step.row_names))
+        env_consts = {rid: values.get(rec.env_const_names.get(rid), c) for rid, c in tpl.env_consts.items()}
+        sources = [(kind, np.asarray(values[n]) if kind == "const" and n in values else src)
+                   for (kind, src), n in zip(tpl.output_sources, rec.output_const_names)]
+        plan = CompiledPlan(steps, tpl.n_env, tpl.input_ids, sources, env_consts, tpl.placement, from_family=True)
+        if tpl.single is not None:
+            plan.single, plan.single_in, plan.single_out = steps[0].plan, tpl.single_in, tpl.single_out
+        return plan
+
+    def _replay(self, t):
+        """Signature-dependent plan-time values at ``t``: {name: array}, or None where a value a
+        lowering read structurally is not what the family predicts."""
+        values = {n: (slope * t + base).astype(dtype) for n, ((slope, base), dtype) in self.leaves.items()}
+        for fold in self.replay:
+            feeds = {f: values.get(n, a) for f, n, a in zip(fold.feed_names, fold.in_names, fold.feeds)}
+            try:
+                results = fold.evaluator.run(None, feeds)
+            except Exception:  # noqa: BLE001 -- the signature is traced, which reports it properly
+                return None
+            values.update(zip(fold.out_names, results))
+        for n, ((slope, base), dtype) in self.predicted.items():
+            got = values[n]
+            if not isinstance(got, np.ndarray) or got.shape != base.shape or not np.array_equal(got, slope * t + base):
+                return None
+        return values
+
+    def _island_plan(self, t, fam_island, traced, values, engine):
+        (slope, base), rows, consumers, rule_rows, leaves, in_fit, out_fit, rebuild = fam_island
+        (ins0, fp, consts, in_slots, _, out_slots, _, threads, names), _ = traced
+        consts = list(consts)
+        for j, (name, transform) in rebuild.items():
+            consts[j] = as_ggml_array(np.ascontiguousarray(transform(np.asarray(values[name], dtype=np.float32)),
+                                                           dtype=np.float32))
+        in_shapes, out_shapes = _at(in_fit, t), _at(out_fit, t)
+        ne_0 = [tuple(r) for r in ins0[:, NE].tolist()]
+        ne_t = [tuple(r) for r in (slope * t + base).tolist()]
+        slot_ne = {int(slot): onnx_to_ne(shape) for slot, shape in zip(in_slots, in_shapes)}
+        work = list(rows)
+        for i, op, index in leaves:  # inputs and constants have the arrays' own shapes
+            ne_t[i] = slot_ne.get(index, ne_t[i]) if op == INPUT else onnx_to_ne(consts[index].shape)
+            if ne_t[i] != ne_0[i]:
+                work.append(i)
+        heapq.heapify(work)
+        done = set()
+        while work:
+            i = heapq.heappop(work)
+            if i in done:
+                continue
+            done.add(i)
+            if i in rule_rows:
+                op, srcs, params = rule_rows[i]
+                ne = _row_ne(op, [ne_t[r] for r in srcs], ne_t[i], params)
+                if ne is None:
+                    return None
+                ne_t[i] = ne
+            if ne_t[i] != ne_0[i]:
+                for c in consumers.get(i, ()):
+                    if c not in done:
+                        heapq.heappush(work, c)
+        if min(min(n) for n in ne_t) < 1 or any(min(s, default=1) < 1 for s in in_shapes + out_shapes):
+            return None
+        ins = ins0.copy()
+        ins[:, NE] = ne_t
+        try:
+            return _core.Plan(engine, ins, fp, consts, in_slots, in_shapes, out_slots, out_shapes, threads, names)
+        except GgonnxError:
+            return None
+
+
+class FamilyCache:
+    """A session's plan families, and the plans traced last that new ones are built from."""
+
+    MAX_FAMILIES = 4
+
+    def __init__(self):
+        self.recent: deque = deque(maxlen=3)   # (signature, CompiledPlan with its TraceRecord)
+        self.families: list[PlanFamily] = []   # most recently built or used first
+        self.instantiated = 0                  # plans written from a family rather than traced
+
+    def covers(self, sig) -> bool:
+        """Whether ``sig`` lies on some family's line."""
+        return any(fam.t_of(sig) is not None for fam in self.families)
+
+    def plan_for(self, sig, engine):
+        """A plan for ``sig`` from a family whose line it is on, or None."""
+        for k, fam in enumerate(self.families):
+            if fam.t_of(sig) is None:
+                continue
+            plan = fam.instantiate(sig, engine)
+            if plan is not None:
+                self.families.insert(0, self.families.pop(k))
+                self.instantiated += 1
+                return plan
+        return None
+
+    def traced(self, sig, plan) -> None:
+        """Note a freshly traced plan; with two earlier ones on a line with it, build a family."""
+        key = line_key(sig)
+        if key is None:
+            plan.record = None
+            return
+        same = [(s, p) for s, p in self.recent if line_key(s) == key and s != sig]
+        if len(self.recent) == self.recent.maxlen:
+            self.recent[0][1].record = None  # leaving: its record is no longer needed
+        self.recent.append((sig, plan))
+        if len(same) >= 2:
+            fam = PlanFamily.build(same[-2:] + [(sig, plan)])
+            if fam is not None:
+                self.families.insert(0, fam)
+                del self.families[self.MAX_FAMILIES:]

@@ -1,0 +1,125 @@
+"""Plan families: a decoder step fed a growing KV cache gets plans written from three traced
+ones instead of a trace per cache length, with every output equal to onnxruntime's."""
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import ggonnx
+from ggonnx.session import FAMILY_PLANS_KEPT
+
+E, H, D, MAX_POS = 32, 2, 16, 64
+
+
+def decoder_step(window: tuple | None = None) -> bytes:
+    """One attention step over a KV cache: the new token's position row is picked by the cache
+    length (a shape-dependent constant), a 0/1 mask over past + 1 positions is fed, K and V
+    grow by one; ``window`` (start, end) attends to those positions only (a slice that clamps)."""
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32) * 0.3, n) for n, s in
+             [("wq", (E, E)), ("wk", (E, E)), ("wv", (E, E)), ("wo", (E, E)), ("pos_table", (MAX_POS, E))]]
+    inits += [numpy_helper.from_array(np.array(v, np.int64), n) for n, v in
+              [("heads", [1, 1, H, D]), ("flat", [1, 1, E]), ("mask_shape", [1, 1, 1, -1]), ("two", [2]),
+               ("one", [1])]]
+    inits += [numpy_helper.from_array(np.array(v, np.float32), n) for n, v in
+              [("scale", 1 / np.sqrt(D)), ("fone", 1.0), ("neg", -1e9)]]
+    nodes = [
+        helper.make_node("Shape", ["past_k"], ["past_shape"]),
+        helper.make_node("Gather", ["past_shape", "two"], ["past_len"], axis=0),
+        helper.make_node("Gather", ["pos_table", "past_len"], ["pos_row"], axis=0),
+        helper.make_node("Add", ["x", "pos_row"], ["xp"]),
+    ]
+    for name in "qkv":
+        nodes += [helper.make_node("MatMul", ["xp", f"w{name}"], [f"{name}_flat"]),
+                  helper.make_node("Reshape", [f"{name}_flat", "heads"], [f"{name}_4d"]),
+                  helper.make_node("Transpose", [f"{name}_4d"], [f"{name}_new"], perm=[0, 2, 1, 3])]
+    nodes += [helper.make_node("Concat", ["past_k", "k_new"], ["present_k"], axis=2),
+              helper.make_node("Concat", ["past_v", "v_new"], ["present_v"], axis=2)]
+    keys, values, mask_in = "present_k", "present_v", "attention_mask"
+    if window:
+        nodes += [helper.make_node("Constant", [], ["win_start"], value=numpy_helper.from_array(
+                      np.array([window[0]], np.int64))),
+                  helper.make_node("Constant", [], ["win_end"], value=numpy_helper.from_array(
+                      np.array([window[1]], np.int64))),
+                  helper.make_node("Slice", ["present_k", "win_start", "win_end", "two"], ["k_win"]),
+                  helper.make_node("Slice", ["present_v", "win_start", "win_end", "two"], ["v_win"]),
+                  helper.make_node("Slice", ["attention_mask", "win_start", "win_end", "one"], ["mask_win"])]
+        keys, values, mask_in = "k_win", "v_win", "mask_win"
+    nodes += [
+        helper.make_node("Transpose", [keys], ["k_t"], perm=[0, 1, 3, 2]),
+        helper.make_node("MatMul", ["q_new", "k_t"], ["scores_raw"]),
+        helper.make_node("Mul", ["scores_raw", "scale"], ["scores"]),
+        helper.make_node("Cast", [mask_in], ["mask_f"], to=TensorProto.FLOAT),
+        helper.make_node("Sub", ["fone", "mask_f"], ["mask_off"]),
+        helper.make_node("Mul", ["mask_off", "neg"], ["mask_add"]),
+        helper.make_node("Reshape", ["mask_add", "mask_shape"], ["mask_4d"]),
+        helper.make_node("Add", ["scores", "mask_4d"], ["masked"]),
+        helper.make_node("Softmax", ["masked"], ["probs"], axis=-1),
+        helper.make_node("MatMul", ["probs", values], ["ctx_heads"]),
+        helper.make_node("Transpose", ["ctx_heads"], ["ctx_t"], perm=[0, 2, 1, 3]),
+        helper.make_node("Reshape", ["ctx_t", "flat"], ["ctx"]),
+        helper.make_node("MatMul", ["ctx", "wo"], ["y"]),
+    ]
+    past = lambda n: helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, H, "past", D])  # noqa: E731
+    present = lambda n: helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, H, "total", D])  # noqa: E731
+    graph = helper.make_graph(
+        nodes, "decoder_step",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, E]), past("past_k"), past("past_v"),
+         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, [1, "total"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, E]), present("present_k"),
+         present("present_v")], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model, full_check=True)
+    return model.SerializeToString()
+
+
+def _feeds(rng, past_len: int, masked: int = 0) -> dict:
+    mask = np.ones((1, past_len + 1), np.int64)
+    mask[0, :masked] = 0  # left padding, as a batch of prompts of different lengths has
+    return {"x": rng.standard_normal((1, 1, E)).astype(np.float32),
+            "past_k": rng.standard_normal((1, H, past_len, D)).astype(np.float32),
+            "past_v": rng.standard_normal((1, H, past_len, D)).astype(np.float32),
+            "attention_mask": mask}
+
+
+def _check_against_ort(model: bytes, lengths, masked: int = 0) -> ggonnx.Session:
+    sess = ggonnx.Session(model, threads=2)
+    oracle = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(1)
+    for past_len in lengths:
+        feeds = _feeds(rng, past_len, min(masked, past_len))
+        for got, want in zip(sess.run(None, feeds), oracle.run(None, feeds)):
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=f"past length {past_len}")
+    return sess
+
+
+def test_growing_cache_reuses_one_structure():
+    # 14..40 crosses the packed-panel rounding of K^T's 16 columns at 16 and 32 (a shape the
+    # family derives from its sources, not from the fit)
+    lengths = list(range(14, 41))
+    sess = _check_against_ort(decoder_step(), lengths, masked=3)
+    assert sess.family_plan_count >= len(lengths) - 4
+    traced = len(lengths) - sess.family_plan_count
+    assert sess.plan_count <= traced + FAMILY_PLANS_KEPT  # plans written per length are not all kept
+
+
+def test_jumps_and_shorter_caches_stay_exact():
+    # a family covers lengths on its line at or above its samples; a jump is fine, a shorter
+    # cache than any sample is traced
+    sess = _check_against_ort(decoder_step(), [20, 21, 22, 60, 23, 5, 2, 45])
+    assert sess.family_plan_count >= 3
+
+
+@pytest.mark.parametrize("window", [(-8, 1 << 40), (0, 8)], ids=["last_8", "first_8"])
+def test_window_clamp_is_never_extrapolated(window):
+    # the window slice clamps once the cache outgrows it: plans made from unclamped samples must
+    # not run past that point (a view whose offset or extent moves is refused), so every length
+    # is exact
+    _check_against_ort(decoder_step(window), list(range(2, 20)))
+
+
+@pytest.mark.parametrize("lengths", [[9, 10, 11, 12], [30, 28, 26, 24, 22]])
+def test_lines_in_either_direction(lengths):
+    # signatures on a line with a negative step (t falls) never go below the smallest sample
+    _check_against_ort(decoder_step(), lengths, masked=1)
