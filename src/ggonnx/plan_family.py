@@ -309,7 +309,8 @@ class PlanFamily:
                      for i in range(len(ins0)) if ops[i] not in (INPUT, CONST, WEIGHT)}
         leaves = [(i, ops[i], int(ins0[i, _core.COL_OUT if ops[i] == INPUT else _core.COL_PARAM]))
                   for i in range(len(ins0)) if ops[i] in (INPUT, CONST)]
-        self.islands.append((fit, sorted(int(i) for i in rows), consumers, rule_rows, leaves, in_fit, out_fit,
+        ne_0 = [tuple(r) for r in ins0[:, NE].tolist()]
+        self.islands.append((fit, sorted(int(i) for i in rows), consumers, rule_rows, leaves, ne_0, in_fit, out_fit,
                              rebuild))
         return True
 
@@ -374,42 +375,50 @@ class PlanFamily:
         return values
 
     def _island_plan(self, t, fam_island, traced, values, engine):
-        (slope, base), rows, consumers, rule_rows, leaves, in_fit, out_fit, rebuild = fam_island
+        (slope, base), rows, consumers, rule_rows, leaves, ne_0, in_fit, out_fit, rebuild = fam_island
         (ins0, fp, consts, in_slots, _, out_slots, _, threads, names), _ = traced
         consts = list(consts)
         for j, (name, transform) in rebuild.items():
             consts[j] = as_ggml_array(np.ascontiguousarray(transform(np.asarray(values[name], dtype=np.float32)),
                                                            dtype=np.float32))
         in_shapes, out_shapes = _at(in_fit, t), _at(out_fit, t)
-        ne_0 = [tuple(r) for r in ins0[:, NE].tolist()]
-        ne_t = [tuple(r) for r in (slope * t + base).tolist()]
+        predicted = slope * t + base
+        pred = predicted.tolist()
+        ne_t: dict = {}   # row -> its shape at t, for the rows visited (the others keep the fit)
+
+        def ne(r):
+            v = ne_t.get(r)
+            if v is None:
+                v = ne_t[r] = tuple(pred[r])
+            return v
+
         slot_ne = {int(slot): onnx_to_ne(shape) for slot, shape in zip(in_slots, in_shapes)}
         work = list(rows)
         for i, op, index in leaves:  # inputs and constants have the arrays' own shapes
-            ne_t[i] = slot_ne.get(index, ne_t[i]) if op == INPUT else onnx_to_ne(consts[index].shape)
+            ne_t[i] = slot_ne.get(index, ne(i)) if op == INPUT else onnx_to_ne(consts[index].shape)
             if ne_t[i] != ne_0[i]:
                 work.append(i)
+        queued = set(work)
         heapq.heapify(work)
-        done = set()
-        while work:
+        while work:  # sources come before their readers (leaves are set above)
             i = heapq.heappop(work)
-            if i in done:
-                continue
-            done.add(i)
             if i in rule_rows:
                 op, srcs, params = rule_rows[i]
-                ne = _row_ne(op, [ne_t[r] for r in srcs], ne_t[i], params)
-                if ne is None:
+                shape = _row_ne(op, [ne(r) for r in srcs], ne(i), params)
+                if shape is None:
                     return None
-                ne_t[i] = ne
-            if ne_t[i] != ne_0[i]:
+                ne_t[i] = shape
+            if ne(i) != ne_0[i]:
                 for c in consumers.get(i, ()):
-                    if c not in done:
+                    if c not in queued:
+                        queued.add(c)
                         heapq.heappush(work, c)
-        if min(min(n) for n in ne_t) < 1 or any(min(s, default=1) < 1 for s in in_shapes + out_shapes):
+        if any(min(v) < 1 for v in ne_t.values()) or any(min(s, default=1) < 1 for s in in_shapes + out_shapes):
             return None
         ins = ins0.copy()
-        ins[:, NE] = ne_t
+        ins[:, NE] = predicted
+        for i, v in ne_t.items():
+            ins[i, NE] = v
         try:
             return _core.Plan(engine, ins, fp, consts, in_slots, in_shapes, out_slots, out_shapes, threads, names)
         except GgonnxError:
