@@ -4,9 +4,10 @@ previous step's present keys and values, so the cache grows by one every token.
     python bench/kv_decode.py [--types f32,q8_0,q4_K] [--steps 24] [--start 16]
 
 Per runtime (onnxruntime also on its quantize_dynamic int8 model): median and mean
-milliseconds a token over the loop, after a first step that builds the session's first plan (ggonnx plans each new cache
-length: the plan time is part of its per-token cost), and at a fixed cache length (a repeated
-signature, the steady-state compute alone).
+milliseconds a token over the loop, after a first step that builds the session's first plan
+(ggonnx traces the first few cache lengths, then writes each new length's plan from its plan
+family: that time is part of its per-token cost, and the traces are in the mean), and at a
+fixed cache length (a repeated signature, the steady-state compute alone).
 """
 from __future__ import annotations
 
