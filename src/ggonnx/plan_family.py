@@ -430,7 +430,8 @@ class FamilyCache:
 
     MAX_FAMILIES = 4
 
-    def __init__(self):
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled                 # False: inputs have no free dims, records are dropped
         self.recent: deque = deque(maxlen=3)   # (signature, CompiledPlan with its TraceRecord)
         self.families: list[PlanFamily] = []   # most recently built or used first
         self.instantiated = 0                  # plans written from a family rather than traced
@@ -453,7 +454,7 @@ class FamilyCache:
 
     def traced(self, sig, plan) -> None:
         """Note a freshly traced plan; with two earlier ones on a line with it, build a family."""
-        key = line_key(sig)
+        key = line_key(sig) if self.enabled else None
         if key is None:
             plan.record = None
             return

@@ -129,12 +129,14 @@ class Session:
         self._weights = WeightStore(self._engine, policy)
         self._plans: OrderedDict = OrderedDict()
         self._plan_cache_size = max(1, plan_cache_size)
-        self._families = FamilyCache()  # plans for signatures on a line (a growing KV cache) without tracing
         self._build_lock = threading.Lock()
         self._input_names = [i.name for i in self._graph.inputs]
         self._input_dtypes = [i.dtype for i in self._graph.inputs]
         self._input_shapes = [i.shape for i in self._graph.inputs]
         self._output_names = [o.name for o in self._graph.outputs]
+        # plans for signatures on a line (a growing KV cache) without tracing; only where a dim is free
+        self._families = FamilyCache(enabled=any(s is None or not all(isinstance(d, int) for d in s)
+                                                 for s in self._input_shapes))
         self._output_index = {n: i for i, n in enumerate(self._output_names)}
         # Static float input shapes: plan now (traced on zeros), so bad shapes fail at load like
         # onnxruntime. A host kernel may reject zeros (data that is really a shape, say): then
