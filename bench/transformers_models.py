@@ -17,6 +17,9 @@ beside the vision models.
 - ``t5_small_encoder_s128``: T5EncoderModel at t5-small's shape, input_ids and attention_mask.
 - ``whisper_tiny_encoder``: WhisperEncoder at whisper-tiny's shape on 80 x 3000 log-mel features.
 - ``vit_b16``: ViTForImageClassification (base, patch 16, 224, 1000 classes) logits.
+- ``bert_base_ortopt_s128``, ``gpt2_ortopt_s64``: those two exports after onnxruntime's transformer
+  optimizer (``onnxruntime.transformers.optimizer``, its default level: SkipLayerNormalization,
+  Gelu / FastGelu and the other com.microsoft ops it fuses), both runtimes on the optimized file.
 - ``bert_base_dyn_s1``, ``bert_base_dyn_s8``, ``gpt2_dyn_s1``, ``gpt2_dyn_s8``: the same BERT and
   GPT-2 exported with a free sequence axis and fed 1 or 8 tokens (decode-shaped calls: small M,
   the weights streamed once per call).
@@ -193,8 +196,21 @@ def export(name: str, batch: int = 1, seq: int = 128, dynamic: bool = False) -> 
         return fh.read()
 
 
-def case(name: str, batch: int = 1, seq: int = 128, dynamic: bool = False, feed_seq: int | None = None):
-    model_bytes = export(name, batch, seq, dynamic)
+def ort_optimized(name: str, batch: int, seq: int, model_type: str) -> bytes:
+    """export(name, batch, seq) after onnxruntime's transformer optimizer (12 heads, hidden 768), cached."""
+    path = os.path.join(CACHE, f"hf_{name}_b{batch}_s{seq}_ortopt.onnx")
+    if not os.path.exists(path):
+        from onnxruntime.transformers import optimizer
+        raw = os.path.join(CACHE, f"hf_{name}_b{batch}_s{seq}.onnx")
+        export(name, batch, seq)
+        optimizer.optimize_model(raw, model_type=model_type, num_heads=12, hidden_size=768).save_model_to_file(path)
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def case(name: str, batch: int = 1, seq: int = 128, dynamic: bool = False, feed_seq: int | None = None,
+         ort_optimizer: str | None = None):
+    model_bytes = ort_optimized(name, batch, seq, ort_optimizer) if ort_optimizer else export(name, batch, seq, dynamic)
     feeds = make_feeds(name, batch, feed_seq or seq)
     return model_bytes, feeds, matmul_flops(onnx.load_from_string(model_bytes), feeds)
 
@@ -208,6 +224,8 @@ CASES = {
     "t5_small_encoder_s128": functools.partial(case, "t5_small_encoder", 1, 128),
     "whisper_tiny_encoder": functools.partial(case, "whisper_tiny_encoder", 1),
     "vit_b16": functools.partial(case, "vit_b16", 1),
+    "bert_base_ortopt_s128": functools.partial(case, "bert_base", 1, 128, ort_optimizer="bert"),
+    "gpt2_ortopt_s64": functools.partial(case, "gpt2", 1, 64, ort_optimizer="gpt2"),
 }
 for _seq in (1, 8):  # one export per model, traced at 8 tokens, fed 1 or 8
     CASES[f"bert_base_dyn_s{_seq}"] = functools.partial(case, "bert_base", 1, 8, True, _seq)

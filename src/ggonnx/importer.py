@@ -15,13 +15,14 @@ import onnx
 import onnx.inliner
 from onnx import helper, numpy_helper
 
+from ggonnx.contrib_ops import expand_contrib_ops, has_contrib_ops
 from ggonnx.errors import InvalidArgument, InvalidGraph, InvalidProtobuf, ModelLoadError, NoSuchFile
 from ggonnx.ir import Graph, Node, TensorInfo
 from ggonnx.normalize import normalize
 from ggonnx.optimize import optimize
 from ggonnx.validate import check_node
 
-KNOWN_DOMAINS = {"", "ai.onnx", "ai.onnx.ml"}
+KNOWN_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "com.microsoft"}  # the last: contrib_ops.py
 
 
 def load_model(model) -> onnx.ModelProto:
@@ -186,6 +187,27 @@ def _check_types(proto: onnx.ModelProto, inputs: list) -> dict:
     return {vi.name: vi for vi in inferred.graph.output}
 
 
+def _value_ranks(proto: onnx.ModelProto, inputs: list, initializers: dict) -> dict:
+    """Value name -> rank, where the model or onnx's shape inference states it."""
+    light = _without_weights(proto, inputs)
+    small = {t.name: t for t in proto.graph.initializer if int(np.prod(t.dims)) <= 64}  # axes, shapes
+    kept = [vi for vi in light.graph.input if vi.name not in small]
+    del light.graph.input[:]
+    light.graph.input.extend(kept)
+    light.graph.initializer.extend(small.values())
+    if not any(op.domain == "com.microsoft" for op in light.opset_import):  # onnxruntime's optimizer omits it
+        light.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    try:
+        inferred = onnx.shape_inference.infer_shapes(light).graph
+    except Exception:  # noqa: BLE001 -- ranks only pick among forms; unknown ones are refused later
+        inferred = proto.graph
+    ranks = {vi.name: len(vi.type.tensor_type.shape.dim) for vi in
+             list(inferred.value_info) + list(inferred.input) + list(inferred.output)
+             if vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape")}
+    ranks.update({name: np.ndim(a) for name, a in initializers.items()})
+    return ranks
+
+
 def override_free_dims(inputs: list, by_name: dict, by_denotation: dict) -> list:
     """The graph inputs (ValueInfoProtos) with the named (or denoted) free dims fixed, as
     onnxruntime's SessionOptions.add_free_dimension_override_by_name/denotation do; an input that
@@ -289,6 +311,8 @@ def import_model(proto: onnx.ModelProto, external: dict | None = None, node_opse
     metadata = {p.key: p.value for p in proto.metadata_props}
     graph = Graph(nodes, inputs, outputs, initializers, opsets, proto.producer_name, metadata,
                   model_info=_model_info(proto))
+    if has_contrib_ops(graph):
+        expand_contrib_ops(graph, _value_ranks(proto, graph_inputs, initializers))
     normalize(graph)
     if node_opsets is None:
         optimize(graph, full=options.optimized)

@@ -1,0 +1,286 @@
+"""onnxruntime's contrib ops (domain com.microsoft), expanded into standard ONNX nodes at import.
+
+onnxruntime's transformer optimizer and Optimum emit fused ops (Attention, SkipLayerNormalization,
+FastGelu, ...). Each is written here as the few standard nodes it stands for, registered by
+(domain, op type) like a lowering; the optimizer's fusions and the lowerings then map them onto
+ggml (LayerNormalization -> ggml_norm, Gelu -> ggml's gelu, attention MatMuls -> packed GEMMs),
+and anything that cannot run in ggml still runs on the host. Semantics follow onnxruntime's
+CPU kernels (the tests compare against them); forms an expansion does not cover (a past state
+in Attention, rotary embeddings) raise UnsupportedOpError naming the node.
+"""
+from __future__ import annotations
+
+import numpy as np
+from onnx import TensorProto, helper
+
+from ggonnx.errors import UnsupportedOpError
+from ggonnx.ir import Graph, Node
+
+MS = "com.microsoft"
+_EXPANSIONS: dict = {}
+# opsets of the nodes expansions write (lowerings and host kernels are looked up by them)
+_OPSETS = {"LayerNormalization": 17, "Gelu": 20, "RMSNormalization": 23}
+DEFAULT_OPSET = 18
+
+
+def expands(op_type: str, *domains: str):
+    def deco(fn):
+        for domain in domains or (MS,):
+            _EXPANSIONS[(domain, op_type)] = fn
+        return fn
+    return deco
+
+
+class _Expansion:
+    """The standard nodes one contrib node becomes, with fresh names for what lies between."""
+
+    def __init__(self, graph: Graph, node: Node, ranks: dict):
+        self.graph, self.node, self.nodes, self.count = graph, node, [], 0
+        self.ranks = ranks  # value name -> rank, where onnx's shape inference knows it
+
+    def arg(self, i: int) -> str:
+        return self.node.inputs[i] if i < len(self.node.inputs) else ""
+
+    def out(self, i: int) -> str:
+        return self.node.outputs[i] if i < len(self.node.outputs) else ""
+
+    def attr(self, name: str, default=None):
+        return self.node.attrs.get(name, default)
+
+    def fresh(self, tag: str) -> str:
+        self.count += 1
+        return f"{self.node.name}__{tag}_{self.count}"
+
+    def const(self, value, dtype=np.int64) -> str:
+        name = self.fresh("const")
+        self.graph.initializers[name] = np.asarray(value, dtype=dtype)
+        return name
+
+    def op(self, op_type: str, inputs: list, outputs: list | None = None, n_out: int = 1, **attrs):
+        outs = list(outputs) if outputs else [self.fresh(op_type.lower()) for _ in range(n_out)]
+        while inputs and inputs[-1] == "":
+            inputs = inputs[:-1]
+        proto = helper.make_node(op_type, inputs, outs, name=self.fresh(op_type), **attrs)
+        self.nodes.append(Node(proto.name, op_type, "", list(inputs), outs, attrs,
+                               _OPSETS.get(op_type, DEFAULT_OPSET), proto))
+        return outs[0] if len(outs) == 1 else outs
+
+    def unsupported(self, what: str):
+        raise UnsupportedOpError(f"{self.node.describe()}: {what} is not supported")
+
+
+def has_contrib_ops(graph: Graph) -> bool:
+    return any((n.domain, n.op_type) in _EXPANSIONS for n in graph.nodes)
+
+
+def expand_contrib_ops(graph: Graph, ranks: dict) -> None:
+    """Replace every contrib node that has an expansion by its standard nodes, in place;
+    ``ranks``: value name -> rank (the forms of masks depend on it)."""
+    nodes = []
+    for node in graph.nodes:
+        expand = _EXPANSIONS.get((node.domain, node.op_type))
+        if expand is None:
+            nodes.append(node)
+            continue
+        x = _Expansion(graph, node, ranks)
+        expand(x)
+        nodes.extend(x.nodes)
+    graph.nodes = nodes
+
+
+# -- normalizations -----------------------------------------------------------------------
+def _skip_sum(x: _Expansion, bias_index: int) -> str:
+    s = x.op("Add", [x.arg(0), x.arg(1)])
+    if x.arg(bias_index):
+        s = x.op("Add", [s, x.arg(bias_index)])
+    if x.out(3):  # input + skip + bias, for the next residual
+        x.op("Identity", [s], [x.out(3)])
+    return s
+
+
+@expands("SkipLayerNormalization")
+def skip_layer_norm(x: _Expansion):
+    s = _skip_sum(x, 4)
+    outs = [x.out(0), x.out(1), x.out(2)]
+    while outs[-1] == "":
+        outs.pop()
+    x.op("LayerNormalization", [s, x.arg(2), x.arg(3)], outs, axis=-1, epsilon=float(x.attr("epsilon", 1e-12)))
+
+
+@expands("SkipSimplifiedLayerNormalization")
+def skip_simplified_layer_norm(x: _Expansion):
+    if x.out(1) or x.out(2):
+        x.unsupported("the mean / inverse standard deviation outputs")
+    s = _skip_sum(x, 3)
+    x.op("RMSNormalization", [s, x.arg(2)], [x.out(0)], axis=-1, epsilon=float(x.attr("epsilon", 1e-12)))
+
+
+@expands("SimplifiedLayerNormalization", MS, "")
+def simplified_layer_norm(x: _Expansion):
+    if x.out(1):
+        x.unsupported("the inverse standard deviation output")
+    x.op("RMSNormalization", [x.arg(0), x.arg(1)], [x.out(0)], axis=int(x.attr("axis", -1)),
+         epsilon=float(x.attr("epsilon", 1e-5)))
+
+
+@expands("EmbedLayerNormalization")
+def embed_layer_norm(x: _Expansion):
+    ids, segments, words, positions, segment_table, gamma, beta, mask, position_ids = (x.arg(i) for i in range(9))
+    s = x.op("Gather", [words, ids])
+    if not position_ids:  # 0..S-1 for every row
+        length = x.op("Gather", [x.op("Shape", [ids]), x.const(1)])
+        position_ids = x.op("Unsqueeze", [x.op("Range", [x.const(0), length, x.const(1)]), x.const([0])])
+    s = x.op("Add", [s, x.op("Gather", [positions, position_ids])])
+    if segments:
+        s = x.op("Add", [s, x.op("Gather", [segment_table, segments])])
+    x.op("LayerNormalization", [s, gamma, beta], [x.out(0)], axis=-1, epsilon=float(x.attr("epsilon", 1e-12)))
+    if x.out(1):  # the mask's ones per row (onnxruntime: zeros without a mask)
+        source = x.op("Cast", [mask if mask else x.op("Mul", [ids, x.const(0, np.int32)])], to=TensorProto.INT32)
+        x.op("ReduceSum", [source, x.const([1])], [x.out(1)], keepdims=0)
+    if x.out(2):
+        x.op("Identity", [s], [x.out(2)])
+
+
+# -- activations --------------------------------------------------------------------------
+def _biased(x: _Expansion) -> str:
+    return x.op("Add", [x.arg(0), x.arg(1)]) if x.arg(1) else x.arg(0)
+
+
+@expands("Gelu")
+def gelu(x: _Expansion):
+    x.op("Gelu", [x.arg(0)], [x.out(0)])
+
+
+@expands("BiasGelu")
+def bias_gelu(x: _Expansion):
+    x.op("Gelu", [_biased(x)], [x.out(0)])
+
+
+@expands("FastGelu")
+def fast_gelu(x: _Expansion):
+    x.op("Gelu", [_biased(x)], [x.out(0)], approximate="tanh")
+
+
+@expands("QuickGelu")
+def quick_gelu(x: _Expansion):
+    alpha = x.const(float(x.attr("alpha", 1.702)), np.float32)
+    x.op("Mul", [x.arg(0), x.op("Sigmoid", [x.op("Mul", [x.arg(0), alpha])])], [x.out(0)])
+
+
+@expands("BiasSplitGelu")
+def bias_split_gelu(x: _Expansion):
+    left, right = x.op("Split", [_biased(x)], n_out=2, axis=-1, num_outputs=2)
+    x.op("Mul", [left, x.op("Gelu", [right])], [x.out(0)])
+
+
+# -- attention ----------------------------------------------------------------------------
+def _heads(x: _Expansion, t: str, heads: int, perm) -> str:
+    """[B, S, N*D] -> [B, N, S, D] (perm 0,2,1,3) or [B, N, D, S] (0,2,3,1)."""
+    return x.op("Transpose", [x.op("Reshape", [t, x.const([0, 0, heads, -1])])], perm=list(perm))
+
+
+def _attend(x: _Expansion, q: str, k_t: str, v: str, out: str, mask: str, bias: str, new_keys: str = ""):
+    """softmax(q k^T * scale + masks) v over heads [B, N, S, D], merged back to [B, S, N*D]."""
+    scores = x.op("MatMul", [q, k_t])
+    scale = x.attr("scale")
+    if scale is None or float(scale) == 0.0:  # 1/sqrt(head size), from the query's last dim
+        d = x.op("Cast", [x.op("Gather", [x.op("Shape", [q]), x.const(3)])], to=TensorProto.FLOAT)
+        scores = x.op("Div", [scores, x.op("Sqrt", [d])])
+    else:
+        scores = x.op("Mul", [scores, x.const(float(scale), np.float32)])
+    filter_value = x.const(float(x.attr("mask_filter_value", -10000.0)), np.float32)
+    if mask:
+        scores = x.op("Add", [scores, _mask_bias(x, mask, k_t, filter_value)])
+    if int(x.attr("unidirectional", 0)):
+        scores = x.op("Add", [scores, _causal_bias(x, q, k_t, filter_value, new_keys)])
+    if bias:
+        scores = x.op("Add", [scores, bias])
+    probs = x.op("Softmax", [scores], axis=-1)
+    merged = x.op("Transpose", [x.op("MatMul", [probs, v])], perm=[0, 2, 1, 3])
+    x.op("Reshape", [merged, x.const([0, 0, -1])], [out])
+
+
+def _mask_bias(x: _Expansion, mask: str, k_t: str, filter_value: str) -> str:
+    """(1 - keep) * filter, shaped to add to scores [B, N, S, T]. ``mask``: [B] key lengths
+    (keys from that position on are masked), [B, T] or [B, S, T] with 1 = attend."""
+    rank = x.ranks.get(mask)
+    if rank == 1:
+        total = x.op("Gather", [x.op("Shape", [k_t]), x.const(3)])
+        positions = x.op("Range", [x.const(0), total, x.const(1)])
+        ends = x.op("Unsqueeze", [x.op("Cast", [mask], to=TensorProto.INT64), x.const([1])])
+        keep = x.op("Cast", [x.op("Less", [positions, ends])], to=TensorProto.FLOAT)
+        axes = [1, 2]
+    elif rank in (2, 3):
+        keep = x.op("Cast", [mask], to=TensorProto.FLOAT)
+        axes = [1, 2] if rank == 2 else [1]
+    else:
+        x.unsupported(f"a rank-{rank} mask")
+    off = x.op("Sub", [x.const(1.0, np.float32), keep])
+    return x.op("Unsqueeze", [x.op("Mul", [off, filter_value]), x.const(axes)])
+
+
+def _causal_bias(x: _Expansion, q: str, k_t: str, filter_value: str, new_keys: str = "") -> str:
+    """filter where key position j > T - S + query position i: the queries are the last S of
+    the T positions, after a past ([S, T]). Where the new keys are not the queries' own positions
+    (their counts differ) onnxruntime masks in a pattern of its own: ``new_keys`` (their
+    tensor) makes that case fail when the plan is made, naming the node, instead."""
+    shape_q, shape_k = x.op("Shape", [q]), x.op("Shape", [k_t])
+    length = x.op("Gather", [shape_q, x.const(2)])
+    if new_keys:  # a Reshape of the new keys' positions to the queries' count: fails unless equal
+        positions = x.op("Range", [x.const(0), x.op("Gather", [x.op("Shape", [new_keys]), x.const(1)]), x.const(1)])
+        checked = x.op("Reshape", [positions, x.op("Reshape", [length, x.const([1])])])
+        length = x.op("Gather", [x.op("Shape", [checked]), x.const(0)])
+    total = x.op("Gather", [shape_k, x.const(3)])
+    start = x.op("Sub", [total, length])
+    queries = x.op("Unsqueeze", [x.op("Range", [start, x.op("Add", [start, length]), x.const(1)]), x.const([1])])
+    keys = x.op("Range", [x.const(0), total, x.const(1)])
+    later = x.op("Cast", [x.op("Greater", [keys, queries])], to=TensorProto.FLOAT)
+    return x.op("Mul", [later, filter_value])
+
+
+@expands("Attention")
+def attention(x: _Expansion):
+    """input [B, S, H_in] times weights [H_in, Hq + Hk + Hv] (+ bias): Q, K, V; mask_index [B],
+    [B, T] or [B, S, T]; attention_bias [B or 1, N, S, T]; unidirectional."""
+    if x.arg(4) or x.out(1):
+        x.unsupported("a past / present state (use MultiHeadAttention's past_key / past_value)")
+    if int(x.attr("do_rotary", 0)):
+        x.unsupported("do_rotary=1")
+    heads = int(x.attr("num_heads"))
+    qkv = x.op("MatMul", [x.arg(0), x.arg(1)])
+    if x.arg(2):
+        qkv = x.op("Add", [qkv, x.arg(2)])
+    sizes = x.attr("qkv_hidden_sizes")
+    if sizes:
+        q, k, v = x.op("Split", [qkv, x.const(list(sizes))], n_out=3, axis=-1)
+    else:
+        q, k, v = x.op("Split", [qkv], n_out=3, axis=-1, num_outputs=3)
+    _attend(x, _heads(x, q, heads, (0, 2, 1, 3)), _heads(x, k, heads, (0, 2, 3, 1)), _heads(x, v, heads, (0, 2, 1, 3)),
+            x.out(0), x.arg(3), x.arg(5))
+
+
+@expands("MultiHeadAttention")
+def multi_head_attention(x: _Expansion):
+    """query [B, S, H], key [B, L, H], value [B, L, Hv] (+ bias [H + H + Hv]); key_padding_mask
+    [B], [B, T] or [B, S, T]; attention_bias; past_key / past_value [B, N, P, D] concatenated
+    before the new keys and values (present_key / present_value)."""
+    query, key, value, bias = x.arg(0), x.arg(1), x.arg(2), x.arg(3)
+    if not key or not value or x.ranks.get(key) != 3 or x.ranks.get(value) != 3:
+        x.unsupported("packed or pre-split (4-D) key / value")
+    heads = int(x.attr("num_heads"))
+    if bias:
+        bq, bk, bv = x.op("Split", [bias], n_out=3, axis=0, num_outputs=3)
+        query, key, value = x.op("Add", [query, bq]), x.op("Add", [key, bk]), x.op("Add", [value, bv])
+    q = _heads(x, query, heads, (0, 2, 1, 3))
+    k = _heads(x, key, heads, (0, 2, 1, 3))
+    v = _heads(x, value, heads, (0, 2, 1, 3))
+    if x.arg(6) or x.arg(7):
+        if not (x.arg(6) and x.arg(7)):
+            x.unsupported("past_key without past_value (or the reverse)")
+        k = x.op("Concat", [x.arg(6), k], axis=2)
+        v = x.op("Concat", [x.arg(7), v], axis=2)
+    if x.out(1):
+        x.op("Identity", [k], [x.out(1)])
+    if x.out(2):
+        x.op("Identity", [v], [x.out(2)])
+    _attend(x, q, x.op("Transpose", [k], perm=[0, 1, 3, 2]), v, x.out(0), x.arg(4), x.arg(5), x.arg(1))
