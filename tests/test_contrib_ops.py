@@ -223,3 +223,26 @@ def test_causal_cross_attention_is_refused_not_guessed():
     rng = np.random.default_rng(0)
     with pytest.raises(ggonnx.errors.GgonnxError, match="MultiHeadAttention"):
         ggonnx.Session(model).run(None, {"q": _rand(rng, 1, 2, 8), "k": _rand(rng, 1, 3, 8), "v": _rand(rng, 1, 3, 8)})
+
+
+@pytest.mark.parametrize("interleaved", [0, 1], ids=["halves", "pairs"])
+@pytest.mark.parametrize("layout", ["bsh", "bnsd"])
+@settings(max_examples=6, deadline=None)
+@given(b=st.integers(1, 2), s=st.integers(1, 6), heads=st.sampled_from([1, 2]), partial=st.booleans(),
+       offset=st.booleans(), seed=st.integers(0, 2**16))
+def test_rotary_embedding(interleaved, layout, b, s, heads, partial, offset, seed):
+    rng = np.random.default_rng(seed)
+    d, max_pos = 8, 32
+    rotary = 4 if partial else d
+    attrs = {"interleaved": interleaved, "num_heads": heads}
+    if partial:
+        attrs["rotary_embedding_dim"] = rotary
+    shape = [b, s, heads * d] if layout == "bsh" else [b, heads, s, d]
+    angles = np.arange(max_pos)[:, None] * (1.0 / 10000 ** (np.arange(rotary // 2) / (rotary // 2)))[None]
+    feeds = {"x": _rand(rng, *shape),
+             "pos": np.array([rng.integers(0, max_pos - s)]) if offset else rng.integers(0, max_pos, (b, s)),
+             "cos": np.cos(angles).astype(np.float32), "sin": np.sin(angles).astype(np.float32)}
+    node = helper.make_node("RotaryEmbedding", ["x", "pos", "cos", "sin"], ["y"], domain=MS, **attrs)
+    inputs = [_vi("x", shape), _vi("pos", list(feeds["pos"].shape), TensorProto.INT64),
+              _vi("cos", [max_pos, rotary // 2]), _vi("sin", [max_pos, rotary // 2])]
+    _against_ort(_model(node, inputs, [_vi("y", shape)]), feeds)

@@ -284,3 +284,54 @@ def multi_head_attention(x: _Expansion):
     if x.out(2):
         x.op("Identity", [v], [x.out(2)])
     _attend(x, q, x.op("Transpose", [k], perm=[0, 1, 3, 2]), v, x.out(0), x.arg(4), x.arg(5), x.arg(1))
+
+
+# -- positions ----------------------------------------------------------------------------
+@expands("RotaryEmbedding")
+def rotary_embedding(x: _Expansion):
+    """input [B, S, N*D] or [B, N, S, D]; position_ids [B, S] (or one start offset [1]); caches
+    [positions, R/2]: the first R = rotary_embedding_dim (or D) dims of every head rotated, as
+    halves or (interleaved) as pairs."""
+    data, positions, cos_cache, sin_cache = x.arg(0), x.arg(1), x.arg(2), x.arg(3)
+    rank, pos_rank = x.ranks.get(data), x.ranks.get(positions)
+    if rank not in (3, 4) or pos_rank not in (1, 2) or int(x.attr("is_packed_batching", 0)) \
+            or float(x.attr("scale", 1.0)) != 1.0:
+        x.unsupported(f"a rank-{rank} input with rank-{pos_rank} position ids (or packed batching, a scale)")
+    half = x.op("Gather", [x.op("Shape", [cos_cache]), x.const([1])])   # [1]: R/2
+    rotary = x.op("Mul", [half, x.const([2])])
+    seq_axis = 1 if rank == 3 else 2
+    if pos_rank == 1:  # a start offset: positions offset .. offset + S - 1 for every row
+        length = x.op("Gather", [x.op("Shape", [data]), x.const(seq_axis)])
+        start = x.op("Squeeze", [positions, x.const([0])])
+        positions = x.op("Unsqueeze", [x.op("Range", [start, x.op("Add", [start, length]), x.const(1)]),
+                                       x.const([0])])
+    heads = data
+    if rank == 3:  # [B, S, N*D] -> [B, S, N, D]
+        n = int(x.attr("num_heads", 0))
+        split = x.const([0, 0, n, -1]) if n else x.op("Concat", [x.const([0, 0, -1]), rotary], axis=0)
+        heads = x.op("Reshape", [data, split])
+    # cos/sin [B, S, R/2] broadcast over heads: [B, S, 1, R/2] or [B, 1, S, R/2]
+    axis = x.const([2] if rank == 3 else [1])
+    cos = x.op("Unsqueeze", [x.op("Gather", [cos_cache, positions]), axis])
+    sin = x.op("Unsqueeze", [x.op("Gather", [sin_cache, positions]), axis])
+    end = x.const([1 << 62])
+    last = x.const([-1])
+    partial = int(x.attr("rotary_embedding_dim", 0)) != 0  # else every dim of a head rotates
+    part = x.op("Slice", [heads, x.const([0]), rotary, last]) if partial else heads
+    if int(x.attr("interleaved", 0)):  # pairs (2i, 2i+1)
+        pairs = x.op("Reshape", [part, x.op("Concat", [x.const([0, 0, 0]), half, x.const([2])], axis=0)])
+        a = x.op("Squeeze", [x.op("Slice", [pairs, x.const([0]), x.const([1]), last]), last])
+        b = x.op("Squeeze", [x.op("Slice", [pairs, x.const([1]), x.const([2]), last]), last])
+    else:  # halves
+        a = x.op("Slice", [part, x.const([0]), half, last])
+        b = x.op("Slice", [part, half, rotary, last])
+    ra = x.op("Sub", [x.op("Mul", [a, cos]), x.op("Mul", [b, sin])])
+    rb = x.op("Add", [x.op("Mul", [b, cos]), x.op("Mul", [a, sin])])
+    if int(x.attr("interleaved", 0)):
+        both = x.op("Concat", [x.op("Unsqueeze", [ra, last]), x.op("Unsqueeze", [rb, last])], axis=-1)
+        rotated = x.op("Reshape", [both, x.op("Concat", [x.const([0, 0, 0]), rotary], axis=0)])
+    else:
+        rotated = x.op("Concat", [ra, rb], axis=-1)
+    if partial:
+        rotated = x.op("Concat", [rotated, x.op("Slice", [heads, rotary, end, last])], axis=-1)
+    x.op("Reshape", [rotated, x.op("Shape", [data])], [x.out(0)])
