@@ -11,7 +11,7 @@ in Attention, rotary embeddings) raise UnsupportedOpError naming the node.
 from __future__ import annotations
 
 import numpy as np
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from ggonnx.errors import UnsupportedOpError
 from ggonnx.ir import Graph, Node
@@ -61,6 +61,7 @@ class _Expansion:
         while inputs and inputs[-1] == "":
             inputs = inputs[:-1]
         proto = helper.make_node(op_type, inputs, outs, name=self.fresh(op_type), **attrs)
+        attrs = {k: numpy_helper.to_array(v) if isinstance(v, TensorProto) else v for k, v in attrs.items()}  # as imported
         self.nodes.append(Node(proto.name, op_type, "", list(inputs), outs, attrs,
                                _OPSETS.get(op_type, DEFAULT_OPSET), proto))
         return outs[0] if len(outs) == 1 else outs
@@ -310,15 +311,23 @@ def rotary_embedding(x: _Expansion):
         n = int(x.attr("num_heads", 0))
         split = x.const([0, 0, n, -1]) if n else x.op("Concat", [x.const([0, 0, -1]), rotary], axis=0)
         heads = x.op("Reshape", [data, split])
-    # cos/sin [B, S, R/2] broadcast over heads: [B, S, 1, R/2] or [B, 1, S, R/2]
-    axis = x.const([2] if rank == 3 else [1])
+    rotated = _rotate(x, heads, positions, cos_cache, sin_cache, 2 if rank == 3 else 1, half, rotary,
+                      int(x.attr("interleaved", 0)), int(x.attr("rotary_embedding_dim", 0)) != 0)
+    x.op("Reshape", [rotated, x.op("Shape", [data])], [x.out(0)])
+
+
+def _rotate(x: _Expansion, heads: str, positions: str, cos_cache: str, sin_cache: str, head_axis: int,
+            half: str, rotary: str, interleaved: bool, partial: bool) -> str:
+    """Rotary embedding of 4-D ``heads`` (head dims last; ``head_axis`` where the heads are, so
+    cos/sin [B, S, R/2] gathered at ``positions`` broadcast over them): the first R dims rotated
+    as halves or interleaved pairs, the rest (``partial``) kept."""
+    axis = x.const([head_axis])
     cos = x.op("Unsqueeze", [x.op("Gather", [cos_cache, positions]), axis])
     sin = x.op("Unsqueeze", [x.op("Gather", [sin_cache, positions]), axis])
     end = x.const([1 << 62])
     last = x.const([-1])
-    partial = int(x.attr("rotary_embedding_dim", 0)) != 0  # else every dim of a head rotates
     part = x.op("Slice", [heads, x.const([0]), rotary, last]) if partial else heads
-    if int(x.attr("interleaved", 0)):  # pairs (2i, 2i+1)
+    if interleaved:  # pairs (2i, 2i+1)
         pairs = x.op("Reshape", [part, x.op("Concat", [x.const([0, 0, 0]), half, x.const([2])], axis=0)])
         a = x.op("Squeeze", [x.op("Slice", [pairs, x.const([0]), x.const([1]), last]), last])
         b = x.op("Squeeze", [x.op("Slice", [pairs, x.const([1]), x.const([2]), last]), last])
@@ -327,11 +336,73 @@ def rotary_embedding(x: _Expansion):
         b = x.op("Slice", [part, half, rotary, last])
     ra = x.op("Sub", [x.op("Mul", [a, cos]), x.op("Mul", [b, sin])])
     rb = x.op("Add", [x.op("Mul", [b, cos]), x.op("Mul", [a, sin])])
-    if int(x.attr("interleaved", 0)):
+    if interleaved:
         both = x.op("Concat", [x.op("Unsqueeze", [ra, last]), x.op("Unsqueeze", [rb, last])], axis=-1)
         rotated = x.op("Reshape", [both, x.op("Concat", [x.const([0, 0, 0]), rotary], axis=0)])
     else:
         rotated = x.op("Concat", [ra, rb], axis=-1)
     if partial:
         rotated = x.op("Concat", [rotated, x.op("Slice", [heads, rotary, end, last])], axis=-1)
-    x.op("Reshape", [rotated, x.op("Shape", [data])], [x.out(0)])
+    return rotated
+
+
+@expands("GroupQueryAttention")
+def group_query_attention(x: _Expansion):
+    """query [B, S, N*D], key / value [B, S, Nkv*D], past_key / past_value [B, Nkv, P, D] (not a
+    shared buffer), seqlens_k [B] (T - 1 per entry), optional rotary caches: causal attention in
+    which every Nkv head serves N / Nkv query heads. Every entry must hold T = P + S tokens
+    (batches padded inside the cache raise at run time, naming the node)."""
+    q, k, v, past_k, past_v, seqlens = (x.arg(i) for i in range(6))
+    extras = [x.arg(i) for i in range(9, 17)]
+    if not k or not v or any(extras) or float(x.attr("softcap", 0.0)) or int(x.attr("local_window_size", -1)) != -1 \
+            or int(x.attr("smooth_softmax", 0)) or not int(x.attr("causal", 1)) or int(x.attr("qk_output", 0)) \
+            or int(x.attr("kv_cache_bit_width", 0)) or bool(past_k) != bool(past_v):
+        x.unsupported("packed QKV, position ids, attention bias, head sinks, quantized caches, softcap, "
+                      "local windows, smooth softmax or non-causal attention")
+    heads, kv_heads = int(x.attr("num_heads")), int(x.attr("kv_num_heads"))
+    if kv_heads < 1 or heads % kv_heads:
+        x.unsupported(f"{heads} query heads over {kv_heads} key/value heads")
+    qh, kh, vh = _heads(x, q, heads, (0, 2, 1, 3)), _heads(x, k, kv_heads, (0, 2, 1, 3)), _heads(x, v, kv_heads, (0, 2, 1, 3))
+    length = x.op("Gather", [x.op("Shape", [q]), x.const([1])])          # [1]: S
+    ends = x.op("Cast", [x.op("Add", [seqlens, x.const(1, np.int32)])], to=TensorProto.INT64)   # [B]: T per entry
+    starts = x.op("Sub", [ends, length])                                   # [B]: P per entry
+    if int(x.attr("do_rotary", 0)):
+        half = x.op("Gather", [x.op("Shape", [x.arg(7)]), x.const([1])])
+        rotary = x.op("Mul", [half, x.const([2])])
+        steps = x.op("Range", [x.const(0), x.op("Squeeze", [length, x.const([0])]), x.const(1)])
+        positions = x.op("Add", [x.op("Unsqueeze", [starts, x.const([1])]), steps])      # [B, S]
+        interleaved = int(x.attr("rotary_interleaved", 0))
+        qh = _rotate(x, qh, positions, x.arg(7), x.arg(8), 1, half, rotary, interleaved, False)
+        kh = _rotate(x, kh, positions, x.arg(7), x.arg(8), 1, half, rotary, interleaved, False)
+    if past_k:
+        kh, vh = x.op("Concat", [past_k, kh], axis=2), x.op("Concat", [past_v, vh], axis=2)
+    total = x.op("Gather", [x.op("Shape", [kh]), x.const([2])])           # [1]: P + S
+    # every entry must hold P + S tokens: a Reshape of B * (P + S) zeros to sum(T) fails otherwise
+    batch = x.op("Gather", [x.op("Shape", [q]), x.const([0])])
+    zeros = x.op("ConstantOfShape", [x.op("Mul", [batch, total])],
+                 value=helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]))
+    tokens = x.op("ReduceSum", [ends, x.const([0])], keepdims=1)
+    checked = x.op("ReduceSum", [x.op("Reshape", [zeros, tokens]), x.const([0])], keepdims=0)
+    if x.out(1):
+        x.op("Identity", [kh], [x.out(1)])
+    if x.out(2):
+        x.op("Identity", [vh], [x.out(2)])
+    grouped = x.op("Reshape", [qh, x.const([0, kv_heads, -1, 0])])        # [B, Nkv, g*S, D]
+    scores = x.op("MatMul", [grouped, x.op("Transpose", [kh], perm=[0, 1, 3, 2])])
+    scale = x.attr("scale")
+    if scale is None or float(scale) == 0.0:
+        d = x.op("Cast", [x.op("Gather", [x.op("Shape", [qh]), x.const(3)])], to=TensorProto.FLOAT)
+        scores = x.op("Div", [scores, x.op("Sqrt", [d])])
+    else:
+        scores = x.op("Mul", [scores, x.const(float(scale), np.float32)])
+    # key j is hidden from query i of entry b when j > P_b + i: [B, 1, S, T], tiled over the group
+    queries = x.op("Add", [x.op("Unsqueeze", [starts, x.const([1, 2])]),
+                           x.op("Unsqueeze", [x.op("Range", [x.const(0), x.op("Squeeze", [length, x.const([0])]),
+                                                             x.const(1)]), x.const([1])])])   # [B, S, 1]
+    keys = x.op("Range", [x.const(0), x.op("Squeeze", [total, x.const([0])]), x.const(1)])
+    hidden = x.op("Cast", [x.op("Greater", [keys, queries])], to=TensorProto.FLOAT)
+    bias = x.op("Add", [x.op("Mul", [hidden, x.const(np.finfo(np.float32).min, np.float32)]), checked])
+    bias = x.op("Tile", [x.op("Unsqueeze", [bias, x.const([1])]), x.const([1, 1, heads // kv_heads, 1])])
+    probs = x.op("Softmax", [x.op("Add", [scores, bias])], axis=-1)
+    context = x.op("Reshape", [x.op("MatMul", [probs, vh]), x.const([0, heads, -1, 0])])   # [B, N, S, D]
+    x.op("Reshape", [x.op("Transpose", [context], perm=[0, 2, 1, 3]), x.const([0, 0, -1])], [x.out(0)])
