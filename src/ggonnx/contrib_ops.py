@@ -180,15 +180,18 @@ def _heads(x: _Expansion, t: str, heads: int, perm) -> str:
     return x.op("Transpose", [x.op("Reshape", [t, x.const([0, 0, heads, -1])])], perm=list(perm))
 
 
+def _scaled(x: _Expansion, scores: str, q: str) -> str:
+    """scores times the node's scale, or 1/sqrt(head size) from the query heads' last dim."""
+    scale = x.attr("scale")
+    if scale is None or float(scale) == 0.0:
+        d = x.op("Cast", [x.op("Gather", [x.op("Shape", [q]), x.const(3)])], to=TensorProto.FLOAT)
+        return x.op("Div", [scores, x.op("Sqrt", [d])])
+    return x.op("Mul", [scores, x.const(float(scale), np.float32)])
+
+
 def _attend(x: _Expansion, q: str, k_t: str, v: str, out: str, mask: str, bias: str, new_keys: str = ""):
     """softmax(q k^T * scale + masks) v over heads [B, N, S, D], merged back to [B, S, N*D]."""
-    scores = x.op("MatMul", [q, k_t])
-    scale = x.attr("scale")
-    if scale is None or float(scale) == 0.0:  # 1/sqrt(head size), from the query's last dim
-        d = x.op("Cast", [x.op("Gather", [x.op("Shape", [q]), x.const(3)])], to=TensorProto.FLOAT)
-        scores = x.op("Div", [scores, x.op("Sqrt", [d])])
-    else:
-        scores = x.op("Mul", [scores, x.const(float(scale), np.float32)])
+    scores = _scaled(x, x.op("MatMul", [q, k_t]), q)
     filter_value = x.const(float(x.attr("mask_filter_value", -10000.0)), np.float32)
     if mask:
         scores = x.op("Add", [scores, _mask_bias(x, mask, k_t, filter_value)])
@@ -366,10 +369,10 @@ def group_query_attention(x: _Expansion):
     length = x.op("Gather", [x.op("Shape", [q]), x.const([1])])          # [1]: S
     ends = x.op("Cast", [x.op("Add", [seqlens, x.const(1, np.int32)])], to=TensorProto.INT64)   # [B]: T per entry
     starts = x.op("Sub", [ends, length])                                   # [B]: P per entry
+    steps = x.op("Range", [x.const(0), x.op("Squeeze", [length, x.const([0])]), x.const(1)])   # [S]: 0..S-1
     if int(x.attr("do_rotary", 0)):
         half = x.op("Gather", [x.op("Shape", [x.arg(7)]), x.const([1])])
         rotary = x.op("Mul", [half, x.const([2])])
-        steps = x.op("Range", [x.const(0), x.op("Squeeze", [length, x.const([0])]), x.const(1)])
         positions = x.op("Add", [x.op("Unsqueeze", [starts, x.const([1])]), steps])      # [B, S]
         interleaved = int(x.attr("rotary_interleaved", 0))
         qh = _rotate(x, qh, positions, x.arg(7), x.arg(8), 1, half, rotary, interleaved, False)
@@ -388,17 +391,10 @@ def group_query_attention(x: _Expansion):
     if x.out(2):
         x.op("Identity", [vh], [x.out(2)])
     grouped = x.op("Reshape", [qh, x.const([0, kv_heads, -1, 0])])        # [B, Nkv, g*S, D]
-    scores = x.op("MatMul", [grouped, x.op("Transpose", [kh], perm=[0, 1, 3, 2])])
-    scale = x.attr("scale")
-    if scale is None or float(scale) == 0.0:
-        d = x.op("Cast", [x.op("Gather", [x.op("Shape", [qh]), x.const(3)])], to=TensorProto.FLOAT)
-        scores = x.op("Div", [scores, x.op("Sqrt", [d])])
-    else:
-        scores = x.op("Mul", [scores, x.const(float(scale), np.float32)])
+    scores = _scaled(x, x.op("MatMul", [grouped, x.op("Transpose", [kh], perm=[0, 1, 3, 2])]), qh)
     # key j is hidden from query i of entry b when j > P_b + i: [B, 1, S, T], tiled over the group
     queries = x.op("Add", [x.op("Unsqueeze", [starts, x.const([1, 2])]),
-                           x.op("Unsqueeze", [x.op("Range", [x.const(0), x.op("Squeeze", [length, x.const([0])]),
-                                                             x.const(1)]), x.const([1])])])   # [B, S, 1]
+                           x.op("Unsqueeze", [steps, x.const([1])])])               # [B, S, 1]
     keys = x.op("Range", [x.const(0), x.op("Squeeze", [total, x.const([0])]), x.const(1)])
     hidden = x.op("Cast", [x.op("Greater", [keys, queries])], to=TensorProto.FLOAT)
     bias = x.op("Add", [x.op("Mul", [hidden, x.const(np.finfo(np.float32).min, np.float32)]), checked])
