@@ -287,3 +287,16 @@ def test_group_query_attention_padded_batch_raises():
     model = _model(node, inputs, [_vi("y", [2, 1, heads * d])])
     with pytest.raises(ggonnx.errors.GgonnxError, match="GroupQueryAttention"):
         ggonnx.Session(model).run(None, feeds)
+
+
+def test_bias_split_gelu_against_numpy():
+    # onnxruntime has no CPU kernel for it: its documented formula is the oracle,
+    # (x + bias) split in halves along the last axis, left * Gelu(right)
+    from math import erf
+    rng = np.random.default_rng(0)
+    x, bias = _rand(rng, 2, 3, 16), _rand(rng, 16)
+    node = helper.make_node("BiasSplitGelu", ["x", "bias"], ["y"], domain=MS)
+    model = _model(node, [_vi("x", [2, 3, 16])], [_vi("y", [2, 3, 8])], [numpy_helper.from_array(bias, "bias")])
+    left, right = np.split((x + bias).astype(np.float64), 2, axis=-1)
+    want = left * 0.5 * right * (1 + np.vectorize(erf)(right / np.sqrt(2)))
+    np.testing.assert_allclose(ggonnx.Session(model).run(None, {"x": x})[0], want, rtol=1e-4, atol=1e-5)
