@@ -300,3 +300,13 @@ def test_bias_split_gelu_against_numpy():
     left, right = np.split((x + bias).astype(np.float64), 2, axis=-1)
     want = left * 0.5 * right * (1 + np.vectorize(erf)(right / np.sqrt(2)))
     np.testing.assert_allclose(ggonnx.Session(model).run(None, {"x": x})[0], want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("op", ["Attention", "MultiHeadAttention"])
+def test_missing_head_count_is_a_load_error(op):
+    names = ["x", "w"] if op == "Attention" else ["x", "x", "x"]
+    node = helper.make_node(op, names, ["y"], domain=MS)
+    model = _model(node, [_vi("x", [1, 4, 16])], [_vi("y", [1, 4, 16])],
+                   [numpy_helper.from_array(np.zeros((16, 48), np.float32), "w")] if op == "Attention" else [])
+    with pytest.raises(ggonnx.errors.InvalidGraph, match=f"{op}.*num_heads"):
+        ggonnx.Session(model)

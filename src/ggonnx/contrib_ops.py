@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
-from ggonnx.errors import UnsupportedOpError
+from ggonnx.errors import InvalidGraph, UnsupportedOpError
 from ggonnx.ir import Graph, Node
 
 MS = "com.microsoft"
@@ -46,6 +46,13 @@ class _Expansion:
 
     def attr(self, name: str, default=None):
         return self.node.attrs.get(name, default)
+
+    def heads(self, name: str) -> int:
+        """A required, positive head count."""
+        value = self.attr(name)
+        if not isinstance(value, int) or value < 1:
+            raise InvalidGraph(f"{self.node.describe()}: attribute '{name}' must be a positive int, got {value!r}")
+        return value
 
     def fresh(self, tag: str) -> str:
         self.count += 1
@@ -250,7 +257,7 @@ def attention(x: _Expansion):
         x.unsupported("a past / present state (use MultiHeadAttention's past_key / past_value)")
     if int(x.attr("do_rotary", 0)):
         x.unsupported("do_rotary=1")
-    heads = int(x.attr("num_heads"))
+    heads = x.heads("num_heads")
     qkv = x.op("MatMul", [x.arg(0), x.arg(1)])
     if x.arg(2):
         qkv = x.op("Add", [qkv, x.arg(2)])
@@ -271,7 +278,7 @@ def multi_head_attention(x: _Expansion):
     query, key, value, bias = x.arg(0), x.arg(1), x.arg(2), x.arg(3)
     if not key or not value or x.ranks.get(key) != 3 or x.ranks.get(value) != 3:
         x.unsupported("packed or pre-split (4-D) key / value")
-    heads = int(x.attr("num_heads"))
+    heads = x.heads("num_heads")
     if bias:
         bq, bk, bv = x.op("Split", [bias], n_out=3, axis=0, num_outputs=3)
         query, key, value = x.op("Add", [query, bq]), x.op("Add", [key, bk]), x.op("Add", [value, bv])
@@ -362,8 +369,8 @@ def group_query_attention(x: _Expansion):
             or int(x.attr("kv_cache_bit_width", 0)) or bool(past_k) != bool(past_v):
         x.unsupported("packed QKV, position ids, attention bias, head sinks, quantized caches, softcap, "
                       "local windows, smooth softmax or non-causal attention")
-    heads, kv_heads = int(x.attr("num_heads")), int(x.attr("kv_num_heads"))
-    if kv_heads < 1 or heads % kv_heads:
+    heads, kv_heads = x.heads("num_heads"), x.heads("kv_num_heads")
+    if heads % kv_heads:
         x.unsupported(f"{heads} query heads over {kv_heads} key/value heads")
     qh, kh, vh = _heads(x, q, heads, (0, 2, 1, 3)), _heads(x, k, kv_heads, (0, 2, 1, 3)), _heads(x, v, kv_heads, (0, 2, 1, 3))
     length = x.op("Gather", [x.op("Shape", [q]), x.const([1])])          # [1]: S
