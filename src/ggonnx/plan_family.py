@@ -93,15 +93,9 @@ def _row_ne(op: int, srcs: list, predicted: tuple, params):
 
 def _fit(ts, values):
     """(slope, intercept) int64 arrays with values[k] == slope * ts[k] + intercept exactly, or None."""
-    v = np.stack([np.asarray(x, dtype=np.int64) for x in values])
-    dt = ts[1] - ts[0]
-    if np.any((v[1] - v[0]) % dt):
-        return None
-    slope = (v[1] - v[0]) // dt
-    base = v[0] - slope * ts[0]
-    if any(not np.array_equal(slope * t + base, x) for t, x in zip(ts[2:], v[2:])):
-        return None
-    return slope, base
+    v = [np.asarray(x, dtype=np.int64) for x in values]
+    slope, base, unfit = _fit_rows(ts, [x.reshape(-1, 1) for x in v])
+    return None if unfit.any() else (slope.reshape(v[0].shape), base.reshape(v[0].shape))
 
 
 def _fit_rows(ts, tables):
@@ -336,15 +330,14 @@ class PlanFamily:
         if values is None:
             return None
         tpl, rec = self.template, self.record
-        steps, islands = [], iter(self.islands)
+        steps, islands = [], iter(zip(self.islands, rec.islands))
         for k, step in enumerate(tpl.steps):
             if isinstance(step, HostStep):
                 steps.append(HostStep(step.node, step.evaluator, step.in_names, step.in_ids, step.out_ids,
                                       list(_at(self.host_shapes[k], t))))
                 continue
-            fam_island = next(islands)
-            core = self._island_plan(t, fam_island, rec.islands[len([s for s in steps if isinstance(s, IslandStep)])],
-                                     values, engine)
+            fam_island, traced = next(islands)
+            core = self._island_plan(t, fam_island, traced, values, engine)
             if core is None:
                 return None
             steps.append(IslandStep(core, step.in_ids, step.out_ids, step.flops, step.out_dtypes,
