@@ -123,3 +123,13 @@ def test_window_clamp_is_never_extrapolated(window):
 def test_lines_in_either_direction(lengths):
     # signatures on a line with a negative step (t falls) never go below the smallest sample
     _check_against_ort(decoder_step(), lengths, masked=1)
+
+
+def test_plans_share_one_compute_block():
+    # every plan of a session computes in its engine's scratch block (runs are serialised), so a
+    # cache growing token by token reuses memory instead of allocating a compute buffer per
+    # length; lengths revisited afterwards still compute exactly in the shared block
+    lengths = list(range(14, MAX_POS))
+    sess = _check_against_ort(decoder_step(), lengths + [20, MAX_POS - 1, 14], masked=2)
+    assert sess._engine.scratch_blocks_made <= 4, sess._engine.scratch_blocks_made
+    assert sess.plan_count >= 2

@@ -184,6 +184,8 @@ cdef class Engine:
     cdef vector[ggml_context *] weight_ctxs
     cdef vector[ggml_backend_buffer_t] weight_bufs
     cdef ggml_backend_buffer_type_t repack_buft
+    cdef ggonnx_scratch * cpu_scratch    # compute memory of all plans (scratch.h), one pool a backend
+    cdef ggonnx_scratch * blas_scratch
     cdef PyThread_type_lock lock
     cdef readonly size_t weight_bytes
 
@@ -208,6 +210,12 @@ cdef class Engine:
             ggml_backend_blas_set_n_threads(self.blas, n_threads)
         self.weight_bytes = 0
         self.repack_buft = _cpu_repack_buft()
+        # Two pools, distinct buffer types: ggml's scheduler moves a node to a higher-priority
+        # backend when both use the same buffer type, and a graph's two buffers must not overlap.
+        self.cpu_scratch = ggonnx_scratch_new(ggml_backend_cpu_buffer_type(), b"ggonnx scratch (CPU)")
+        self.blas_scratch = ggonnx_scratch_new(ggml_backend_cpu_buffer_type(), b"ggonnx scratch (BLAS)")
+        if self.cpu_scratch == NULL or self.blas_scratch == NULL:
+            raise MemoryError("could not create the compute memory pools")
 
     def __dealloc__(self):
         cdef size_t i
@@ -221,8 +229,20 @@ cdef class Engine:
             ggml_backend_free(self.cpu)
         if self.pool != NULL:
             ggml_threadpool_free(self.pool)
+        ggonnx_scratch_release(self.cpu_scratch)
+        ggonnx_scratch_release(self.blas_scratch)
         if self.lock != NULL:
             PyThread_free_lock(self.lock)
+
+    @property
+    def scratch_bytes(self):
+        """Bytes of the compute memory blocks new plans go to (CPU and BLAS pools)."""
+        return ggonnx_scratch_block_bytes(self.cpu_scratch) + ggonnx_scratch_block_bytes(self.blas_scratch)
+
+    @property
+    def scratch_blocks_made(self):
+        """Compute memory blocks allocated so far (a plan needing more than the current one makes one)."""
+        return ggonnx_scratch_blocks_made(self.cpu_scratch) + ggonnx_scratch_blocks_made(self.blas_scratch)
 
     @property
     def has_blas(self):
@@ -486,10 +506,10 @@ cdef class Plan:
 
         if self.engine.blas != NULL:
             backends[n_backends] = self.engine.blas
-            bufts[n_backends] = ggonnx_blas_buffer_type()
+            bufts[n_backends] = ggonnx_scratch_buft(self.engine.blas_scratch)
             n_backends += 1
         backends[n_backends] = self.engine.cpu  # the CPU backend must come last
-        bufts[n_backends] = ggml_backend_cpu_buffer_type()
+        bufts[n_backends] = ggonnx_scratch_buft(self.engine.cpu_scratch)
         n_backends += 1
         self.sched = ggml_backend_sched_new(backends, bufts, n_backends, graph_size, False, False)
         if self.sched == NULL:

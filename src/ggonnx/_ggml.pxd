@@ -203,21 +203,14 @@ cdef extern from "ggml-backend.h" nogil:
     void * ggml_backend_reg_get_proc_address(ggml_backend_reg_t reg, const char * name)
     ctypedef ggml_backend_buffer_type_t * (*ggml_backend_dev_get_extra_bufts_t)(ggml_backend_dev_t device)
 
-cdef extern from *:
-    """
-    #include "ggml-backend-impl.h"
-    static struct ggml_backend_buffer_type ggonnx_blas_buft;
-    /* A host buffer type identical to the CPU's but distinct by address. ggml's scheduler moves
-       a node to a higher-priority backend when both backends use the same buffer type; with
-       this one the BLAS backend runs exactly the matmuls ggonnx places on it. */
-    static ggml_backend_buffer_type_t ggonnx_blas_buffer_type(void) {
-        if (ggonnx_blas_buft.iface.alloc_buffer == NULL) {
-            ggonnx_blas_buft = *ggml_backend_cpu_buffer_type();
-        }
-        return &ggonnx_blas_buft;
-    }
-    """
-    ggml_backend_buffer_type_t ggonnx_blas_buffer_type()
+cdef extern from "scratch.h" nogil:
+    ctypedef struct ggonnx_scratch:
+        pass
+    ggonnx_scratch * ggonnx_scratch_new(ggml_backend_buffer_type_t base, const char * name)
+    void ggonnx_scratch_release(ggonnx_scratch * pool)
+    ggml_backend_buffer_type_t ggonnx_scratch_buft(ggonnx_scratch * pool)
+    size_t ggonnx_scratch_block_bytes(const ggonnx_scratch * pool)
+    size_t ggonnx_scratch_blocks_made(const ggonnx_scratch * pool)
 
 cdef extern from "ggml-alloc.h" nogil:
     ggml_backend_buffer_t ggml_backend_alloc_ctx_tensors(ggml_context * ctx, ggml_backend_t backend)
