@@ -1,0 +1,106 @@
+"""Host kernels for the elementwise glue of shape arithmetic and masks (Add, Equal, Where,
+Range...), which plans fold per signature and which a plan family replays at every new cache
+length: one numpy call each, where onnx.reference spends ~50 us building its evaluator's state.
+
+Inputs of two dtypes (a model onnx's checker would refuse), integer division by zero and
+float Range (whose element count onnx.reference rounds its own way) return None: the planner
+then runs onnx.reference, as before these kernels.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ggonnx.errors import ShapeError
+
+
+def _numeric(*arrays) -> bool:
+    dt = arrays[0].dtype
+    return all(a.dtype == dt for a in arrays) and (np.issubdtype(dt, np.number))
+
+
+def _broadcast(node, fn, a, b, **kw):
+    try:
+        return fn(a, b, **kw)
+    except ValueError as exc:
+        raise ShapeError(f"{node.describe()}: inputs {a.shape} and {b.shape} do not broadcast") from exc
+
+
+def _arith(fn):
+    def kernel(node, a, b):
+        a, b = np.asarray(a), np.asarray(b)
+        if not _numeric(a, b):
+            return None
+        with np.errstate(all="ignore"):  # float overflow and NaN follow IEEE, as onnxruntime's
+            return [np.asarray(_broadcast(node, fn, a, b), dtype=a.dtype)]
+    return kernel
+
+
+def div(node, a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    if not _numeric(a, b):
+        return None
+    if np.issubdtype(a.dtype, np.integer):
+        if np.any(b == 0):
+            return None
+        q = _broadcast(node, np.floor_divide, a, b)
+        q += ((q * b != a) & ((a < 0) != (b < 0))).astype(q.dtype)  # truncate toward zero, as C++
+        return [q]
+    with np.errstate(all="ignore"):
+        return [np.asarray(_broadcast(node, np.divide, a, b), dtype=a.dtype)]
+
+
+def _compare(fn):
+    def kernel(node, a, b):
+        a, b = np.asarray(a), np.asarray(b)
+        if a.dtype != b.dtype or not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
+            return None
+        return [np.asarray(_broadcast(node, fn, a, b))]
+    return kernel
+
+
+def _logical(fn):
+    def kernel(node, a, b):
+        a, b = np.asarray(a), np.asarray(b)
+        if a.dtype != np.bool_ or b.dtype != np.bool_:
+            return None
+        return [np.asarray(_broadcast(node, fn, a, b))]
+    return kernel
+
+
+def not_(node, x):
+    x = np.asarray(x)
+    return [np.logical_not(x)] if x.dtype == np.bool_ else None
+
+
+def where(node, cond, x, y):
+    cond, x, y = np.asarray(cond), np.asarray(x), np.asarray(y)
+    if cond.dtype != np.bool_ or x.dtype != y.dtype:
+        return None
+    try:
+        return [np.where(cond, x, y)]
+    except ValueError as exc:
+        raise ShapeError(f"{node.describe()}: condition {cond.shape}, X {x.shape} and Y {y.shape} "
+                         f"do not broadcast") from exc
+
+
+def range_(node, start, limit, delta):
+    start, limit, delta = np.asarray(start), np.asarray(limit), np.asarray(delta)
+    if start.size != 1 or limit.size != 1 or delta.size != 1:
+        raise ShapeError(f"{node.describe()}: start, limit and delta must be scalars, got "
+                         f"{start.shape}, {limit.shape}, {delta.shape}")
+    if not np.issubdtype(start.dtype, np.integer) or not start.dtype == limit.dtype == delta.dtype:
+        return None
+    s, e, d = int(start.reshape(())), int(limit.reshape(())), int(delta.reshape(()))
+    if d == 0:
+        return None  # onnx.reference's error names it
+    return [np.arange(s, e, d, dtype=start.dtype)]
+
+
+KERNELS = {("", "Add"): _arith(np.add), ("", "Sub"): _arith(np.subtract), ("", "Mul"): _arith(np.multiply),
+           ("", "Div"): div,
+           ("", "Equal"): _compare(np.equal), ("", "Less"): _compare(np.less),
+           ("", "LessOrEqual"): _compare(np.less_equal), ("", "Greater"): _compare(np.greater),
+           ("", "GreaterOrEqual"): _compare(np.greater_equal),
+           ("", "And"): _logical(np.logical_and), ("", "Or"): _logical(np.logical_or),
+           ("", "Xor"): _logical(np.logical_xor), ("", "Not"): not_,
+           ("", "Where"): where, ("", "Range"): range_}

@@ -1,0 +1,119 @@
+"""Our host kernels for elementwise glue (ggonnx.host_elementwise) against onnxruntime, node by
+node: the same values and dtypes, or a None that hands the inputs to onnx.reference."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from onnx import helper
+import onnxruntime as ort
+
+from ggonnx import host_elementwise
+from ggonnx.errors import ShapeError
+from ggonnx.ir import Node
+
+SETTINGS = dict(max_examples=40, deadline=None)
+DTYPES = [np.float32, np.float64, np.int32, np.int64]
+
+
+def _node(op, n_in):
+    names = [f"in{i}" for i in range(n_in)]
+    return Node("n", op, "", names, ["out"], {}, 21, helper.make_node(op, names, ["out"])), names
+
+
+def onnxruntime_result(op, inputs, out_dtype):
+    node, names = _node(op, len(inputs))
+    graph = helper.make_graph(
+        [node.proto], "g",
+        [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(x.dtype), x.shape) for n, x in zip(names, inputs)],
+        [helper.make_tensor_value_info("out", helper.np_dtype_to_tensor_dtype(np.dtype(out_dtype)), None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    model.ir_version = 10
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, dict(zip(names, inputs)))[0]
+
+
+def check(op, inputs):
+    node, _ = _node(op, len(inputs))
+    (ours,) = host_elementwise.KERNELS[("", op)](node, *inputs)
+    expected = onnxruntime_result(op, inputs, ours.dtype)
+    assert ours.dtype == expected.dtype and ours.shape == expected.shape, (ours, expected)
+    np.testing.assert_array_equal(ours, expected)
+
+
+def arrays(dtype, shape):
+    if np.issubdtype(dtype, np.integer):
+        return st.lists(st.integers(-20, 20), min_size=int(np.prod(shape)), max_size=int(np.prod(shape))).map(
+            lambda v: np.array(v, dtype).reshape(shape))
+    return st.lists(st.sampled_from([-2.5, -1.0, -0.0, 0.0, 0.5, 3.0, 7.25, np.inf, np.nan]),
+                    min_size=int(np.prod(shape)), max_size=int(np.prod(shape))).map(lambda v: np.array(v, dtype).reshape(shape))
+
+
+def broadcast_pair():
+    """Two shapes that broadcast (some dims 1 on one side, ranks may differ)."""
+    def pair(dims, ones_a, ones_b, drop):
+        a = tuple(1 if o else d for d, o in zip(dims, ones_a))
+        b = tuple(1 if o else d for d, o in zip(dims, ones_b))[drop:]
+        return a, b
+    return st.lists(st.integers(1, 3), min_size=0, max_size=3).flatmap(
+        lambda dims: st.tuples(st.just(dims), st.lists(st.booleans(), min_size=len(dims), max_size=len(dims)),
+                               st.lists(st.booleans(), min_size=len(dims), max_size=len(dims)),
+                               st.integers(0, len(dims)))).map(lambda x: pair(*x))
+
+
+@settings(**SETTINGS)
+@given(op=st.sampled_from(["Add", "Sub", "Mul", "Div", "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual"]),
+       dtype=st.sampled_from(DTYPES), shapes=broadcast_pair(), data=st.data())
+def test_binary(op, dtype, shapes, data):
+    a = data.draw(arrays(dtype, shapes[0]))
+    b = data.draw(arrays(dtype, shapes[1]))
+    if op == "Div" and np.issubdtype(dtype, np.integer) and np.any(b == 0):
+        node, _ = _node(op, 2)
+        assert host_elementwise.KERNELS[("", op)](node, a, b) is None  # left to onnx.reference
+        return
+    check(op, [a, b])
+
+
+@settings(**SETTINGS)
+@given(op=st.sampled_from(["And", "Or", "Xor"]), shapes=broadcast_pair(), data=st.data())
+def test_logical(op, shapes, data):
+    a, b = (np.array(data.draw(st.lists(st.booleans(), min_size=int(np.prod(s)), max_size=int(np.prod(s)))),
+                     bool).reshape(s) for s in shapes)
+    check(op, [a, b])
+
+
+@settings(**SETTINGS)
+@given(dtype=st.sampled_from(DTYPES), shapes=broadcast_pair(), data=st.data())
+def test_where_and_not(dtype, shapes, data):
+    cond = np.array(data.draw(st.lists(st.booleans(), min_size=int(np.prod(shapes[0])),
+                                       max_size=int(np.prod(shapes[0])))), bool).reshape(shapes[0])
+    x = data.draw(arrays(dtype, shapes[1]))
+    y = data.draw(arrays(dtype, shapes[0]))
+    check("Where", [cond, x, y])
+    check("Not", [cond])
+
+
+@settings(**SETTINGS)
+@given(dtype=st.sampled_from([np.int32, np.int64]), start=st.integers(-10, 10), limit=st.integers(-10, 10),
+       delta=st.integers(-4, 4).filter(bool))
+def test_range(dtype, start, limit, delta):
+    check("Range", [np.array(start, dtype), np.array(limit, dtype), np.array(delta, dtype)])
+
+
+def test_integer_division_truncates_toward_zero():
+    node, _ = _node("Div", 2)
+    (q,) = host_elementwise.div(node, np.array([7, -7, 7, -7], np.int64), np.array([2, 2, -2, -2], np.int64))
+    np.testing.assert_array_equal(q, [3, -3, -3, 3])
+
+
+def test_declined_inputs_go_to_the_reference_kernels():
+    add, _ = _node("Add", 2)
+    assert host_elementwise.KERNELS[("", "Add")](add, np.ones(2, np.float32), np.ones(2, np.int64)) is None
+    rng, _ = _node("Range", 3)
+    assert host_elementwise.range_(rng, np.float32(0), np.float32(1), np.float32(0.1)) is None
+
+
+def test_shapes_that_do_not_broadcast_name_the_node():
+    add, _ = _node("Add", 2)
+    with pytest.raises(ShapeError, match="do not broadcast"):
+        host_elementwise.KERNELS[("", "Add")](add, np.ones((2, 3), np.float32), np.ones((4,), np.float32))
