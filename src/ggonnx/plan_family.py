@@ -367,6 +367,65 @@ class PlanFamily:
                 return None
         return values
 
+    @staticmethod
+    def _shapes_at(predicted, rows, consumers, rule_rows, leaves, ne_0, in_slots, in_shapes, consts):
+        """The rows whose shape at ``t`` is not ``predicted`` (the fit): {row: shape}, or None
+        where a row cannot be built at ``t``.
+
+        First the common case in one pass: if every input and constant has its predicted shape
+        and every moving row's rule gives its predicted shape from its sources' predicted
+        shapes, the prediction is every row's true shape (by induction along the table), and
+        nothing differs. Otherwise rows are recomputed in table order from the first that
+        differs (a packed panel count rounds up, a replayed constant is shorter)."""
+        slot_ne = {int(slot): onnx_to_ne(shape) for slot, shape in zip(in_slots, in_shapes)}
+        leaf_ne = {i: slot_ne[index] if op == INPUT and index in slot_ne else
+                   onnx_to_ne(consts[index].shape) if op == CONST else None for i, op, index in leaves}
+        pred = {}
+
+        def ne(r):
+            v = pred.get(r)
+            if v is None:
+                v = pred[r] = tuple(predicted[r].tolist())
+            return v
+
+        exact = all(v is None or v == ne(i) for i, v in leaf_ne.items())
+        for i in rows if exact else ():
+            rule = rule_rows.get(i)
+            if rule is not None and _row_ne(rule[0], [ne(r) for r in rule[1]], ne(i), rule[2]) != ne(i):
+                exact = False
+                break
+        if exact:
+            return None if any(min(pred[i]) < 1 for i in rows if i in pred) else {}
+        ne_t: dict = {}   # row -> its shape at t, for the rows visited (the others keep the fit)
+
+        def cur(r):
+            v = ne_t.get(r)
+            return ne(r) if v is None else v
+
+        work = list(rows)
+        for i, v in leaf_ne.items():  # inputs and constants have the arrays' own shapes
+            ne_t[i] = ne(i) if v is None else v
+            if ne_t[i] != ne_0[i]:
+                work.append(i)
+        queued = set(work)
+        heapq.heapify(work)
+        while work:  # sources come before their readers (leaves are set above)
+            i = heapq.heappop(work)
+            if i in rule_rows:
+                op, srcs, params = rule_rows[i]
+                shape = _row_ne(op, [cur(r) for r in srcs], cur(i), params)
+                if shape is None:
+                    return None
+                ne_t[i] = shape
+            if cur(i) != ne_0[i]:
+                for c in consumers.get(i, ()):
+                    if c not in queued:
+                        queued.add(c)
+                        heapq.heappush(work, c)
+        if any(min(v) < 1 for v in ne_t.values()):
+            return None
+        return {i: v for i, v in ne_t.items() if v != ne(i)}
+
     def _island_plan(self, t, fam_island, traced, values, engine):
         (slope, base), rows, consumers, rule_rows, leaves, ne_0, in_fit, out_fit, rebuild = fam_island
         (ins0, fp, consts, in_slots, _, out_slots, _, threads, names), _ = traced
@@ -376,42 +435,14 @@ class PlanFamily:
                                                            dtype=np.float32))
         in_shapes, out_shapes = _at(in_fit, t), _at(out_fit, t)
         predicted = slope * t + base
-        pred = predicted.tolist()
-        ne_t: dict = {}   # row -> its shape at t, for the rows visited (the others keep the fit)
-
-        def ne(r):
-            v = ne_t.get(r)
-            if v is None:
-                v = ne_t[r] = tuple(pred[r])
-            return v
-
-        slot_ne = {int(slot): onnx_to_ne(shape) for slot, shape in zip(in_slots, in_shapes)}
-        work = list(rows)
-        for i, op, index in leaves:  # inputs and constants have the arrays' own shapes
-            ne_t[i] = slot_ne.get(index, ne(i)) if op == INPUT else onnx_to_ne(consts[index].shape)
-            if ne_t[i] != ne_0[i]:
-                work.append(i)
-        queued = set(work)
-        heapq.heapify(work)
-        while work:  # sources come before their readers (leaves are set above)
-            i = heapq.heappop(work)
-            if i in rule_rows:
-                op, srcs, params = rule_rows[i]
-                shape = _row_ne(op, [ne(r) for r in srcs], ne(i), params)
-                if shape is None:
-                    return None
-                ne_t[i] = shape
-            if ne(i) != ne_0[i]:
-                for c in consumers.get(i, ()):
-                    if c not in queued:
-                        queued.add(c)
-                        heapq.heappush(work, c)
-        if any(min(v) < 1 for v in ne_t.values()) or any(min(s, default=1) < 1 for s in in_shapes + out_shapes):
+        ne_t = self._shapes_at(predicted, rows, consumers, rule_rows, leaves, ne_0, in_slots, in_shapes, consts)
+        if ne_t is None or any(min(s, default=1) < 1 for s in in_shapes + out_shapes):
             return None
         ins = ins0.copy()
         ins[:, NE] = predicted
-        for i, v in ne_t.items():
-            ins[i, NE] = v
+        if ne_t:
+            idx = list(ne_t)
+            ins[idx, NE] = [ne_t[i] for i in idx]
         try:
             return _core.Plan(engine, ins, fp, consts, in_slots, in_shapes, out_slots, out_shapes, threads, names)
         except GgonnxError:
