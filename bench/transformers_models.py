@@ -165,12 +165,14 @@ def make_feeds(name: str, batch: int = 1, seq: int = 128) -> dict:
     return _token_inputs(batch, seq, vocab, mask=kind == "tokens_mask")
 
 
-def export(name: str, batch: int = 1, seq: int = 128, dynamic: bool = False) -> bytes:
+def export(name: str, batch: int = 1, seq: int = 128, dynamic: bool = False, free_batch: bool = False) -> bytes:
     """The ONNX export of MODELS[name] for inputs like make_feeds(name, batch, seq), cached.
 
-    ``dynamic`` leaves the sequence axis free (traced at ``seq``)."""
+    ``dynamic`` leaves the sequence axis free (traced at ``seq``), ``free_batch`` the batch axis too."""
     kind = MODELS[name][1]
-    shape = f"b{batch}_dyn" if dynamic else f"b{batch}" + (f"_s{seq}" if kind.startswith("tokens") else "")
+    shape = "bdyn_dyn" if free_batch else f"b{batch}_dyn" if dynamic else \
+        f"b{batch}" + (f"_s{seq}" if kind.startswith("tokens") else "")
+    dynamic = dynamic or free_batch
     path = os.path.join(CACHE, f"hf_{name}_{shape}.onnx")
     if not os.path.exists(path):
         import torch
@@ -180,9 +182,8 @@ def export(name: str, batch: int = 1, seq: int = 128, dynamic: bool = False) -> 
         feeds = make_feeds(name, batch, seq)
         names = list(feeds)
         args = tuple(torch.from_numpy(v) for v in feeds.values())
-        dynamic_axes = {n: {1: "sequence"} for n in names} if dynamic else None
-        if dynamic:
-            dynamic_axes[out_name] = {1: "sequence"}
+        axes = {0: "batch", 1: "sequence"} if free_batch else {1: "sequence"}
+        dynamic_axes = {n: axes for n in names + [out_name]} if dynamic else None
         os.makedirs(CACHE, exist_ok=True)
         # Without an attention_mask (GPT-2) transformers looks for packed sequences in the
         # position ids with torch.diff, which the TorchScript exporter lacks; one sequence a row
