@@ -13,6 +13,7 @@ from onnx import helper
 
 import ggonnx
 from ggonnx.errors import GgonnxError
+from ggonnx.ops import coalesce
 
 from ._helpers import THREADS, make_model, randn, seeds
 
@@ -355,3 +356,34 @@ def test_layout_conversions_at_block_edges(c, hw):
     want = np.einsum("nchw,oc->nohw", x.astype(np.float64), w[:, :, 0, 0].astype(np.float64))
     got = ggonnx.Session(model, threads=THREADS).run(None, {"x": x})[0]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(a=st.integers(1, 4), b=st.integers(1, 6), n=st.integers(1, 3), hw=st.tuples(st.integers(1, 5), st.integers(1, 5)),
+       perm=st.permutations(range(5)), reader=st.sampled_from(["Transpose", "Sigmoid", "output"]), seed=seeds)
+def test_split_channels_then_transpose(a, b, n, hw, perm, reader, seed):
+    """A detection head's Reshape of a conv output [N, A*B, H, W] into [N, A, B, H, W] keeps the
+    channels-last memory; a Transpose of it (any perm; YOLO's [0, 1, 3, 4, 2] is one copy of
+    contiguous rows) and any other reader (an op, a graph output: converted) match onnxruntime."""
+    rng = np.random.default_rng(seed)
+    h, w = hw
+    x = randn(rng, (n, 3, h + 2, w + 2))
+    consts = {"k": randn(rng, (a * b, 3, 3, 3), 0.3), "shape": np.array([-1, a, b, h, w], np.int64)}
+    nodes = [helper.make_node("Conv", ["x", "k"], ["c"]),
+             helper.make_node("Reshape", ["c", "shape"], ["r"])]
+    if reader == "Transpose":
+        nodes.append(helper.make_node("Transpose", ["r"], ["y"], perm=list(perm)))
+    elif reader == "Sigmoid":
+        nodes += [helper.make_node("Sigmoid", ["r"], ["s"]), helper.make_node("Transpose", ["s"], ["y"], perm=list(perm))]
+    else:
+        nodes.append(helper.make_node("Identity", ["r"], ["y"]))
+    model = make_model(nodes, {"x": x}, consts, outputs=["y"], opset=17)
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    sess = ggonnx.Session(model, threads=THREADS)
+    got = sess.run(None, {"x": x})[0]
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    shape, stored = (n, a, b, h, w), (n, h, w, a, b)
+    if reader == "output" or coalesce.transpose(shape, list(perm)) is not None or reader == "Transpose" and \
+            coalesce.transpose(stored, [(0, 3, 4, 1, 2)[p] for p in perm]) is not None:
+        assert all(p.where == "ggml" for p in sess.placement())  # else five groups of dims move: host

@@ -16,11 +16,23 @@ from ggonnx.ir import Node
 # and any other lowering gets the plain form through ``LoweringContext.tensor``.
 PLAIN = None
 NHWC = "nhwc"
+# A 5-D [N, A, B, H, W] split from an NHWC [N, A*B, H, W] by a Reshape (a detection head's
+# anchors x outputs), kept as that memory: the plain tensor of [N, H, W, A, B]. A Transpose
+# then reads it directly (YOLO's permute to [N, A, H, W, B] is one copy of B-float rows, not an
+# NHWC -> NCHW transpose and an elementwise-strided permute); any other reader converts it.
+NHWC_SPLIT = "nhwc_split"
+SPLIT_STORED_PERM = (0, 3, 4, 1, 2)   # value = stored.transpose(this)
 
 
 def nhwc_ne(shape) -> tuple:
     n, c, h, w = shape
     return (c, w, h, n)
+
+
+def split_stored_shape(shape) -> tuple:
+    """The plain shape an NHWC_SPLIT value [N, A, B, H, W] is stored as: [N, H, W, A, B]."""
+    n, a, b, h, w = shape
+    return (n, h, w, a, b)
 
 
 class Value:
@@ -109,6 +121,10 @@ class Island:
             return v.gt
         key = f"{v.name}\0plain"
         gt = self.input_gts.get(key)
+        if gt is None and v.layout == NHWC_SPLIT:  # as its NHWC source would convert, then split
+            n, a, b, h, w = v.shape
+            gt = self.e.reshape(self.e.transpose2d(self.e.reshape(v.gt, (a * b, w * h, n))), onnx_to_ne(v.shape))
+            self.input_gts[key] = gt
         if gt is None:
             n, c, h, w = v.shape
             if h == w == 1:  # the same memory in both layouts
@@ -271,7 +287,8 @@ class LoweringContext:
 
     def output(self, gt: GT, shape, index: int = 0, layout=PLAIN) -> Value:
         shape = tuple(int(d) for d in shape)
-        expected = nhwc_ne(shape) if layout == NHWC else onnx_to_ne(shape)
+        expected = nhwc_ne(shape) if layout == NHWC else onnx_to_ne(split_stored_shape(shape)) \
+            if layout == NHWC_SPLIT else onnx_to_ne(shape)
         if expected != gt.ne:
             raise GraphBuildError(f"{self.node.describe()}: lowering produced ggml shape {gt.ne} for ONNX shape "
                                   f"{shape} ({layout or 'plain'} layout)")

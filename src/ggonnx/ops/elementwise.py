@@ -8,7 +8,7 @@ from ggonnx.emitter import Op, onnx_to_ne
 from ggonnx._core import ACT_CLAMP, ACT_GELU_ERF, ACT_GELU_TANH, ACT_HARDSIGMOID, ACT_HARDSWISH, ACT_SIGMOID, ACT_SILU, Unary
 from ggonnx.errors import ShapeError
 from ggonnx.ops import coalesce
-from ggonnx.ops.context import NHWC, Value
+from ggonnx.ops.context import NHWC, PLAIN, Value
 from ggonnx.ops.registry import register
 
 
@@ -42,7 +42,7 @@ def _add_into_gemm(ctx, y: Value, other: Value, shape):
     """y + other folded into the epilogue of the packed GEMM that computed y (nothing else
     reading y): a residual of y's shape and layout, or a constant bias along y's channels (a
     MatMul's last dim, a conv's C). The sum's Value, or None."""
-    if not (shape and ctx.in_island(y) and ctx.sole_reader(y) and y.shape == shape):
+    if not (shape and ctx.in_island(y) and ctx.sole_reader(y) and y.shape == shape) or y.layout not in (PLAIN, NHWC):
         return None
     e = ctx.e
     if other.shape == shape and ctx.in_island(other) and other.layout == y.layout and \

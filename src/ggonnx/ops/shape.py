@@ -10,7 +10,7 @@ from onnx import helper
 from ggonnx.emitter import onnx_to_ne
 from ggonnx.errors import ShapeError
 from ggonnx.ops import coalesce
-from ggonnx.ops.context import NHWC, Value
+from ggonnx.ops.context import NHWC, NHWC_SPLIT, SPLIT_STORED_PERM, Value, split_stored_shape
 from ggonnx.ops.registry import register
 from ggonnx.weight_types import F32
 
@@ -45,6 +45,10 @@ def reshape_value(ctx, x: Value, shape, out_index: int = 0) -> Value:
         raise ShapeError(f"{ctx.node.describe()}: cannot reshape {x.shape} to {tuple(shape)}")
     if x.const is not None:
         return Value.constant(ctx.node.outputs[out_index], x.const.reshape(shape), static=x.static)
+    if ctx.is_nhwc(x) and len(shape) == 5 and shape[0] == x.shape[0] and tuple(shape[3:]) == x.shape[2:]:
+        # channels split in two: the NHWC memory already is [N, H, W, A, B] (see NHWC_SPLIT)
+        return ctx.output(ctx.e.reshape(x.gt, onnx_to_ne(split_stored_shape(shape))), shape, out_index,
+                          layout=NHWC_SPLIT)
     return ctx.output(ctx.e.reshape(ctx.tensor(x), onnx_to_ne(shape)), shape, out_index)
 
 
@@ -102,6 +106,12 @@ def lower_transpose(ctx, node, inputs):
         return [ctx.output(x.gt, tuple(x.shape[p] for p in perm))]
     if x.rank == 4 and perm == FROM_CHANNELS_LAST and not ctx.is_nhwc(x):
         return [ctx.output(ctx.tensor(x), tuple(x.shape[p] for p in perm), layout=NHWC)]
+    if x.layout == NHWC_SPLIT and ctx.in_island(x) and sorted(perm) == list(range(5)):
+        # a transpose of what is stored, where ggml's four dims can express it (else x converts)
+        stored = Value(f"{x.name}\0stored", split_stored_shape(x.shape), x.dtype, gt=x.gt, island=x.island)
+        of_stored = [SPLIT_STORED_PERM[p] for p in perm]
+        if coalesce.transpose(stored.shape, of_stored) is not None:
+            return [transpose(ctx, stored, of_stored)]
     return [transpose(ctx, x, perm)]
 
 
