@@ -34,6 +34,17 @@ static void resize_nhwc(struct ggml_tensor * dst, int ith, int nth, const float 
                 memcpy(o, pixel(src, (int64_t) rx[0], (int64_t) ry[0], n), c * sizeof(float));
                 continue;
             }
+            if (taps == 2) {   /* linear: the four taps in one pass over the channels */
+                const float w00 = ry[2] * rx[2], w01 = ry[2] * rx[3], w10 = ry[3] * rx[2], w11 = ry[3] * rx[3];
+                const float * i00 = pixel(src, (int64_t) rx[0], (int64_t) ry[0], n);
+                const float * i01 = pixel(src, (int64_t) rx[1], (int64_t) ry[0], n);
+                const float * i10 = pixel(src, (int64_t) rx[0], (int64_t) ry[1], n);
+                const float * i11 = pixel(src, (int64_t) rx[1], (int64_t) ry[1], n);
+                for (int64_t ci = 0; ci < c; ++ci) {
+                    o[ci] = w00 * i00[ci] + w01 * i01[ci] + w10 * i10[ci] + w11 * i11[ci];
+                }
+                continue;
+            }
             memset(o, 0, c * sizeof(float));
             for (int64_t a = 0; a < taps; ++a) {
                 for (int64_t b = 0; b < taps; ++b) {
