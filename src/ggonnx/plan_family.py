@@ -91,6 +91,17 @@ def _row_ne(op: int, srcs: list, predicted: tuple, params):
     return None
 
 
+class _RowOrder(list):
+    """Row indices, ascending, that also answer ``in`` in constant time."""
+
+    def __init__(self, rows):
+        super().__init__(sorted(rows))
+        self._set = frozenset(self)
+
+    def __contains__(self, i) -> bool:
+        return i in self._set
+
+
 def _fit(ts, values):
     """(slope, intercept) int64 arrays with values[k] == slope * ts[k] + intercept exactly, or None."""
     v = [np.asarray(x, dtype=np.int64) for x in values]
@@ -303,8 +314,7 @@ class PlanFamily:
                      for i in range(len(ins0)) if ops[i] not in (INPUT, CONST, WEIGHT)}
         leaves = [(i, ops[i], int(ins0[i, _core.COL_OUT if ops[i] == INPUT else _core.COL_PARAM]))
                   for i in range(len(ins0)) if ops[i] in (INPUT, CONST)]
-        ne_0 = [tuple(r) for r in ins0[:, NE].tolist()]
-        self.islands.append((fit, sorted(int(i) for i in rows), consumers, rule_rows, leaves, ne_0, in_fit, out_fit,
+        self.islands.append((fit, _RowOrder(int(i) for i in rows), consumers, rule_rows, leaves, in_fit, out_fit,
                              rebuild))
         return True
 
@@ -368,19 +378,17 @@ class PlanFamily:
         return values
 
     @staticmethod
-    def _shapes_at(predicted, rows, consumers, rule_rows, leaves, ne_0, in_slots, in_shapes, consts):
+    def _shapes_at(predicted, rows, consumers, rule_rows, leaves, in_slots, in_shapes, consts):
         """The rows whose shape at ``t`` is not ``predicted`` (the fit): {row: shape}, or None
         where a row cannot be built at ``t``.
 
-        First the common case in one pass: if every input and constant has its predicted shape
-        and every moving row's rule gives its predicted shape from its sources' predicted
-        shapes, the prediction is every row's true shape (by induction along the table), and
-        nothing differs. Otherwise rows are recomputed in table order from the first that
-        differs (a packed panel count rounds up, a replayed constant is shorter)."""
+        One pass in table order (sources come before their readers): inputs and constants take
+        their arrays' shapes, and every moving row is rebuilt by its rule from its sources'
+        shapes at ``t``. A row whose shape leaves the prediction (a packed panel count rounds
+        up, a replayed constant is shorter) also sends its readers that do not move through the
+        pass; a row neither moving nor reading such a row keeps the shape it had in the samples."""
         slot_ne = {int(slot): onnx_to_ne(shape) for slot, shape in zip(in_slots, in_shapes)}
-        leaf_ne = {i: slot_ne[index] if op == INPUT and index in slot_ne else
-                   onnx_to_ne(consts[index].shape) if op == CONST else None for i, op, index in leaves}
-        pred = {}
+        pred: dict = {}
 
         def ne(r):
             v = pred.get(r)
@@ -388,46 +396,42 @@ class PlanFamily:
                 v = pred[r] = tuple(predicted[r].tolist())
             return v
 
-        exact = all(v is None or v == ne(i) for i, v in leaf_ne.items())
-        for i in rows if exact else ():
+        changed: dict = {}
+        extra: list = []   # a heap of readers outside ``rows`` of rows that changed
+        queued: set = set()
+
+        def left_prediction(i, shape):
+            changed[i] = shape
+            for c in consumers.get(i, ()):
+                if c not in rows and c not in queued:
+                    queued.add(c)
+                    heapq.heappush(extra, c)
+
+        for i, op, index in leaves:
+            v = slot_ne.get(index) if op == INPUT else onnx_to_ne(consts[index].shape) if op == CONST else None
+            if v is not None and v != ne(i):
+                left_prediction(i, v)
+        order = iter(rows)
+        nxt = next(order, None)
+        while nxt is not None or extra:
+            if extra and (nxt is None or extra[0] < nxt):
+                i = heapq.heappop(extra)
+            else:
+                i, nxt = nxt, next(order, None)
             rule = rule_rows.get(i)
-            if rule is not None and _row_ne(rule[0], [ne(r) for r in rule[1]], ne(i), rule[2]) != ne(i):
-                exact = False
-                break
-        if exact:
-            return None if any(min(pred[i]) < 1 for i in rows if i in pred) else {}
-        ne_t: dict = {}   # row -> its shape at t, for the rows visited (the others keep the fit)
-
-        def cur(r):
-            v = ne_t.get(r)
-            return ne(r) if v is None else v
-
-        work = list(rows)
-        for i, v in leaf_ne.items():  # inputs and constants have the arrays' own shapes
-            ne_t[i] = ne(i) if v is None else v
-            if ne_t[i] != ne_0[i]:
-                work.append(i)
-        queued = set(work)
-        heapq.heapify(work)
-        while work:  # sources come before their readers (leaves are set above)
-            i = heapq.heappop(work)
-            if i in rule_rows:
-                op, srcs, params = rule_rows[i]
-                shape = _row_ne(op, [cur(r) for r in srcs], cur(i), params)
-                if shape is None:
-                    return None
-                ne_t[i] = shape
-            if cur(i) != ne_0[i]:
-                for c in consumers.get(i, ()):
-                    if c not in queued:
-                        queued.add(c)
-                        heapq.heappush(work, c)
-        if any(min(v) < 1 for v in ne_t.values()):
+            if rule is None:
+                continue
+            shape = _row_ne(rule[0], [changed.get(r) or ne(r) for r in rule[1]], ne(i), rule[2])
+            if shape is None or min(shape) < 1:
+                return None
+            if shape != ne(i):
+                left_prediction(i, shape)
+        if any(min(v) < 1 for v in pred.values()) or any(min(v) < 1 for v in changed.values()):
             return None
-        return {i: v for i, v in ne_t.items() if v != ne(i)}
+        return changed
 
     def _island_plan(self, t, fam_island, traced, values, engine):
-        (slope, base), rows, consumers, rule_rows, leaves, ne_0, in_fit, out_fit, rebuild = fam_island
+        (slope, base), rows, consumers, rule_rows, leaves, in_fit, out_fit, rebuild = fam_island
         (ins0, fp, consts, in_slots, _, out_slots, _, threads, names), _ = traced
         consts = list(consts)
         for j, (name, transform) in rebuild.items():
@@ -435,7 +439,7 @@ class PlanFamily:
                                                            dtype=np.float32))
         in_shapes, out_shapes = _at(in_fit, t), _at(out_fit, t)
         predicted = slope * t + base
-        ne_t = self._shapes_at(predicted, rows, consumers, rule_rows, leaves, ne_0, in_slots, in_shapes, consts)
+        ne_t = self._shapes_at(predicted, rows, consumers, rule_rows, leaves, in_slots, in_shapes, consts)
         if ne_t is None or any(min(s, default=1) < 1 for s in in_shapes + out_shapes):
             return None
         ins = ins0.copy()
