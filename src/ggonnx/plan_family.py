@@ -173,7 +173,7 @@ class PlanFamily:
         self.t_min = 0
         self.template = None      # the latest traced CompiledPlan
         self.record = None        # its TraceRecord
-        self.islands = []         # per island step: (ne slope, ne base, touched rows, in/out shape fits, const plan)
+        self.islands = []         # per island: (ne fit, moving rows, readers, rules, leaves, in/out fits, rebuilt consts)
         self.host_shapes = {}     # step index -> fits of its output shapes
         self.replay = []          # FoldRecords to re-run, in order
         self.predicted = {}       # name -> (fit, dtype) of structural values read by lowerings
