@@ -121,16 +121,12 @@ class Island:
             return v.gt
         key = f"{v.name}\0plain"
         gt = self.input_gts.get(key)
-        if gt is None and v.layout == NHWC_SPLIT:  # as its NHWC source would convert, then split
-            n, a, b, h, w = v.shape
-            gt = self.e.reshape(self.e.transpose2d(self.e.reshape(v.gt, (a * b, w * h, n))), onnx_to_ne(v.shape))
-            self.input_gts[key] = gt
-        if gt is None:
-            n, c, h, w = v.shape
+        if gt is None:  # NHWC_SPLIT converts as the NHWC value it was split from
+            n, c, h, w = (v.shape[0], v.shape[1] * v.shape[2]) + v.shape[3:] if v.layout == NHWC_SPLIT else v.shape
             if h == w == 1:  # the same memory in both layouts
-                gt = self.e.reshape(v.gt, (1, 1, c, n))
+                gt = self.e.reshape(v.gt, onnx_to_ne(v.shape))
             else:   # [C, W*H] -> [W*H, C] per image
-                gt = self.e.reshape(self.e.transpose2d(self.e.reshape(v.gt, (c, w * h, n))), (w, h, c, n))
+                gt = self.e.reshape(self.e.transpose2d(self.e.reshape(v.gt, (c, w * h, n))), onnx_to_ne(v.shape))
             self.input_gts[key] = gt
         return gt
 
