@@ -235,11 +235,6 @@ cdef class Engine:
             PyThread_free_lock(self.lock)
 
     @property
-    def scratch_bytes(self):
-        """Bytes of the compute memory blocks new plans go to (CPU and BLAS pools)."""
-        return ggonnx_scratch_block_bytes(self.cpu_scratch) + ggonnx_scratch_block_bytes(self.blas_scratch)
-
-    @property
     def scratch_blocks_made(self):
         """Compute memory blocks allocated so far (a plan needing more than the current one makes one)."""
         return ggonnx_scratch_blocks_made(self.cpu_scratch) + ggonnx_scratch_blocks_made(self.blas_scratch)

@@ -209,7 +209,6 @@ cdef extern from "scratch.h" nogil:
     ggonnx_scratch * ggonnx_scratch_new(ggml_backend_buffer_type_t base, const char * name)
     void ggonnx_scratch_release(ggonnx_scratch * pool)
     ggml_backend_buffer_type_t ggonnx_scratch_buft(ggonnx_scratch * pool)
-    size_t ggonnx_scratch_block_bytes(const ggonnx_scratch * pool)
     size_t ggonnx_scratch_blocks_made(const ggonnx_scratch * pool)
 
 cdef extern from "ggml-alloc.h" nogil:

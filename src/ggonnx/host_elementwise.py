@@ -18,9 +18,9 @@ def _numeric(*arrays) -> bool:
     return all(a.dtype == dt for a in arrays) and (np.issubdtype(dt, np.number))
 
 
-def _broadcast(node, fn, a, b, **kw):
+def _broadcast(node, fn, a, b):
     try:
-        return fn(a, b, **kw)
+        return fn(a, b)
     except ValueError as exc:
         raise ShapeError(f"{node.describe()}: inputs {a.shape} and {b.shape} do not broadcast") from exc
 

@@ -174,10 +174,6 @@ ggml_backend_buffer_type_t ggonnx_scratch_buft(ggonnx_scratch * pool) {
     return &pool->buft;
 }
 
-size_t ggonnx_scratch_block_bytes(const ggonnx_scratch * pool) {
-    return pool->current != NULL ? pool->current->size : 0;
-}
-
 size_t ggonnx_scratch_blocks_made(const ggonnx_scratch * pool) {
     return pool->blocks_made;
 }

@@ -27,8 +27,6 @@ ggonnx_scratch * ggonnx_scratch_new(ggml_backend_buffer_type_t base, const char 
 /* The owner lets go; the memory goes when the last window does. */
 void ggonnx_scratch_release(ggonnx_scratch * pool);
 ggml_backend_buffer_type_t ggonnx_scratch_buft(ggonnx_scratch * pool);
-/* Bytes of the block new windows go to (0 before the first). */
-size_t ggonnx_scratch_block_bytes(const ggonnx_scratch * pool);
 /* Blocks allocated so far. */
 size_t ggonnx_scratch_blocks_made(const ggonnx_scratch * pool);
 
