@@ -116,8 +116,32 @@ def test_repacked_types_land_in_the_repack_buffer_and_report_it():
                                       [("y", (4, 64))]), weights="q4_0")
     detail = [p.detail for p in sess.placement() if p.op_type == "MatMul"][0]
     assert "q4_0 weight" in detail
-    if "AVX2" in _core.cpu_features():
+    if _core.amx_weights():
+        assert "(AMX)" in detail   # 64 rows: ggml's AMX kernels take the weight first
+    elif "AVX2" in _core.cpu_features():
         assert "repacked" in detail
+
+
+@pytest.mark.skipif(not _core.amx_weights(), reason="this CPU, OS or build has no AMX int8")
+@pytest.mark.parametrize("name", ["q8_0", "q4_0", "q4_1", "q4_K", "q5_K", "q6_K", "iq4_xs"])
+@pytest.mark.parametrize("m", [1, 5, 16, 37])
+def test_amx_weight_matmul(name, m):
+    """Weights in the AMX tile layout (rows a multiple of 32): ggml's AMX kernels, one row (its
+    VNNI path) and tiles with a partial last block of rows, equal x @ dequantize(W) within the
+    activation rounding; a second session in between (its own tile shapes) changes nothing."""
+    rng = np.random.default_rng(m)
+    k, n = 512, 96
+    w = rng.standard_normal((k, n)).astype(np.float32)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    data = model_bytes([helper.make_node("MatMul", ["x", "W"], ["y"])], {"W": w}, (m, k), [("y", (m, n))])
+    sess = ggonnx.Session(data, weights=name)
+    assert "(AMX)" in [p.detail for p in sess.placement() if p.op_type == "MatMul"][0]
+    ref = dequantized(name, np.ascontiguousarray(w.T)).T.astype(np.float64)
+    check_product(name, sess.run(None, {"x": x})[0], x, ref)
+    other = ggonnx.Session(model_bytes([helper.make_node("MatMul", ["x", "W"], ["y"])], {"W": w[:256, :32].copy()},
+                                       (m, 256), [("y", (m, 32))]), weights="q8_0")
+    other.run(None, {"x": x[:, :256].copy()})
+    check_product(name, sess.run(None, {"x": x})[0], x, ref)
 
 
 def test_unknown_weight_type_is_refused():

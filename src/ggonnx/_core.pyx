@@ -16,6 +16,8 @@ from libcpp.vector cimport vector
 from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock, PyThread_free_lock,
                                PyThread_acquire_lock, PyThread_release_lock, WAIT_LOCK)
 cimport numpy as cnp
+import os
+
 import numpy as np
 
 from ggonnx._ggml cimport *
@@ -166,8 +168,15 @@ def cpu_features():
         "AVX512_VNNI": ggml_cpu_has_avx512_vnni(), "AVX512_BF16": ggml_cpu_has_avx512_bf16(),
         "F16C": ggml_cpu_has_f16c(), "FMA": ggml_cpu_has_fma(), "NEON": ggml_cpu_has_neon(),
         "LLAMAFILE": ggml_cpu_has_llamafile(),
+        "AMX_INT8": ggml_cpu_has_amx_int8(),
     }
     return [k for k, v in feats.items() if v]
+
+
+def amx_weights() -> bool:
+    """Whether weights of the types ggml's AMX int8 kernels take go to the AMX buffer: this build
+    has the kernels, the CPU and the OS allow AMX, and GGONNX_AMX is not "0"."""
+    return os.environ.get("GGONNX_AMX", "1") != "0" and _cpu_extra_buft(b"AMX") != NULL
 
 
 cdef class Engine:
@@ -184,6 +193,7 @@ cdef class Engine:
     cdef vector[ggml_context *] weight_ctxs
     cdef vector[ggml_backend_buffer_t] weight_bufs
     cdef ggml_backend_buffer_type_t repack_buft
+    cdef ggml_backend_buffer_type_t amx_buft
     cdef ggonnx_scratch * cpu_scratch    # compute memory of all plans (scratch.h), one pool a backend
     cdef ggonnx_scratch * blas_scratch
     cdef PyThread_type_lock lock
@@ -209,7 +219,8 @@ cdef class Engine:
         if self.blas != NULL:
             ggml_backend_blas_set_n_threads(self.blas, n_threads)
         self.weight_bytes = 0
-        self.repack_buft = _cpu_repack_buft()
+        self.repack_buft = _cpu_extra_buft(b"CPU_REPACK")
+        self.amx_buft = _cpu_extra_buft(b"AMX") if amx_weights() else NULL
         # Two pools, distinct buffer types: ggml's scheduler moves a node to a higher-priority
         # backend when both use the same buffer type, and a graph's two buffers must not overlap.
         self.cpu_scratch = ggonnx_scratch_new(ggml_backend_cpu_buffer_type(), b"ggonnx scratch (CPU)")
@@ -281,12 +292,18 @@ cdef class Engine:
                 shape = tuple(a.shape)
                 _check_weight_type(types[k], shape[len(shape) - 1])  # (no negative indexing: wraparound is off)
             shapes.append(shape)
-        repack = [k for k in range(n) if self.repack_buft != NULL and (repack_ok is None or repack_ok[k])
+        amx = [k for k in range(n) if self.amx_buft != NULL and (repack_ok is None or repack_ok[k])
+               and _amx_candidate(types[k], shapes[k])]
+        in_amx = set(amx)
+        repack = [k for k in range(n) if k not in in_amx and self.repack_buft != NULL
+                  and (repack_ok is None or repack_ok[k])
                   and _repack_candidate(types[k], shapes[k][len(shapes[k]) - 2] if len(shapes[k]) > 1 else 1)]
         in_repack = set(repack)
-        plain = [k for k in range(n) if k not in in_repack]
+        plain = [k for k in range(n) if k not in in_repack and k not in in_amx]
         self.weights.resize(first + n, NULL)
         try:
+            if amx:
+                self._alloc_weights(amx, shapes, types, self.amx_buft, first)
             if repack:
                 self._alloc_weights(repack, shapes, types, self.repack_buft, first)
                 # a weight ggml would not repack cannot be written there: it moves to the plain buffer
@@ -328,7 +345,8 @@ cdef class Engine:
         if idx >= self.weights.size():
             raise IndexError(f"no weight {idx}")
         t = self.weights[idx]
-        return (type_name(t.type), "CPU_REPACK" if t.extra != NULL else "CPU", ggml_nbytes(t))
+        name = ggml_backend_buft_name(ggml_backend_buffer_get_type(<ggml_backend_buffer_t> t.buffer)).decode()
+        return (type_name(t.type), name, ggml_nbytes(t))
 
 
 cdef _upload(ggml_backend_t backend, list arrays, ggml_context ** ctx_out, ggml_backend_buffer_t * buf_out,

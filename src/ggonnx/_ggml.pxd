@@ -34,6 +34,7 @@ cdef extern from "ggml.h" nogil:
         void * data
         char name[64]
         void * extra
+        void * buffer  # struct ggml_backend_buffer *
 
     cdef struct ggml_context:
         pass
@@ -199,6 +200,7 @@ cdef extern from "ggml-backend.h" nogil:
     const char * ggml_backend_dev_name(ggml_backend_dev_t dev)
     const char * ggml_backend_dev_description(ggml_backend_dev_t dev)
     const char * ggml_backend_buft_name(ggml_backend_buffer_type_t buft)
+    ggml_backend_buffer_type_t ggml_backend_buffer_get_type(ggml_backend_buffer_t buffer)
     ggml_backend_dev_t ggml_backend_reg_dev_get(ggml_backend_reg_t reg, size_t index)
     void * ggml_backend_reg_get_proc_address(ggml_backend_reg_t reg, const char * name)
     ctypedef ggml_backend_buffer_type_t * (*ggml_backend_dev_get_extra_bufts_t)(ggml_backend_dev_t device)
@@ -234,6 +236,7 @@ cdef extern from "ggml-cpu.h" nogil:
     int ggml_cpu_has_avx2()
     int ggml_cpu_has_avx512()
     int ggml_cpu_has_avx512_vnni()
+    int ggml_cpu_has_amx_int8()
     int ggml_cpu_has_avx512_bf16()
     int ggml_cpu_has_f16c()
     int ggml_cpu_has_fma()

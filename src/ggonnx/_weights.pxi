@@ -120,9 +120,10 @@ def dequantize(int t, data, tuple shape):
     return out
 
 
-cdef ggml_backend_buffer_type_t _cpu_repack_buft():
-    """The CPU backend's "extra" buffer type that repacks q4_0 / q4_K / iq4_nl weights for its
-    interleaved GEMM kernels, or NULL."""
+cdef ggml_backend_buffer_type_t _cpu_extra_buft(const char * name):
+    """One of the CPU backend's "extra" buffer types, or NULL: "CPU_REPACK" (q4_0 / q4_K /
+    iq4_nl weights interleaved for its GEMM kernels) or "AMX" (weights in the tile layout of
+    ggml's AMX int8 kernels, where the CPU has AMX and the kernel allows its use)."""
     cdef ggml_backend_reg_t reg = ggml_backend_cpu_reg()
     cdef ggml_backend_dev_get_extra_bufts_t get_extra = <ggml_backend_dev_get_extra_bufts_t> \
         ggml_backend_reg_get_proc_address(reg, "ggml_backend_dev_get_extra_bufts")
@@ -131,10 +132,27 @@ cdef ggml_backend_buffer_type_t _cpu_repack_buft():
         return NULL
     bufts = get_extra(ggml_backend_reg_dev_get(reg, 0))
     while bufts != NULL and bufts[0] != NULL:
-        if strcmp(ggml_backend_buft_name(bufts[0]), "CPU_REPACK") == 0:
+        if strcmp(ggml_backend_buft_name(bufts[0]), name) == 0:
             return bufts[0]
         bufts += 1
     return NULL
+
+
+cdef bint _amx_candidate(int t, tuple shape) noexcept:
+    """Weights ggml's AMX kernels take (amx/amx.cpp supports_op): q4_0, q4_1, q8_0 (depth a
+    multiple of 32) and q4_K, q5_K, q6_K, iq4_xs (of 256), 2-D with rows in whole pairs of
+    16-row tiles. Only a matmul can read them: the layout is the kernel's own."""
+    cdef int64_t n, k
+    if len(shape) != 2:
+        return False
+    n, k = shape[0], shape[1]
+    if n % 32:
+        return False
+    if t == 2 or t == 3 or t == 8:
+        return k % 32 == 0
+    if t == 12 or t == 13 or t == 14 or t == 23:
+        return k % 256 == 0
+    return False
 
 
 cdef bint _repack_candidate(int t, int64_t ne1) noexcept:

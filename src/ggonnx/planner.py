@@ -37,6 +37,9 @@ from ggonnx.weight_types import placeholder_values
 # Islands with less work than this (flops + elements written) run on one thread:
 # waking the pool costs more than it saves.
 SINGLE_THREAD_WORK = 200_000
+# what the placement report says of a typed weight's buffer: ggml's interleaved CPU layout, or the
+# tile layout of its AMX int8 kernels
+_BUFFER_NOTE = {"CPU_REPACK": " (repacked)", "AMX": " (AMX)"}
 # Ops never folded at plan time: they are cheaper (or only possible) as lowerings, or draw
 # new random values on every run.
 NO_FOLD = {"Constant", "Shape", "Identity"} | host_random.RANDOM_OPS
@@ -307,7 +310,7 @@ class _Tracer:
                 wtype, buffer, _ = self.engine.weight_info(weight_index[row[_core.COL_SRC]])
                 if wtype != "f32":
                     typed.setdefault(e.row_names[i], set()).add(
-                        f"{wtype} weight" + (" (repacked)" if buffer == "CPU_REPACK" else ""))
+                        f"{wtype} weight" + _BUFFER_NOTE.get(buffer, ""))
         for p, node in zip(self.placement, self.graph.nodes):
             if node.describe() in by_node:
                 p.detail = "; ".join(filter(None, [p.detail, "matmul on " + ",".join(sorted(by_node[node.describe()]))]))
