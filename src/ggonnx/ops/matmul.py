@@ -67,10 +67,10 @@ def packed_weight(w2: np.ndarray) -> np.ndarray:
 
 
 # ggml's fast kernels for typed weights want whole groups of weight rows: tinyBLAS 4 (bf16, f16,
-# q8_0), the repacked q4_0/q4_K/iq4_nl layouts 8; other row counts take the dot-product path
-# (gpt2's 50257-row LM head in bf16: 160 GFLOP/s, 3x slower). Such weights get zero rows up to
-# a multiple of TYPED_ROW_MULTIPLE and the product's extra rows are dropped.
-TYPED_ROW_MULTIPLE = 16
+# q8_0), the repacked q4_0/q4_K/iq4_nl layouts 8, the AMX tiles 32; other row counts take the
+# dot-product path (gpt2's 50257-row LM head in bf16: 160 GFLOP/s, 3x slower). Such weights get
+# zero rows up to a multiple of TYPED_ROW_MULTIPLE and the product's extra rows are dropped.
+TYPED_ROW_MULTIPLE = 32
 
 
 def typed_weight_matmul(ctx, x, b: Value, k: int, n: int, rows: int, wtype: int, trans_b: bool = False):
