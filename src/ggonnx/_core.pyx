@@ -176,7 +176,7 @@ def cpu_features():
 def amx_weights() -> bool:
     """Whether weights of the types ggml's AMX int8 kernels take go to the AMX buffer: this build
     has the kernels, the CPU and the OS allow AMX, and GGONNX_AMX is not "0"."""
-    return os.environ.get("GGONNX_AMX", "1") != "0" and _cpu_extra_buft(b"AMX") != NULL
+    return _amx_buft() != NULL
 
 
 cdef class Engine:
@@ -220,7 +220,7 @@ cdef class Engine:
             ggml_backend_blas_set_n_threads(self.blas, n_threads)
         self.weight_bytes = 0
         self.repack_buft = _cpu_extra_buft(b"CPU_REPACK")
-        self.amx_buft = _cpu_extra_buft(b"AMX") if amx_weights() else NULL
+        self.amx_buft = _amx_buft()
         # Two pools, distinct buffer types: ggml's scheduler moves a node to a higher-priority
         # backend when both use the same buffer type, and a graph's two buffers must not overlap.
         self.cpu_scratch = ggonnx_scratch_new(ggml_backend_cpu_buffer_type(), b"ggonnx scratch (CPU)")
@@ -627,6 +627,10 @@ cdef class Plan:
         if op == MEAN:
             return ggml_mean(ctx, a)
         if op == MUL_MAT:
+            if a.extra != NULL and not ggml_is_contiguous(b):
+                # a weight in an extra (AMX / repack) layout: those kernels take only a contiguous
+                # b, and ggml has no other kernel that can read the weight
+                b = ggml_cont(ctx, b)
             return ggml_mul_mat(ctx, a, b)
         if op == GET_ROWS:
             if b.type != GGML_TYPE_I32:

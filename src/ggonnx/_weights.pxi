@@ -138,6 +138,14 @@ cdef ggml_backend_buffer_type_t _cpu_extra_buft(const char * name):
     return NULL
 
 
+cdef ggml_backend_buffer_type_t _amx_buft():
+    """The AMX buffer type for typed weights, or NULL where the build, CPU or OS has no AMX int8
+    or GGONNX_AMX is "0"."""
+    if os.environ.get("GGONNX_AMX", "1") == "0":
+        return NULL
+    return _cpu_extra_buft(b"AMX")
+
+
 cdef bint _amx_candidate(int t, tuple shape) noexcept:
     """Weights ggml's AMX kernels take (amx/amx.cpp supports_op): q4_0, q4_1, q8_0 (depth a
     multiple of 32) and q4_K, q5_K, q6_K, iq4_xs (of 256), 2-D with rows in whole pairs of
