@@ -11,7 +11,11 @@
 typedef float v16 __attribute__((vector_size(64), aligned(4)));
 typedef int32_t vi16 __attribute__((vector_size(64), aligned(4)));
 
+#ifdef __AVX512F__
 #define SPLAT(s) ((v16){ s, s, s, s, s, s, s, s, s, s, s, s, s, s, s, s })
+#else   /* a broadcast, not 16 inserts into a stack slot (which then stalls the 256-bit loads) */
+#define SPLAT(s) ((v16){} + (float) (s))
+#endif
 
 /* where(mask, a, b) for a lane mask from a vector comparison (C has no vector ?:) */
 static inline v16 select16(vi16 mask, v16 a, v16 b) {
