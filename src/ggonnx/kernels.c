@@ -10,10 +10,7 @@
 #include <float.h>
 #include <math.h>
 #include <string.h>
-#if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
-#define GGONNX_TILES_AVX2 1   /* the GEMM's micro-tiles in 256-bit intrinsics (below) */
-#endif
-#if defined(__AVX512F__) || defined(GGONNX_TILES_AVX2)
+#ifdef __AVX512F__
 #include <immintrin.h>
 #endif
 
@@ -231,7 +228,7 @@ static void tile_##MV##_##NP(const float * w, int64_t wpanel, const struct tile_
     TILE_STORE(MV, NP)                                                                             \
 }
 
-#ifndef GGONNX_TILES_AVX2
+#ifndef GGONNX_AVX2
 DEFINE_TILE(4, 6)
 DEFINE_TILE(2, 12)
 DEFINE_TILE(2, 4)
@@ -241,11 +238,10 @@ DEFINE_TILE(1, 4)
 DEFINE_TILE(1, 1)
 #endif
 
-#ifdef GGONNX_TILES_AVX2
+#ifdef GGONNX_AVX2
 /* AVX2 tiles: one panel (16 outputs, two 256-bit halves) by NP pixels in intrinsics. GCC keeps
  * the 64-byte vectors of the generic tiles on the stack here, and the AVX-512 shapes need 48
- * registers of 16 (matmul 128x768x3072 ran at 6 GFLOP/s on an AVX2 Zen 2). The epilogue runs
- * once per tile on the generic vectors. */
+ * registers of 16 (matmul 128x768x3072 ran at 6 GFLOP/s on an AVX2 Zen 2). */
 /* per pixel p of a tile: accumulators l<p>, h<p> (outputs 0-7, 8-15) and the tap row x<p>,
  * kept in registers only in a function that holds nothing else (beside the v16 epilogue GCC
  * spilled them on every step) */
@@ -288,15 +284,19 @@ static void tile8_##NP(const float * w, const struct tile_src * src, float * y, 
     const int64_t n = MIN(PANEL, oc - o0);                                                         \
     float acc[NP * 16];                                                                            \
     for (int p = 0; p < NP; ++p) {                                                                 \
-        const v16 v = first ? (v16){} : load_n(y + p * ldy + o0, n);                               \
-        memcpy(acc + 16 * p, &v, sizeof(v));                                                       \
+        if (first || n < 16) memset(acc + 16 * p, 0, 16 * sizeof(float));                          \
+        if (!first) memcpy(acc + 16 * p, y + p * ldy + o0, n * sizeof(float));                     \
     }                                                                                              \
     tile8_sum_##NP(w, src, acc);                                                                   \
     for (int p = 0; p < NP; ++p) {                                                                 \
-        v16 v;                                                                                     \
-        memcpy(&v, acc + 16 * p, sizeof(v));                                                       \
-        float * yo = y + p * ldy + o0;                                                             \
-        store_n(yo, last ? finish(v, ep, o0, yo, n) : v, n);                                       \
+        float * a = acc + 16 * p, * yo = y + p * ldy + o0;                                         \
+        if (last) {                                                                                \
+            _mm256_storeu_ps(a, finish8(_mm256_loadu_ps(a), ep, o0, yo, MIN(8, n)));               \
+            if (n > 8) {                                                                           \
+                _mm256_storeu_ps(a + 8, finish8(_mm256_loadu_ps(a + 8), ep, o0 + 8, yo + 8, n - 8)); \
+            }                                                                                      \
+        }                                                                                          \
+        memcpy(yo, a, n * sizeof(float));                                                          \
     }                                                                                              \
 }
 DEFINE_TILE_AVX2(6)
@@ -355,7 +355,7 @@ static void gemm_block(const float * wpk, int64_t k, int64_t oc, const struct co
     const int64_t taps = g->kw * g->kh, c = g->src->ne[0];
     const int64_t wchunk = (ch->t0 * g->cspan + ch->c0) * PANEL;   /* the chunk's first row in a panel */
     const int64_t wpanel = k * PANEL;
-#ifdef GGONNX_TILES_AVX2
+#ifdef GGONNX_AVX2
     /* one panel by 6 pixels: 12 accumulators, two weight halves and a broadcast in the 16
      * 256-bit registers */
     {

@@ -4,7 +4,10 @@
 #pragma once
 #include <math.h>
 #include <string.h>
-#ifdef __AVX512F__
+#if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
+#define GGONNX_AVX2 1   /* 256-bit halves in intrinsics where GCC's lowering of v16 is scalar */
+#endif
+#if defined(__AVX512F__) || defined(GGONNX_AVX2)
 #include <immintrin.h>
 #endif
 
@@ -17,10 +20,52 @@ typedef int32_t vi16 __attribute__((vector_size(64), aligned(4)));
 #define SPLAT(s) ((v16){} + (float) (s))
 #endif
 
+#ifdef GGONNX_AVX2
+/* Without AVX-512, GCC splits a v16's arithmetic into 256-bit halves but compares lane by lane
+ * in scalar code (a Relu6 epilogue cost more than its GEMM on an AVX2 Zen 2): comparisons and
+ * selects go through the halves. */
+static inline void halves16(v16 v, __m256 * lo, __m256 * hi) {
+    float b[16];
+    memcpy(b, &v, sizeof(v));
+    *lo = _mm256_loadu_ps(b);
+    *hi = _mm256_loadu_ps(b + 8);
+}
+
+static inline v16 join16(__m256 lo, __m256 hi) {
+    float b[16];
+    v16 v;
+    _mm256_storeu_ps(b, lo);
+    _mm256_storeu_ps(b + 8, hi);
+    memcpy(&v, b, sizeof(v));
+    return v;
+}
+
+/* lanes where a < b (ordered: false where either is NaN), as a mask of all-ones lanes */
+static inline vi16 lt16(v16 a, v16 b) {
+    __m256 a0, a1, b0, b1;
+    halves16(a, &a0, &a1);
+    halves16(b, &b0, &b1);
+    return (vi16) join16(_mm256_cmp_ps(a0, b0, _CMP_LT_OQ), _mm256_cmp_ps(a1, b1, _CMP_LT_OQ));
+}
+
+/* where(mask, a, b) for a lane mask from lt16 */
+static inline v16 select16(vi16 mask, v16 a, v16 b) {
+    __m256 a0, a1, b0, b1, m0, m1;
+    halves16(a, &a0, &a1);
+    halves16(b, &b0, &b1);
+    halves16((v16) mask, &m0, &m1);
+    return join16(_mm256_blendv_ps(b0, a0, m0), _mm256_blendv_ps(b1, a1, m1));
+}
+#else
+static inline vi16 lt16(v16 a, v16 b) {
+    return a < b;
+}
+
 /* where(mask, a, b) for a lane mask from a vector comparison (C has no vector ?:) */
 static inline v16 select16(vi16 mask, v16 a, v16 b) {
     return (v16) (((vi16) a & mask) | ((vi16) b & ~mask));
 }
+#endif
 #define PANEL GGONNX_GEMM_PANEL
 #define NR 12   /* pixels per micro-tile */
 
@@ -44,8 +89,8 @@ static inline void store_n(float * dst, v16 v, int64_t n) {
 }
 
 static inline v16 clamp16(v16 x, v16 lo, v16 hi) {
-    x = select16(x < lo, lo, x);
-    return select16(x > hi, hi, x);
+    x = select16(lt16(x, lo), lo, x);
+    return select16(lt16(hi, x), hi, x);
 }
 
 /* exp(x) to about 1 ulp: x = n ln2 + r with |r| <= ln2 / 2, exp(r) by its degree-6 Taylor
@@ -70,11 +115,100 @@ static inline v16 exp16(v16 x) {
 
 /* Exactly 0 below -88.3 (where exp16 clamps), as for -inf: silu(-inf) is then NaN, as in numpy. */
 static inline v16 sigmoid16(v16 x) {
-    return select16(x < SPLAT(-88.3f), SPLAT(0.0f), SPLAT(1.0f) / (SPLAT(1.0f) + exp16(-x)));
+    return select16(lt16(x, SPLAT(-88.3f)), SPLAT(0.0f), SPLAT(1.0f) / (SPLAT(1.0f) + exp16(-x)));
 }
+
+#ifdef GGONNX_AVX2
+/* The epilogue's functions on 8 lanes, the same formulas as the 16-lane ones below. */
+#define SET8(s) _mm256_set1_ps(s)
+
+/* max(lo, min(hi, x)), NaN kept (max_ps / min_ps return their second operand on NaN) */
+static inline __m256 clamp8(__m256 x, float lo, float hi) {
+    return _mm256_min_ps(SET8(hi), _mm256_max_ps(SET8(lo), x));
+}
+
+static inline __m256 exp8(__m256 x) {
+    x = clamp8(x, -87.3f, 88.3f);
+    const __m256 magic = SET8(12582912.0f);
+    const __m256 t = _mm256_fmadd_ps(x, SET8(1.44269504f), magic);
+    const __m256 n = _mm256_sub_ps(t, magic);
+    const __m256 r = _mm256_fnmadd_ps(n, SET8(1.42860677e-6f), _mm256_fnmadd_ps(n, SET8(0.693145752f), x));
+    __m256 p = SET8(1.0f / 720.0f);
+    p = _mm256_fmadd_ps(p, r, SET8(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, SET8(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, SET8(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, SET8(0.5f));
+    p = _mm256_fmadd_ps(p, r, SET8(1.0f));
+    p = _mm256_fmadd_ps(p, r, SET8(1.0f));
+    const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(_mm256_castps_si256(t),
+                                                                              _mm256_castps_si256(magic)),
+                                                             _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+}
+
+static inline __m256 sigmoid8(__m256 x) {
+    const __m256 s = _mm256_div_ps(SET8(1.0f), _mm256_add_ps(SET8(1.0f), exp8(_mm256_sub_ps(SET8(0.0f), x))));
+    return _mm256_blendv_ps(s, SET8(0.0f), _mm256_cmp_ps(x, SET8(-88.3f), _CMP_LT_OQ));
+}
+
+static inline __m256 activate8(__m256 acc, int act, float lo, float hi) {
+    if (act == GGONNX_ACT_CLAMP) {
+        return clamp8(acc, lo, hi);
+    }
+    if (act == GGONNX_ACT_HARDSWISH) {
+        return _mm256_mul_ps(acc, clamp8(_mm256_fmadd_ps(acc, SET8(1.0f / 6.0f), SET8(0.5f)), 0.0f, 1.0f));
+    }
+    if (act == GGONNX_ACT_HARDSIGMOID) {
+        return clamp8(_mm256_fmadd_ps(acc, SET8(lo), SET8(hi)), 0.0f, 1.0f);
+    }
+    if (act == GGONNX_ACT_SIGMOID) {
+        return sigmoid8(acc);
+    }
+    if (act == GGONNX_ACT_ROUND) {
+        const __m256 magic = SET8(12582912.0f);
+        const __m256 y = clamp8(acc, lo - 1.0f, hi + 1.0f);
+        return clamp8(_mm256_sub_ps(_mm256_add_ps(y, magic), magic), lo, hi);
+    }
+    if (act == GGONNX_ACT_SILU) {
+        return _mm256_mul_ps(acc, sigmoid8(acc));
+    }
+    if (act == GGONNX_ACT_GELU_ERF) {
+        const __m256 z = _mm256_mul_ps(acc, SET8(-0.70710678f));
+        const __m256 neg = _mm256_cmp_ps(z, SET8(0.0f), _CMP_LT_OQ);
+        const __m256 a = _mm256_blendv_ps(z, _mm256_sub_ps(SET8(0.0f), z), neg);
+        const __m256 t = _mm256_div_ps(SET8(1.0f), _mm256_fmadd_ps(SET8(0.5f), a, SET8(1.0f)));
+        __m256 p = SET8(0.17087277f);
+        p = _mm256_fmadd_ps(p, t, SET8(-0.82215223f));
+        p = _mm256_fmadd_ps(p, t, SET8(1.48851587f));
+        p = _mm256_fmadd_ps(p, t, SET8(-1.13520398f));
+        p = _mm256_fmadd_ps(p, t, SET8(0.27886807f));
+        p = _mm256_fmadd_ps(p, t, SET8(-0.18628806f));
+        p = _mm256_fmadd_ps(p, t, SET8(0.09678418f));
+        p = _mm256_fmadd_ps(p, t, SET8(0.37409196f));
+        p = _mm256_fmadd_ps(p, t, SET8(1.00002368f));
+        p = _mm256_fmadd_ps(p, t, SET8(-1.26551223f));
+        const __m256 erfc_a = _mm256_mul_ps(t, exp8(_mm256_fnmadd_ps(a, a, p)));
+        return _mm256_mul_ps(_mm256_mul_ps(SET8(0.5f), acc),
+                             _mm256_blendv_ps(erfc_a, _mm256_sub_ps(SET8(2.0f), erfc_a), neg));
+    }
+    if (act == GGONNX_ACT_GELU_TANH) {
+        const __m256 c = _mm256_mul_ps(_mm256_mul_ps(SET8(0.044715f), acc), acc);
+        return _mm256_mul_ps(acc, sigmoid8(_mm256_mul_ps(SET8(1.5957691216f), _mm256_fmadd_ps(c, acc, acc))));
+    }
+    return acc;
+}
+#endif
 
 /* The activation of an epilogue (kernels.h: GGONNX_ACT_*); lo, hi are its two parameters. */
 static inline v16 activate(v16 acc, int act, float lo, float hi) {
+#ifdef GGONNX_AVX2
+    if (act == GGONNX_ACT_NONE) {
+        return acc;
+    }
+    __m256 a0, a1;
+    halves16(acc, &a0, &a1);
+    return join16(activate8(a0, act, lo, hi), activate8(a1, act, lo, hi));
+#endif
     if (act == GGONNX_ACT_CLAMP) {
         return clamp16(acc, SPLAT(lo), SPLAT(hi));
     }
@@ -103,7 +237,7 @@ static inline v16 activate(v16 acc, int act, float lo, float hi) {
          * tail, where 1 + erf cancels, stays accurate: measured 1.2e-6 relative where
          * |gelu| > 1e-3, 1.4e-5 in the far tail (exp of a rounded -a^2); ggml's erff is scalar */
         const v16 z = acc * SPLAT(-0.70710678f);
-        const v16 a = select16(z < SPLAT(0.0f), -z, z);
+        const v16 a = select16(lt16(z, SPLAT(0.0f)), -z, z);
         const v16 t = SPLAT(1.0f) / (SPLAT(1.0f) + SPLAT(0.5f) * a);
         v16 p = SPLAT(0.17087277f);
         p = p * t + SPLAT(-0.82215223f);
@@ -116,7 +250,7 @@ static inline v16 activate(v16 acc, int act, float lo, float hi) {
         p = p * t + SPLAT(1.00002368f);
         p = p * t + SPLAT(-1.26551223f);
         const v16 erfc_a = t * exp16(p - a * a);
-        return SPLAT(0.5f) * acc * select16(z < SPLAT(0.0f), SPLAT(2.0f) - erfc_a, erfc_a);
+        return SPLAT(0.5f) * acc * select16(lt16(z, SPLAT(0.0f)), SPLAT(2.0f) - erfc_a, erfc_a);
     }
     if (act == GGONNX_ACT_GELU_TANH) {   /* 0.5 x (1 + tanh(z)) = x sigmoid(2 z) */
         const v16 z2 = SPLAT(1.5957691216f) * (acc + SPLAT(0.044715f) * acc * acc * acc);
@@ -139,6 +273,26 @@ static inline v16 finish(v16 acc, const struct epilogue * ep, int64_t o0, const 
     }
     return activate(acc, ep->act, ep->lo, ep->hi);
 }
+
+#ifdef GGONNX_AVX2
+/* finish() for 8 outputs (o0 on, n <= 8 of them valid) */
+static inline __m256 finish8(__m256 acc, const struct epilogue * ep, int64_t o0, const float * y, int64_t n) {
+    if (ep->bias) {
+        acc = _mm256_add_ps(acc, _mm256_loadu_ps(ep->bias + o0));   /* padded to whole panels */
+    }
+    if (ep->residual) {
+        const float * r = ep->residual + (y - ep->y);
+        float b[8] = { 0 };
+        if (n == 8) {
+            acc = _mm256_add_ps(acc, _mm256_loadu_ps(r));
+        } else {
+            memcpy(b, r, n * sizeof(float));
+            acc = _mm256_add_ps(acc, _mm256_loadu_ps(b));
+        }
+    }
+    return activate8(acc, ep->act, ep->lo, ep->hi);
+}
+#endif
 
 /* The first n (<= 16) floats at src, the rest zero. */
 static inline v16 load_n(const float * src, int64_t n) {

@@ -286,7 +286,7 @@ void ggonnx_conv_dw(struct ggml_tensor * dst, int ith, int nth, void * params) {
 
 /* exp, exactly 0 where exp16 would clamp (masked attention scores of -inf or -1e9) */
 static inline v16 exp_or_zero(v16 d) {
-    return select16(d < SPLAT(-87.3f), SPLAT(0.0f), exp16(d));
+    return select16(lt16(d, SPLAT(-87.3f)), SPLAT(0.0f), exp16(d));
 }
 
 void ggonnx_softmax(struct ggml_tensor * dst, int ith, int nth, void * params) {
@@ -297,7 +297,7 @@ void ggonnx_softmax(struct ggml_tensor * dst, int ith, int nth, void * params) {
     const struct ggml_tensor * src = dst->src[0];
     const int64_t n = src->ne[0], rows = ggml_nrows(src), full = n & ~(int64_t) 15;
     const v16 lanes = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15 };
-    const vi16 tail = (vi16) (lanes < SPLAT((float) (n - full)));   /* the last block's valid lanes */
+    const vi16 tail = lt16(lanes, SPLAT((float) (n - full)));   /* the last block's valid lanes */
     int64_t r0, r1;
     split(rows, ith, nth, &r0, &r1);
     for (int64_t r = r0; r < r1; ++r) {
@@ -306,11 +306,11 @@ void ggonnx_softmax(struct ggml_tensor * dst, int ith, int nth, void * params) {
         v16 mv = SPLAT(-INFINITY);
         for (int64_t i = 0; i < full; i += 16) {
             const v16 v = load_n(x + i, 16);
-            mv = select16(v > mv, v, mv);
+            mv = select16(lt16(mv, v), v, mv);
         }
         if (full < n) {
             const v16 v = select16(tail, load_tail(x + full, n - full), SPLAT(-INFINITY));
-            mv = select16(v > mv, v, mv);
+            mv = select16(lt16(mv, v), v, mv);
         }
         float m = mv[0];
         for (int i = 1; i < 16; ++i) {
