@@ -151,78 +151,112 @@ static inline v16 dw_load(const float * p, int64_t m) {
     return m == 16 ? load_n(p, 16) : load_tail(p, m);
 }
 
-static inline __attribute__((always_inline)) void dw_row(
-        const struct dw_geom * g, const float * x, const float * w, const float * bias, float * y,
-        int64_t c0, int64_t oy, int act, float lo, float hi, const int KH, const int KW, const int64_t m) {
-    /* x: image base; y: output row base (pixel 0, channel 0); rows ky0 <= ky < ky1 in bounds */
-    const int64_t iy0 = oy * g->sh - g->ph;
-    int64_t ky0 = 0, ky1 = KH;
-    while (ky0 < KH && iy0 + ky0 * g->dh < 0) {
-        ++ky0;
+/* A depthwise output row for one block of channels, in vectors VT of LANES floats (v16; v8 on
+ * AVX2 builds, where GCC keeps 64-byte vectors in memory): loads LOAD(p, m), stores
+ * STORE(p, v, m), activation ACT(v, act, lo, hi). */
+#define DEFINE_DW_ROW(NAME, VT, LOAD, STORE, ACT)                                                   \
+static inline __attribute__((always_inline)) void NAME(                                             \
+        const struct dw_geom * g, const float * x, const float * w, const float * bias, float * y,  \
+        int64_t c0, int64_t oy, int act, float lo, float hi, const int KH, const int KW, const int64_t m) {\
+    /* x: image base; y: output row base (pixel 0, channel 0); rows ky0 <= ky < ky1 in bounds */    \
+    const int64_t iy0 = oy * g->sh - g->ph;                                                         \
+    int64_t ky0 = 0, ky1 = KH;                                                                      \
+    while (ky0 < KH && iy0 + ky0 * g->dh < 0) {                                                     \
+        ++ky0;                                                                                      \
+    }                                                                                               \
+    while (ky1 > ky0 && iy0 + (ky1 - 1) * g->dh >= g->h_in) {                                       \
+        --ky1;                                                                                      \
+    }                                                                                               \
+    VT wv[KH * KW];                                                                                 \
+    for (int t = 0; t < KH * KW; ++t) {                                                             \
+        wv[t] = LOAD(w + t * g->c + c0, m);                                                         \
+    }                                                                                               \
+    const VT b0 = bias ? LOAD(bias + c0, m) : (VT){};                                               \
+    const float * rows[KH];                                                                         \
+    for (int ky = 0; ky < KH; ++ky) {                                                               \
+        rows[ky] = x + (iy0 + ky * g->dh) * g->ldh + c0;   /* only read for ky0 <= ky < ky1 */      \
+    }                                                                                               \
+    const int64_t sw = g->sw, dw = g->dw, pw = g->pw, ldw = g->ldw;                                 \
+    /* interior: 0 <= ox*sw - pw and ox*sw - pw + (KW-1)*dw < w_in */                               \
+    int64_t in0 = (pw + sw - 1) / sw, in1 = (g->w_in - 1 - (KW - 1) * dw + pw) / sw + 1;            \
+    if (g->w_in - 1 - (KW - 1) * dw + pw < 0) {                                                     \
+        in1 = 0;                                                                                    \
+    }                                                                                               \
+    in0 = MIN(in0, g->ow);                                                                          \
+    in1 = MAX(in0, MIN(in1, g->ow));                                                                \
+    for (int64_t ox = 0; ox < g->ow; ++ox) {                                                        \
+        if (ox == in0) {   /* the unchecked 4-pixel loop, then the rest of the interior */          \
+            for (; ox + 4 <= in1; ox += 4) {                                                        \
+                VT a0 = b0, a1 = b0, a2 = b0, a3 = b0;                                              \
+                for (int ky = 0; ky < KH; ++ky) {                                                   \
+                    if (ky < ky0 || ky >= ky1) {                                                    \
+                        continue;                                                                   \
+                    }                                                                               \
+                    const float * r = rows[ky] + (ox * sw - pw) * ldw;                              \
+                    for (int kx = 0; kx < KW; ++kx) {                                               \
+                        const float * q = r + kx * dw * ldw;                                        \
+                        const VT wt = wv[ky * KW + kx];                                             \
+                        a0 += wt * LOAD(q, m);                                                      \
+                        a1 += wt * LOAD(q + sw * ldw, m);                                           \
+                        a2 += wt * LOAD(q + 2 * sw * ldw, m);                                       \
+                        a3 += wt * LOAD(q + 3 * sw * ldw, m);                                       \
+                    }                                                                               \
+                }                                                                                   \
+                float * o = y + ox * g->c + c0;                                                     \
+                STORE(o, ACT(a0, act, lo, hi), m);                                                  \
+                STORE(o + g->c, ACT(a1, act, lo, hi), m);                                           \
+                STORE(o + 2 * g->c, ACT(a2, act, lo, hi), m);                                       \
+                STORE(o + 3 * g->c, ACT(a3, act, lo, hi), m);                                       \
+            }                                                                                       \
+            if (ox >= g->ow) {                                                                      \
+                break;                                                                              \
+            }                                                                                       \
+        }                                                                                           \
+        VT a = b0;   /* one pixel, each tap checked */                                              \
+        for (int ky = 0; ky < KH; ++ky) {                                                           \
+            if (ky < ky0 || ky >= ky1) {                                                            \
+                continue;                                                                           \
+            }                                                                                       \
+            for (int kx = 0; kx < KW; ++kx) {                                                       \
+                const int64_t ix = ox * sw - pw + kx * dw;                                          \
+                if (ix >= 0 && ix < g->w_in) {                                                      \
+                    a += wv[ky * KW + kx] * LOAD(rows[ky] + ix * ldw, m);                           \
+                }                                                                                   \
+            }                                                                                       \
+        }                                                                                           \
+        STORE(y + ox * g->c + c0, ACT(a, act, lo, hi), m);                                          \
+    }                                                                                               \
+}
+
+DEFINE_DW_ROW(dw_row, v16, dw_load, store_n, activate)
+
+#ifdef GGONNX_AVX2
+typedef float v8 __attribute__((vector_size(32), aligned(4)));
+
+static inline v8 dw_load8(const float * p, int64_t m) {
+    if (m == 8) {
+        return (v8) _mm256_loadu_ps(p);
     }
-    while (ky1 > ky0 && iy0 + (ky1 - 1) * g->dh >= g->h_in) {
-        --ky1;
-    }
-    v16 wv[KH * KW];
-    for (int t = 0; t < KH * KW; ++t) {
-        wv[t] = dw_load(w + t * g->c + c0, m);
-    }
-    const v16 b0 = bias ? dw_load(bias + c0, m) : (v16){};
-    const float * rows[KH];
-    for (int ky = 0; ky < KH; ++ky) {
-        rows[ky] = x + (iy0 + ky * g->dh) * g->ldh + c0;   /* only read for ky0 <= ky < ky1 */
-    }
-    const int64_t sw = g->sw, dw = g->dw, pw = g->pw, ldw = g->ldw;
-    /* interior: 0 <= ox*sw - pw and ox*sw - pw + (KW-1)*dw < w_in */
-    int64_t in0 = (pw + sw - 1) / sw, in1 = (g->w_in - 1 - (KW - 1) * dw + pw) / sw + 1;
-    if (g->w_in - 1 - (KW - 1) * dw + pw < 0) {
-        in1 = 0;
-    }
-    in0 = MIN(in0, g->ow);
-    in1 = MAX(in0, MIN(in1, g->ow));
-    for (int64_t ox = 0; ox < g->ow; ++ox) {
-        if (ox == in0) {   /* the unchecked 4-pixel loop, then the rest of the interior */
-            for (; ox + 4 <= in1; ox += 4) {
-                v16 a0 = b0, a1 = b0, a2 = b0, a3 = b0;
-                for (int ky = 0; ky < KH; ++ky) {
-                    if (ky < ky0 || ky >= ky1) {
-                        continue;
-                    }
-                    const float * r = rows[ky] + (ox * sw - pw) * ldw;
-                    for (int kx = 0; kx < KW; ++kx) {
-                        const float * q = r + kx * dw * ldw;
-                        const v16 wt = wv[ky * KW + kx];
-                        a0 += wt * dw_load(q, m);
-                        a1 += wt * dw_load(q + sw * ldw, m);
-                        a2 += wt * dw_load(q + 2 * sw * ldw, m);
-                        a3 += wt * dw_load(q + 3 * sw * ldw, m);
-                    }
-                }
-                float * o = y + ox * g->c + c0;
-                store_n(o, activate(a0, act, lo, hi), m);
-                store_n(o + g->c, activate(a1, act, lo, hi), m);
-                store_n(o + 2 * g->c, activate(a2, act, lo, hi), m);
-                store_n(o + 3 * g->c, activate(a3, act, lo, hi), m);
-            }
-            if (ox >= g->ow) {
-                break;
-            }
-        }
-        v16 a = b0;   /* one pixel, each tap checked */
-        for (int ky = 0; ky < KH; ++ky) {
-            if (ky < ky0 || ky >= ky1) {
-                continue;
-            }
-            for (int kx = 0; kx < KW; ++kx) {
-                const int64_t ix = ox * sw - pw + kx * dw;
-                if (ix >= 0 && ix < g->w_in) {
-                    a += wv[ky * KW + kx] * dw_load(rows[ky] + ix * ldw, m);
-                }
-            }
-        }
-        store_n(y + ox * g->c + c0, activate(a, act, lo, hi), m);
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return (v8) _mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32((int) m), lanes));
+}
+
+static inline void store8(float * p, v8 v, int64_t m) {
+    if (m == 8) {
+        _mm256_storeu_ps(p, (__m256) v);
+    } else {
+        float b[8];
+        _mm256_storeu_ps(b, (__m256) v);
+        memcpy(p, b, m * sizeof(float));
     }
 }
+
+static inline v8 activate_v8(v8 v, int act, float lo, float hi) {
+    return (v8) activate8((__m256) v, act, lo, hi);
+}
+
+DEFINE_DW_ROW(dw_row8, v8, dw_load8, store8, activate_v8)
+#endif
 
 /* kernel sizes other than 3x3 and 5x5: the weights read from memory (L1) */
 static void dw_row_any(const struct dw_geom * g, const float * x, const float * w, const float * bias, float * y,
@@ -260,14 +294,31 @@ void ggonnx_conv_dw(struct ggml_tensor * dst, int ith, int nth, void * params) {
         .ldw = x->nb[1] / (int64_t) sizeof(float), .ldh = x->nb[2] / (int64_t) sizeof(float),
         .ldn = x->nb[3] / (int64_t) sizeof(float),
     };
-    const int64_t nblk = (g.c + 15) / 16;
+#ifdef GGONNX_AVX2
+    const int64_t lanes = 8;
+#else
+    const int64_t lanes = 16;
+#endif
+    const int64_t nblk = (g.c + lanes - 1) / lanes;
     int64_t t0, t1;
     split(g.oh * dst->ne[3] * nblk, ith, nth, &t0, &t1);   /* tasks: (image, row, channel block) */
     for (int64_t t = t0; t < t1; ++t) {
-        const int64_t c0 = (t % nblk) * 16, r = t / nblk, oy = r % g.oh, n = r / g.oh;
-        const int64_t m = MIN(16, g.c - c0);
+        const int64_t c0 = (t % nblk) * lanes, r = t / nblk, oy = r % g.oh, n = r / g.oh;
+        const int64_t m = MIN(lanes, g.c - c0);
         const float * xn = (const float *) x->data + n * g.ldn;
         float * y = at4(dst, 0, 0, oy, n);
+#ifdef GGONNX_AVX2
+        if (kh == 3 && kw == 3) {
+            dw_row8(&g, xn, w, bias, y, c0, oy, act, lo, hi, 3, 3, m);
+        } else if (kh == 5 && kw == 5) {
+            dw_row8(&g, xn, w, bias, y, c0, oy, act, lo, hi, 5, 5, m);
+        } else if (kh == 7 && kw == 7) {
+            dw_row8(&g, xn, w, bias, y, c0, oy, act, lo, hi, 7, 7, m);
+        } else {
+            dw_row_any(&g, xn, w, bias, y, c0, oy, act, lo, hi, kh, kw, m);
+        }
+        continue;
+#endif
         if (kh == 3 && kw == 3 && m == 16) {
             dw_row(&g, xn, w, bias, y, c0, oy, act, lo, hi, 3, 3, 16);
         } else if (kh == 5 && kw == 5 && m == 16) {
