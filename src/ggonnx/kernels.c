@@ -153,6 +153,20 @@ void ggonnx_activation(struct ggml_tensor * dst, int ith, int nth, void * params
     const int64_t n = ggml_nelements(dst), blocks = (n + 15) / 16;
     int64_t b0, b1;
     split(blocks, ith, nth, &b0, &b1);
+#ifdef GGONNX_AVX2
+    for (int64_t i = b0 * 16; i < MIN(n, b1 * 16); i += 8) {   /* 8 lanes in registers */
+        float t[8] = { 0 };
+        const int64_t m = MIN(8, n - i);
+        if (m == 8) {
+            _mm256_storeu_ps(y + i, activate8(_mm256_loadu_ps(x + i), act, lo, hi));
+        } else {
+            memcpy(t, x + i, m * sizeof(float));
+            _mm256_storeu_ps(t, activate8(_mm256_loadu_ps(t), act, lo, hi));
+            memcpy(y + i, t, m * sizeof(float));
+        }
+    }
+    return;
+#endif
     for (int64_t b = b0; b < b1; ++b) {
         const int64_t i = b * 16, m = MIN(16, n - i);
         v16 v = {};
