@@ -298,19 +298,32 @@ static void tile8_##NP(const float * w, const struct tile_src * src, float * y, 
     const int64_t n = MIN(PANEL, oc - o0);                                                         \
     float acc[NP * 16];                                                                            \
     for (int p = 0; p < NP; ++p) {                                                                 \
-        if (first || n < 16) memset(acc + 16 * p, 0, 16 * sizeof(float));                          \
-        if (!first) memcpy(acc + 16 * p, y + p * ldy + o0, n * sizeof(float));                     \
+        float * a = acc + 16 * p;                                                                  \
+        const float * yi = y + p * ldy + o0;                                                       \
+        if (!first && n == 16) {                                                                   \
+            _mm256_storeu_ps(a, _mm256_loadu_ps(yi));                                              \
+            _mm256_storeu_ps(a + 8, _mm256_loadu_ps(yi + 8));                                      \
+        } else {                                                                                   \
+            memset(a, 0, 16 * sizeof(float));                                                      \
+            if (!first) memcpy(a, yi, n * sizeof(float));                                          \
+        }                                                                                          \
     }                                                                                              \
     tile8_sum_##NP(w, src, acc);                                                                   \
     for (int p = 0; p < NP; ++p) {                                                                 \
         float * a = acc + 16 * p, * yo = y + p * ldy + o0;                                         \
+        __m256 lo = _mm256_loadu_ps(a), hi = _mm256_loadu_ps(a + 8);                               \
         if (last) {                                                                                \
-            _mm256_storeu_ps(a, finish8(_mm256_loadu_ps(a), ep, o0, yo, MIN(8, n)));               \
-            if (n > 8) {                                                                           \
-                _mm256_storeu_ps(a + 8, finish8(_mm256_loadu_ps(a + 8), ep, o0 + 8, yo + 8, n - 8)); \
-            }                                                                                      \
+            lo = finish8(lo, ep, o0, yo, MIN(8, n));                                               \
+            if (n > 8) hi = finish8(hi, ep, o0 + 8, yo + 8, n - 8);                                \
         }                                                                                          \
-        memcpy(yo, a, n * sizeof(float));                                                          \
+        if (n == 16) {                                                                             \
+            _mm256_storeu_ps(yo, lo);                                                              \
+            _mm256_storeu_ps(yo + 8, hi);                                                          \
+        } else {                                                                                   \
+            _mm256_storeu_ps(a, lo);                                                               \
+            _mm256_storeu_ps(a + 8, hi);                                                           \
+            memcpy(yo, a, n * sizeof(float));                                                      \
+        }                                                                                          \
     }                                                                                              \
 }
 DEFINE_TILE_AVX2(6)
