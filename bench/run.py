@@ -142,8 +142,10 @@ def measure(run_compare, wait_quiet: float, retries: int):
 
 def header(threads: int, quick: bool) -> str:
     return (f"ggonnx {ggonnx.__version__}{git_revision()} vs onnxruntime {ort.__version__}, {threads} threads, "
-            f"{'quick' if quick else 'full'} run, {platform.processor() or platform.machine()}, "
-            f"{len(os.sched_getaffinity(0))} CPUs available; ratio = ggonnx / onnxruntime (lower is better)")
+            f"{'quick' if quick else 'full'} run, {platform.processor() or platform.machine()} "
+            f"({'/'.join(ggonnx._core.cpu_features()) or 'no SIMD features'}: ratios differ between an AVX-512 and "
+            f"an AVX2 CPU), {len(os.sched_getaffinity(0))} CPUs available; ratio = ggonnx / onnxruntime "
+            f"(lower is better)")
 
 
 def main(argv=None) -> int:
