@@ -154,6 +154,16 @@ def test_conv_multithreaded_size(n, oc, depthwise, size, mode, seed):
 
 
 
+def test_conv_with_an_output_past_the_caches():
+    # 9.8 MB out: AVX2 builds store such outputs non-temporally (kernels.c, STREAM_MIN_BYTES);
+    # 99 outputs end in a partial panel, which takes the ordinary stores
+    rng = np.random.default_rng(5)
+    x, w, b = randn(rng, (1, 16, 160, 160)), randn(rng, (99, 16, 1, 1)), randn(rng, (99,))
+    (got,) = run_op("Conv", [x, w, b], const=(1, 2))
+    want = conv_reference(x, w, b, [1, 1], [0, 0], [0, 0], [1, 1], 1)
+    assert_close(got, want, atol=sum_atol(16))
+
+
 @settings(max_examples=60, deadline=None)
 @given(c=st.sampled_from([16, 24, 32, 40]), k=st.sampled_from([(3, 3), (5, 5), (3, 5), (7, 7), (1, 1)]),
        s=st.integers(1, 2), d=st.integers(1, 2), pads=st.lists(st.integers(0, 3), min_size=4, max_size=4),
