@@ -316,7 +316,7 @@ static void tile8_##NP(const float * w, const struct tile_src * src, float * y, 
             lo = finish8(lo, ep, o0, yo, MIN(8, n));                                               \
             if (n > 8) hi = finish8(hi, ep, o0 + 8, yo + 8, n - 8);                                \
         }                                                                                          \
-        if (n == 16 && last && ep->stream && ((uintptr_t) yo & 63) == 0) {                                       \
+        if (n == 16 && last && ep->stream && ((uintptr_t) yo & 63) == 0) {                         \
             _mm256_stream_ps(yo, lo);                                                              \
             _mm256_stream_ps(yo + 8, hi);                                                          \
         } else if (n == 16) {                                                                      \
