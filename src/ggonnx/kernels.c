@@ -374,6 +374,20 @@ static int64_t depth_chunks(int64_t taps, int64_t cspan, struct chunk * out, int
     return n;
 }
 
+/* The input of panel j's tiles for depth chunk ch, from the tap rows prow of their first pixel:
+ * a grouped panel reads only its groups' channels. */
+static inline struct tile_src panel_src(const struct conv_geom * g, const struct chunk * ch,
+                                        const float * const * prow, int64_t j) {
+    const int64_t taps = g->kw * g->kh, c = g->src->ne[0];
+    int64_t used = ch->c1 - ch->c0, coff = ch->c0;
+    if (g->ocg) {
+        const int64_t goff = (j * PANEL / g->ocg) * g->cg;
+        used = MAX(0, MIN(ch->c1, c - goff) - ch->c0);
+        coff = goff + ch->c0;
+    }
+    return (struct tile_src) { prow, taps, ch->t0, ch->t1, used, coff, (g->cspan - used) * PANEL };
+}
+
 /* Pixels [p0, p1) against panels [j0, j1) for one depth chunk, reading the tap rows of the
  * pixels (rows, from p0 on) in place. Dense panels go in pairs; grouped ones one by one, each
  * over its own groups' channels. (Packing the rows first, as BLAS does, cost more here than it
@@ -382,30 +396,21 @@ static void gemm_block(const float * wpk, int64_t k, int64_t oc, const struct co
                        const float * const * rows, float * y, int64_t ldy, int64_t p0, int64_t p1,
                        int64_t j0, int64_t j1, const struct chunk * ch, int first, int last,
                        const struct epilogue * ep) {
-    const int64_t taps = g->kw * g->kh, c = g->src->ne[0];
+    const int64_t taps = g->kw * g->kh;
     const int64_t wchunk = (ch->t0 * g->cspan + ch->c0) * PANEL;   /* the chunk's first row in a panel */
     const int64_t wpanel = k * PANEL;
 #ifdef GGONNX_AVX2
     /* one panel by 6 pixels: 12 accumulators, two weight halves and a broadcast in the 16
      * 256-bit registers */
-    {
-        for (int64_t p = p0; p < p1;) {
-            const int64_t np = p1 - p >= 6 ? 6 : p1 - p >= 4 ? 4 : p1 - p >= 2 ? 2 : 1;
-            const float * const * prow = rows + (p - p0) * taps;
-            float * yp = y + p * ldy;
-            for (int64_t j = j0; j < j1; ++j) {
-                const float * w = wpk + j * wpanel + wchunk;
-                int64_t used = ch->c1 - ch->c0, coff = ch->c0;
-                if (g->ocg) {  /* this panel's groups' channels */
-                    const int64_t goff = (j * PANEL / g->ocg) * g->cg;
-                    used = MAX(0, MIN(ch->c1, c - goff) - ch->c0);
-                    coff = goff + ch->c0;
-                }
-                const struct tile_src src = { prow, taps, ch->t0, ch->t1, used, coff, (g->cspan - used) * PANEL };
-                (np == 6 ? tile8_6 : np == 4 ? tile8_4 : np == 2 ? tile8_2 : tile8_1)(w, &src, yp, ldy, j * PANEL, oc, ep, first, last);
-            }
-            p += np;
+    for (int64_t p = p0; p < p1;) {
+        const int64_t np = p1 - p >= 6 ? 6 : p1 - p >= 4 ? 4 : p1 - p >= 2 ? 2 : 1;
+        const float * const * prow = rows + (p - p0) * taps;
+        for (int64_t j = j0; j < j1; ++j) {
+            const struct tile_src src = panel_src(g, ch, prow, j);
+            (np == 6 ? tile8_6 : np == 4 ? tile8_4 : np == 2 ? tile8_2 : tile8_1)(
+                wpk + j * wpanel + wchunk, &src, y + p * ldy, ldy, j * PANEL, oc, ep, first, last);
         }
+        p += np;
     }
 #else
     for (int64_t p = p0; p < p1;) {
@@ -427,13 +432,7 @@ static void gemm_block(const float * wpk, int64_t k, int64_t oc, const struct co
                 j += 2;
                 continue;
             }
-            int64_t used = ch->c1 - ch->c0, coff = ch->c0;
-            if (g->ocg) {  /* this panel's groups' channels */
-                const int64_t goff = (j * PANEL / g->ocg) * g->cg;
-                used = MAX(0, MIN(ch->c1, c - goff) - ch->c0);
-                coff = goff + ch->c0;
-            }
-            const struct tile_src src = { prow, taps, ch->t0, ch->t1, used, coff, (g->cspan - used) * PANEL };
+            const struct tile_src src = panel_src(g, ch, prow, j);
             if (np == 12) {
                 (two ? tile_2_12 : tile_1_12)(w, wpanel, &src, yp, ldy, o0, oc, ep, first, last);
             } else if (np == 4) {
