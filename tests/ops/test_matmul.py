@@ -159,3 +159,11 @@ def test_matmul_activation_b_packed_at_run_time(m, k, n, batch, b_batch, after, 
         want = np.maximum(want + consts["c"], 0)
     (got,) = run_graph_shapes(nodes, [feeds], consts)[0]
     assert_close(got, want, atol=sum_atol(k))
+
+
+@given(k=st.integers(1, 40), n=st.integers(1, 70), seed=seeds)
+def test_packed_weight_from_kn_is_the_transposed_packing(k, n, seed):
+    # a MatMul's B [K, N] packed directly, as packed_weight packs B^T [N, K] (pad rows included)
+    from ggonnx.ops.matmul import packed_weight, packed_weight_from_kn
+    b = randn(np.random.default_rng(seed), (k, n))
+    np.testing.assert_array_equal(packed_weight_from_kn(b), packed_weight(np.ascontiguousarray(b.T)))
