@@ -236,3 +236,12 @@ def test_prelu(case, const, seed):
     x64 = x.astype(np.float64)
     assert_close(got, np.where(x64 >= 0, x64, slope * x64))
     assert where == "ggml"
+
+
+def test_relu_keeps_nan_and_infinities():
+    # ggml's relu (x > 0 ? x : 0) made NaN 0, and a clamp to the largest float made inf finite;
+    # 37 values: whole 8- and 16-lane vectors and a tail
+    x = np.array([np.nan, np.inf, -np.inf, -1.0, 0.0, 2.5, 3e38] * 5 + [np.nan, 1.0], np.float32)
+    (got,), where = run_op_placed("Relu", [x])
+    assert where == "ggml"
+    np.testing.assert_array_equal(got, np.where(np.isnan(x), x, np.maximum(x, 0)))

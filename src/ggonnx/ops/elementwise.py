@@ -136,8 +136,9 @@ def _activation(ctx, x, act: int, lo: float = 0.0, hi: float = 0.0):
 
 @register("Relu", since=6, any_rank=True)
 def lower_relu(ctx, node, inputs):
-    fused = _in_epilogue(ctx, inputs[0], ACT_CLAMP, 0.0, float(np.finfo(np.float32).max))
-    return fused or _unary(Op.RELU)(ctx, node, inputs)
+    # our clamp to [0, inf], not ggml's relu: NaN stays NaN (ggml's x > 0 ? x : 0 made it 0) and
+    # inf stays inf (a clamp to the largest float made it that)
+    return _activation(ctx, inputs[0], ACT_CLAMP, 0.0, float("inf"))
 
 
 for _name, _kind in (("Exp", Unary.EXP), ("Log", Unary.LOG), ("Abs", Unary.ABS), ("Neg", Unary.NEG),
