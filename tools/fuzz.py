@@ -33,7 +33,7 @@ import warnings
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
 
 MUTATIONS = ("attr_value", "attr_drop", "attr_add", "rewire", "op_type", "init_dims", "init_dtype",
              "init_truncate", "opset", "feed_shape", "feed_values", "flip_bytes", "truncate_bytes")
