@@ -94,7 +94,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if len(args.python) != 2:
         ap.error("give --python twice: the reference build first")
-    models = args.model or [os.path.join(CACHE, m) for m in DEFAULT_MODELS if os.path.exists(os.path.join(CACHE, m))]
+    # absolute paths: the workers run from / (no project on their import path)
+    models = [os.path.abspath(m) for m in args.model] if args.model else \
+        [os.path.join(CACHE, m) for m in DEFAULT_MODELS if os.path.exists(os.path.join(CACHE, m))]
     print("| model | build A ms | build B ms | B / A (median of block ratios) | block ratios |")
     print("|---|---|---|---|---|")
     ratios = []
