@@ -155,24 +155,17 @@ void ggonnx_activation(struct ggml_tensor * dst, int ith, int nth, void * params
     split(blocks, ith, nth, &b0, &b1);
 #ifdef GGONNX_AVX2
     for (int64_t i = b0 * 16; i < MIN(n, b1 * 16); i += 8) {   /* 8 lanes in registers */
-        float t[8] = { 0 };
         const int64_t m = MIN(8, n - i);
-        if (m == 8) {
-            _mm256_storeu_ps(y + i, activate8(_mm256_loadu_ps(x + i), act, lo, hi));
-        } else {
-            memcpy(t, x + i, m * sizeof(float));
-            _mm256_storeu_ps(t, activate8(_mm256_loadu_ps(t), act, lo, hi));
-            memcpy(y + i, t, m * sizeof(float));
-        }
+        store8_n(y + i, activate8(load8_n(x + i, m), act, lo, hi), m);
     }
-    return;
-#endif
+#else
     for (int64_t b = b0; b < b1; ++b) {
         const int64_t i = b * 16, m = MIN(16, n - i);
         v16 v = {};
         memcpy(&v, x + i, m * sizeof(float));
         store_n(y + i, activate(v, act, lo, hi), m);
     }
+#endif
 }
 
 /* Where a tile's input comes from: for each of its pixels, ``taps`` rows (one per kernel tap:
@@ -295,37 +288,27 @@ static void tile8_sum_##NP(const float * wp, const struct tile_src * src, float 
 }                                                                                                  \
 static void tile8_##NP(const float * w, const struct tile_src * src, float * y, int64_t ldy,      \
                        int64_t o0, int64_t oc, const struct epilogue * ep, int first, int last) {  \
-    const int64_t n = MIN(PANEL, oc - o0);                                                         \
+    const int64_t n = MIN(PANEL, oc - o0), n_lo = MIN(8, n), n_hi = n - n_lo;                      \
     float acc[NP * 16];                                                                            \
     for (int p = 0; p < NP; ++p) {                                                                 \
-        float * a = acc + 16 * p;                                                                  \
         const float * yi = y + p * ldy + o0;                                                       \
-        if (!first && n == 16) {                                                                   \
-            _mm256_storeu_ps(a, _mm256_loadu_ps(yi));                                              \
-            _mm256_storeu_ps(a + 8, _mm256_loadu_ps(yi + 8));                                      \
-        } else {                                                                                   \
-            memset(a, 0, 16 * sizeof(float));                                                      \
-            if (!first) memcpy(a, yi, n * sizeof(float));                                          \
-        }                                                                                          \
+        _mm256_storeu_ps(acc + 16 * p, first ? _mm256_setzero_ps() : load8_n(yi, n_lo));           \
+        _mm256_storeu_ps(acc + 16 * p + 8, first || !n_hi ? _mm256_setzero_ps() : load8_n(yi + 8, n_hi)); \
     }                                                                                              \
     tile8_sum_##NP(w, src, acc);                                                                   \
     for (int p = 0; p < NP; ++p) {                                                                 \
-        float * a = acc + 16 * p, * yo = y + p * ldy + o0;                                         \
-        __m256 lo = _mm256_loadu_ps(a), hi = _mm256_loadu_ps(a + 8);                               \
+        float * yo = y + p * ldy + o0;                                                             \
+        __m256 lo = _mm256_loadu_ps(acc + 16 * p), hi = _mm256_loadu_ps(acc + 16 * p + 8);         \
         if (last) {                                                                                \
-            lo = finish8(lo, ep, o0, yo, MIN(8, n));                                               \
-            if (n > 8) hi = finish8(hi, ep, o0 + 8, yo + 8, n - 8);                                \
+            lo = finish8(lo, ep, o0, yo, n_lo);                                                    \
+            if (n_hi) hi = finish8(hi, ep, o0 + 8, yo + 8, n_hi);                                  \
         }                                                                                          \
         if (n == 16 && last && ep->stream && ((uintptr_t) yo & 63) == 0) {                         \
             _mm256_stream_ps(yo, lo);                                                              \
             _mm256_stream_ps(yo + 8, hi);                                                          \
-        } else if (n == 16) {                                                                      \
-            _mm256_storeu_ps(yo, lo);                                                              \
-            _mm256_storeu_ps(yo + 8, hi);                                                          \
         } else {                                                                                   \
-            _mm256_storeu_ps(a, lo);                                                               \
-            _mm256_storeu_ps(a + 8, hi);                                                           \
-            memcpy(yo, a, n * sizeof(float));                                                      \
+            store8_n(yo, lo, n_lo);                                                                \
+            if (n_hi) store8_n(yo + 8, hi, n_hi);                                                  \
         }                                                                                          \
     }                                                                                              \
 }

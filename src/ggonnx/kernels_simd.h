@@ -276,20 +276,33 @@ static inline v16 finish(v16 acc, const struct epilogue * ep, int64_t o0, const 
 }
 
 #ifdef GGONNX_AVX2
+/* The first n (<= 8) floats at src, the rest zero; nothing past them is read. */
+static inline __m256 load8_n(const float * src, int64_t n) {
+    if (n == 8) {
+        return _mm256_loadu_ps(src);
+    }
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_maskload_ps(src, _mm256_cmpgt_epi32(_mm256_set1_epi32((int) n), lanes));
+}
+
+/* Store the first n (<= 8) lanes of v. */
+static inline void store8_n(float * dst, __m256 v, int64_t n) {
+    if (n == 8) {
+        _mm256_storeu_ps(dst, v);
+    } else {
+        float b[8];
+        _mm256_storeu_ps(b, v);
+        memcpy(dst, b, n * sizeof(float));
+    }
+}
+
 /* finish() for 8 outputs (o0 on, n <= 8 of them valid) */
 static inline __m256 finish8(__m256 acc, const struct epilogue * ep, int64_t o0, const float * y, int64_t n) {
     if (ep->bias) {
         acc = _mm256_add_ps(acc, _mm256_loadu_ps(ep->bias + o0));   /* padded to whole panels */
     }
     if (ep->residual) {
-        const float * r = ep->residual + (y - ep->y);
-        float b[8] = { 0 };
-        if (n == 8) {
-            acc = _mm256_add_ps(acc, _mm256_loadu_ps(r));
-        } else {
-            memcpy(b, r, n * sizeof(float));
-            acc = _mm256_add_ps(acc, _mm256_loadu_ps(b));
-        }
+        acc = _mm256_add_ps(acc, load8_n(ep->residual + (y - ep->y), n));
     }
     return activate8(acc, ep->act, ep->lo, ep->hi);
 }

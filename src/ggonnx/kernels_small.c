@@ -234,21 +234,11 @@ DEFINE_DW_ROW(dw_row, v16, dw_load, store_n, activate)
 typedef float v8 __attribute__((vector_size(32), aligned(4)));
 
 static inline v8 dw_load8(const float * p, int64_t m) {
-    if (m == 8) {
-        return (v8) _mm256_loadu_ps(p);
-    }
-    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    return (v8) _mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32((int) m), lanes));
+    return (v8) load8_n(p, m);
 }
 
 static inline void store8(float * p, v8 v, int64_t m) {
-    if (m == 8) {
-        _mm256_storeu_ps(p, (__m256) v);
-    } else {
-        float b[8];
-        _mm256_storeu_ps(b, (__m256) v);
-        memcpy(p, b, m * sizeof(float));
-    }
+    store8_n(p, (__m256) v, m);
 }
 
 static inline v8 activate_v8(v8 v, int act, float lo, float hi) {
@@ -317,8 +307,7 @@ void ggonnx_conv_dw(struct ggml_tensor * dst, int ith, int nth, void * params) {
         } else {
             dw_row_any(&g, xn, w, bias, y, c0, oy, act, lo, hi, kh, kw, m);
         }
-        continue;
-#endif
+#else
         if (kh == 3 && kw == 3 && m == 16) {
             dw_row(&g, xn, w, bias, y, c0, oy, act, lo, hi, 3, 3, 16);
         } else if (kh == 5 && kw == 5 && m == 16) {
@@ -328,6 +317,7 @@ void ggonnx_conv_dw(struct ggml_tensor * dst, int ith, int nth, void * params) {
         } else {
             dw_row_any(&g, xn, w, bias, y, c0, oy, act, lo, hi, kh, kw, m);
         }
+#endif
     }
 }
 
