@@ -162,8 +162,18 @@ def test_matmul_activation_b_packed_at_run_time(m, k, n, batch, b_batch, after, 
 
 
 @given(k=st.integers(1, 40), n=st.integers(1, 70), seed=seeds)
-def test_packed_weight_from_kn_is_the_transposed_packing(k, n, seed):
-    # a MatMul's B [K, N] packed directly, as packed_weight packs B^T [N, K] (pad rows included)
+def test_packed_weight_layout(k, n, seed):
+    # panel j holds outputs 16j..16j+15: element [j][kk][i] is B[kk, 16j + i], zero past N
+    # (kernels.h); packed_weight takes the same weight as W = B^T [N, K]
+    from ggonnx import _core
     from ggonnx.ops.matmul import packed_weight, packed_weight_from_kn
     b = randn(np.random.default_rng(seed), (k, n))
-    np.testing.assert_array_equal(packed_weight_from_kn(b), packed_weight(np.ascontiguousarray(b.T)))
+    panel = _core.GEMM_PANEL
+    panels = -(-n // panel)
+    want = np.zeros((panels, k, panel), np.float32)
+    for j in range(panels):
+        for i in range(panel):
+            if j * panel + i < n:
+                want[j, :, i] = b[:, j * panel + i]
+    np.testing.assert_array_equal(packed_weight_from_kn(b), want.reshape(-1))
+    np.testing.assert_array_equal(packed_weight(np.ascontiguousarray(b.T)), want.reshape(-1))

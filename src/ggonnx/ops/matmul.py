@@ -57,22 +57,19 @@ def packed_gemm_weight(ctx, b: Value):
     return ctx.weight(b, "gemm_packed_T", packed_weight_from_kn, (-(-n // panel) * panel * k,))
 
 
-def packed_weight(w2: np.ndarray) -> np.ndarray:
-    """W [OC, K] in the packed GEMM layout: panels of GEMM_PANEL output channels, each [K][PANEL]."""
-    oc, k = w2.shape
-    panel = _core.GEMM_PANEL
-    padded = np.pad(w2, ((0, -(-oc // panel) * panel - oc), (0, 0)))
-    return np.ascontiguousarray(padded.reshape(-1, panel, k).transpose(0, 2, 1)).reshape(-1)
-
-
 def packed_weight_from_kn(b: np.ndarray) -> np.ndarray:
-    """B [K, OC] (a MatMul's right operand) in the packed GEMM layout, packed_weight(B.T), copied
-    in runs of one panel row rather than through an element-by-element transpose of B (bert-base's
-    weights: ~0.6 s of its load)."""
+    """B [K, OC] (a MatMul's right operand) in the packed GEMM layout: panels of GEMM_PANEL output
+    channels, each [K][PANEL], copied in runs of one panel row (bert-base's weights went through an
+    element-by-element transpose first: ~0.6 s of its load)."""
     k, oc = b.shape
     panel = _core.GEMM_PANEL
     padded = np.pad(b, ((0, 0), (0, -(-oc // panel) * panel - oc)))
     return np.ascontiguousarray(padded.reshape(k, -1, panel).transpose(1, 0, 2)).reshape(-1)
+
+
+def packed_weight(w2: np.ndarray) -> np.ndarray:
+    """W [OC, K] (a conv's or a transposed Gemm's weight) in the packed GEMM layout."""
+    return packed_weight_from_kn(w2.T)
 
 
 # ggml's fast kernels for typed weights want whole groups of weight rows: tinyBLAS 4 (bf16, f16,
