@@ -245,3 +245,12 @@ def test_relu_keeps_nan_and_infinities():
     (got,), where = run_op_placed("Relu", [x])
     assert where == "ggml"
     np.testing.assert_array_equal(got, np.where(np.isnan(x), x, np.maximum(x, 0)))
+
+
+def test_prelu_keeps_nan_and_infinities():
+    # relu(x) + slope * (x - relu(x)) made inf NaN (inf - inf)
+    x = np.array([np.nan, np.inf, -np.inf, -2.0, 0.0, 3.0] * 3, np.float32)
+    slope = np.full(x.shape, 0.25, np.float32)
+    (got,), where = run_op_placed("PRelu", [x, slope], const=(1,))
+    assert where == "ggml"
+    np.testing.assert_array_equal(got, np.where(x < 0, 0.25 * x, x))

@@ -250,15 +250,16 @@ def lower_pow(ctx, node, inputs):
 
 @register("PRelu", since=7)
 def lower_prelu(ctx, node, inputs):
-    """relu(x) + slope * (x - relu(x)), with slope broadcast."""
+    """max(x, 0) + slope * min(x, 0), with slope broadcast; our clamps, as for Relu, keep NaN
+    (x - relu(x) also made inf NaN)."""
     x, slope = inputs
     shape = _broadcast_shape(ctx, x, slope)
     if shape != x.shape:
         ctx.unsupported(f"slope {slope.shape} broadcasting beyond x {x.shape}")
     e = ctx.e
     tx = ctx.tensor(x)
-    pos = e.unary(Op.RELU, tx)
-    neg = e.binary(Op.SUB, tx, pos)
+    pos = e.activation(tx, ACT_CLAMP, 0.0, float("inf"))
+    neg = e.activation(tx, ACT_CLAMP, float("-inf"), 0.0)
     return [ctx.output(e.binary(Op.ADD, pos, e.binary(Op.MUL, neg, ctx.tensor(slope))), shape)]
 
 
