@@ -298,7 +298,13 @@ void ggonnx_conv_dw(struct ggml_tensor * dst, int ith, int nth, void * params) {
         const float * xn = (const float *) x->data + n * g.ldn;
         float * y = at4(dst, 0, 0, oy, n);
 #ifdef GGONNX_AVX2
-        if (kh == 3 && kw == 3) {
+        /* full blocks with the lane count a constant: plain loads, not a branch per load
+         * (192 channels at 28x28 ran at 22 GFLOP/s) */
+        if (kh == 3 && kw == 3 && m == 8) {
+            dw_row8(&g, xn, w, bias, y, c0, oy, act, lo, hi, 3, 3, 8);
+        } else if (kh == 5 && kw == 5 && m == 8) {
+            dw_row8(&g, xn, w, bias, y, c0, oy, act, lo, hi, 5, 5, 8);
+        } else if (kh == 3 && kw == 3) {
             dw_row8(&g, xn, w, bias, y, c0, oy, act, lo, hi, 3, 3, m);
         } else if (kh == 5 && kw == 5) {
             dw_row8(&g, xn, w, bias, y, c0, oy, act, lo, hi, 5, 5, m);

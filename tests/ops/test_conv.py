@@ -165,11 +165,11 @@ def test_conv_with_an_output_past_the_caches():
 
 
 @settings(max_examples=60, deadline=None)
-@given(c=st.sampled_from([16, 24, 32, 40]), k=st.sampled_from([(3, 3), (5, 5), (3, 5), (7, 7), (1, 1)]),
+@given(c=st.sampled_from([16, 24, 32, 40, 12, 20, 3]), k=st.sampled_from([(3, 3), (5, 5), (3, 5), (7, 7), (1, 1)]),
        s=st.integers(1, 2), d=st.integers(1, 2), pads=st.lists(st.integers(0, 3), min_size=4, max_size=4),
        h=st.integers(1, 12), w=st.integers(1, 19), n=st.integers(1, 2), clip=st.booleans(), seed=seeds)
 def test_depthwise_kernel_paths(c, k, s, d, pads, h, w, n, clip, seed):
-    # channel counts with full 16-lane blocks and tails; the unrolled 3x3 and 5x5 kernels and the
+    # channel counts with full 16-lane (AVX2: 8-lane) blocks and tails; the unrolled 3x3 and 5x5 kernels and the
     # generic one; widths with no interior pixel, fewer than 4, or several groups of 4; Clip fused
     rng = np.random.default_rng(seed)
     pads = [min(p, (kk - 1) * d) for p, kk in zip(pads, k + k)]
