@@ -95,6 +95,7 @@ cpdef enum Op:
     DEPTHWISE = 77         # src0 X [C, W, H, N], src1 W [KH*KW, C], src2 bias [C] -> [C, OW, OH, N]
     CONCAT_C = 78          # src0..3 [Ci, W, H, N] -> [sum Ci, W, H, N] (channels-last concat)
     PACK_PANELS = 79       # src0 [N, K, B] -> [panels * K * GEMM_PANEL, B] (packed GEMM weight layout)
+    PIXEL_RUNS = 80        # src0 [C, W, H, N] -> view [KW*C, W-KW+1, H, N]: pixel x holds pixels x..x+KW-1
 
 cpdef enum Unary:
     EXP = 0
@@ -647,6 +648,14 @@ cdef class Plan:
         if op == VIEW:
             return ggml_view_4d(ctx, a, ne[0], ne[1], ne[2], ne[3], <size_t> p[0], <size_t> p[1],
                                 <size_t> p[2], <size_t> p[3])
+        if op == PIXEL_RUNS:
+            # rows that overlap: made as a view of C channels, then widened (ggml's view
+            # constructor checks the bytes a contiguous tensor of the wide shape would take)
+            if not ggml_is_contiguous(a):
+                a = ggml_cont(ctx, a)
+            t = ggml_view_4d(ctx, a, a.ne[0], ne[1], ne[2], ne[3], a.nb[1], a.nb[2], a.nb[3], 0)
+            t.ne[0] = ne[0]
+            return t
         if op == IM2COL:
             return ggml_im2col(ctx, a, b, <int> p[0], <int> p[1], <int> p[2], <int> p[3], <int> p[4],
                                <int> p[5], True, GGML_TYPE_F32)

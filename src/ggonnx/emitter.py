@@ -469,6 +469,14 @@ class Emitter:
         return self._emit(Op.CONV_PACKED, srcs, (oc, ow, oh, x.ne[3]),
                           params=(0, 0, 0, k[0], k[1], s[0], s[1], pb[0], pb[1], d[0], d[1], ocg, cg))
 
+    def pixel_runs(self, x: GT, kw: int) -> GT:
+        """Channels-last x [C, W, H, N] seen as [KW*C, W-KW+1, H, N]: pixel x holds the channels
+        of pixels x .. x+KW-1, which lie one after the other (a view whose rows overlap). A conv
+        KW wide over few channels is a conv 1 wide over these runs, with the same weight rows."""
+        if not 1 <= kw <= x.ne[1] or kw * x.ne[0] > _core.CONV_MAX_C:
+            self.fail(f"runs of {kw} pixels of {x.ne}")
+        return self._emit(Op.PIXEL_RUNS, (x,), (kw * x.ne[0], x.ne[1] - kw + 1, x.ne[2], x.ne[3]), params=(kw,))
+
     def depthwise(self, x: GT, w_taps: GT, bias: GT | None, k, s, pb, pe, d) -> GT:
         """Depthwise conv of x [C, W, H, N] by w_taps [KH*KW][C] (+ bias [C]) -> [C, OW, OH, N];
         k, s, d, pads (begin pb, end pe) as (w, h)."""

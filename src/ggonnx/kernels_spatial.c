@@ -195,6 +195,36 @@ static inline int64_t pad_source(int64_t i, int64_t n, int64_t mode) {
     return -1;
 }
 
+/* Constant padding of dims 1-3 only: each plane of dims 0-1 is a fill, a copy of the source's
+ * contiguous plane and a fill (rows of a few channels, e.g. an RGB image padded in width for a
+ * stem conv, took one call per pixel). */
+static void pad_planes(struct ggml_tensor * dst, int ith, int nth, const int64_t * p, float value) {
+    const struct ggml_tensor * src = dst->src[0];
+    const int64_t n0 = dst->ne[0], n1 = dst->ne[1];
+    const int64_t before = MIN(n1, MAX(0, p[1])) * n0, copied = MAX(0, MIN(n1, p[1] + src->ne[1]) - MAX(0, p[1])) * n0;
+    const int64_t skipped = MAX(0, -p[1]) * n0;   /* a negative pad crops */
+    int64_t r0, r1;
+    split(dst->ne[2] * dst->ne[3], ith, nth, &r0, &r1);
+    for (int64_t r = r0; r < r1; ++r) {
+        const int64_t i2 = r % dst->ne[2], i3 = r / dst->ne[2];
+        const int64_t j2 = i2 - p[2], j3 = i3 - p[3];
+        float * o = at4(dst, 0, 0, i2, i3);
+        if (j2 < 0 || j2 >= src->ne[2] || j3 < 0 || j3 >= src->ne[3]) {
+            for (int64_t i = 0; i < n0 * n1; ++i) {
+                o[i] = value;
+            }
+            continue;
+        }
+        for (int64_t i = 0; i < before; ++i) {
+            o[i] = value;
+        }
+        memcpy(o + before, (const float *) at4(src, 0, 0, j2, j3) + skipped, copied * sizeof(float));
+        for (int64_t i = before + copied; i < n0 * n1; ++i) {
+            o[i] = value;
+        }
+    }
+}
+
 void ggonnx_pad(struct ggml_tensor * dst, int ith, int nth, void * params) {
     const int64_t * p = (const int64_t *) params;
     const int64_t mode = p[4];
@@ -203,6 +233,10 @@ void ggonnx_pad(struct ggml_tensor * dst, int ith, int nth, void * params) {
     const int64_t n0 = dst->ne[0], s0 = src->ne[0];
     /* the run of positions along ne0 that copy the source as is */
     const int64_t lo = MIN(n0, MAX(0, p[0])), hi = MAX(lo, MIN(n0, p[0] + s0));
+    if (mode == 0 && n0 == s0 && p[0] == 0 && src->nb[1] == s0 * (int64_t) sizeof(float)) {
+        pad_planes(dst, ith, nth, p, value);
+        return;
+    }
     int64_t r0, r1;
     split(dst->ne[1] * dst->ne[2] * dst->ne[3], ith, nth, &r0, &r1);
     for (int64_t r = r0; r < r1; ++r) {

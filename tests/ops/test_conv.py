@@ -190,6 +190,22 @@ def test_depthwise_kernel_paths(c, k, s, d, pads, h, w, n, clip, seed):
     assert_close(got, want, atol=sum_atol(k[0] * k[1]))
 
 
+@settings(max_examples=40, deadline=None)
+@given(c=st.integers(1, 7), k=st.tuples(st.integers(1, 7), st.integers(2, 7)), s=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+       pads=st.lists(st.integers(0, 6), min_size=4, max_size=4), hw=st.tuples(st.integers(1, 20), st.integers(1, 20)),
+       oc=st.sampled_from([5, 16, 24]), n=st.integers(1, 2), seed=seeds)
+def test_stem_conv_pixel_runs(c, k, s, pads, hw, oc, n, seed):
+    # convs over fewer than 8 channels read each row of taps as one run of kw * c floats of an
+    # input padded in width (ops/conv.py RUNS_BELOW_C): every width/pad/stride against NumPy
+    rng = np.random.default_rng(seed)
+    pads = [min(p, kk - 1) for p, kk in zip(pads, k + k)]
+    hw = tuple(max(size, kk - b - e) for size, kk, b, e in zip(hw, k, pads[:2], pads[2:]))
+    x, w, b = randn(rng, (n, c, *hw)), randn(rng, (oc, c, *k)), randn(rng, (oc,))
+    (got,) = run_op("Conv", [x, w, b], const=(1, 2), strides=list(s), pads=pads)
+    want = conv_reference(x, w, b, list(s), pads[:2], pads[2:], [1, 1], 1)
+    assert_close(got, want, atol=sum_atol(c * k[0] * k[1]))
+
+
 @settings(max_examples=20, deadline=None)
 @given(d=st.sampled_from([1, 3, 6, 12, 24]), size=st.integers(5, 16), oc=st.sampled_from([24, 40]),
        n=st.integers(1, 2), s=st.integers(1, 2), seed=seeds)

@@ -77,6 +77,10 @@ NARROW_MIN_C = 16
 # the packed GEMM 210); bias and activation then run as their own passes.
 BLAS_MIN_C = 512
 BLAS_MIN_PIXELS = 1024
+# Convs over fewer than RUNS_BELOW_C channels (stems: RGB, grayscale) read each row of kw taps
+# as one run of kw * c floats (at most RUNS_MAX_C), from an input padded in width.
+RUNS_BELOW_C = 8
+RUNS_MAX_C = 64
 
 
 def _round_up(x: int, m: int) -> int:
@@ -159,6 +163,11 @@ def _conv_nhwc(ctx, x, w, b, group, strides, dil, begin, end):
     xt = ctx.tensor_nhwc(x)
     if k == (1, 1) and s == (1, 1) and not any(pb + pe):
         y = e.reshape(e.gemm_packed(e.reshape(xt, (c, wd * h * n)), wt, bias, oc), (oc, wd, h, n))
+    elif c * kw <= RUNS_MAX_C and c < RUNS_BELOW_C and kw > 1 and d[0] == 1:
+        # a stem over few channels (RGB): taps of c floats left the tile mostly loop overhead;
+        # pixels padded in width, each row of kw taps read as one run of kw * c floats
+        runs = e.pixel_runs(e.pad(xt, (0, 0, pb[0], pe[0], 0, 0, 0, 0)), kw)
+        y = e.conv_packed(runs, wt, bias, oc, (1, kh), s, (0, pb[1]), (0, pe[1]), (1, d[1]))
     elif c <= _core.CONV_MAX_C and kh * kw <= 64:
         # implicit GEMM: the kernel reads each tap's input pixel in place (a patch matrix
         # outgrows the caches at batch 8 and costs a full write and read)
