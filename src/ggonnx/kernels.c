@@ -256,7 +256,8 @@ DEFINE_TILE(1, 1)
 #define AVX2_PIX4(F) F(0) F(1) F(2) F(3)
 #define AVX2_PIX2(F) F(0) F(1)
 #define AVX2_PIX1(F) F(0)
-#define AVX2_LOAD(p) __m256 l##p = _mm256_loadu_ps(acc + 16 * p), h##p = _mm256_loadu_ps(acc + 16 * p + 8); \
+#define AVX2_LOAD(p) __m256 l##p = first ? _mm256_setzero_ps() : _mm256_loadu_ps(acc + 16 * p);              \
+    __m256 h##p = first ? _mm256_setzero_ps() : _mm256_loadu_ps(acc + 16 * p + 8);                     \
     const float * x##p;
 #define AVX2_ROW(p)                                                                                \
     x##p = src->rows[p * src->taps + t] + src->coff;                                               \
@@ -268,7 +269,7 @@ DEFINE_TILE(1, 1)
     }
 #define AVX2_SAVE(p) _mm256_storeu_ps(acc + 16 * p, l##p); _mm256_storeu_ps(acc + 16 * p + 8, h##p);
 #define DEFINE_TILE_AVX2(NP)                                                                        \
-static void tile8_sum_##NP(const float * wp, const struct tile_src * src, float * acc) {          \
+static void tile8_sum_##NP(const float * wp, const struct tile_src * src, float * acc, int first) { \
     const int64_t c = src->c, skip = src->wskip;                                                   \
     AVX2_PIX##NP(AVX2_LOAD)                                                                        \
     for (int64_t t = src->t0; t < src->t1; ++t) {                                                  \
@@ -290,12 +291,12 @@ static void tile8_##NP(const float * w, const struct tile_src * src, float * y, 
                        int64_t o0, int64_t oc, const struct epilogue * ep, int first, int last) {  \
     const int64_t n = MIN(PANEL, oc - o0), n_lo = MIN(8, n), n_hi = n - n_lo;                      \
     float acc[NP * 16];                                                                            \
-    for (int p = 0; p < NP; ++p) {                                                                 \
+    for (int p = 0; p < NP && !first; ++p) {   /* a first chunk starts from zero registers */     \
         const float * yi = y + p * ldy + o0;                                                       \
-        _mm256_storeu_ps(acc + 16 * p, first ? _mm256_setzero_ps() : load8_n(yi, n_lo));           \
-        _mm256_storeu_ps(acc + 16 * p + 8, first || !n_hi ? _mm256_setzero_ps() : load8_n(yi + 8, n_hi)); \
+        _mm256_storeu_ps(acc + 16 * p, load8_n(yi, n_lo));                                         \
+        _mm256_storeu_ps(acc + 16 * p + 8, !n_hi ? _mm256_setzero_ps() : load8_n(yi + 8, n_hi));   \
     }                                                                                              \
-    tile8_sum_##NP(w, src, acc);                                                                   \
+    tile8_sum_##NP(w, src, acc, first);                                                            \
     for (int p = 0; p < NP; ++p) {                                                                 \
         float * yo = y + p * ldy + o0;                                                             \
         __m256 lo = _mm256_loadu_ps(acc + 16 * p), hi = _mm256_loadu_ps(acc + 16 * p + 8);         \
