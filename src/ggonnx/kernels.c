@@ -268,8 +268,28 @@ DEFINE_TILE(1, 1)
         h##p = _mm256_fmadd_ps(w1, xb, h##p);                                                      \
     }
 #define AVX2_SAVE(p) _mm256_storeu_ps(acc + 16 * p, l##p); _mm256_storeu_ps(acc + 16 * p + 8, h##p);
+#define AVX2_DONE(p) {                                                                             \
+        __m256 a = _mm256_add_ps(l##p, b_lo), b = _mm256_add_ps(h##p, b_hi);                        \
+        if (fin->res) {                                                                            \
+            a = _mm256_add_ps(a, _mm256_loadu_ps(fin->res + p * fin->ldy));                         \
+            b = _mm256_add_ps(b, _mm256_loadu_ps(fin->res + p * fin->ldy + 8));                     \
+        }                                                                                          \
+        _mm256_storeu_ps(fin->y + p * fin->ldy, clamp8(a, fin->lo, fin->hi));                       \
+        _mm256_storeu_ps(fin->y + p * fin->ldy + 8, clamp8(b, fin->lo, fin->hi));                   \
+    }
+/* A last chunk's full panel with no activation or a clamp: bias, residual and clamp applied to
+ * the registers and the outputs stored from them (not through acc and back). */
+struct tile_fin {
+    float * y;              /* the tile's first output (pixel 0, channel o0) */
+    int64_t ldy;
+    const float * bias;     /* the panel's 16 biases (zeros when the op has none) */
+    const float * res;      /* the residual at y's place, or NULL */
+    float lo, hi;           /* the clamp (-inf, inf: none) */
+};
+static const float zero_bias[PANEL];
 #define DEFINE_TILE_AVX2(NP)                                                                        \
-static void tile8_sum_##NP(const float * wp, const struct tile_src * src, float * acc, int first) { \
+static void tile8_sum_##NP(const float * wp, const struct tile_src * src, float * acc, int first,  \
+                           const struct tile_fin * fin) {                                          \
     const int64_t c = src->c, skip = src->wskip;                                                   \
     AVX2_PIX##NP(AVX2_LOAD)                                                                        \
     for (int64_t t = src->t0; t < src->t1; ++t) {                                                  \
@@ -285,6 +305,11 @@ static void tile8_sum_##NP(const float * wp, const struct tile_src * src, float 
         }                                                                                          \
         wp += skip;                                                                                \
     }                                                                                              \
+    if (fin) {                                                                                     \
+        const __m256 b_lo = _mm256_loadu_ps(fin->bias), b_hi = _mm256_loadu_ps(fin->bias + 8);     \
+        AVX2_PIX##NP(AVX2_DONE)                                                                    \
+        return;                                                                                    \
+    }                                                                                              \
     AVX2_PIX##NP(AVX2_SAVE)                                                                        \
 }                                                                                                  \
 static void tile8_##NP(const float * w, const struct tile_src * src, float * y, int64_t ldy,      \
@@ -296,7 +321,15 @@ static void tile8_##NP(const float * w, const struct tile_src * src, float * y, 
         _mm256_storeu_ps(acc + 16 * p, load8_n(yi, n_lo));                                         \
         _mm256_storeu_ps(acc + 16 * p + 8, !n_hi ? _mm256_setzero_ps() : load8_n(yi + 8, n_hi));   \
     }                                                                                              \
-    tile8_sum_##NP(w, src, acc, first);                                                            \
+    if (last && n == 16 && !ep->stream && (ep->act == GGONNX_ACT_NONE || ep->act == GGONNX_ACT_CLAMP)) { \
+        const int clamp = ep->act == GGONNX_ACT_CLAMP;                                             \
+        const struct tile_fin fin = { y + o0, ldy, ep->bias ? ep->bias + o0 : zero_bias,            \
+                                      ep->residual ? ep->residual + (y + o0 - ep->y) : NULL,        \
+                                      clamp ? ep->lo : -INFINITY, clamp ? ep->hi : INFINITY };      \
+        tile8_sum_##NP(w, src, acc, first, &fin);                                                  \
+        return;                                                                                    \
+    }                                                                                              \
+    tile8_sum_##NP(w, src, acc, first, NULL);                                                      \
     for (int p = 0; p < NP; ++p) {                                                                 \
         float * yo = y + p * ldy + o0;                                                             \
         __m256 lo = _mm256_loadu_ps(acc + 16 * p), hi = _mm256_loadu_ps(acc + 16 * p + 8);         \
