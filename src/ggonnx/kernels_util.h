@@ -67,6 +67,17 @@ static void tap_rows(const struct conv_geom * g, int64_t p, const float ** rows)
  * instead of three divisions a pixel (which cost more than the GEMM work of a 3-channel conv). */
 static void tap_rows_run(const struct conv_geom * g, int64_t p, int64_t count, const float ** rows) {
     const int64_t taps = g->kw * g->kh;
+    const struct ggml_tensor * s = g->src;
+    if (taps == 1 && g->sw == 1 && g->sh == 1 && g->pw == 0 && g->ph == 0 && s->nb[2] == s->nb[1] * s->ne[1] &&
+        s->nb[3] == s->nb[2] * s->ne[2]) {
+        /* a plain GEMM or a 1x1 conv: pixel p's row is p rows on (the general walk cost a 16-deep
+         * 1x1 conv 10% of its time) */
+        const char * base = (const char *) s->data + p * s->nb[1];
+        for (int64_t i = 0; i < count; ++i) {
+            rows[i] = (const float *) (base + i * s->nb[1]);
+        }
+        return;
+    }
     int64_t ox = p % g->ow, oy = (p / g->ow) % g->oh, n = p / (g->ow * g->oh);
     for (int64_t i = 0; i < count; ++i, rows += taps) {
         tap_rows_at(g, ox, oy, n, rows);
