@@ -274,8 +274,8 @@ DEFINE_TILE(1, 1)
             a = _mm256_add_ps(a, _mm256_loadu_ps(fin->res + p * fin->ldy));                         \
             b = _mm256_add_ps(b, _mm256_loadu_ps(fin->res + p * fin->ldy + 8));                     \
         }                                                                                          \
-        _mm256_storeu_ps(fin->y + p * fin->ldy, fin_act(a, fin));                                   \
-        _mm256_storeu_ps(fin->y + p * fin->ldy + 8, fin_act(b, fin));                               \
+        _mm256_storeu_ps(fin->y + p * fin->ldy, activate8(a, fin->act, fin->lo, fin->hi));         \
+        _mm256_storeu_ps(fin->y + p * fin->ldy + 8, activate8(b, fin->act, fin->lo, fin->hi));     \
     }
 /* A last chunk's full panel with no activation, a clamp, HardSwish or SiLU: bias, residual and
  * activation applied to the registers and the outputs stored from them (not through acc and back). */
@@ -284,20 +284,11 @@ struct tile_fin {
     int64_t ldy;
     const float * bias;     /* the panel's 16 biases (zeros when the op has none) */
     const float * res;      /* the residual at y's place, or NULL */
-    float lo, hi;           /* the clamp (-inf, inf: none) */
-    int act;                /* GGONNX_ACT_HARDSWISH or SILU: that, not the clamp */
+    int act;                /* one of those activate8 inlines (ACT8_INLINE) */
+    float lo, hi;
 };
 static const float zero_bias[PANEL];
 
-static inline __attribute__((always_inline)) __m256 fin_act(__m256 v, const struct tile_fin * fin) {
-    if (fin->act == GGONNX_ACT_HARDSWISH) {
-        return _mm256_mul_ps(v, clamp8(_mm256_fmadd_ps(v, SET8(1.0f / 6.0f), SET8(0.5f)), 0.0f, 1.0f));
-    }
-    if (fin->act == GGONNX_ACT_SILU) {
-        return _mm256_mul_ps(v, sigmoid8(v));
-    }
-    return clamp8(v, fin->lo, fin->hi);
-}
 #define DEFINE_TILE_AVX2(NP)                                                                        \
 static void tile8_sum_##NP(const float * wp, const struct tile_src * src, float * acc, int first,  \
                            const struct tile_fin * fin) {                                          \
@@ -332,12 +323,10 @@ static void tile8_##NP(const float * w, const struct tile_src * src, float * y, 
         _mm256_storeu_ps(acc + 16 * p, load8_n(yi, n_lo));                                         \
         _mm256_storeu_ps(acc + 16 * p + 8, !n_hi ? _mm256_setzero_ps() : load8_n(yi + 8, n_hi));   \
     }                                                                                              \
-    if (last && n == 16 && !ep->stream && (ep->act == GGONNX_ACT_NONE || ep->act == GGONNX_ACT_CLAMP || \
-                                           ep->act == GGONNX_ACT_HARDSWISH || ep->act == GGONNX_ACT_SILU)) { \
-        const int clamp = ep->act == GGONNX_ACT_CLAMP;                                             \
+    if (last && n == 16 && !ep->stream && ACT8_INLINE(ep->act)) {                                  \
         const struct tile_fin fin = { y + o0, ldy, ep->bias ? ep->bias + o0 : zero_bias,            \
                                       ep->residual ? ep->residual + (y + o0 - ep->y) : NULL,        \
-                                      clamp ? ep->lo : -INFINITY, clamp ? ep->hi : INFINITY, ep->act }; \
+                                      ep->act, ep->lo, ep->hi };                                   \
         tile8_sum_##NP(w, src, acc, first, &fin);                                                  \
         return;                                                                                    \
     }                                                                                              \
