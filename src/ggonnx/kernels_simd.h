@@ -152,11 +152,8 @@ static inline __m256 sigmoid8(__m256 x) {
     return _mm256_blendv_ps(s, SET8(0.0f), _mm256_cmp_ps(x, SET8(-88.3f), _CMP_LT_OQ));
 }
 
-/* The activations other than none and clamp (GCC calls this rather than inline it) */
+/* The activations activate8 does not inline (GCC calls this rather than inline it) */
 static inline __m256 activate8_other(__m256 acc, int act, float lo, float hi) {
-    if (act == GGONNX_ACT_HARDSWISH) {
-        return _mm256_mul_ps(acc, clamp8(_mm256_fmadd_ps(acc, SET8(1.0f / 6.0f), SET8(0.5f)), 0.0f, 1.0f));
-    }
     if (act == GGONNX_ACT_HARDSIGMOID) {
         return clamp8(_mm256_fmadd_ps(acc, SET8(lo), SET8(hi)), 0.0f, 1.0f);
     }
@@ -167,9 +164,6 @@ static inline __m256 activate8_other(__m256 acc, int act, float lo, float hi) {
         const __m256 magic = SET8(12582912.0f);
         const __m256 y = clamp8(acc, lo - 1.0f, hi + 1.0f);
         return clamp8(_mm256_sub_ps(_mm256_add_ps(y, magic), magic), lo, hi);
-    }
-    if (act == GGONNX_ACT_SILU) {
-        return _mm256_mul_ps(acc, sigmoid8(acc));
     }
     if (act == GGONNX_ACT_GELU_ERF) {
         const __m256 z = _mm256_mul_ps(acc, SET8(-0.70710678f));

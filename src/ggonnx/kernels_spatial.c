@@ -233,7 +233,8 @@ void ggonnx_pad(struct ggml_tensor * dst, int ith, int nth, void * params) {
     const int64_t n0 = dst->ne[0], s0 = src->ne[0];
     /* the run of positions along ne0 that copy the source as is */
     const int64_t lo = MIN(n0, MAX(0, p[0])), hi = MAX(lo, MIN(n0, p[0] + s0));
-    if (mode == 0 && n0 == s0 && p[0] == 0 && src->nb[1] == s0 * (int64_t) sizeof(float)) {
+    if (mode == 0 && n0 == s0 && p[0] == 0 && src->nb[0] == sizeof(float) &&
+        src->nb[1] == s0 * (int64_t) sizeof(float)) {
         pad_planes(dst, ith, nth, p, value);
         return;
     }

@@ -206,6 +206,16 @@ def test_stem_conv_pixel_runs(c, k, s, pads, hw, oc, n, seed):
     assert_close(got, want, atol=sum_atol(c * k[0] * k[1]))
 
 
+def test_few_channel_conv_taller_than_the_tap_limit():
+    # 66 rows of taps: beyond the implicit GEMM's 64, so not the pixel-runs path either (it made
+    # this a ShapeError); the patches are gathered instead
+    rng = np.random.default_rng(3)
+    x, w = randn(rng, (1, 3, 70, 5)), randn(rng, (4, 3, 66, 2))
+    (got,) = run_op("Conv", [x, w], const=(1,))
+    want = conv_reference(x, w, None, [1, 1], [0, 0], [0, 0], [1, 1], 1)
+    assert_close(got, want, atol=sum_atol(3 * 66 * 2))
+
+
 @settings(max_examples=20, deadline=None)
 @given(d=st.sampled_from([1, 3, 6, 12, 24]), size=st.integers(5, 16), oc=st.sampled_from([24, 40]),
        n=st.integers(1, 2), s=st.integers(1, 2), seed=seeds)

@@ -163,7 +163,7 @@ def _conv_nhwc(ctx, x, w, b, group, strides, dil, begin, end):
     xt = ctx.tensor_nhwc(x)
     if k == (1, 1) and s == (1, 1) and not any(pb + pe):
         y = e.reshape(e.gemm_packed(e.reshape(xt, (c, wd * h * n)), wt, bias, oc), (oc, wd, h, n))
-    elif c * kw <= RUNS_MAX_C and c < RUNS_BELOW_C and kw > 1 and d[0] == 1:
+    elif c * kw <= RUNS_MAX_C and c < RUNS_BELOW_C and kw > 1 and d[0] == 1 and kh <= 64:
         # a stem over few channels (RGB): taps of c floats left the tile mostly loop overhead;
         # pixels padded in width, each row of kw taps read as one run of kw * c floats
         runs = e.pixel_runs(e.pad(xt, (0, 0, pb[0], pe[0], 0, 0, 0, 0)), kw)
