@@ -96,6 +96,25 @@ def range_(node, start, limit, delta):
     return [np.arange(s, e, d, dtype=start.dtype)]
 
 
+def log_softmax(node, x):
+    """x - max - log(sum(exp(x - max))): onnx.reference takes the log of the softmax, which is
+    -inf wherever exp underflows (a score 1e30 below the row's largest is -1e30, not -inf)."""
+    if x.dtype.kind != "f" or x.ndim == 0:
+        return None
+    axis = node.attrs.get("axis", -1 if node.opset >= 13 else 1)
+    if not -x.ndim <= axis < x.ndim:
+        return None   # onnx.reference's error names it
+    axis %= x.ndim
+    shape = x.shape
+    if node.opset < 13:   # the input seen as [prod(dims before axis), prod(the rest)]
+        x = x.reshape(int(np.prod(shape[:axis], dtype=np.int64)), -1)
+        axis = 1
+    with np.errstate(invalid="ignore", over="ignore"):
+        d = x - np.max(x, axis=axis, keepdims=True)
+        y = d - np.log(np.sum(np.exp(d), axis=axis, keepdims=True))
+    return [y.reshape(shape).astype(x.dtype, copy=False)]
+
+
 KERNELS = {("", "Add"): _arith(np.add), ("", "Sub"): _arith(np.subtract), ("", "Mul"): _arith(np.multiply),
            ("", "Div"): div,
            ("", "Equal"): _compare(np.equal), ("", "Less"): _compare(np.less),
@@ -103,4 +122,4 @@ KERNELS = {("", "Add"): _arith(np.add), ("", "Sub"): _arith(np.subtract), ("", "
            ("", "GreaterOrEqual"): _compare(np.greater_equal),
            ("", "And"): _logical(np.logical_and), ("", "Or"): _logical(np.logical_or),
            ("", "Xor"): _logical(np.logical_xor), ("", "Not"): not_,
-           ("", "Where"): where, ("", "Range"): range_}
+           ("", "Where"): where, ("", "Range"): range_, ("", "LogSoftmax"): log_softmax}

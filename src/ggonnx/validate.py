@@ -111,6 +111,10 @@ def check_node(node) -> None:
             bad = f"is outside any tensor's dims (ranks up to {MAX_RANK})"
         elif (node.op_type, name) in POSITIVE and isinstance(value, int) and value <= 0:
             bad = "must be positive"
+        elif name == "epsilon" and isinstance(value, float) and not value >= 0:
+            bad = "must be a number >= 0"   # ggml's norms assert it; NaN would make every output NaN
+        elif name == "num_outputs" and node.op_type == "Split" and value != len(node.outputs):
+            bad = f"must equal the node's {len(node.outputs)} outputs"   # onnx's inference asserts
         elif name == "auto_pad" and node.op_type in AUTO_PAD_OPS and value not in AUTO_PAD:
             bad = f"must be one of {sorted(AUTO_PAD)}"
         elif name == "pads" and node.op_type in AUTO_PAD_OPS and isinstance(value, list):

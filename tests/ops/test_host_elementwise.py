@@ -117,3 +117,23 @@ def test_shapes_that_do_not_broadcast_name_the_node():
     add, _ = _node("Add", 2)
     with pytest.raises(ShapeError, match="do not broadcast"):
         host_elementwise.KERNELS[("", "Add")](add, np.ones((2, 3), np.float32), np.ones((4,), np.float32))
+
+
+@settings(**SETTINGS)
+@given(shape=st.lists(st.integers(1, 4), min_size=1, max_size=3), data=st.data(), opset=st.sampled_from([11, 13, 21]))
+def test_log_softmax_keeps_scores_far_below_the_largest(shape, data, opset):
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    values = st.sampled_from([-1e30, -40.0, -1.0, 0.0, 0.5, 3.0, 90.0, 1e30])
+    x = np.array(data.draw(st.lists(values, min_size=int(np.prod(shape)), max_size=int(np.prod(shape)))),
+                 np.float32).reshape(shape)
+    proto = helper.make_node("LogSoftmax", ["in0"], ["out"], axis=axis)
+    node = Node("n", "LogSoftmax", "", ["in0"], ["out"], {"axis": axis}, opset, proto)
+    (ours,) = host_elementwise.log_softmax(node, x)
+    graph = helper.make_graph([proto], "g", [helper.make_tensor_value_info("in0", 1, shape)],
+                              [helper.make_tensor_value_info("out", 1, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    expected = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"in0": x})[0]
+    assert np.isfinite(ours).all()
+    np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-5)
