@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ggonnx import host_elementwise, host_ml, host_ml_linear, host_ml_prep, host_random, host_resize, host_shape
+from ggonnx import host_elementwise, host_ml, host_ml_linear, host_ml_prep, host_pool, host_random, host_resize, host_shape
 from ggonnx.errors import ShapeError
 
 
@@ -95,7 +95,8 @@ def affine_grid(node, theta, size):
 
 KERNELS = {("", "AffineGrid"): affine_grid, ("", "GatherElements"): gather_elements, ("", "DequantizeLinear"): dequantize_linear,
            **host_shape.KERNELS, **host_elementwise.KERNELS, **host_random.KERNELS, **host_ml.KERNELS,
-           **host_ml_linear.KERNELS, **host_ml_prep.KERNELS, **host_resize.KERNELS}
+           **host_ml_linear.KERNELS, **host_ml_prep.KERNELS, **host_resize.KERNELS,
+           **host_pool.KERNELS}
 
 
 class HostKernel:
