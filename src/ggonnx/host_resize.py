@@ -2,7 +2,8 @@
 resized batch or channel axes, ranks other than 3 and 4): one axis at a time with the lowering's
 tap tables. Nearest copies values (onnx.reference blends every input with 0/1 weights, which
 turns an Inf or NaN anywhere in a row into NaN everywhere); linear and cubic blend in float32, as
-onnxruntime does."""
+onnxruntime does. align_corners divides by the rounded output length, as onnxruntime and the ggml
+lowering do (onnx.reference, and two of ONNX's node tests, by the unrounded one: onnx/onnx#2462)."""
 from __future__ import annotations
 
 import numpy as np
@@ -35,11 +36,6 @@ def resize(node, x, roi=None, scales=None, sizes=None):
         # data, not the model: the planner reports it as this host kernel's failure (and a
         # session tracing zeros at load plans again on the first real feed)
         raise ValueError(str(exc)) from None
-    if transform == "align_corners" and scales is not None and any(
-            o != x.shape[a] * s for a, (o, s) in enumerate(zip(out, full))):
-        # a fractional output length: the spec's reference divides by the unrounded length,
-        # onnxruntime by the rounded one (onnx/onnx#2462); onnx.reference keeps the spec's
-        return None
     if min(out, default=1) <= 0:
         return [np.zeros(out, x.dtype)]
     taps = TAPS[mode]

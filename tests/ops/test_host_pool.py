@@ -33,10 +33,11 @@ def lp_pool_cases(draw):
 @given(lp_pool_cases(), seeds)
 def test_lp_pool_matches_onnxruntime(case, seed):
     shape, attrs, with_nan = case
-    pads, dil = attrs.get("pads"), attrs.get("dilations")
-    if pads:   # a window longer than the padded input: ONNX's floor gives no output, onnxruntime's
-        #        C division one (read past the end)
-        dims = len(attrs["kernel_shape"])
+    dims = len(attrs["kernel_shape"])
+    if attrs.get("auto_pad") in (None, "VALID"):
+        # a window longer than the padded input: ONNX's floor gives no output, onnxruntime's C
+        # division one (read past the end)
+        pads, dil = attrs.get("pads", [0] * 2 * dims), attrs.get("dilations", [1] * dims)
         assume(all(shape[2 + i] + pads[i] + pads[dims + i] >= dil[i] * (k - 1) + 1
                    for i, k in enumerate(attrs["kernel_shape"])))
     x = randn(np.random.default_rng(seed), shape)
