@@ -17,7 +17,8 @@ protobuf bytes) and runs both runtimes in a forked child with a time limit. Outc
   readings of the spec differ, and which is right is decided per op (README, "Where ggonnx and
   onnxruntime differ");
 - refused: onnxruntime ran it, ggonnx raised (an op or mode ggonnx lacks, or stricter checks);
-- ran_invalid: onnxruntime refused the model or feed, ggonnx ran it;
+- ran_invalid: onnxruntime refused the model or feed as invalid, ggonnx ran it;
+- beyond_oracle: onnxruntime has no kernel for an op, type or opset of the model, ggonnx ran it;
 - agree: both ran with the same outputs, or both refused.
 
 Deterministic for a seed: case i uses random.Random(seed * 1_000_003 + i).
@@ -237,6 +238,12 @@ def _same_draws(a, b) -> bool:
     return a.shape == b.shape and a.dtype == b.dtype
 
 
+def _oracle_lacks(message: str) -> bool:
+    """onnxruntime refused for want of a kernel or of the opset, not because the model is invalid."""
+    return (message.startswith("NotImplemented") or "ValidateOpsetForDomain" in message
+            or "is not a registered function/op" in message)
+
+
 def classify(result: dict, random_values: bool = False) -> str:
     (ok_o, ro), (ok_g, rg) = result["onnxruntime"], result["ggonnx"]
     if ok_g == ok_o == "hang":  # a model that loops for ever (a Loop of 2**63 trips): both right
@@ -251,7 +258,7 @@ def classify(result: dict, random_values: bool = False) -> str:
     if ok_o == "ok":
         return "refused"
     if ok_g == "ok":
-        return "ran_invalid"
+        return "beyond_oracle" if _oracle_lacks(str(ro)) else "ran_invalid"
     return "agree"
 
 
@@ -260,8 +267,8 @@ def fuzz(n: int, seed: int, timeout: float, cases=None, progress=None) -> tuple[
     import onnxruntime  # noqa: F401  imported once here: each forked child starts warm
     import ggonnx  # noqa: F401
     cases = cases or node_cases()
-    counts = {k: 0 for k in ("agree", "wrong", "disputed", "refused", "ran_invalid", "crash", "hang", "oracle_crash",
-                             "oracle_hang", "both_hang")}
+    counts = {k: 0 for k in ("agree", "wrong", "disputed", "refused", "ran_invalid", "beyond_oracle", "crash", "hang",
+                             "oracle_crash", "oracle_hang", "both_hang")}
     details = []
     for i in range(n):
         rng = random.Random(seed * 1_000_003 + i)
@@ -294,8 +301,8 @@ def main(argv=None) -> int:
                            progress=lambda i, o: print(f"\r{i + 1}/{args.cases}", end="", file=sys.stderr))
     print(file=sys.stderr)
     print(json.dumps(counts), f"in {time.monotonic() - t0:.0f} s")
-    rank = {"crash": 0, "hang": 1, "wrong": 2, "disputed": 3, "ran_invalid": 4, "refused": 5, "oracle_crash": 6,
-            "oracle_hang": 7, "both_hang": 8}
+    rank = {"crash": 0, "hang": 1, "wrong": 2, "disputed": 3, "ran_invalid": 4, "refused": 5, "beyond_oracle": 6,
+            "oracle_crash": 7, "oracle_hang": 8, "both_hang": 9}
     for d in sorted(details, key=lambda d: rank[d["outcome"]])[:args.show]:
         print(f"  {d['outcome']:<11} case {d['case']:>5}  {d['model']}  ({d['mutation']})")
     if args.json:
