@@ -197,9 +197,24 @@ struct tile_src {
         const int64_t om = o0 + m * PANEL;                                                         \
         if (om >= oc) break;                                                                       \
         const int64_t n = MIN(PANEL, oc - om);                                                     \
-        for (int p = 0; p < NP; ++p)                                                               \
-            store_n(y + p * ldy + om, last ? finish(acc[m][p], ep, om, y + p * ldy + om, n) : acc[m][p], n); \
+        for (int p = 0; p < NP; ++p) {                                                             \
+            float * yo = y + p * ldy + om;                                                         \
+            const v16 r = last ? finish(acc[m][p], ep, om, yo, n) : acc[m][p];                     \
+            if (STREAMED(last, ep, yo, n)) {                                                       \
+                _mm512_stream_ps(yo, (__m512) r);                                                  \
+            } else {                                                                               \
+                store_n(yo, r, n);                                                                 \
+            }                                                                                      \
+        }                                                                                          \
     }
+
+/* a finished full panel of an output past the caches' size, 64-byte aligned, streamed */
+#ifdef __AVX512F__
+#define STREAMED(last, ep, yo, n) ((last) && (ep)->stream && (n) == 16 && ((uintptr_t) (yo) & 63) == 0)
+#else
+#define STREAMED(last, ep, yo, n) 0
+#define _mm512_stream_ps(p, v) ((void) 0)
+#endif
 
 #define TILE_STEP(MV, NP, X)                                                                       \
     v16 wv[MV];                                                                                    \
@@ -495,7 +510,7 @@ static inline int first_src(const int64_t * p) {
     return p[GGONNX_P_INTO] ? 1 : 0;
 }
 
-#ifdef GGONNX_AVX2
+#if defined(GGONNX_AVX2) || defined(__AVX512F__)
 /* Outputs at least this large leave the caches before the next op reads them (a 2-core Zen 2
  * VM: 16 MB of L3, which its sysconf reports as 256 MB): stored non-temporally. */
 #define STREAM_MIN_BYTES (8 << 20)
@@ -533,7 +548,7 @@ static void gemm_run(struct ggml_tensor * dst, int ith, int nth, const int64_t *
                            (const float *) dst->data, (int) p[0], 0.0f, 0.0f };
     ep.lo = param_float(p[1]);
     ep.hi = param_float(p[2]);
-#ifdef GGONNX_AVX2
+#if defined(GGONNX_AVX2) || defined(__AVX512F__)
     /* an output larger than the caches is read back from memory by the next op anyway:
      * non-temporal stores spare the read for ownership of every line (mobilenet_v2 b8's
      * 16 -> 96 1x1 conv, 38 MB out: 11.6 -> 9.2 ms) */
@@ -556,7 +571,7 @@ static void gemm_run(struct ggml_tensor * dst, int ith, int nth, const int64_t *
         split((panels + SPLIT_PANELS - 1) / SPLIT_PANELS, ith, nth, &q0, &q1);
         gemm_range(wd, k, oc, g, yd, ldy, 0, pixels, SPLIT_PANELS * q0, MIN(panels, SPLIT_PANELS * q1), &ep);
     }
-#ifdef GGONNX_AVX2
+#if defined(GGONNX_AVX2) || defined(__AVX512F__)
     if (ep.stream) {
         _mm_sfence();   /* the streamed lines visible before the node's barrier */
     }

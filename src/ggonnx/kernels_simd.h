@@ -75,7 +75,7 @@ struct epilogue {
     const float * y;          /* the output's start: a residual element sits at the same offset */
     int act;
     float lo, hi;
-    int stream;               /* finished full panels go to memory past the caches (AVX2 tiles) */
+    int stream;               /* finished full panels go to memory past the caches (AVX2, AVX-512) */
 };
 
 /* Store the first n floats of v (n <= 16). */
