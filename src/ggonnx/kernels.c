@@ -510,11 +510,6 @@ static inline int first_src(const int64_t * p) {
     return p[GGONNX_P_INTO] ? 1 : 0;
 }
 
-#if defined(GGONNX_AVX2) || defined(__AVX512F__)
-/* Outputs at least this large leave the caches before the next op reads them (a 2-core Zen 2
- * VM: 16 MB of L3, which its sysconf reports as 256 MB): stored non-temporally. */
-#define STREAM_MIN_BYTES (8 << 20)
-#endif
 
 /* Threads split a product by pixels, in whole micro-tiles, or by panels, in the groups the tiles
  * take: 6 pixels and one panel on AVX2, 12 pixels and panel pairs otherwise. */
@@ -552,7 +547,7 @@ static void gemm_run(struct ggml_tensor * dst, int ith, int nth, const int64_t *
     /* an output larger than the caches is read back from memory by the next op anyway:
      * non-temporal stores spare the read for ownership of every line (mobilenet_v2 b8's
      * 16 -> 96 1x1 conv, 38 MB out: 11.6 -> 9.2 ms) */
-    ep.stream = ggml_nbytes(dst) >= STREAM_MIN_BYTES;
+    ep.stream = ggml_nbytes(dst) >= GGONNX_STREAM_MIN_BYTES;
 #endif
     /* a channel slice writes oc of dst's ne0 channels, from channel P_COFF on */
     const int64_t oc = p[GGONNX_P_OC] ? p[GGONNX_P_OC] : dst->ne[0], pixels = ggml_nelements(dst) / dst->ne[0];

@@ -230,6 +230,20 @@ static inline __attribute__((always_inline)) void NAME(                         
 
 DEFINE_DW_ROW(dw_row, v16, dw_load, store_n, activate)
 
+#ifdef __AVX512F__
+/* a full 16-lane block is one cache line of an output with C a multiple of 16: an output past
+ * the caches goes to memory without the read for ownership of each line */
+static inline void store_stream16(float * p, v16 v, int64_t m) {
+    if (m == 16 && ((uintptr_t) p & 63) == 0) {
+        _mm512_stream_ps(p, (__m512) v);
+    } else {
+        store_n(p, v, m);
+    }
+}
+
+DEFINE_DW_ROW(dw_row_streamed, v16, dw_load, store_stream16, activate)
+#endif
+
 #ifdef GGONNX_AVX2
 typedef float v8 __attribute__((vector_size(32), aligned(4)));
 
@@ -282,7 +296,7 @@ static void dw_row_any(const struct dw_geom * g, const float * x, const float * 
 }
 
 /* The rows the next output row reads first (input rows past this row's window) and its output,
- * fetched into L2 while this row computes, part `blk` of `nblk` per channel block: a block's
+ * (unless streamed: NULL) fetched into L2 while this row computes, part `blk` of `nblk` per channel block: a block's
  * loads stride over whole pixels (C floats), one line in C/16, which the hardware prefetchers
  * do not run ahead of (mobilenet_v2 at batch 8 reads its 112x112 maps from memory). */
 static void dw_prefetch_next_row(const struct dw_geom * g, const float * x, float * y_next, int64_t oy, int64_t kh,
@@ -299,6 +313,9 @@ static void dw_prefetch_next_row(const struct dw_geom * g, const float * x, floa
         for (int64_t b = b0 & ~(int64_t) 63; b < b1; b += 64) {
             __builtin_prefetch(row + b, 0, 2);
         }
+    }
+    if (y_next == NULL) {   /* a streamed output */
+        return;
     }
     const int64_t out_bytes = g->ow * g->c * (int64_t) sizeof(float);
     const char * out = (const char *) y_next;
@@ -327,6 +344,11 @@ void ggonnx_conv_dw(struct ggml_tensor * dst, int ith, int nth, void * params) {
     const int64_t lanes = 16;
 #endif
     const int64_t nblk = (g.c + lanes - 1) / lanes;
+#ifdef __AVX512F__
+    const int stream = ggml_nbytes(dst) >= GGONNX_STREAM_MIN_BYTES;
+#else
+    const int stream = 0;
+#endif
     int64_t t0, t1;
     split(g.oh * dst->ne[3] * nblk, ith, nth, &t0, &t1);   /* tasks: (image, row, channel block) */
     for (int64_t t = t0; t < t1; ++t) {
@@ -335,7 +357,7 @@ void ggonnx_conv_dw(struct ggml_tensor * dst, int ith, int nth, void * params) {
         const float * xn = (const float *) x->data + n * g.ldn;
         float * y = at4(dst, 0, 0, oy, n);
         if (oy + 1 < g.oh) {
-            dw_prefetch_next_row(&g, xn, at4(dst, 0, 0, oy + 1, n), oy, kh, t % nblk, nblk);
+            dw_prefetch_next_row(&g, xn, stream ? NULL : at4(dst, 0, 0, oy + 1, n), oy, kh, t % nblk, nblk);
         }
 #ifdef GGONNX_AVX2
         /* full blocks with the lane count a constant: plain loads, not a branch per load
@@ -354,6 +376,13 @@ void ggonnx_conv_dw(struct ggml_tensor * dst, int ith, int nth, void * params) {
             dw_row_any(&g, xn, w, bias, y, c0, oy, act, lo, hi, kh, kw, m);
         }
 #else
+#ifdef __AVX512F__
+        if (stream && kh == 3 && kw == 3 && m == 16) {
+            dw_row_streamed(&g, xn, w, bias, y, c0, oy, act, lo, hi, 3, 3, 16);
+        } else if (stream && kh == 5 && kw == 5 && m == 16) {
+            dw_row_streamed(&g, xn, w, bias, y, c0, oy, act, lo, hi, 5, 5, 16);
+        } else
+#endif
         if (kh == 3 && kw == 3 && m == 16) {
             dw_row(&g, xn, w, bias, y, c0, oy, act, lo, hi, 3, 3, 16);
         } else if (kh == 5 && kw == 5 && m == 16) {
@@ -365,6 +394,11 @@ void ggonnx_conv_dw(struct ggml_tensor * dst, int ith, int nth, void * params) {
         }
 #endif
     }
+#ifdef __AVX512F__
+    if (stream) {
+        _mm_sfence();   /* the streamed lines visible before the node's barrier */
+    }
+#endif
 }
 
 /* ---- softmax ------------------------------------------------------------------------------

@@ -42,6 +42,11 @@ struct conv_geom {
     int64_t ocg, cg, cspan;
 };
 
+/* Outputs at least this large leave the caches before the next op reads them (2-core VMs: a Zen 2
+ * with 16 MB of L3, which its sysconf reports as 256 MB; a Zen 4 with 32 MB): the GEMM tiles and
+ * the depthwise rows store them non-temporally where they write whole lines. */
+#define GGONNX_STREAM_MIN_BYTES (8 << 20)
+
 #define MAX_TAPS 64   /* kernel taps (kh * kw) the conv kernels take at most */
 
 /* Zero rows for taps in the padding (C up to GGONNX_CONV_MAX_C floats; kernels.c). */

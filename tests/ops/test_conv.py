@@ -155,13 +155,24 @@ def test_conv_multithreaded_size(n, oc, depthwise, size, mode, seed):
 
 
 def test_conv_with_an_output_past_the_caches():
-    # 9.8 MB out: AVX2 and AVX-512 builds store such outputs non-temporally (kernels.c, STREAM_MIN_BYTES);
+    # 9.8 MB out: AVX2 and AVX-512 builds store such outputs non-temporally (GGONNX_STREAM_MIN_BYTES);
     # 99 outputs end in a partial panel, which takes the ordinary stores
     rng = np.random.default_rng(5)
     x, w, b = randn(rng, (1, 16, 160, 160)), randn(rng, (99, 16, 1, 1)), randn(rng, (99,))
     (got,) = run_op("Conv", [x, w, b], const=(1, 2))
     want = conv_reference(x, w, b, [1, 1], [0, 0], [0, 0], [1, 1], 1)
     assert_close(got, want, atol=sum_atol(16))
+
+
+def test_depthwise_conv_with_an_output_past_the_caches():
+    # 8.4 MB out: AVX-512 builds stream each pixel's full 16-channel blocks (one line each); 40
+    # channels end in a partial block, which takes the ordinary stores
+    rng = np.random.default_rng(6)
+    for c, hw in ((32, 256), (40, 232)):
+        x, w, b = randn(rng, (1, c, hw, hw)), randn(rng, (c, 1, 3, 3)), randn(rng, (c,))
+        (got,) = run_op("Conv", [x, w, b], const=(1, 2), group=c, pads=[1, 1, 1, 1])
+        want = conv_reference(x, w, b, [1, 1], [1, 1], [1, 1], [1, 1], c)
+        assert_close(got, want, atol=sum_atol(9))
 
 
 @settings(max_examples=60, deadline=None)
