@@ -150,20 +150,25 @@ def _run(runtime: str, data: bytes, feeds: list):
             model = onnx.load_from_string(data)
             names = [i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
             res = onnx.reference.ReferenceEvaluator(model).run(None, dict(zip(names, feeds)))
-            return "ok", [np.asarray(r) if not isinstance(r, (list, dict)) else r for r in res]
-        if runtime == "onnxruntime":
-            import onnxruntime as ort
-            so = ort.SessionOptions()
-            so.log_severity_level = 4
-            sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
         else:
-            import ggonnx
-            sess = ggonnx.InferenceSession(data)
-        names = [i.name for i in sess.get_inputs()]
-        res = sess.run(None, dict(zip(names, feeds)))
+            res = _run_session(runtime, data, feeds)
         return "ok", [np.asarray(r) if not isinstance(r, (list, dict)) else r for r in res]
     except Exception as exc:  # the point of the exercise: which runtime raises what
         return "error", f"{type(exc).__name__}: {str(exc)[:200]}"
+
+
+def _run_session(runtime: str, data: bytes, feeds: list):
+    """onnxruntime's or ggonnx's InferenceSession on the case: its outputs."""
+    if runtime == "onnxruntime":
+        import onnxruntime as ort
+        so = ort.SessionOptions()
+        so.log_severity_level = 4
+        sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+    else:
+        import ggonnx
+        sess = ggonnx.InferenceSession(data)
+    names = [i.name for i in sess.get_inputs()]
+    return sess.run(None, dict(zip(names, feeds)))
 
 
 def run_in_child(runtime: str, data: bytes, feeds: list, timeout: float):

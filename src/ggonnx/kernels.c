@@ -199,22 +199,15 @@ struct tile_src {
         const int64_t n = MIN(PANEL, oc - om);                                                     \
         for (int p = 0; p < NP; ++p) {                                                             \
             float * yo = y + p * ldy + om;                                                         \
-            const v16 r = last ? finish(acc[m][p], ep, om, yo, n) : acc[m][p];                     \
-            if (STREAMED(last, ep, yo, n)) {                                                       \
-                _mm512_stream_ps(yo, (__m512) r);                                                  \
+            if (!last) {                                                                           \
+                store_n(yo, acc[m][p], n);                                                         \
+            } else if (ep->stream) {   /* finished, of an output larger than the caches */         \
+                store_n_streamed(yo, finish(acc[m][p], ep, om, yo, n), n);                         \
             } else {                                                                               \
-                store_n(yo, r, n);                                                                 \
+                store_n(yo, finish(acc[m][p], ep, om, yo, n), n);                                  \
             }                                                                                      \
         }                                                                                          \
     }
-
-/* a finished full panel of an output past the caches' size, 64-byte aligned, streamed */
-#ifdef __AVX512F__
-#define STREAMED(last, ep, yo, n) ((last) && (ep)->stream && (n) == 16 && ((uintptr_t) (yo) & 63) == 0)
-#else
-#define STREAMED(last, ep, yo, n) 0
-#define _mm512_stream_ps(p, v) ((void) 0)
-#endif
 
 #define TILE_STEP(MV, NP, X)                                                                       \
     v16 wv[MV];                                                                                    \
@@ -509,7 +502,6 @@ static void gemm_range(const float * wpk, int64_t k, int64_t oc, const struct co
 static inline int first_src(const int64_t * p) {
     return p[GGONNX_P_INTO] ? 1 : 0;
 }
-
 
 /* Threads split a product by pixels, in whole micro-tiles, or by panels, in the groups the tiles
  * take: 6 pixels and one panel on AVX2, 12 pixels and panel pairs otherwise. */

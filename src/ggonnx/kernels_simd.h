@@ -89,6 +89,18 @@ static inline void store_n(float * dst, v16 v, int64_t n) {
     }
 }
 
+/* store_n, but a full 64-byte-aligned vector (one cache line) goes to memory past the caches,
+ * sparing the read for ownership of the line (AVX-512; elsewhere a plain store_n) */
+static inline void store_n_streamed(float * dst, v16 v, int64_t n) {
+#ifdef __AVX512F__
+    if (n == 16 && ((uintptr_t) dst & 63) == 0) {
+        _mm512_stream_ps(dst, (__m512) v);
+        return;
+    }
+#endif
+    store_n(dst, v, n);
+}
+
 static inline v16 clamp16(v16 x, v16 lo, v16 hi) {
     x = select16(lt16(x, lo), lo, x);
     return select16(lt16(hi, x), hi, x);

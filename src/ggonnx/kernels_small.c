@@ -231,17 +231,8 @@ static inline __attribute__((always_inline)) void NAME(                         
 DEFINE_DW_ROW(dw_row, v16, dw_load, store_n, activate)
 
 #ifdef __AVX512F__
-/* a full 16-lane block is one cache line of an output with C a multiple of 16: an output past
- * the caches goes to memory without the read for ownership of each line */
-static inline void store_stream16(float * p, v16 v, int64_t m) {
-    if (m == 16 && ((uintptr_t) p & 63) == 0) {
-        _mm512_stream_ps(p, (__m512) v);
-    } else {
-        store_n(p, v, m);
-    }
-}
-
-DEFINE_DW_ROW(dw_row_streamed, v16, dw_load, store_stream16, activate)
+/* a full 16-lane block is one cache line of an output with C a multiple of 16 */
+DEFINE_DW_ROW(dw_row_streamed, v16, dw_load, store_n_streamed, activate)
 #endif
 
 #ifdef GGONNX_AVX2
@@ -295,10 +286,11 @@ static void dw_row_any(const struct dw_geom * g, const float * x, const float * 
     }
 }
 
-/* The rows the next output row reads first (input rows past this row's window) and its output,
- * (unless streamed: NULL) fetched into L2 while this row computes, part `blk` of `nblk` per channel block: a block's
- * loads stride over whole pixels (C floats), one line in C/16, which the hardware prefetchers
- * do not run ahead of (mobilenet_v2 at batch 8 reads its 112x112 maps from memory). */
+/* The rows the next output row reads first (input rows past this row's window) and its output
+ * (y_next, NULL when streamed), fetched into L2 while this row computes, part `blk` of `nblk` per
+ * channel block: a block's loads stride over whole pixels (C floats), one line in C/16, which the
+ * hardware prefetchers do not run ahead of (mobilenet_v2 at batch 8 reads its 112x112 maps from
+ * memory). */
 static void dw_prefetch_next_row(const struct dw_geom * g, const float * x, float * y_next, int64_t oy, int64_t kh,
                                  int64_t blk, int64_t nblk) {
     const int64_t row_bytes = g->w_in * g->ldw * (int64_t) sizeof(float);
