@@ -204,3 +204,20 @@ def test_structural_errors_found_by_the_fuzzer(node, why):
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
     with pytest.raises(ggonnx.InvalidGraph, match=f"the_node.*{why}"):
         ggonnx.Session(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
+
+
+@pytest.mark.parametrize("node, opset, why", [
+    (helper.make_node("RMSNormalization", ["x", "x"], ["y"], name="the_node", epsilon=float("nan")), 23,
+     "epsilon=nan must be a number >= 0"),
+    (helper.make_node("LayerNormalization", ["x", "x"], ["y"], name="the_node", epsilon=-1.0), 17,
+     "epsilon=-1.0 must be a number >= 0"),
+    (helper.make_node("Split", ["x"], ["y", "b", "c"], name="the_node", axis=1, num_outputs=2), 18,
+     "num_outputs=2 must equal the node's 3 outputs"),
+])
+def test_attributes_that_aborted_in_c_are_model_errors(node, opset, why):
+    """Fuzzer cases that aborted the process: ggml's norms assert eps >= 0, onnx's C++ shape
+    inference asserts Split's outputs match num_outputs."""
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    with pytest.raises(ggonnx.InvalidGraph, match=f"the_node.*{why}"):
+        ggonnx.Session(helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)]))
