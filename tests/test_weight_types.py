@@ -179,6 +179,44 @@ def test_conv_weight_in_type(name, kernel, stride, pads):
     assert np.abs(y - ref).max() <= scale * (1 / 127 if TYPES[name][3] == "q8_0" else 2.0 ** -7)
 
 
+@pytest.mark.parametrize("wiring", ["bias_residual_relu", "residual_computed_later", "relu_before_add",
+                                    "output_read_twice", "clip_no_residual"])
+def test_typed_conv_epilogue_joins_residual_and_activation(wiring):
+    """A typed-weight conv's bias, a residual Add and an activation run as one epilogue pass
+    only where that is the same sum (the residual computed before the conv, no activation yet,
+    nothing else reading the conv's output): equal to the float32 graph of the dequantized
+    weights."""
+    rng = np.random.default_rng(3)
+    c = 64
+    x = rng.standard_normal((2, c, 7, 9)).astype(np.float32)
+    w1 = (0.1 * rng.standard_normal((c, c, 3, 3))).astype(np.float32)
+    w2 = (0.2 * rng.standard_normal((c, c, 1, 1))).astype(np.float32)
+    b1, b2 = rng.standard_normal(c).astype(np.float32), rng.standard_normal(c).astype(np.float32)
+    conv1 = helper.make_node("Conv", ["x", "W1", "B1"], ["c1"], pads=[1, 1, 1, 1])
+    conv2 = helper.make_node("Conv", ["x", "W2", "B2"], ["c2"])
+    relu = lambda a, y: helper.make_node("Relu", [a], [y])  # noqa: E731
+    nodes = {
+        "bias_residual_relu": [conv2, conv1, helper.make_node("Add", ["c1", "c2"], ["s"]), relu("s", "y")],
+        "residual_computed_later": [conv1, conv2, helper.make_node("Add", ["c1", "c2"], ["s"]), relu("s", "y")],
+        "relu_before_add": [conv2, conv1, relu("c1", "r"), helper.make_node("Add", ["r", "c2"], ["y"])],
+        "output_read_twice": [conv2, conv1, helper.make_node("Add", ["c1", "c2"], ["s"]),
+                              helper.make_node("Mul", ["s", "c1"], ["y"])],
+        "clip_no_residual": [conv1, helper.make_node("Clip", ["c1", "lo", "hi"], ["y"])],
+    }[wiring]
+    inits = {"W1": w1, "W2": w2, "B1": b1, "B2": b2, "lo": np.float32(-0.5), "hi": np.float32(0.5)}
+    out = [("y", (2, c, 7, 9))]
+    sess = ggonnx.Session(model_bytes(nodes, inits, x.shape, out), weights="f16")
+    assert set(sess.weight_types().values()) == {"f16"}
+    dq = {}
+    for k, w in (("W1", w1), ("W2", w2)):
+        rows = np.ascontiguousarray(w.transpose(0, 2, 3, 1).reshape(c, -1))
+        dq[k] = np.ascontiguousarray(dequantized("f16", rows).reshape(w.shape[0], w.shape[2], w.shape[3], c)
+                                     .transpose(0, 3, 1, 2))
+    (ref,) = ggonnx.Session(model_bytes(nodes, {**inits, **dq}, x.shape, out)).run(None, {"x": x})
+    (y,) = sess.run(None, {"x": x})
+    np.testing.assert_allclose(y, ref, rtol=2e-2, atol=2e-2 * np.abs(ref).max())
+
+
 def test_float_copies_of_typed_weights_are_released_and_later_plans_still_agree():
     """After a plan, a matmul weight uploaded only as typed rows drops its float32 array (the
     session holds about the quantized bytes); plans for new shapes reuse the uploaded rows."""

@@ -89,7 +89,7 @@ cpdef enum Op:
     RESIZE = 71            # src0 data, src1 tap table; params: layout, taps
     COL2IM_NHWC = 72       # src0 cols [KH*KW*OC, W, H, N], src1 bias or -1 -> [OC, OW, OH, N]
     PAD_MODE = 73          # src0 data; params: begin[4] (ggml order), mode, value bits
-    ACTIVATION = 74        # src0 data; params: act (ACT_*), lo bits, hi bits
+    ACTIVATION = 74        # src0 data, src2 bias panels or -1, src3 residual or -1; params: act (ACT_*), lo, hi bits
     CONV_NARROW = 75       # src0 X [C, W, H, N], src1 W [OC4, K], src2 bias [OC4] -> [OC, OW, OH, N]
     TRANSPOSE2D = 76       # src0 [n0, n1, n2, 1] -> [n1, n0, n2, 1]
     DEPTHWISE = 77         # src0 X [C, W, H, N], src1 W [KH*KW, C], src2 bias [C] -> [C, OW, OH, N]
@@ -714,9 +714,13 @@ cdef class Plan:
             return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], &a, 1, ggonnx_transpose2d,
                                   GGML_N_TASKS_MAX, p)
         if op == ACTIVATION:
-            if not ggml_is_contiguous(a):
-                a = ggml_cont(ctx, a)
-            return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], &a, 1, ggonnx_activation,
+            # src2 bias panels and src3 residual are optional (an epilogue over a matmul's rows)
+            args[0], args[1], args[2] = a, c, d
+            for k in (0, 2):
+                if args[k] != NULL and not ggml_is_contiguous(args[k]):
+                    args[k] = ggml_cont(ctx, args[k])
+            return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], args,
+                                  3 if d != NULL else 2 if c != NULL else 1, ggonnx_activation,
                                   GGML_N_TASKS_MAX, p)
         if op == RESIZE or op == COL2IM_NHWC or op == PAD_MODE:
             if a.nb[0] != sizeof(float):  # the kernels read ne0 contiguously

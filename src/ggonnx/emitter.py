@@ -145,12 +145,12 @@ class Emitter:
 
     # -- rows ---------------------------------------------------------------
     def _emit(self, op, srcs=(), ne=(1, 1, 1, 1), params=(), fparams=(0.0, 0.0)) -> GT:
-        if any(s.type != F32 for s in srcs[1:]) or (srcs and srcs[0].type != F32 and op not in _TYPED_SRC0_OPS):
+        if any(s is not None and s.type != F32 for s in srcs[1:]) or (srcs and srcs[0].type != F32 and op not in _TYPED_SRC0_OPS):
             raise GraphBuildError(f"{self.where}: op code {int(op)} cannot read a "
-                                  f"{'/'.join(_core.type_name(s.type) for s in srcs)} operand")
+                                  f"{'/'.join(_core.type_name(s.type) for s in srcs if s is not None)} operand")
         slot = self.n_slots
         self.n_slots += 1
-        src = [s.slot for s in srcs] + [-1] * (4 - len(srcs))
+        src = [-1 if s is None else s.slot for s in srcs] + [-1] * (4 - len(srcs))  # None: a slot unused
         row = [int(op), slot, *src, *ne, *[int(p) for p in params], *([0] * (_core.N_PARAMS - len(params)))]
         if len(row) != N_COLS:
             raise GraphBuildError(f"{self.where}: malformed instruction {row}")
@@ -571,13 +571,21 @@ class Emitter:
         bits = np.array([lo, hi], dtype=np.float32).view(np.uint32)
         return self._emit(Op.ACTIVATION, (a,), a.ne, params=(act, int(bits[0]), int(bits[1])))
 
+    def epilogue(self, a: GT, bias_panels: GT) -> GT:
+        """a [C, ...] + bias along C (padded to whole panels) in one pass that a later residual
+        Add and activation fold into (fuse_residual, fuse_activation), as into a packed GEMM:
+        the epilogue of a matmul that ggml's kernels compute (typed weights, BLAS)."""
+        return self._emit(Op.ACTIVATION, (a, None, bias_panels), a.ne, params=(_core.ACT_NONE, 0, 0))
+
     def _packed_row(self, y: GT):
         """The packed GEMM / conv row that produced ``y`` (through reshapes), or None."""
         row = self.rows[y.slot] if y.slot < len(self.rows) and self.rows[y.slot][1] == y.slot else None
         while row is not None and row[0] == int(Op.RESHAPE):  # a view of the GEMM's output
             row = self.rows[row[_core.COL_SRC]]
         if row is None or row[0] not in (int(Op.GEMM_PACKED), int(Op.CONV_PACKED), int(Op.CONV_NARROW),
-                                         int(Op.DEPTHWISE)):
+                                         int(Op.DEPTHWISE), int(Op.ACTIVATION)):
+            return None
+        if row[0] == int(Op.ACTIVATION) and row[_core.COL_SRC + 2] == -1:  # a plain activation, not an epilogue
             return None
         if row[_core.COL_PARAM + _core.P_OC]:  # a channel slice of a concat: its epilogue is final
             return None
@@ -641,7 +649,7 @@ class Emitter:
         or conv that produced ``y``, before any activation, if the residual was computed
         before that GEMM."""
         row = self._packed_row(y)
-        if row is None or row[0] not in (int(Op.GEMM_PACKED), int(Op.CONV_PACKED)) or \
+        if row is None or row[0] not in (int(Op.GEMM_PACKED), int(Op.CONV_PACKED), int(Op.ACTIVATION)) or \
                 row[_core.COL_PARAM] != 0 or row[_core.COL_SRC + 3] != -1 or residual.slot >= row[1] or \
                 int(math.prod(residual.ne)) != int(math.prod(row[_core.COL_NE:_core.COL_NE + 4])):
             return False

@@ -144,12 +144,47 @@ void ggonnx_global_pool_nhwc(struct ggml_tensor * dst, int ith, int nth, void * 
 
 #include "kernels_simd.h"
 
+/* Rows of ne0 channels (a typed or BLAS matmul's output, channels-last) finished as a packed
+ * GEMM's epilogue finishes its own: + bias (src[1], padded to whole panels) + residual (src[2],
+ * the output's layout), then the activation, in one pass instead of one per op. */
+static void activation_rows(struct ggml_tensor * dst, int ith, int nth, const struct epilogue * ep) {
+    const int64_t c = dst->ne[0], rows = ggml_nelements(dst) / c;
+    const float * x = (const float *) dst->src[0]->data;
+    float * y = (float *) dst->data;
+    int64_t r0, r1;
+    split(rows, ith, nth, &r0, &r1);
+    for (int64_t r = r0; r < r1; ++r) {
+#ifdef GGONNX_AVX2
+        for (int64_t o = 0; o < c; o += 8) {
+            const int64_t m = MIN(8, c - o);
+            float * yo = y + r * c + o;
+            store8_n(yo, finish8(load8_n(x + r * c + o, m), ep, o, yo, m), m);
+        }
+#else
+        for (int64_t o = 0; o < c; o += 16) {
+            const int64_t m = MIN(16, c - o);
+            float * yo = y + r * c + o;
+            store_n(yo, finish(load_n(x + r * c + o, m), ep, o, yo, m), m);
+        }
+#endif
+    }
+}
+
 void ggonnx_activation(struct ggml_tensor * dst, int ith, int nth, void * params) {
     const int64_t * p = (const int64_t *) params;
     const float lo = param_float(p[1]), hi = param_float(p[2]);
     const int act = (int) p[0];
     const float * x = (const float *) dst->src[0]->data;
     float * y = (float *) dst->data;
+    if (dst->src[1] != NULL || dst->src[2] != NULL) {
+        const struct epilogue ep = {
+            .bias = dst->src[1] ? (const float *) dst->src[1]->data : NULL,
+            .residual = dst->src[2] ? (const float *) dst->src[2]->data : NULL,
+            .y = y, .act = act, .lo = lo, .hi = hi, .stream = 0,
+        };
+        activation_rows(dst, ith, nth, &ep);
+        return;
+    }
     const int64_t n = ggml_nelements(dst), blocks = (n + 15) / 16;
     int64_t b0, b1;
     split(blocks, ith, nth, &b0, &b1);

@@ -87,6 +87,12 @@ def _round_up(x: int, m: int) -> int:
     return -(-x // m) * m
 
 
+def _bias_panels(ctx, b, oc: int):
+    """A constant conv bias padded with zeros to whole GEMM panels, as epilogues read it."""
+    padded = _round_up(oc, _core.GEMM_PANEL)
+    return ctx.weight(b, "bias_panels", lambda a: np.pad(a.reshape(-1), (0, padded - oc)), (padded,))
+
+
 def _grouped_packed_weight(w: np.ndarray, groups: int) -> np.ndarray:
     """A grouped conv weight [OC, CG, KH, KW] for the packed GEMM: per panel of GEMM_PANEL
     output channels, [KH*KW][cspan][PANEL] over the input channels of the groups the panel
@@ -134,8 +140,7 @@ def _conv_nhwc(ctx, x, w, b, group, strides, dil, begin, end):
             return _typed_weight_conv(ctx, x, w, b, F32, k, s, pb, pe, d, _core.PLACE_BLAS)
     bias = None
     if b is not None and b.const is not None:
-        bias = ctx.weight(b, "bias_panels", lambda a: np.pad(a.reshape(-1), (0, _round_up(oc, _core.GEMM_PANEL) - oc)),
-                          (_round_up(oc, _core.GEMM_PANEL),))
+        bias = _bias_panels(ctx, b, oc)
     if group != 1:
         # grouped convs (regnet, resnext): one implicit GEMM whose panels read only their
         # groups' channels (zeros in the weight where a panel spans two groups)
@@ -184,7 +189,7 @@ def _conv_nhwc(ctx, x, w, b, group, strides, dil, begin, end):
 def _typed_weight_conv(ctx, x, w, b, wtype: int, k, s, pb, pe, d, place: int = _core.PLACE_CPU):
     """A dense conv whose weight is stored as ggml type ``wtype`` (Session(weights=...)): ggml's
     matmul kernels for that type over the channels-last activation itself (1x1, stride 1) or
-    over patches gathered by our im2col kernel; the bias is added after."""
+    over patches gathered by our im2col kernel; bias, residual and activation after, in one pass."""
     n, c, h, wd = x.shape
     oc, _, kh, kw = w.shape
     kdim = c * kh * kw
@@ -198,6 +203,8 @@ def _typed_weight_conv(ctx, x, w, b, wtype: int, k, s, pb, pe, d, place: int = _
         cols = e.im2col_nhwc(xt, k, s, pb, pe, d)
         ow, oh = cols.ne[1], cols.ne[2]
     y = e.reshape(e.mul_mat(rows, e.reshape(cols, (kdim, ow * oh * n)), place), (oc, ow, oh, n))
+    if b is not None and b.const is not None:  # one pass that a residual Add and activation join
+        return e.epilogue(y, _bias_panels(ctx, b, oc))
     return y if b is None else e.binary(Op.ADD, y, ctx.tensor(b))
 
 
