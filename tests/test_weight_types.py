@@ -144,6 +144,30 @@ def test_amx_weight_matmul(name, m):
     check_product(name, sess.run(None, {"x": x})[0], x, ref)
 
 
+@pytest.mark.skipif(not _core.amx_bf16(), reason="this CPU, OS or build has no AMX-BF16")
+@settings(max_examples=12, deadline=None)
+@given(m=st.integers(1, 70), k=st.integers(1, 300), n=st.integers(1, 80), seed=st.integers(0, 2 ** 16))
+def test_bf16_weights_on_amx_tiles_equal_ggml_bf16_kernel(m, k, n, seed):
+    """bf16 weights on our AMX tile kernel (kernels_amx.c), any M, K, N (partial tiles of rows,
+    depth and outputs): x @ bf16(W) within the bf16 rounding of x, and the same as ggml's own
+    bf16 kernel (GGONNX_AMX=0) up to float32 summation order."""
+    if k * n < MIN_ELEMENTS:
+        k = -(-MIN_ELEMENTS // n)
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((k, n)).astype(np.float32)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    data = model_bytes([helper.make_node("MatMul", ["x", "W"], ["y"])], {"W": w}, (m, k), [("y", (m, n))])
+    amx = ggonnx.Session(data, weights="bf16")
+    assert "AMX tiles" in amx.placement()[0].detail
+    (y,) = amx.run(None, {"x": x})
+    check_product("bf16", y, x, dequantized("bf16", np.ascontiguousarray(w.T)).T.astype(np.float64))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GGONNX_AMX", "0")
+        ggml_bf16 = ggonnx.Session(data, weights="bf16")
+    assert "AMX" not in ggml_bf16.placement()[0].detail
+    np.testing.assert_allclose(y, ggml_bf16.run(None, {"x": x})[0], rtol=1e-5, atol=1e-5 * np.sqrt(k))
+
+
 def test_unknown_weight_type_is_refused():
     with pytest.raises(ValueError, match="unknown weight type 'q9_9'"):
         ggonnx.Session(model_bytes([helper.make_node("Relu", ["x"], ["y"])], {}, (2,), [("y", (2,))]), weights="q9_9")

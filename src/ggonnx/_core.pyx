@@ -96,6 +96,7 @@ cpdef enum Op:
     CONCAT_C = 78          # src0..3 [Ci, W, H, N] -> [sum Ci, W, H, N] (channels-last concat)
     PACK_PANELS = 79       # src0 [N, K, B] -> [panels * K * GEMM_PANEL, B] (packed GEMM weight layout)
     PIXEL_RUNS = 80        # src0 [C, W, H, N] -> view [KW*C, W-KW+1, H, N]: pixel x holds pixels x..x+KW-1
+    GEMM_AMX_BF16 = 81     # src0 bf16 AMX tiles of W [N, K], src1 X [K, M] -> [N, M]
 
 cpdef enum Unary:
     EXP = 0
@@ -172,6 +173,12 @@ def cpu_features():
         "AMX_INT8": ggml_cpu_has_amx_int8(),
     }
     return [k for k, v in feats.items() if v]
+
+
+def amx_bf16() -> bool:
+    """Whether bf16 weights run on our AMX tile kernel (kernels_amx.c): this build targets AMX,
+    the CPU has AMX-BF16, the OS grants the tile state, and GGONNX_AMX is not "0"."""
+    return os.environ.get("GGONNX_AMX", "1") != "0" and ggonnx_amx_bf16_init() == 1
 
 
 def amx_weights() -> bool:
@@ -695,6 +702,12 @@ cdef class Plan:
                                   ggonnx_gemm_packed if op == GEMM_PACKED else ggonnx_conv_packed
                                   if op == CONV_PACKED else ggonnx_conv_narrow if op == CONV_NARROW
                                   else ggonnx_conv_dw, GGML_N_TASKS_MAX, p)
+        if op == GEMM_AMX_BF16:
+            if not ggml_is_contiguous(b):
+                b = ggml_cont(ctx, b)
+            args[0], args[1] = a, b
+            return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], args, 2, ggonnx_gemm_amx_bf16,
+                                  GGML_N_TASKS_MAX, p)
         if op == PACK_PANELS:
             if a.nb[0] != sizeof(float):
                 a = ggml_cont(ctx, a)

@@ -272,6 +272,8 @@ cdef extern from "kernels.h" nogil:
     void ggonnx_transpose2d(ggml_tensor * dst, int ith, int nth, void * params)
     void ggonnx_concat_channels(ggml_tensor * dst, int ith, int nth, void * params)
     void ggonnx_pack_panels(ggml_tensor * dst, int ith, int nth, void * params)
+    int ggonnx_amx_bf16_init()
+    void ggonnx_gemm_amx_bf16(ggml_tensor * dst, int ith, int nth, void * params)
     int GGONNX_CONV_MAX_C
     int GGONNX_P_INTO
     int GGONNX_P_COFF

@@ -125,7 +125,7 @@ class WeightStore:
 
 
 # ops whose first operand may be a weight in any ggml type (ggml converts it as it reads)
-_TYPED_SRC0_OPS = (Op.MUL_MAT, Op.GET_ROWS)
+_TYPED_SRC0_OPS = (Op.MUL_MAT, Op.GET_ROWS, Op.GEMM_AMX_BF16)
 
 
 class Emitter:
@@ -315,6 +315,14 @@ class Emitter:
             t = self._emit(Op.MUL_MAT, (b, a), (out[1], out[0], out[2], out[3]), params=(place,))
             return self.permute(t, (1, 0, 2, 3))
         return self._emit(Op.MUL_MAT, (a, b), out, params=(place,))
+
+    def gemm_amx_bf16(self, tiles: GT, b: GT, n: int) -> GT:
+        """W [N, K] (as bf16 AMX tiles, kernels.h) times b [K, M] -> [N, M], on AMX."""
+        k, m = b.ne[0], b.ne[1]
+        if b.ne[2:] != (1, 1) or tiles.ne != (-(-n // 32) * 32 * -(-k // 32) * 32, 1, 1, 1):
+            self.fail(f"AMX bf16 tiles {tiles.ne} do not hold a {n}x{k} weight for {b.ne}")
+        self.flops += 2 * k * n * m
+        return self._emit(Op.GEMM_AMX_BF16, (tiles, b), (n, m, 1, 1))
 
     # -- layout ---------------------------------------------------------------
     def cont(self, a: GT) -> GT:

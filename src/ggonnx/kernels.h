@@ -44,6 +44,13 @@ void ggonnx_gemm_packed(struct ggml_tensor * dst, int ith, int nth, void * param
  * the packed GEMM weight layout: dst [panels * K * GGONNX_GEMM_PANEL, batch], zeros past N. */
 void ggonnx_pack_panels(struct ggml_tensor * dst, int ith, int nth, void * params);
 
+/* bf16 weights on AMX tiles (kernels_amx.c): dst [N, M] = W x X, src[1] = X [K, M] float32
+ * (contiguous), src[0] = W [N, K] as bf16 tiles: for each 16 outputs (N padded with zero rows
+ * to a multiple of 32), for each 32 of depth (K padded with zeros), 16 depth pairs x 16 outputs
+ * x 2. ggonnx_amx_bf16_init() is 1 where this build, the CPU and the OS can run it. */
+int ggonnx_amx_bf16_init(void);
+void ggonnx_gemm_amx_bf16(struct ggml_tensor * dst, int ith, int nth, void * params);
+
 /* Channel slices (GEMM and implicit-conv kernels): writing into a wider output, so that a
  * channel Concat of several convs costs no copy. Params at these indices: GGONNX_P_INTO = 1 when
  * dst is computed in place on src[0] (the tensor being filled; the kernel's own sources follow

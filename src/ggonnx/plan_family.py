@@ -66,6 +66,10 @@ def _row_ne(op: int, srcs: list, predicted: tuple, params):
         s1 = srcs[1]
         ok = s0[0] == s1[0] and s1[2] % s0[2] == 0 and s1[3] % s0[3] == 0
         return (s0[1], s1[1], s1[2], s1[3]) if ok else None
+    if op == Op.GEMM_AMX_BF16:  # the tiles' size fixes N and K; M follows the activation
+        n = predicted[0]
+        ok = s0 == (-(-n // 32) * 32 * -(-srcs[1][0] // 32) * 32, 1, 1, 1) and srcs[1][2:] == (1, 1)
+        return (n, srcs[1][1], 1, 1) if ok else None
     if op == Op.GET_ROWS:
         return (s0[0], srcs[1][0], 1, 1) if s0[2:] == (1, 1) and srcs[1][1:] == (1, 1, 1) else None
     if op == Op.RESHAPE:

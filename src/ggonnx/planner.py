@@ -303,10 +303,12 @@ class _Tracer:
         for i, row in enumerate(e.rows):  # our packed GEMM runs on the CPU backend's threads
             if row[0] == _core.Op.GEMM_PACKED:
                 by_node.setdefault(e.row_names[i], set()).add("CPU (packed GEMM)")
+            elif row[0] == _core.Op.GEMM_AMX_BF16:
+                by_node.setdefault(e.row_names[i], set()).add("CPU (AMX tiles)")
         weight_index = {row[1]: row[_core.COL_PARAM] for row in e.rows if row[0] == _core.Op.WEIGHT}
         typed: dict[str, set] = {}
         for i, row in enumerate(e.rows):  # a weight in another type than float32, and its buffer
-            if row[0] == _core.Op.MUL_MAT and row[_core.COL_SRC] in weight_index:
+            if row[0] in (_core.Op.MUL_MAT, _core.Op.GEMM_AMX_BF16) and row[_core.COL_SRC] in weight_index:
                 wtype, buffer, _ = self.engine.weight_info(weight_index[row[_core.COL_SRC]])
                 if wtype != "f32":
                     typed.setdefault(e.row_names[i], set()).add(

@@ -22,6 +22,7 @@ from ggonnx.errors import GraphBuildError
 
 F32 = _core.TYPE_F32
 TYPES = _core.weight_types()  # {name: (ggml id, block, bytes per block, activations' type)}
+BF16 = TYPES["bf16"][0]
 MIN_ELEMENTS = 4096
 # a K-quant's 32-value stand-in where the depth is not a multiple of 256 (as llama.cpp does)
 FALLBACK = {"q2_K": "iq4_nl", "q3_K": "iq4_nl", "q4_K": "iq4_nl", "iq4_xs": "iq4_nl", "iq3_xxs": "iq4_nl",

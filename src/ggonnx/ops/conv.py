@@ -9,7 +9,7 @@ from ggonnx import _core
 from ggonnx.emitter import Op
 from ggonnx.errors import ShapeError
 from ggonnx.ops.context import NHWC
-from ggonnx.ops.matmul import choose_placement, packed_weight
+from ggonnx.ops.matmul import choose_placement, packed_weight, weight_rows_times
 from ggonnx.ops.registry import register
 from ggonnx.weight_types import F32
 from ggonnx.ops.shape import reshape_value
@@ -194,15 +194,16 @@ def _typed_weight_conv(ctx, x, w, b, wtype: int, k, s, pb, pe, d, place: int = _
     oc, _, kh, kw = w.shape
     kdim = c * kh * kw
     e = ctx.e
-    # rows (ky, kx, c) with c fastest, as the im2col kernel lays out a pixel's patch
-    rows = ctx.typed_weight(w, "conv_rows", lambda a: a.transpose(0, 2, 3, 1).reshape(oc, kdim), (oc, kdim), wtype)
     xt = ctx.tensor_nhwc(x)
     if k == (1, 1) and s == (1, 1) and not any(pb + pe):
         cols, ow, oh = xt, wd, h
     else:
         cols = e.im2col_nhwc(xt, k, s, pb, pe, d)
         ow, oh = cols.ne[1], cols.ne[2]
-    y = e.reshape(e.mul_mat(rows, e.reshape(cols, (kdim, ow * oh * n)), place), (oc, ow, oh, n))
+    # rows (ky, kx, c) with c fastest, as the im2col kernel lays out a pixel's patch
+    y = weight_rows_times(ctx, w, "conv_rows", lambda a: a.transpose(0, 2, 3, 1).reshape(oc, kdim), oc, kdim,
+                          e.reshape(cols, (kdim, ow * oh * n)), wtype, place, pad_rows=False)
+    y = e.reshape(y, (oc, ow, oh, n))
     if b is not None and b.const is not None:  # one pass that a residual Add and activation join
         return e.epilogue(y, _bias_panels(ctx, b, oc))
     return y if b is None else e.binary(Op.ADD, y, ctx.tensor(b))

@@ -15,7 +15,7 @@ from ggonnx import _core, blas
 from ggonnx.errors import ShapeError
 from ggonnx.ops.context import Value
 from ggonnx.ops.registry import register
-from ggonnx.weight_types import F32
+from ggonnx.weight_types import BF16, F32
 
 # float32 matmuls go to OpenBLAS only where it beat ggml's own (llamafile) sgemm side by
 # side on 2 AVX-512 cores: at least 64 in every dim and 5e7 multiply-adds (128x768x3072:
@@ -79,19 +79,48 @@ def packed_weight(w2: np.ndarray) -> np.ndarray:
 TYPED_ROW_MULTIPLE = 32
 
 
+def amx_bf16_tiles(rows: np.ndarray) -> np.ndarray:
+    """Weight rows [N, K] in the AMX bf16 kernel's tile order (kernels.h): for each 16 outputs,
+    for each 32 of depth, 16 depth pairs x 16 outputs x 2; N padded to a multiple of 32 and K
+    to one of 32 with zeros. Float32 values, stored as bf16."""
+    n, k = rows.shape
+    n_pad, k_pad = -(-n // 32) * 32, -(-k // 32) * 32
+    w = np.zeros((n_pad, k_pad), np.float32)
+    w[:n, :k] = rows
+    return w.reshape(n_pad // 16, 16, k_pad // 32, 16, 2).transpose(0, 2, 3, 1, 4).reshape(-1)
+
+
+def weight_rows_times(ctx, v: Value, layout: str, rows_of, n: int, k: int, x, wtype: int,
+                      place: int = _core.PLACE_CPU, pad_rows: bool = True):
+    """Rows ``rows_of(const)`` [N, K] of constant ``v`` stored as ggml type ``wtype`` times x
+    [K, M] -> [N, M]: bf16 on our AMX tile kernel where the CPU has AMX (ggml's bf16 kernel
+    is a vdpbf16ps loop no faster than float32 there), else ggml's kernels for the type
+    (``pad_rows``: N padded as TYPED_ROW_MULTIPLE says)."""
+    e = ctx.e
+    if wtype == BF16 and _core.amx_bf16():
+        size = -(-n // 32) * 32 * -(-k // 32) * 32
+        shipped = ctx.e.weights.policy.prebuilt_rows(v.name, BF16)
+        if shipped is not None:  # a GGUF file's bf16 rows, rearranged bit for bit
+            raw, (rows_n, rows_k) = shipped
+            bits = np.frombuffer(np.ascontiguousarray(raw).tobytes(), np.uint16).astype(np.uint32) << 16
+            make = lambda: ((amx_bf16_tiles(bits.view(np.float32).reshape(rows_n, rows_k))  # noqa: E731
+                             .view(np.uint32) >> 16).astype(np.uint16).view(np.uint8), (size,))
+        else:
+            make = lambda: amx_bf16_tiles(rows_of(np.asarray(v.const, dtype=np.float32))[:n])  # noqa: E731
+        tiles = e.weight((v.name, layout + " amx"), make, (size,), BF16, matmul_only=False)
+        return e.gemm_amx_bf16(tiles, x, n)
+    n_pad = -(-n // TYPED_ROW_MULTIPLE) * TYPED_ROW_MULTIPLE if pad_rows else n
+    padded = (lambda c: np.pad(rows_of(c), ((0, n_pad - n), (0, 0)))) if n_pad != n else rows_of
+    w = ctx.typed_weight(v, layout + (f" rows{n_pad}" if n_pad != n else ""), padded, (n_pad, k), wtype)
+    y = e.mul_mat(w, x, place)
+    return y if n_pad == n else e.view(y, (n, x.ne[1], 1, 1), 0)
+
+
 def typed_weight_matmul(ctx, x, b: Value, k: int, n: int, rows: int, wtype: int, trans_b: bool = False):
     """x [K, rows] (ggml) times constant B [K, N] (or B^T with ``trans_b``) stored as ggml type
-    ``wtype``: ggml's own kernels for that type -> [N, rows]."""
-    n_pad = -(-n // TYPED_ROW_MULTIPLE) * TYPED_ROW_MULTIPLE
-    layout = ("raw" if trans_b else "T") + (f" rows{n_pad}" if n_pad != n else "")
-
-    def rows_of(c):
-        w = c if trans_b else c.T
-        return np.pad(w, ((0, n_pad - n), (0, 0))) if n_pad != n else w
-    e = ctx.e
-    w = ctx.typed_weight(b, layout, rows_of, (n_pad, k), wtype)
-    y = e.mul_mat(w, e.reshape(x, (k, rows)), _core.PLACE_CPU)
-    return y if n_pad == n else e.view(y, (n, rows, 1, 1), 0)
+    ``wtype`` -> [N, rows]."""
+    return weight_rows_times(ctx, b, "raw" if trans_b else "T", (lambda c: c) if trans_b else (lambda c: c.T),
+                             n, k, ctx.e.reshape(x, (k, rows)), wtype)
 
 
 def _transposed_weight(ctx, v: Value):
