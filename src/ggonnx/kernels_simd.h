@@ -230,19 +230,9 @@ static inline __attribute__((always_inline)) __m256 activate8(__m256 acc, int ac
 }
 #endif
 
-/* The activation of an epilogue (kernels.h: GGONNX_ACT_*); lo, hi are its two parameters. */
-static inline v16 activate(v16 acc, int act, float lo, float hi) {
-#ifdef GGONNX_AVX2
-    if (act == GGONNX_ACT_NONE) {
-        return acc;
-    }
-    __m256 a0, a1;
-    halves16(acc, &a0, &a1);
-    return join16(activate8(a0, act, lo, hi), activate8(a1, act, lo, hi));
-#endif
-    if (act == GGONNX_ACT_CLAMP) {
-        return clamp16(acc, SPLAT(lo), SPLAT(hi));
-    }
+/* activate() past none and clamp: out of line, so the tiles and depthwise rows that inline
+ * activate() keep the common cases in registers without carrying every formula */
+static __attribute__((noinline, unused)) v16 activate_other(v16 acc, int act, float lo, float hi) {
     if (act == GGONNX_ACT_HARDSWISH) {
         return acc * clamp16(acc * SPLAT(1.0f / 6.0f) + SPLAT(0.5f), SPLAT(0.0f), SPLAT(1.0f));
     }
@@ -290,6 +280,23 @@ static inline v16 activate(v16 acc, int act, float lo, float hi) {
     return acc;
 }
 
+/* The activation of an epilogue (kernels.h: GGONNX_ACT_*); lo, hi are its two parameters. */
+static inline __attribute__((always_inline)) v16 activate(v16 acc, int act, float lo, float hi) {
+    if (act == GGONNX_ACT_NONE) {
+        return acc;
+    }
+#ifdef GGONNX_AVX2
+    __m256 a0, a1;
+    halves16(acc, &a0, &a1);
+    return join16(activate8(a0, act, lo, hi), activate8(a1, act, lo, hi));
+#else
+    if (act == GGONNX_ACT_CLAMP) {
+        return clamp16(acc, SPLAT(lo), SPLAT(hi));
+    }
+    return activate_other(acc, act, lo, hi);
+#endif
+}
+
 /* The first n (<= 16) floats at src, the rest zero; nothing past them is read. */
 static inline v16 load_n(const float * src, int64_t n) {
 #ifdef __AVX512F__
@@ -302,7 +309,8 @@ static inline v16 load_n(const float * src, int64_t n) {
 }
 
 /* The epilogue of the n (<= 16) outputs at y (output channel o0 on). */
-static inline v16 finish(v16 acc, const struct epilogue * ep, int64_t o0, const float * y, int64_t n) {
+static inline __attribute__((always_inline)) v16 finish(v16 acc, const struct epilogue * ep, int64_t o0,
+                                                      const float * y, int64_t n) {
     if (ep->bias) {
         v16 b;
         memcpy(&b, ep->bias + o0, sizeof(b));
