@@ -148,6 +148,11 @@ struct dw_geom {
 
 /* mask n < 16: a tail block's lanes (plain loads and stores when full) */
 static inline v16 dw_load(const float * p, int64_t m) {
+#ifdef __AVX512F__
+    if (m == 16) {   /* a plain load: through load_n GCC also stored every vector to the stack */
+        return (v16) _mm512_loadu_ps(p);
+    }
+#endif
     return m == 16 ? load_n(p, 16) : load_tail(p, m);
 }
 
