@@ -13,6 +13,9 @@ if os.environ.get("CI"):
 sys.path.insert(0, os.path.dirname(__file__))  # tests/models.py and helpers import by name
 # onnx's backend runner writes the light models' test data under ONNX_HOME: keep it out of ~.
 os.environ.setdefault("ONNX_HOME", tempfile.mkdtemp(prefix="ggonnx-onnx-home-"))
+# Outputs from 8 MB on are stored non-temporally on every CPU in tests (a large-L3 Intel CPU
+# otherwise starts far higher), so the streamed stores stay covered wherever the suite runs.
+os.environ.setdefault("GGONNX_STREAM_MIN_MB", "8")
 
 
 _passed_node_tests: set = set()

@@ -9,9 +9,14 @@
 
 #include <float.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #ifdef __AVX512F__
 #include <immintrin.h>
+#endif
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
 #endif
 
 #include "kernels_util.h"
@@ -42,6 +47,26 @@ void ggonnx_im2col_nhwc(struct ggml_tensor * dst, int ith, int nth, void * param
             }
         }
     }
+}
+
+int64_t ggonnx_stream_min_bytes(void) {
+    static int64_t bytes = 0;   /* the same value from every thread: a benign race */
+    if (bytes == 0) {
+        int64_t b = (int64_t) 8 << 20;
+#if (defined(__x86_64__) || defined(__i386__)) && defined(_SC_LEVEL3_CACHE_SIZE)
+        unsigned a, ebx, ecx, edx;
+        if (__get_cpuid(0, &a, &ebx, &ecx, &edx) && ebx == 0x756e6547u) {   /* "GenuineIntel" */
+            const long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+            b = MAX(b, (int64_t) (l3 > 0 ? l3 / 4 : 0));
+        }
+#endif
+        const char * forced = getenv("GGONNX_STREAM_MIN_MB");   /* tests: a fixed threshold */
+        if (forced != NULL && atoll(forced) > 0) {
+            b = atoll(forced) << 20;
+        }
+        bytes = b;
+    }
+    return bytes;
 }
 
 void ggonnx_pool_nhwc(struct ggml_tensor * dst, int ith, int nth, void * params) {
@@ -574,7 +599,7 @@ static void gemm_run(struct ggml_tensor * dst, int ith, int nth, const int64_t *
     /* an output larger than the caches is read back from memory by the next op anyway:
      * non-temporal stores spare the read for ownership of every line (mobilenet_v2 b8's
      * 16 -> 96 1x1 conv, 38 MB out: 11.6 -> 9.2 ms) */
-    ep.stream = ggml_nbytes(dst) >= GGONNX_STREAM_MIN_BYTES;
+    ep.stream = (int64_t) ggml_nbytes(dst) >= ggonnx_stream_min_bytes();
 #endif
     /* a channel slice writes oc of dst's ne0 channels, from channel P_COFF on */
     const int64_t oc = p[GGONNX_P_OC] ? p[GGONNX_P_OC] : dst->ne[0], pixels = ggml_nelements(dst) / dst->ne[0];

@@ -342,7 +342,7 @@ void ggonnx_conv_dw(struct ggml_tensor * dst, int ith, int nth, void * params) {
 #endif
     const int64_t nblk = (g.c + lanes - 1) / lanes;
 #ifdef __AVX512F__
-    const int stream = ggml_nbytes(dst) >= GGONNX_STREAM_MIN_BYTES;
+    const int stream = (int64_t) ggml_nbytes(dst) >= ggonnx_stream_min_bytes();
 #else
     const int stream = 0;
 #endif

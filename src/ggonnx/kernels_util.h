@@ -42,10 +42,12 @@ struct conv_geom {
     int64_t ocg, cg, cspan;
 };
 
-/* Outputs at least this large leave the caches before the next op reads them (2-core VMs: a Zen 2
- * with 16 MB of L3, which its sysconf reports as 256 MB; a Zen 4 with 32 MB): the GEMM tiles and
- * the depthwise rows store them non-temporally where they write whole lines. */
-#define GGONNX_STREAM_MIN_BYTES (8 << 20)
+/* Outputs at least this large leave the caches before the next op reads them: the GEMM tiles and
+ * the depthwise rows store them non-temporally where they write whole lines. 8 MB (2-core VMs: a
+ * Zen 2 with 16 MB of L3, which its sysconf reports as 256 MB; a Zen 4 with 32 MB), or a quarter
+ * of the L3 that an Intel CPU's CPUID leaf 4 reports (a Xeon VM with 480 MB of L3: streaming
+ * mobilenet_v2 b8's 25-38 MB tensors to memory cost 11%); GGONNX_STREAM_MIN_MB overrides it. */
+int64_t ggonnx_stream_min_bytes(void);
 
 #define MAX_TAPS 64   /* kernel taps (kh * kw) the conv kernels take at most */
 

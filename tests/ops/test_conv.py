@@ -155,7 +155,7 @@ def test_conv_multithreaded_size(n, oc, depthwise, size, mode, seed):
 
 
 def test_conv_with_an_output_past_the_caches():
-    # 9.8 MB out: AVX2 and AVX-512 builds store such outputs non-temporally (GGONNX_STREAM_MIN_BYTES);
+    # 9.8 MB out: AVX2 and AVX-512 builds store such outputs non-temporally (tests set GGONNX_STREAM_MIN_MB=8);
     # 99 outputs end in a partial panel, which takes the ordinary stores
     rng = np.random.default_rng(5)
     x, w, b = randn(rng, (1, 16, 160, 160)), randn(rng, (99, 16, 1, 1)), randn(rng, (99,))
