@@ -57,6 +57,26 @@ def test_gguf_file_computes_what_quantizing_at_load_computes(tmp_path, wtype):
     assert float(np.sum(a * y32) / np.linalg.norm(a) / np.linalg.norm(y32)) > 0.99
 
 
+def test_gguf_of_a_graph_with_nodes_fused_past_its_opset(tmp_path):
+    """gpt2's erf/tanh Gelu chains fuse into a Gelu node (opset 20) in an opset-17 model: the
+    stored graph is checked at each node's own opset when the file loads (it was refused)."""
+    w = RNG.standard_normal((256, 64)).astype(np.float32) * 0.1
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["h"]), helper.make_node("Div", ["h", "sqrt2"], ["hs"]),
+             helper.make_node("Erf", ["hs"], ["e"]), helper.make_node("Add", ["e", "one"], ["e1"]),
+             helper.make_node("Mul", ["h", "e1"], ["he"]), helper.make_node("Mul", ["he", "half"], ["y"])]
+    consts = {"W": w, "sqrt2": np.float32(np.sqrt(2)), "one": np.float32(1), "half": np.float32(0.5)}
+    g = helper.make_graph(nodes, "gelu", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 256])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 64])],
+                          [numpy_helper.from_array(np.asarray(v), k) for k, v in consts.items()])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    assert "Gelu" in [p.op_type for p in ggonnx.Session(model).placement()]
+    path = tmp_path / "gelu.gguf"
+    ggonnx.quantize(model, path, weights="q8_0")
+    x = RNG.standard_normal((3, 256)).astype(np.float32)
+    np.testing.assert_array_equal(ggonnx.Session(str(path)).run(None, {"x": x})[0],
+                                  ggonnx.Session(model, weights="q8_0").run(None, {"x": x})[0])
+
+
 def test_gguf_holds_blocks_a_model_shipped(tmp_path):
     """An onnxruntime MatMulNBits model: its 4-bit blocks go to the file as they are (q4_0)."""
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer

@@ -274,6 +274,8 @@ def import_model(proto: onnx.ModelProto, external: dict | None = None, node_opse
     available = set(initializers) | {i.name for i in inputs}
     produced_later = {o for n in g.node for o in n.output if o}
     nodes = []
+    if node_opsets is not None and len(node_opsets) != len(g.node):
+        raise ModelLoadError(f"{len(node_opsets)} node opsets stored for {len(g.node)} nodes")
     for idx, n in enumerate(g.node):
         name = n.name or f"{n.op_type}_{idx}"
         domain = n.domain or ""
@@ -291,8 +293,11 @@ def import_model(proto: onnx.ModelProto, external: dict | None = None, node_opse
             if out and out in available:
                 raise InvalidGraph(f"node '{name}' ({n.op_type}): output '{out}' is defined twice")
         attrs = {a.name: _attr_value(a) for a in n.attribute}
-        nodes.append(Node(name, n.op_type, domain, list(n.input), list(n.output), attrs,
-                          opsets.get(domain, opsets.get("", 1)), _detached(n), implicit))
+        # a stored graph's fused nodes are newer than the model's opset (a Gelu at 20 in an
+        # opset-17 gpt2): each is checked at its own
+        opset = int(node_opsets[idx]) if node_opsets is not None else opsets.get(domain, opsets.get("", 1))
+        nodes.append(Node(name, n.op_type, domain, list(n.input), list(n.output), attrs, opset, _detached(n),
+                          implicit))
         check_node(nodes[-1])
         available.update(o for o in n.output if o)
     # onnx's type inference after the nodes' own checks: it segfaults on some out-of-range
@@ -303,11 +308,6 @@ def import_model(proto: onnx.ModelProto, external: dict | None = None, node_opse
     for out in outputs:
         if out.name not in available:
             raise InvalidGraph(f"graph output '{out.name}' is not produced by any node")
-    if node_opsets is not None:
-        if len(node_opsets) != len(nodes):
-            raise ModelLoadError(f"{len(node_opsets)} node opsets stored for {len(nodes)} nodes")
-        for node, opset in zip(nodes, node_opsets):
-            node.opset = int(opset)
     metadata = {p.key: p.value for p in proto.metadata_props}
     graph = Graph(nodes, inputs, outputs, initializers, opsets, proto.producer_name, metadata,
                   model_info=_model_info(proto))
