@@ -82,10 +82,10 @@ TYPED_ROW_MULTIPLE = 32
 def amx_bf16_tiles(rows: np.ndarray) -> np.ndarray:
     """Weight rows [N, K] in the AMX bf16 kernel's tile order (kernels.h): for each 16 outputs,
     for each 32 of depth, 16 depth pairs x 16 outputs x 2; N padded to a multiple of 32 and K
-    to one of 32 with zeros. Float32 values, stored as bf16."""
+    to one of 32 with zeros. Float32 values (stored as bf16), or bf16 bits as uint16."""
     n, k = rows.shape
     n_pad, k_pad = -(-n // 32) * 32, -(-k // 32) * 32
-    w = np.zeros((n_pad, k_pad), np.float32)
+    w = np.zeros((n_pad, k_pad), rows.dtype)
     w[:n, :k] = rows
     return w.reshape(n_pad // 16, 16, k_pad // 32, 16, 2).transpose(0, 2, 3, 1, 4).reshape(-1)
 
@@ -102,9 +102,8 @@ def weight_rows_times(ctx, v: Value, layout: str, rows_of, n: int, k: int, x, wt
         shipped = ctx.e.weights.policy.prebuilt_rows(v.name, BF16)
         if shipped is not None:  # a GGUF file's bf16 rows, rearranged bit for bit
             raw, (rows_n, rows_k) = shipped
-            bits = np.frombuffer(np.ascontiguousarray(raw).tobytes(), np.uint16).astype(np.uint32) << 16
-            make = lambda: ((amx_bf16_tiles(bits.view(np.float32).reshape(rows_n, rows_k))  # noqa: E731
-                             .view(np.uint32) >> 16).astype(np.uint16).view(np.uint8), (size,))
+            make = lambda: (amx_bf16_tiles(np.ascontiguousarray(raw).view(np.uint16).reshape(  # noqa: E731
+                rows_n, rows_k)).view(np.uint8), (size,))
         else:
             make = lambda: amx_bf16_tiles(rows_of(np.asarray(v.const, dtype=np.float32))[:n])  # noqa: E731
         tiles = e.weight((v.name, layout + " amx"), make, (size,), BF16, matmul_only=False)
