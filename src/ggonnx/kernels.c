@@ -20,6 +20,7 @@
 #endif
 
 #include "kernels_util.h"
+#include "kernels_simd.h"
 
 void ggonnx_im2col_nhwc(struct ggml_tensor * dst, int ith, int nth, void * params) {
     const int64_t * p = (const int64_t *) params;
@@ -69,6 +70,48 @@ int64_t ggonnx_stream_min_bytes(void) {
     return bytes;
 }
 
+#ifndef GGONNX_AVX2
+/* One output pixel of a channels-last pool (params as ggonnx_pool_nhwc's): its window's input
+ * pixels gathered first, then each 16 channels reduced in a register over them and stored once
+ * (the loop below read and wrote the output at every tap: MaxPool took 7.6% of squeezenet b8).
+ * The same comparisons (x > acc keeps x unless acc is larger, NaN passes) and sums in the same
+ * order as that loop. */
+static void pool_pixel(const struct ggml_tensor * src, float * o, int64_t ox, int64_t oy, int64_t n,
+                       const int64_t * p) {
+    const int64_t kw = p[0], kh = p[1], sw = p[2], sh = p[3], pw = p[4], ph = p[5], dw = p[6], dh = p[7];
+    const int64_t mode = p[8], ew = p[9], eh = p[10];
+    const int64_t c = src->ne[0], w = src->ne[1], h = src->ne[2];
+    const float * in[MAX_TAPS];
+    int64_t taps = 0;
+    for (int64_t ky = 0; ky < kh; ++ky) {
+        const int64_t iy = oy * sh - ph + ky * dh;
+        for (int64_t kx = 0; kx < kw && iy >= 0 && iy < h; ++kx) {
+            const int64_t ix = ox * sw - pw + kx * dw;
+            if (ix >= 0 && ix < w) {
+                in[taps++] = pixel(src, ix, iy, n);
+            }
+        }
+    }
+    int64_t count = taps;
+    if (mode == 2) {  /* the window clipped to the input plus its explicit pads */
+        const int64_t y0 = oy * sh - ph, x0 = ox * sw - pw;
+        const int64_t ny = MIN(y0 + kh, h + eh) - MAX(y0, -ph);
+        const int64_t nx = MIN(x0 + kw, w + ew) - MAX(x0, -pw);
+        count = MAX(ny, 0) * MAX(nx, 0);
+    }
+    const v16 scale = SPLAT(count > 0 ? 1.0f / (float) count : 0.0f);
+    for (int64_t c0 = 0; c0 < c; c0 += 16) {
+        const int64_t m = MIN(16, c - c0);
+        v16 acc = mode == 0 ? SPLAT(-FLT_MAX) : SPLAT(0.0f);
+        for (int64_t t = 0; t < taps; ++t) {
+            const v16 x = load_n(in[t] + c0, m);
+            acc = mode == 0 ? select16(lt16(x, acc), acc, x) : acc + x;
+        }
+        store_n(o + c0, mode == 0 ? acc : acc * scale, m);
+    }
+}
+#endif
+
 void ggonnx_pool_nhwc(struct ggml_tensor * dst, int ith, int nth, void * params) {
     const int64_t * p = (const int64_t *) params;
     const int64_t kw = p[0], kh = p[1], sw = p[2], sh = p[3], pw = p[4], ph = p[5], dw = p[6], dh = p[7];
@@ -82,6 +125,12 @@ void ggonnx_pool_nhwc(struct ggml_tensor * dst, int ith, int nth, void * params)
         const int64_t oy = r % oh, n = r / oh;
         for (int64_t ox = 0; ox < ow; ++ox) {
             float * o = (float *) ((char *) dst->data + ox * dst->nb[1] + oy * dst->nb[2] + n * dst->nb[3]);
+#ifndef GGONNX_AVX2
+            if (kh * kw <= MAX_TAPS) {
+                pool_pixel(src, o, ox, oy, n, p);
+                continue;
+            }
+#endif
             const float init = mode == 0 ? -FLT_MAX : 0.0f;
             for (int64_t ci = 0; ci < c; ++ci) {
                 o[ci] = init;
@@ -166,8 +215,6 @@ void ggonnx_global_pool_nhwc(struct ggml_tensor * dst, int ith, int nth, void * 
 }
 
 /* ---- packed GEMM ------------------------------------------------------------------------ */
-
-#include "kernels_simd.h"
 
 /* Rows of ne0 channels (a typed or BLAS matmul's output, channels-last) finished as a packed
  * GEMM's epilogue finishes its own: + bias (src[1], padded to whole panels) + residual (src[2],
