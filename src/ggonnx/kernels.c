@@ -70,6 +70,20 @@ int64_t ggonnx_stream_min_bytes(void) {
     return bytes;
 }
 
+/* An average pool's 1 / divisor at output (ox, oy) of ``taps`` in-bounds taps (params as
+ * ggonnx_pool_nhwc's): mode 2 counts the window clipped to the input plus its explicit pads. */
+static inline float pool_scale(const int64_t * p, int64_t taps, int64_t ox, int64_t oy, int64_t w, int64_t h) {
+    const int64_t kw = p[0], kh = p[1], sw = p[2], sh = p[3], pw = p[4], ph = p[5], ew = p[9], eh = p[10];
+    int64_t count = taps;
+    if (p[8] == 2) {
+        const int64_t y0 = oy * sh - ph, x0 = ox * sw - pw;
+        const int64_t ny = MIN(y0 + kh, h + eh) - MAX(y0, -ph);
+        const int64_t nx = MIN(x0 + kw, w + ew) - MAX(x0, -pw);
+        count = MAX(ny, 0) * MAX(nx, 0);
+    }
+    return count > 0 ? 1.0f / (float) count : 0.0f;
+}
+
 #ifndef GGONNX_AVX2
 /* One output pixel of a channels-last pool (params as ggonnx_pool_nhwc's): its window's input
  * pixels gathered first, then each 16 channels reduced in a register over them and stored once
@@ -79,7 +93,7 @@ int64_t ggonnx_stream_min_bytes(void) {
 static void pool_pixel(const struct ggml_tensor * src, float * o, int64_t ox, int64_t oy, int64_t n,
                        const int64_t * p) {
     const int64_t kw = p[0], kh = p[1], sw = p[2], sh = p[3], pw = p[4], ph = p[5], dw = p[6], dh = p[7];
-    const int64_t mode = p[8], ew = p[9], eh = p[10];
+    const int64_t mode = p[8];
     const int64_t c = src->ne[0], w = src->ne[1], h = src->ne[2];
     const float * in[MAX_TAPS];
     int64_t taps = 0;
@@ -92,14 +106,7 @@ static void pool_pixel(const struct ggml_tensor * src, float * o, int64_t ox, in
             }
         }
     }
-    int64_t count = taps;
-    if (mode == 2) {  /* the window clipped to the input plus its explicit pads */
-        const int64_t y0 = oy * sh - ph, x0 = ox * sw - pw;
-        const int64_t ny = MIN(y0 + kh, h + eh) - MAX(y0, -ph);
-        const int64_t nx = MIN(x0 + kw, w + ew) - MAX(x0, -pw);
-        count = MAX(ny, 0) * MAX(nx, 0);
-    }
-    const v16 scale = SPLAT(count > 0 ? 1.0f / (float) count : 0.0f);
+    const v16 scale = SPLAT(pool_scale(p, taps, ox, oy, w, h));
     for (int64_t c0 = 0; c0 < c; c0 += 16) {
         const int64_t m = MIN(16, c - c0);
         v16 acc = mode == 0 ? SPLAT(-FLT_MAX) : SPLAT(0.0f);
@@ -115,7 +122,7 @@ static void pool_pixel(const struct ggml_tensor * src, float * o, int64_t ox, in
 void ggonnx_pool_nhwc(struct ggml_tensor * dst, int ith, int nth, void * params) {
     const int64_t * p = (const int64_t *) params;
     const int64_t kw = p[0], kh = p[1], sw = p[2], sh = p[3], pw = p[4], ph = p[5], dw = p[6], dh = p[7];
-    const int64_t mode = p[8], ew = p[9], eh = p[10];
+    const int64_t mode = p[8];
     const struct ggml_tensor * src = dst->src[0];
     const int64_t c = src->ne[0], w = src->ne[1], h = src->ne[2];
     const int64_t ow = dst->ne[1], oh = dst->ne[2];
@@ -162,14 +169,7 @@ void ggonnx_pool_nhwc(struct ggml_tensor * dst, int ith, int nth, void * params)
             if (mode == 0) {
                 continue;
             }
-            int64_t count = taps;
-            if (mode == 2) {  /* the window clipped to the input plus its explicit pads */
-                const int64_t y0 = oy * sh - ph, x0 = ox * sw - pw;
-                const int64_t ny = MIN(y0 + kh, h + eh) - MAX(y0, -ph);
-                const int64_t nx = MIN(x0 + kw, w + ew) - MAX(x0, -pw);
-                count = MAX(ny, 0) * MAX(nx, 0);
-            }
-            const float scale = count > 0 ? 1.0f / (float) count : 0.0f;
+            const float scale = pool_scale(p, taps, ox, oy, w, h);
             for (int64_t ci = 0; ci < c; ++ci) {
                 o[ci] *= scale;
             }
