@@ -124,6 +124,11 @@ class WeightStore:
         return {key[0]: _core.type_name(key[-1]) for key in self.index if key[-1] != F32}
 
 
+def amx_tiles_len(n: int, k: int) -> int:
+    """Values in the AMX bf16 tiles of an [N, K] weight (kernels.h): N and K padded to 32."""
+    return -(-n // 32) * 32 * -(-k // 32) * 32
+
+
 # ops whose first operand may be a weight in any ggml type (ggml converts it as it reads)
 _TYPED_SRC0_OPS = (Op.MUL_MAT, Op.GET_ROWS, Op.GEMM_AMX_BF16)
 
@@ -319,7 +324,7 @@ class Emitter:
     def gemm_amx_bf16(self, tiles: GT, b: GT, n: int) -> GT:
         """W [N, K] (as bf16 AMX tiles, kernels.h) times b [K, M] -> [N, M], on AMX."""
         k, m = b.ne[0], b.ne[1]
-        if b.ne[2:] != (1, 1) or tiles.ne != (-(-n // 32) * 32 * -(-k // 32) * 32, 1, 1, 1):
+        if b.ne[2:] != (1, 1) or tiles.ne != (amx_tiles_len(n, k), 1, 1, 1):
             self.fail(f"AMX bf16 tiles {tiles.ne} do not hold a {n}x{k} weight for {b.ne}")
         self.flops += 2 * k * n * m
         return self._emit(Op.GEMM_AMX_BF16, (tiles, b), (n, m, 1, 1))

@@ -30,7 +30,7 @@ from collections import deque
 import numpy as np
 
 from ggonnx import _core
-from ggonnx.emitter import as_ggml_array, can_repeat, onnx_to_ne
+from ggonnx.emitter import amx_tiles_len, as_ggml_array, can_repeat, onnx_to_ne
 from ggonnx.errors import GgonnxError
 from ggonnx.planner import CompiledPlan, HostStep, IslandStep
 
@@ -68,7 +68,7 @@ def _row_ne(op: int, srcs: list, predicted: tuple, params):
         return (s0[1], s1[1], s1[2], s1[3]) if ok else None
     if op == Op.GEMM_AMX_BF16:  # the tiles' size fixes N and K; M follows the activation
         n = predicted[0]
-        ok = s0 == (-(-n // 32) * 32 * -(-srcs[1][0] // 32) * 32, 1, 1, 1) and srcs[1][2:] == (1, 1)
+        ok = s0 == (amx_tiles_len(n, srcs[1][0]), 1, 1, 1) and srcs[1][2:] == (1, 1)
         return (n, srcs[1][1], 1, 1) if ok else None
     if op == Op.GET_ROWS:
         return (s0[0], srcs[1][0], 1, 1) if s0[2:] == (1, 1) and srcs[1][1:] == (1, 1, 1) else None

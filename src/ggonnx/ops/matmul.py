@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from ggonnx import _core, blas
+from ggonnx.emitter import amx_tiles_len
 from ggonnx.errors import ShapeError
 from ggonnx.ops.context import Value
 from ggonnx.ops.registry import register
@@ -98,8 +99,8 @@ def weight_rows_times(ctx, v: Value, layout: str, rows_of, n: int, k: int, x, wt
     (``pad_rows``: N padded as TYPED_ROW_MULTIPLE says)."""
     e = ctx.e
     if wtype == BF16 and _core.amx_bf16():
-        size = -(-n // 32) * 32 * -(-k // 32) * 32
-        shipped = ctx.e.weights.policy.prebuilt_rows(v.name, BF16)
+        size = amx_tiles_len(n, k)
+        shipped = e.weights.policy.prebuilt_rows(v.name, BF16)
         if shipped is not None:  # a GGUF file's bf16 rows, rearranged bit for bit
             raw, (rows_n, rows_k) = shipped
             make = lambda: (amx_bf16_tiles(np.ascontiguousarray(raw).view(np.uint16).reshape(  # noqa: E731
