@@ -7,6 +7,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import ggonnx
+from ggonnx.errors import PlanRetired
+from ggonnx.planner import IslandStep
 from ggonnx.session import FAMILY_PLANS_KEPT
 
 E, H, D, MAX_POS = 32, 2, 16, 64
@@ -84,7 +86,10 @@ def _feeds(rng, past_len: int, masked: int = 0) -> dict:
 
 
 def _check_against_ort(model: bytes, lengths, masked: int = 0) -> ggonnx.Session:
-    sess = ggonnx.Session(model, threads=2)
+    return _check_against_ort_on(ggonnx.Session(model, threads=2), model, lengths, masked)
+
+
+def _check_against_ort_on(sess: ggonnx.Session, model: bytes, lengths, masked: int = 0) -> ggonnx.Session:
     oracle = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(1)
     for past_len in lengths:
@@ -133,3 +138,33 @@ def test_plans_share_one_compute_block():
     sess = _check_against_ort(decoder_step(), lengths + [20, MAX_POS - 1, 14], masked=2)
     assert sess._engine.scratch_blocks_made <= 4, sess._engine.scratch_blocks_made
     assert sess.plan_count >= 2
+
+
+def test_new_lengths_take_over_dropped_plans():
+    # a plan written for a new length takes the ggml context and scheduler of the family plan
+    # it pushes out of the cache; that plan then refuses to run, and a thread that fetched it
+    # just before (simulated: the cache hands it out once more) gets a fresh plan, exactly
+    model = decoder_step()
+    sess = _check_against_ort(model, range(14, 22))
+    old_sig, old_plan = next((s, p) for s, p in sess._plans.items() if p.from_family)
+    _check_against_ort_on(sess, model, range(22, 26))
+    islands = [step.plan for step in old_plan.steps if isinstance(step, IslandStep)]
+    assert islands and all(p.retired for p in islands)
+    rng = np.random.default_rng(2)
+    feeds = _feeds(rng, old_sig[1][2])
+    with pytest.raises(PlanRetired):
+        old_plan.run(sess._gather_inputs(feeds))
+
+    class FetchedBefore(type(sess._plans)):
+        handed_out = False
+
+        def get(self, sig, default=None):
+            if sig == old_sig and not self.handed_out:
+                self.handed_out = True
+                return old_plan
+            return super().get(sig, default)
+
+    sess._plans = FetchedBefore(sess._plans)
+    oracle = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    for got, want in zip(sess.run(None, feeds), oracle.run(None, feeds)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

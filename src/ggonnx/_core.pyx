@@ -21,7 +21,7 @@ import os
 import numpy as np
 
 from ggonnx._ggml cimport *
-from ggonnx.errors import ComputeError, GraphBuildError, InvalidInputError
+from ggonnx.errors import ComputeError, GraphBuildError, InvalidInputError, PlanRetired
 
 cnp.import_array()
 
@@ -425,6 +425,8 @@ cdef class Plan:
     cdef ggml_backend_buffer_t const_buf
     cdef ggml_cgraph * graph
     cdef ggml_backend_sched_t sched
+    cdef size_t graph_size      # the sched's capacity in nodes
+    cdef size_t ctx_size        # bytes of ctx
     cdef vector[ggml_tensor *] inputs
     cdef vector[ggml_tensor *] outputs
     cdef vector[size_t] input_bytes
@@ -441,14 +443,41 @@ cdef class Plan:
 
     def __cinit__(self, Engine engine, cnp.ndarray instructions, cnp.ndarray fparams, list consts,
                   list input_slots, tuple input_shapes, list output_slots, tuple output_shapes,
-                  int n_threads, list row_names):
+                  int n_threads, list row_names, Plan reuse=None):
         self.engine = engine
+        if reuse is not None and reuse.engine is engine:
+            self._take_resources(reuse)
         self.n_threads = max(1, min(n_threads, engine.n_threads))
         self.input_shapes = input_shapes
         self.output_shapes = output_shapes
         self.matmul_backends = []
         self.instructions = instructions
         self._build(instructions, fparams, consts, input_slots, output_slots, row_names)
+
+    cdef _take_resources(self, Plan old):
+        """Take ``old``'s graph context and scheduler, so a plan written for each new cache length
+        while decoding allocates neither again (ggml_backend_sched_new's tables and freeing them
+        were most of writing such a plan). ``old`` is retired: a run of it raises PlanRetired."""
+        with nogil:  # not while another thread computes on it
+            PyThread_acquire_lock(self.engine.lock, WAIT_LOCK)
+            self.sched = old.sched
+            self.graph_size = old.graph_size
+            self.ctx = old.ctx
+            self.ctx_size = old.ctx_size
+            old.sched = NULL
+            old.ctx = NULL
+            old.graph = NULL
+            PyThread_release_lock(self.engine.lock)
+        if old.profile != NULL:
+            ggonnx_profile_free(old.profile)
+            old.profile = NULL
+        if self.sched != NULL:
+            ggml_backend_sched_set_eval_callback(self.sched, NULL, NULL)
+
+    @property
+    def retired(self) -> bool:
+        """Whether a later plan took this one's resources (see _take_resources)."""
+        return self.sched == NULL
 
     def __dealloc__(self):
         if self.profile != NULL:
@@ -492,10 +521,21 @@ cdef class Plan:
             _upload(self.engine.cpu, consts, &self.const_ctx, &self.const_buf, const_tensors)
 
         graph_size = max(2048, <size_t> (4 * n + 64))
+        if self.sched != NULL and self.graph_size < graph_size:
+            ggml_backend_sched_free(self.sched)
+            self.sched = NULL
+        if self.sched != NULL:
+            graph_size = self.graph_size  # the graph may not outgrow the scheduler taken over
         ip.mem_size = ggml_tensor_overhead() * (2 * n + len(output_slots) + 16) + ggml_graph_overhead_custom(graph_size, False)
         ip.mem_buffer = NULL
         ip.no_alloc = True
-        self.ctx = ggml_init(ip)
+        if self.ctx != NULL and self.ctx_size >= ip.mem_size:
+            ggml_reset(self.ctx)
+        else:
+            if self.ctx != NULL:
+                ggml_free(self.ctx)
+            self.ctx = ggml_init(ip)
+            self.ctx_size = ip.mem_size
         if self.ctx == NULL:
             raise MemoryError("ggml_init failed for the graph")
 
@@ -553,7 +593,11 @@ cdef class Plan:
         backends[n_backends] = self.engine.cpu  # the CPU backend must come last
         bufts[n_backends] = ggonnx_scratch_buft(self.engine.cpu_scratch)
         n_backends += 1
-        self.sched = ggml_backend_sched_new(backends, bufts, n_backends, graph_size, False, False)
+        if self.sched != NULL:
+            ggml_backend_sched_reset(self.sched)
+        else:
+            self.sched = ggml_backend_sched_new(backends, bufts, n_backends, graph_size, False, False)
+            self.graph_size = graph_size
         if self.sched == NULL:
             raise MemoryError("ggml_backend_sched_new failed")
         for k in range(<int> mm_nodes.size()):
@@ -677,6 +721,8 @@ cdef class Plan:
         """Log each node's end time from now on (every node then runs as its own graph), or stop."""
         if on and self.profile == NULL:
             self.profile = ggonnx_profile_new()
+        if self.sched == NULL:
+            raise PlanRetired("this plan's resources went to a later plan")
         elif not on and self.profile != NULL:
             ggml_backend_sched_set_eval_callback(self.sched, NULL, NULL)
             ggonnx_profile_free(self.profile)
@@ -699,7 +745,8 @@ cdef class Plan:
         cdef cnp.ndarray arr
         cdef vector[void *] in_ptrs
         cdef vector[void *] out_ptrs
-        cdef ggml_status status
+        cdef ggml_status status = GGML_STATUS_SUCCESS
+        cdef bint retired = False
         cdef Engine eng = self.engine
         if len(feeds) != n_in:
             raise InvalidInputError(f"expected {n_in} inputs, got {len(feeds)}")
@@ -723,22 +770,26 @@ cdef class Plan:
             out_ptrs.push_back(cnp.PyArray_DATA(arr))
         with nogil:
             PyThread_acquire_lock(eng.lock, WAIT_LOCK)
-            if self.profile != NULL:
-                ggonnx_profile_clear(self.profile)
-                self.profile.marks[0] = ggonnx_now_ns()
-            ggml_backend_cpu_set_n_threads(eng.cpu, self.n_threads)
-            for k in range(n_in):
-                if self.input_bytes[k]:
-                    ggml_backend_tensor_set(self.inputs[k], in_ptrs[k], 0, self.input_bytes[k])
-            if self.profile != NULL:
-                self.profile.marks[1] = ggonnx_now_ns()
-            status = ggml_backend_sched_graph_compute(self.sched, self.graph)
-            if status == GGML_STATUS_SUCCESS:
-                for k in range(n_out):
-                    ggml_backend_tensor_get(self.outputs[k], out_ptrs[k], 0, ggml_nbytes(self.outputs[k]))
-            if self.profile != NULL:
-                self.profile.marks[2] = ggonnx_now_ns()
+            retired = self.sched == NULL
+            if not retired:
+                if self.profile != NULL:
+                    ggonnx_profile_clear(self.profile)
+                    self.profile.marks[0] = ggonnx_now_ns()
+                ggml_backend_cpu_set_n_threads(eng.cpu, self.n_threads)
+                for k in range(n_in):
+                    if self.input_bytes[k]:
+                        ggml_backend_tensor_set(self.inputs[k], in_ptrs[k], 0, self.input_bytes[k])
+                if self.profile != NULL:
+                    self.profile.marks[1] = ggonnx_now_ns()
+                status = ggml_backend_sched_graph_compute(self.sched, self.graph)
+                if status == GGML_STATUS_SUCCESS:
+                    for k in range(n_out):
+                        ggml_backend_tensor_get(self.outputs[k], out_ptrs[k], 0, ggml_nbytes(self.outputs[k]))
+                if self.profile != NULL:
+                    self.profile.marks[2] = ggonnx_now_ns()
             PyThread_release_lock(eng.lock)
+        if retired:
+            raise PlanRetired("this plan's resources went to a later plan")
         if status != GGML_STATUS_SUCCESS:
             raise ComputeError(f"ggml graph compute failed with status {<int> status}")
         return outs

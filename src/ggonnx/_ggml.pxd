@@ -83,6 +83,7 @@ cdef extern from "ggml.h" nogil:
 
     ggml_context * ggml_init(ggml_init_params params)
     void ggml_free(ggml_context * ctx)
+    void ggml_reset(ggml_context * ctx)
     ggml_cgraph * ggml_new_graph_custom(ggml_context * ctx, size_t size, bint grads)
     void ggml_build_forward_expand(ggml_cgraph * g, ggml_tensor * t)
     int ggml_graph_n_nodes(ggml_cgraph * g)
@@ -182,6 +183,7 @@ cdef extern from "ggml-backend.h" nogil:
     ggml_backend_sched_t ggml_backend_sched_new(ggml_backend_t * backends, ggml_backend_buffer_type_t * bufts,
                                                 int n_backends, size_t graph_size, bint parallel, bint op_offload)
     void ggml_backend_sched_free(ggml_backend_sched_t sched)
+    void ggml_backend_sched_reset(ggml_backend_sched_t sched)
     bint ggml_backend_sched_alloc_graph(ggml_backend_sched_t sched, ggml_cgraph * graph)
     ggml_status ggml_backend_sched_graph_compute(ggml_backend_sched_t sched, ggml_cgraph * graph)
     void ggml_backend_sched_set_tensor_backend(ggml_backend_sched_t sched, ggml_tensor * node, ggml_backend_t backend)

@@ -75,3 +75,7 @@ class ComputeError(RuntimeException):
 
 class RunTerminated(Fail):
     """A run stopped because its RunOptions.terminate was set."""
+
+
+class PlanRetired(RuntimeException):
+    """A compiled plan whose ggml resources a later plan took over (the caller plans again)."""

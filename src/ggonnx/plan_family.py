@@ -334,9 +334,10 @@ class PlanFamily:
             return None
         return t
 
-    def instantiate(self, sig, engine):
+    def instantiate(self, sig, engine, donor=None):
         """The CompiledPlan of ``sig`` (on the line: ``t_of``), or None where it cannot be made
-        exactly (the caller traces)."""
+        exactly (the caller traces). ``donor``: a plan the caller drops, whose islands' ggml
+        contexts and schedulers the new islands take over (see _core.Plan)."""
         t = self.t_of(sig)
         if t is None:
             return None
@@ -345,13 +346,14 @@ class PlanFamily:
             return None
         tpl, rec = self.template, self.record
         steps, islands = [], iter(zip(self.islands, rec.islands))
+        donors = iter([] if donor is None else [s.plan for s in donor.steps if isinstance(s, IslandStep)])
         for k, step in enumerate(tpl.steps):
             if isinstance(step, HostStep):
                 steps.append(HostStep(step.node, step.evaluator, step.in_names, step.in_ids, step.out_ids,
                                       list(_at(self.host_shapes[k], t))))
                 continue
             fam_island, traced = next(islands)
-            core = self._island_plan(t, fam_island, traced, values, engine)
+            core = self._island_plan(t, fam_island, traced, values, engine, next(donors, None))
             if core is None:
                 return None
             steps.append(IslandStep(core, step.in_ids, step.out_ids, step.flops, step.out_dtypes,
@@ -434,7 +436,7 @@ class PlanFamily:
             return None
         return changed
 
-    def _island_plan(self, t, fam_island, traced, values, engine):
+    def _island_plan(self, t, fam_island, traced, values, engine, reuse=None):
         (slope, base), rows, consumers, rule_rows, leaves, in_fit, out_fit, rebuild = fam_island
         (ins0, fp, consts, in_slots, _, out_slots, _, threads, names), _ = traced
         consts = list(consts)
@@ -452,7 +454,8 @@ class PlanFamily:
             idx = list(ne_t)
             ins[idx, NE] = [ne_t[i] for i in idx]
         try:
-            return _core.Plan(engine, ins, fp, consts, in_slots, in_shapes, out_slots, out_shapes, threads, names)
+            return _core.Plan(engine, ins, fp, consts, in_slots, in_shapes, out_slots, out_shapes, threads, names,
+                              reuse)
         except GgonnxError:
             return None
 
@@ -472,12 +475,14 @@ class FamilyCache:
         """Whether ``sig`` lies on some family's line."""
         return any(fam.t_of(sig) is not None for fam in self.families)
 
-    def plan_for(self, sig, engine):
-        """A plan for ``sig`` from a family whose line it is on, or None."""
+    def plan_for(self, sig, engine, donor=None):
+        """A plan for ``sig`` from a family whose line it is on, or None (``donor``: see
+        PlanFamily.instantiate)."""
         for k, fam in enumerate(self.families):
             if fam.t_of(sig) is None:
                 continue
-            plan = fam.instantiate(sig, engine)
+            plan = fam.instantiate(sig, engine, donor)
+            donor = None  # its resources are taken (or it was unusable) either way
             if plan is not None:
                 self.families.insert(0, self.families.pop(k))
                 self.instantiated += 1

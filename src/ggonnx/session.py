@@ -14,7 +14,7 @@ import onnx
 from ggonnx import _core, gguf_file
 from ggonnx.emitter import WeightStore
 from ggonnx.weight_types import WeightPolicy, release_float_copies
-from ggonnx.errors import HostKernelError, InvalidInputError, UnknownOpError
+from ggonnx.errors import HostKernelError, InvalidInputError, PlanRetired, UnknownOpError
 from ggonnx.importer import ImportOptions, import_model, load_model, overridable_initializers, tensor_info
 from ggonnx.memory import release_after_upload
 from ggonnx.ops import lookup
@@ -216,6 +216,8 @@ class Session:
                 outs = plan.run(arrays, self._profiler)
             except ShapeChanged:  # data-dependent shapes moved: plan again for these values
                 outs = self._trace(arrays, replace=True)
+            except PlanRetired:  # another thread's new plan took this one over after we fetched it
+                outs = self._trace(arrays)
         if output_names is None:
             return outs
         try:
@@ -282,12 +284,12 @@ class Session:
             t0 = time.monotonic_ns()
             plan = None
             if not replace and self._families.covers(sig):
-                # free the family's older plans first: the new one then reuses their memory (a
-                # fresh compute buffer's page faults cost as much as the token's compute here)
+                # drop the family's older plans first: the new one reuses their compute memory (a
+                # fresh buffer's page faults cost as much as the token's compute here) and takes
+                # over the oldest one's ggml context and scheduler
                 older = [k for k, p in self._plans.items() if p.from_family]
-                for old in older[:max(0, len(older) - FAMILY_PLANS_KEPT + 1)]:
-                    del self._plans[old]
-                plan = self._families.plan_for(sig, self._engine)
+                dropped = [self._plans.pop(old) for old in older[:max(0, len(older) - FAMILY_PLANS_KEPT + 1)]]
+                plan = self._families.plan_for(sig, self._engine, dropped[0] if dropped else None)
             if plan is not None:
                 if self._profiler is not None:
                     self._profiler.add("Session", "plan_from_family", t0, time.monotonic_ns(), {"signature": repr(sig)})
