@@ -294,8 +294,8 @@ cdef class Engine:
                     raise GraphBuildError(f"{data.size} bytes ({data.dtype}) do not hold a {type_name(types[k])} "
                                           f"weight of shape {shape}")
             else:
-                if a.dtype != np.float32 or not a.flags.c_contiguous or a.ndim > 4 or a.size == 0:
-                    raise GraphBuildError(f"weight must be a non-empty C-contiguous float32 array of rank <= 4, "
+                if a.dtype != np.float32 or not a.flags.c_contiguous or not 1 <= a.ndim <= 4 or a.size == 0:
+                    raise GraphBuildError(f"weight must be a non-empty C-contiguous float32 array of rank 1 to 4, "
                                           f"got {a.dtype} {a.shape}")
                 shape = tuple(a.shape)
                 _check_weight_type(types[k], shape[len(shape) - 1])  # (no negative indexing: wraparound is off)

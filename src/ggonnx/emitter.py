@@ -87,7 +87,8 @@ class WeightStore:
             if isinstance(arr, tuple):  # (uint8 bytes already in type wtype, shape)
                 arr = (np.ascontiguousarray(arr[0], dtype=np.uint8), tuple(arr[1]))
             else:
-                arr = as_ggml_array(np.ascontiguousarray(arr, dtype=np.float32))
+                # aligned too: a weight read in place from the model file may start anywhere
+                arr = as_ggml_array(np.require(np.ascontiguousarray(arr, dtype=np.float32), requirements="A"))
                 if wtype != F32:  # converted from float32 values (release_float_copies may drop those)
                     self.converted.add(key)
             idx = self.engine.n_weights + len(self.pending)

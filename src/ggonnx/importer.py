@@ -241,10 +241,11 @@ class ImportOptions:
 
 
 def import_model(proto: onnx.ModelProto, external: dict | None = None, node_opsets: list | None = None,
-                 options: ImportOptions = ImportOptions()) -> Graph:
+                 options: ImportOptions = ImportOptions(), mapped: dict | None = None) -> Graph:
     """The IR of ``proto``, normalized and optimized. A graph stored by ggonnx itself (a GGUF
     file) comes with ``external`` initializers (name -> array, declared as graph inputs of
-    ``proto``) and ``node_opsets`` (its nodes' opsets): it is optimized already."""
+    ``proto``) and ``node_opsets`` (its nodes' opsets): it is optimized already. ``mapped``:
+    initializers of ``proto`` already read, as views of the model file (model_file.py)."""
     if proto.functions:  # model-local functions: inline them so every node is a plain op
         try:
             proto = onnx.inliner.inline_local_functions(proto)
@@ -257,7 +258,9 @@ def import_model(proto: onnx.ModelProto, external: dict | None = None, node_opse
         opsets[""] = opsets["ai.onnx"]
     g = proto.graph
     try:
-        initializers = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+        mapped = mapped or {}
+        initializers = {t.name: mapped[t.name] if t.name in mapped else numpy_helper.to_array(t)
+                        for t in g.initializer}
         for sp in g.sparse_initializer:
             initializers[sp.values.name] = _sparse_to_dense(sp)
         initializers.update(external or {})

@@ -30,6 +30,7 @@ from ggonnx.control_flow import ControlFlowEvaluator
 from ggonnx.emitter import Emitter, WeightStore
 from ggonnx.errors import GgonnxError, HostKernelError, ShapeError, UnsupportedOpError
 from ggonnx.ir import Graph, Node
+from ggonnx.model_file import copy_if_mapped
 from ggonnx.ops import lookup
 from ggonnx.ops.context import Island, LoweringContext, Value, as_float32
 from ggonnx.weight_types import placeholder_values
@@ -251,8 +252,10 @@ class _Tracer:
         """Make sure ``v`` has real data in the environment; returns its id."""
         if v.rid is None:
             if v.const is not None:
-                v.rid = self.new_rid(v.const)
-                self.env_consts[v.rid] = v.const
+                # a host step reads it every run: not from the model file's pages (model_file.py)
+                const = copy_if_mapped(v.const)
+                v.rid = self.new_rid(const)
+                self.env_consts[v.rid] = const
                 self.record.env_const_names[v.rid] = v.name
             elif self.ctx.island is not None and v.island == self.ctx.island.index:
                 self.close_island()
@@ -437,7 +440,7 @@ class _Tracer:
         sources = []
         for info in graph.outputs:
             v = values[info.name]
-            sources.append(("env", v.rid) if v.rid is not None else ("const", np.asarray(v.const)))
+            sources.append(("env", v.rid) if v.rid is not None else ("const", copy_if_mapped(np.asarray(v.const))))
         self.record.output_const_names = [info.name if kind == "const" else None for info, (kind, _) in
                                           zip(graph.outputs, sources)]
         plan = CompiledPlan(self.steps, len(self.env), input_ids, sources, self.env_consts, self.placement,

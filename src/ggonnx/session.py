@@ -17,6 +17,7 @@ from ggonnx.weight_types import WeightPolicy, release_float_copies
 from ggonnx.errors import HostKernelError, InvalidInputError, PlanRetired, UnknownOpError
 from ggonnx.importer import ImportOptions, import_model, load_model, overridable_initializers, tensor_info
 from ggonnx.memory import release_after_upload
+from ggonnx.model_file import check_unchanged, map_model_file
 from ggonnx.ops import lookup
 from ggonnx.ort_values import ModelMetadata, as_array
 from ggonnx.plan_family import FamilyCache
@@ -109,7 +110,11 @@ class Session:
             if proto.ir_version >= 4:  # before IR 4 every initializer had to be a graph input, a constant
                 self._overridable = {vi.name: tensor_info(vi) for vi in overridable_initializers(proto)
                                      if vi.name not in import_options.fed_initializers}
-            self._graph = import_model(proto, options=import_options)
+            model_file = map_model_file(model)
+            self._graph = import_model(proto, options=import_options,
+                                       mapped=model_file.arrays(proto) if model_file else None)
+            if model_file is not None:
+                self._graph.mapped.append(model_file)
             del proto
         self._variants: dict = {}  # sessions where fed overridable initializers are graph inputs
         self._profiler = None      # a ggonnx.profiling.Profiler while profiling
@@ -283,6 +288,7 @@ class Session:
                 return plan.run(arrays, self._profiler)
             t0 = time.monotonic_ns()
             plan = None
+            check_unchanged(self._graph.mapped)  # a new plan may read weights from the model file again
             if not replace and self._families.covers(sig):
                 # drop the family's older plans first: the new one reuses their compute memory (a
                 # fresh buffer's page faults cost as much as the token's compute here) and takes
