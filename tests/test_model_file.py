@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import ggonnx
 from ggonnx.errors import ModelLoadError
-from ggonnx.model_file import MIN_MAPPED_BYTES, MappedModel, is_mapped, raw_data_spans
+from ggonnx.model_file import MIN_MAPPED_BYTES, MappedModel, is_mapped, raw_data_spans, strip_weights
 
 DTYPES = [np.float32, np.float16, np.float64, np.int8, np.int32, np.int64, np.uint8, np.bool_]
 
@@ -33,7 +33,7 @@ def _mlp(rng, hidden: int = 256) -> onnx.ModelProto:
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(DTYPES), st.lists(st.integers(1, 9), min_size=0, max_size=3),
+@given(st.lists(st.tuples(st.sampled_from(DTYPES), st.lists(st.integers(1, 40), min_size=0, max_size=3),
                           st.text("abcxyz_/.:é", min_size=1, max_size=12)), min_size=1, max_size=6, unique_by=lambda t: t[2]),
        st.integers(0, 2**31))
 def test_spans_are_the_parsed_raw_data(tensors, seed):
@@ -50,6 +50,14 @@ def test_spans_are_the_parsed_raw_data(tensors, seed):
     for t in inits:
         offset, length = spans[t.name]
         assert buf[offset:offset + length] == t.raw_data
+    stripped, mapped = strip_weights(buf)
+    parsed = onnx.ModelProto()
+    parsed.ParseFromString(stripped)
+    assert set(mapped) == {t.name for t in inits if len(t.raw_data) >= MIN_MAPPED_BYTES}
+    for t, p in zip(inits, parsed.graph.initializer):
+        assert (p.name, p.data_type, list(p.dims)) == (t.name, t.data_type, list(t.dims))
+        assert p.raw_data == (b"" if t.name in mapped else t.raw_data)
+    assert parsed.graph.node == model.graph.node and parsed.doc_string == model.doc_string
 
 
 def test_path_session_reads_weights_in_place(tmp_path):
@@ -57,9 +65,14 @@ def test_path_session_reads_weights_in_place(tmp_path):
     model = _mlp(rng)
     path = str(tmp_path / "mlp.onnx")
     onnx.save(model, path)
-    views = MappedModel(path).arrays(onnx.load(path))
+    proto, views = MappedModel(path).load()
     assert set(views) == {"w1", "w2"}  # b1 is below MIN_MAPPED_BYTES
     assert all(v.nbytes >= MIN_MAPPED_BYTES and not v.flags.writeable for v in views.values())
+    for t in model.graph.initializer:
+        np.testing.assert_array_equal(views[t.name] if t.name in views else numpy_helper.to_array(
+            next(p for p in proto.graph.initializer if p.name == t.name)), numpy_helper.to_array(t))
+    stripped = {t.name: t for t in proto.graph.initializer}
+    assert not stripped["w1"].raw_data and list(stripped["w1"].dims) == [64, 256]
     sess = ggonnx.Session(path, threads=2)
     assert is_mapped(sess._graph.initializers["w1"]) and is_mapped(sess._graph.initializers["w2"])
     oracle = ort.InferenceSession(path, providers=["CPUExecutionProvider"])

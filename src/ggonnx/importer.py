@@ -18,6 +18,7 @@ from onnx import helper, numpy_helper
 from ggonnx.contrib_ops import expand_contrib_ops, has_contrib_ops
 from ggonnx.errors import InvalidArgument, InvalidGraph, InvalidProtobuf, ModelLoadError, NoSuchFile
 from ggonnx.ir import Graph, Node, TensorInfo
+from ggonnx.model_file import MappedModel, map_model_file
 from ggonnx.normalize import normalize
 from ggonnx.optimize import optimize
 from ggonnx.validate import check_node
@@ -43,9 +44,28 @@ def load_model(model) -> onnx.ModelProto:
         raise
     except Exception as exc:  # protobuf DecodeError, external data errors, ...
         raise InvalidProtobuf(f"could not parse the ONNX model: {exc}") from exc
+    return _nonempty(proto)
+
+
+def _nonempty(proto: onnx.ModelProto) -> onnx.ModelProto:
     if not proto.graph.node and not proto.graph.output:
         raise InvalidProtobuf("the ONNX model has an empty graph (not an ONNX file?)")
     return proto
+
+
+def open_model(model) -> tuple[onnx.ModelProto, MappedModel | None, dict]:
+    """load_model, but a model file's big initializers are read in place (model_file.py):
+    (proto without their bytes, the mapped file, {name: read-only view}). Anything the
+    mapping cannot take (bytes, a ModelProto, a file it cannot parse) loads as before."""
+    mapped_file = map_model_file(model)
+    if mapped_file is not None:
+        try:
+            proto, views = mapped_file.load()
+        except Exception:  # noqa: BLE001 -- load_model parses it again and names what is wrong
+            mapped_file.close()
+        else:
+            return _nonempty(proto), mapped_file, views
+    return load_model(model), None, {}
 
 
 def _type_string(elem_type: int) -> str:

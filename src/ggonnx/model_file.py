@@ -2,9 +2,10 @@
 
 numpy_helper.to_array copies every initializer out of the parsed protobuf, and those copies
 stayed beside ggml's own copy of the weights for the session's life (gpt2: 650 MB twice).
-Here the file is memory-mapped and each initializer stored as raw little-endian bytes becomes
-a read-only numpy view of its bytes in the file: found by walking the protobuf wire format
-(ModelProto.graph -> GraphProto.initializer -> TensorProto.raw_data). Once the weights are
+Here the file is memory-mapped and each big initializer stored as raw little-endian bytes
+becomes a read-only numpy view of its bytes in the file, found by walking the protobuf wire
+format (ModelProto.graph -> GraphProto.initializer -> TensorProto.raw_data); protobuf parses
+only the rest (the graph re-serialized without those bytes), not the weights. Once the weights are
 uploaded the file's resident pages are dropped (ggonnx.memory.release_after_upload), so a
 session holds its weights once; a value read again later is read from the file again.
 
@@ -23,14 +24,15 @@ import onnx
 from ggonnx.errors import ModelLoadError
 
 # protobuf field numbers (onnx.proto3)
-_MODEL_GRAPH, _GRAPH_INITIALIZER, _TENSOR_NAME, _TENSOR_RAW_DATA = 7, 5, 8, 9
-_LEN = 2
+_MODEL_GRAPH, _GRAPH_INITIALIZER = 7, 5
+_TENSOR_DIMS, _TENSOR_DATA_TYPE, _TENSOR_NAME, _TENSOR_RAW_DATA, _TENSOR_DATA_LOCATION = 1, 2, 8, 9, 14
+_VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
 # element types whose raw_data is exactly numpy's little-endian layout (the others, such as
 # bfloat16 and the 4-bit types, are converted by numpy_helper.to_array)
 _DIRECT = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.INT8,
            onnx.TensorProto.INT16, onnx.TensorProto.INT32, onnx.TensorProto.INT64, onnx.TensorProto.UINT8,
            onnx.TensorProto.UINT16, onnx.TensorProto.UINT32, onnx.TensorProto.UINT64, onnx.TensorProto.BOOL}
-MIN_MAPPED_BYTES = 64 << 10   # smaller initializers are copied: their pages are not worth a view
+MIN_MAPPED_BYTES = 64 << 10   # smaller initializers are parsed and copied: not worth a view
 
 
 def _varint(buf, pos: int) -> tuple[int, int]:
@@ -44,47 +46,106 @@ def _varint(buf, pos: int) -> tuple[int, int]:
         shift += 7
 
 
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
 def _fields(buf, start: int, end: int):
-    """(field number, start, end) of each length-delimited field of the message in buf[start:end]."""
+    """(field number, wire type, tag start, value start, value end) of each field of the
+    message in buf[start:end]; a varint's value is returned in place of its start."""
     pos = start
     while pos < end:
+        tag_start = pos
         key, pos = _varint(buf, pos)
         wire = key & 7
-        if wire == 0:
-            _, pos = _varint(buf, pos)
-        elif wire == 1:
-            pos += 8
-        elif wire == 5:
-            pos += 4
-        elif wire == _LEN:
+        if wire == _VARINT:
+            value, pos = _varint(buf, pos)
+            yield key >> 3, wire, tag_start, value, pos
+            continue
+        if wire == _LEN:
             length, pos = _varint(buf, pos)
-            yield key >> 3, pos, pos + length
-            pos += length
+        elif wire in (_I64, _I32):
+            length = 8 if wire == _I64 else 4
         else:
             raise ValueError(f"protobuf wire type {wire} at byte {pos}")
+        yield key >> 3, wire, tag_start, pos, pos + length
+        pos += length
     if pos != end:
         raise ValueError("a protobuf message overruns its length")
+
+
+def _tensor_header(buf, start: int, end: int) -> tuple:
+    """(name, element type, dims, raw_data (offset, length) or None, stored externally)."""
+    name, dtype, dims, raw, external = None, 0, [], None, False
+    for field, wire, _, s0, s1 in _fields(buf, start, end):
+        if field == _TENSOR_NAME and wire == _LEN:
+            name = bytes(buf[s0:s1]).decode("utf-8", "replace")
+        elif field == _TENSOR_DATA_TYPE and wire == _VARINT:
+            dtype = s0
+        elif field == _TENSOR_DIMS and wire == _VARINT:
+            dims.append(s0)
+        elif field == _TENSOR_DIMS and wire == _LEN:  # packed
+            pos = s0
+            while pos < s1:
+                d, pos = _varint(buf, pos)
+                dims.append(d)
+        elif field == _TENSOR_RAW_DATA and wire == _LEN:
+            raw = (s0, s1 - s0)
+        elif field == _TENSOR_DATA_LOCATION and wire == _VARINT:
+            external = s0 == onnx.TensorProto.EXTERNAL
+    return name, dtype, dims, raw, external
+
+
+def _mappable(dtype: int, dims: list, raw, external: bool) -> bool:
+    if raw is None or external or dtype not in _DIRECT or any(d >= 1 << 62 for d in dims):
+        return False
+    itemsize = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(dtype)).itemsize
+    return raw[1] >= MIN_MAPPED_BYTES and raw[1] == int(np.prod(dims, dtype=object)) * itemsize
 
 
 def raw_data_spans(buf) -> dict[str, tuple[int, int]]:
     """{initializer name: (offset, length)} of the main graph's initializers' raw_data in ``buf``,
     the bytes of a serialized ModelProto."""
     spans = {}
-    for field, g0, g1 in _fields(buf, 0, len(buf)):
-        if field != _MODEL_GRAPH:
-            continue
-        for gfield, t0, t1 in _fields(buf, g0, g1):
-            if gfield != _GRAPH_INITIALIZER:
-                continue
-            name, raw = None, None
-            for tfield, s0, s1 in _fields(buf, t0, t1):
-                if tfield == _TENSOR_NAME:
-                    name = bytes(buf[s0:s1]).decode("utf-8", "replace")
-                elif tfield == _TENSOR_RAW_DATA:
-                    raw = (s0, s1 - s0)
-            if name is not None and raw is not None:
-                spans[name] = raw
+    for field, wire, _, g0, g1 in _fields(buf, 0, len(buf)):
+        if field == _MODEL_GRAPH and wire == _LEN:
+            for gfield, gwire, _, t0, t1 in _fields(buf, g0, g1):
+                if gfield == _GRAPH_INITIALIZER and gwire == _LEN:
+                    name, _, _, raw, _ = _tensor_header(buf, t0, t1)
+                    if name is not None and raw is not None:
+                        spans[name] = raw
     return spans
+
+
+def strip_weights(buf) -> tuple[bytes, dict]:
+    """The ModelProto in ``buf`` re-serialized without the raw_data of the initializers worth
+    mapping (``_mappable``), and {name: (element type, dims, offset, length)} of those. Parsing
+    the rest is cheap: gpt2's 650 MB file is ~1 MB of graph."""
+    out, mapped = bytearray(), {}
+    for field, wire, tag0, g0, g1 in _fields(buf, 0, len(buf)):
+        if field != _MODEL_GRAPH or wire != _LEN:
+            out += buf[tag0:g1]
+            continue
+        graph = bytearray()
+        for gfield, gwire, gtag0, t0, t1 in _fields(buf, g0, g1):
+            header = _tensor_header(buf, t0, t1) if gfield == _GRAPH_INITIALIZER and gwire == _LEN else None
+            if header is None or header[0] is None or header[0] in mapped or not _mappable(*header[1:]):
+                graph += buf[gtag0:t1]
+                continue
+            name, dtype, dims, (offset, length), _ = header
+            tensor = bytearray()
+            for tfield, _, ttag0, _, tend in _fields(buf, t0, t1):
+                if tfield != _TENSOR_RAW_DATA:
+                    tensor += buf[ttag0:tend]
+            graph += buf[gtag0:gtag0 + 1] + _encode_varint(len(tensor)) + tensor
+            mapped[name] = (dtype, dims, offset, length)
+        out += buf[tag0:tag0 + 1] + _encode_varint(len(graph)) + graph
+    return bytes(out), mapped
 
 
 def _stat_key(st: os.stat_result) -> tuple:
@@ -104,27 +165,19 @@ class MappedModel:
             raise
         self._key = _stat_key(os.fstat(self._file.fileno()))
 
-    def arrays(self, proto: onnx.ModelProto) -> dict[str, np.ndarray]:
-        """Read-only views of ``proto``'s initializers (parsed from this file) that are stored
-        as raw bytes of a direct type and hold at least MIN_MAPPED_BYTES; each span is checked
-        against the parsed tensor's size and first bytes."""
-        try:
-            spans = raw_data_spans(self.map)
-        except (ValueError, IndexError):
-            return {}
+    def load(self) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+        """The model parsed without its mapped initializers' bytes, and read-only views of those
+        in the file (name -> array); external data is loaded as onnx.load does."""
+        stripped, spans = strip_weights(self.map)
+        proto = onnx.ModelProto()
+        proto.ParseFromString(stripped)
+        if any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
+            onnx.external_data_helper.load_external_data_for_model(proto, os.path.dirname(self.path))
         views = {}
-        for t in proto.graph.initializer:
-            span = spans.get(t.name)
-            if span is None or t.data_type not in _DIRECT or t.data_location == onnx.TensorProto.EXTERNAL:
-                continue
-            offset, length = span
-            dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.data_type)).newbyteorder("<")
-            count = int(np.prod(t.dims)) if t.dims else 1
-            if length < MIN_MAPPED_BYTES or length != count * dtype.itemsize or len(t.raw_data) != length \
-                    or t.raw_data[:64] != self.map[offset:offset + min(64, length)]:
-                continue
-            views[t.name] = np.frombuffer(self.map, dtype=dtype, count=count, offset=offset).reshape(tuple(t.dims))
-        return views
+        for name, (dtype, dims, offset, length) in spans.items():
+            np_dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(dtype)).newbyteorder("<")
+            views[name] = np.frombuffer(self.map, np_dtype, length // np_dtype.itemsize, offset).reshape(tuple(dims))
+        return proto, views
 
     def check_unchanged(self) -> None:
         """Raise ModelLoadError if the mapped file was written since it was opened (values the
@@ -132,6 +185,10 @@ class MappedModel:
         if _stat_key(os.fstat(self._file.fileno())) != self._key:
             raise ModelLoadError(f"the model file {self.path} changed on disk while this session uses it "
                                  f"(its weights are read from the file); create a new Session")
+
+    def close(self) -> None:
+        self.map.close()
+        self._file.close()
 
     def madvise(self, advice: int) -> None:
         self.map.madvise(advice)

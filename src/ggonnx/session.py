@@ -15,9 +15,9 @@ from ggonnx import _core, gguf_file
 from ggonnx.emitter import WeightStore
 from ggonnx.weight_types import WeightPolicy, release_float_copies
 from ggonnx.errors import HostKernelError, InvalidInputError, PlanRetired, UnknownOpError
-from ggonnx.importer import ImportOptions, import_model, load_model, overridable_initializers, tensor_info
+from ggonnx.importer import ImportOptions, import_model, open_model, overridable_initializers, tensor_info
 from ggonnx.memory import release_after_upload
-from ggonnx.model_file import check_unchanged, map_model_file
+from ggonnx.model_file import check_unchanged
 from ggonnx.ops import lookup
 from ggonnx.ort_values import ModelMetadata, as_array
 from ggonnx.plan_family import FamilyCache
@@ -106,16 +106,14 @@ class Session:
                                  "optimization levels, initializer and dimension overrides apply to .onnx models")
             self._graph = gguf_file.load_graph(model)
         else:
-            proto = load_model(model)
+            proto, model_file, views = open_model(model)  # a file's weights stay in its pages
             if proto.ir_version >= 4:  # before IR 4 every initializer had to be a graph input, a constant
                 self._overridable = {vi.name: tensor_info(vi) for vi in overridable_initializers(proto)
                                      if vi.name not in import_options.fed_initializers}
-            model_file = map_model_file(model)
-            self._graph = import_model(proto, options=import_options,
-                                       mapped=model_file.arrays(proto) if model_file else None)
+            self._graph = import_model(proto, options=import_options, mapped=views)
             if model_file is not None:
                 self._graph.mapped.append(model_file)
-            del proto
+            del proto, views
         self._variants: dict = {}  # sessions where fed overridable initializers are graph inputs
         self._profiler = None      # a ggonnx.profiling.Profiler while profiling
         self._last_sig = None      # the signature run last (placement() reports it)
