@@ -17,11 +17,11 @@ def _f32(name, shape=None):
 def _body_placements(sess):
     """Where the nodes of each nested body ran, for every control-flow step of every plan."""
     out = []
-    for plan in sess._plans.values():
+    for plan in sess._runner.plans.values():
         for step in plan.steps:
             if isinstance(getattr(step, "evaluator", None), ControlFlowEvaluator):
                 for body in step.evaluator.bodies.values():
-                    out += [p.where for plan_ in body.session._plans.values() for p in plan_.placement]
+                    out += [p.where for plan_ in body.runner.plans.values() for p in plan_.placement]
     return out
 
 

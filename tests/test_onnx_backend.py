@@ -23,7 +23,7 @@ class _RecordingBackend(ggonnx.backend.GgonnxBackend):
         def run(inputs, **kw):
             outs = original_run(inputs, **kw)
             ALL_IN_GGML[model.graph.name] = all(
-                p.where == "ggml" for plan in rep.session._plans.values() for p in plan.placement)
+                p.where == "ggml" for plan in rep.session._runner.plans.values() for p in plan.placement)
             return outs
 
         rep.run = run

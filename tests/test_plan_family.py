@@ -9,7 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 import ggonnx
 from ggonnx.errors import PlanRetired
 from ggonnx.planner import IslandStep
-from ggonnx.session import FAMILY_PLANS_KEPT
+from ggonnx.runner import FAMILY_PLANS_KEPT
 
 E, H, D, MAX_POS = 32, 2, 16, 64
 
@@ -146,7 +146,7 @@ def test_new_lengths_take_over_dropped_plans():
     # just before (simulated: the cache hands it out once more) gets a fresh plan, exactly
     model = decoder_step()
     sess = _check_against_ort(model, range(14, 22))
-    old_sig, old_plan = next((s, p) for s, p in sess._plans.items() if p.from_family)
+    old_sig, old_plan = next((s, p) for s, p in sess._runner.plans.items() if p.from_family)
     _check_against_ort_on(sess, model, range(22, 26))
     islands = [step.plan for step in old_plan.steps if isinstance(step, IslandStep)]
     assert islands and all(p.retired for p in islands)
@@ -155,7 +155,7 @@ def test_new_lengths_take_over_dropped_plans():
     with pytest.raises(PlanRetired):
         old_plan.run(sess._gather_inputs(feeds))
 
-    class FetchedBefore(type(sess._plans)):
+    class FetchedBefore(type(sess._runner.plans)):
         handed_out = False
 
         def get(self, sig, default=None):
@@ -164,7 +164,7 @@ def test_new_lengths_take_over_dropped_plans():
                 return old_plan
             return super().get(sig, default)
 
-    sess._plans = FetchedBefore(sess._plans)
+    sess._runner.plans = FetchedBefore(sess._runner.plans)
     oracle = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     for got, want in zip(sess.run(None, feeds), oracle.run(None, feeds)):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

@@ -1,10 +1,11 @@
 """If, Loop and Scan with their bodies planned like any graph.
 
 The node itself runs on the host (it decides which branch, how many
-iterations), but each body is a nested Session on the parent's ggml engine, so
-its static parts are ggml islands, planned once per input signature. Cases the
-nested sessions cannot express (sequence or optional values, a Loop that runs
-zero times but has scan outputs, opset-8 Scan) go to onnx's reference kernel.
+iterations), but each body is a graph runner (ggonnx.runner, handed down by the
+runner that plans the node) on the parent's ggml engine, so its static parts are
+ggml islands, planned once per input signature. Cases the nested runners cannot
+express (sequence or optional values, a Loop that runs zero times but has scan
+outputs, opset-8 Scan) go to onnx's reference kernel.
 """
 from __future__ import annotations
 
@@ -12,7 +13,26 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from ggonnx.importer import graph_free_names
+
+def subgraphs(node: onnx.NodeProto) -> list:
+    return [sub for a in node.attribute
+            for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs))]
+
+
+def graph_free_names(graph: onnx.GraphProto, outer_defined: set = frozenset(), free: list | None = None) -> list:
+    """Names a (sub)graph reads from enclosing scopes, in first-use order."""
+    free = [] if free is None else free
+    defined = set(outer_defined)
+    defined.update(i.name for i in graph.input)
+    defined.update(t.name for t in graph.initializer)
+    for n in graph.node:
+        for name in n.input:
+            if name and name not in defined and name not in free:
+                free.append(name)
+        for sub in subgraphs(n):
+            graph_free_names(sub, defined, free)
+        defined.update(o for o in n.output if o)
+    return free
 
 
 def _value_info(name: str, value) -> onnx.ValueInfoProto:
@@ -21,10 +41,10 @@ def _value_info(name: str, value) -> onnx.ValueInfoProto:
 
 
 class _Body:
-    """A subgraph compiled as a nested Session; its formal inputs come first, then outer values."""
+    """A subgraph as a model of its own (formal inputs first, then the outer values it reads),
+    run by ``make_runner(model)``."""
 
-    def __init__(self, graph: onnx.GraphProto, formal: list, outer: dict, opsets: dict, engine):
-        from ggonnx.session import Session
+    def __init__(self, graph: onnx.GraphProto, formal: list, outer: dict, opsets: dict, make_runner):
         self.outer_names = [n for n in graph_free_names(graph) if n in outer]
         body = onnx.GraphProto()
         body.CopyFrom(graph)
@@ -33,26 +53,26 @@ class _Body:
         body.input.extend([_value_info(n, outer[n]) for n in self.outer_names])
         model = helper.make_model(body, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()])
         self.formal_names = [vi.name for vi in graph.input]
-        self.session = Session(model, threads=engine.n_threads, _engine=engine)
+        self.runner = make_runner(model)
 
     def run(self, formal: list, outer: dict) -> list:
         feeds = dict(zip(self.formal_names, formal))
         feeds.update((n, outer[n]) for n in self.outer_names)
-        return self.session.run(None, feeds)
+        return self.runner.run([feeds[n] for n in self.runner.input_names])
 
 
 class ControlFlowEvaluator:
     """Runs an If or Loop node; same run(None, feeds) interface as onnx's ReferenceEvaluator."""
 
-    def __init__(self, node, explicit_names: list, opsets: dict, engine, make_reference):
+    def __init__(self, node, explicit_names: list, opsets: dict, make_runner, make_reference):
         self.node = node
         self.explicit_names = explicit_names      # feed names of the node's inputs, '' when omitted
         self.opsets = opsets
-        self.engine = engine
+        self.make_runner = make_runner            # model -> a runner of it on the parent's engine
         self.make_reference = make_reference
         self.bodies: dict = {}
         self.reference = None
-        # nested sessions return tensors; bodies producing sequences or optionals stay on the reference
+        # nested runners return tensors; bodies producing sequences or optionals stay on the reference
         graphs = [v for v in node.attrs.values() if isinstance(v, onnx.GraphProto)]
         self.tensor_only = all(o.type.WhichOneof("value") == "tensor_type" for g in graphs for o in g.output)
 
@@ -72,7 +92,7 @@ class ControlFlowEvaluator:
     def _body(self, key: str, formal: list, outer: dict) -> _Body:
         body = self.bodies.get(key)
         if body is None:
-            body = self.bodies[key] = _Body(self.node.attrs[key], formal, outer, self.opsets, self.engine)
+            body = self.bodies[key] = _Body(self.node.attrs[key], formal, outer, self.opsets, self.make_runner)
         return body
 
     def _if(self, values, outer):

@@ -17,6 +17,7 @@ from onnx import helper, numpy_helper
 
 from ggonnx.contrib_ops import expand_contrib_ops, has_contrib_ops
 from ggonnx.errors import InvalidArgument, InvalidGraph, InvalidProtobuf, ModelLoadError, NoSuchFile
+from ggonnx.control_flow import graph_free_names, subgraphs
 from ggonnx.ir import Graph, Node, TensorInfo
 from ggonnx.model_file import MappedModel, map_model_file
 from ggonnx.normalize import normalize
@@ -118,31 +119,10 @@ def _attr_value(attr: onnx.AttributeProto):
     return value
 
 
-def _subgraphs(node: onnx.NodeProto) -> list:
-    return [sub for a in node.attribute
-            for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs))]
-
-
-def graph_free_names(graph: onnx.GraphProto, outer_defined: set = frozenset(), free: list | None = None) -> list:
-    """Names a (sub)graph reads from enclosing scopes, in first-use order."""
-    free = [] if free is None else free
-    defined = set(outer_defined)
-    defined.update(i.name for i in graph.input)
-    defined.update(t.name for t in graph.initializer)
-    for n in graph.node:
-        for name in n.input:
-            if name and name not in defined and name not in free:
-                free.append(name)
-        for sub in _subgraphs(n):
-            graph_free_names(sub, defined, free)
-        defined.update(o for o in n.output if o)
-    return free
-
-
 def _subgraph_free_names(node: onnx.NodeProto) -> list[str]:
     """Names the node's subgraphs read from the enclosing scope."""
     free: list[str] = []
-    for sub in _subgraphs(node):
+    for sub in subgraphs(node):
         graph_free_names(sub, set(), free)
     return free
 

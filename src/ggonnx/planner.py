@@ -220,10 +220,11 @@ def _reference_model(node: Node, inputs: list, implicit: list) -> tuple:
 
 
 class _Tracer:
-    def __init__(self, graph: Graph, engine, weights: WeightStore):
+    def __init__(self, graph: Graph, engine, weights: WeightStore, make_runner=None):
         self.graph = graph
         self.engine = engine
         self.weights = weights
+        self.make_runner = make_runner  # model -> a runner on this engine (control-flow bodies)
         self.env: list = []
         self.env_consts: dict = {}
         self.steps: list = []
@@ -386,9 +387,11 @@ class _Tracer:
         if node.op_type in ("If", "Loop", "Scan") and node.domain == "":
             model, names = _host_model(node, inputs, implicit)
             explicit = [f"in{i}" if v is not None else "" for i, v in enumerate(inputs)]
-            evaluator = ControlFlowEvaluator(node, explicit, self.graph.opsets, self.engine,
+            if self.make_runner is None:
+                raise GgonnxError(f"{node.describe()}: control flow planned without a runner for its bodies")
+            evaluator = ControlFlowEvaluator(node, explicit, self.graph.opsets, self.make_runner,
                                              lambda: _reference_evaluator(node, model))
-            detail = "control flow; bodies planned as nested ggml sessions"
+            detail = "control flow; bodies planned as nested ggml graphs"
         else:
             evaluator, names = _reference_model(node, inputs, implicit)
         try:
@@ -456,6 +459,8 @@ class _Tracer:
         return plan, outputs
 
 
-def compile_plan(graph: Graph, engine, weights: WeightStore, arrays: list) -> tuple[CompiledPlan, list]:
-    """Trace ``graph`` on ``arrays``: the plan for their shape signature, and this run's outputs."""
-    return _Tracer(graph, engine, weights).trace(arrays)
+def compile_plan(graph: Graph, engine, weights: WeightStore, arrays: list,
+                 make_runner=None) -> tuple[CompiledPlan, list]:
+    """Trace ``graph`` on ``arrays``: the plan for their shape signature, and this run's outputs.
+    ``make_runner(model)``: a runner of a control-flow body on ``engine`` (ggonnx.runner)."""
+    return _Tracer(graph, engine, weights, make_runner).trace(arrays)

@@ -5,26 +5,18 @@ import dataclasses
 import math
 import os
 import threading
-import time
-from collections import OrderedDict
 
 import numpy as np
 import onnx
 
 from ggonnx import _core, gguf_file
-from ggonnx.emitter import WeightStore
-from ggonnx.weight_types import WeightPolicy, release_float_copies
-from ggonnx.errors import HostKernelError, InvalidInputError, PlanRetired, UnknownOpError
+from ggonnx.errors import HostKernelError, InvalidInputError, UnknownOpError
 from ggonnx.importer import ImportOptions, import_model, open_model, overridable_initializers, tensor_info
-from ggonnx.memory import release_after_upload
-from ggonnx.model_file import check_unchanged
 from ggonnx.ops import lookup
 from ggonnx.ort_values import ModelMetadata, as_array
-from ggonnx.plan_family import FamilyCache
-from ggonnx.planner import NodePlacement, ShapeChanged, compile_plan
-
-DEFAULT_PLAN_CACHE = 16
-FAMILY_PLANS_KEPT = 2   # cached plans written from a plan family (one per cache length while decoding)
+from ggonnx.planner import NodePlacement
+from ggonnx.runner import DEFAULT_PLAN_CACHE, GraphRunner, signature
+from ggonnx.weight_types import WeightPolicy
 
 
 def available_cpus() -> int:
@@ -41,15 +33,6 @@ def available_cpus() -> int:
     except (OSError, ValueError):
         pass
     return max(1, n)
-
-
-def _signature(value):
-    """What a plan is specialised on: an array's shape; a sequence's element shapes."""
-    if isinstance(value, np.ndarray):
-        return value.shape
-    if isinstance(value, list):
-        return ("seq",) + tuple(np.shape(v) for v in value)
-    return (type(value).__name__,)
 
 
 def _dim(d):
@@ -115,31 +98,24 @@ class Session:
                 self._graph.mapped.append(model_file)
             del proto, views
         self._variants: dict = {}  # sessions where fed overridable initializers are graph inputs
-        self._profiler = None      # a ggonnx.profiling.Profiler while profiling
-        self._last_sig = None      # the signature run last (placement() reports it)
-        self._after_import()
         self._threads = int(threads) if threads else available_cpus()
         if self._threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
-        self._check_supported()
-        # _engine: control-flow bodies run as nested sessions on their parent's backends
-        self._engine = _engine if _engine is not None else _core.Engine(self._threads, use_blas)
         policy.prebuilt = self._graph.typed_weights
         policy.placeholders = set(self._graph.placeholder_weights)
         if policy.explicit and policy.placeholders:
             raise ValueError(f"this file holds its weights as {sorted({t for t, _, _ in self._graph.typed_weights.values()})}"
                              f" already; weights={weights!r} needs the float32 model")
-        self._weights = WeightStore(self._engine, policy)
-        self._plans: OrderedDict = OrderedDict()
-        self._plan_cache_size = max(1, plan_cache_size)
-        self._build_lock = threading.Lock()
+        # _engine: a variant session (fed initializers) shares its parent's backends
+        self._engine = _engine if _engine is not None else _core.Engine(self._threads, use_blas)
+        self._runner = GraphRunner(self._graph, self._engine, policy, plan_cache_size)
+        self._after_import()
+        self._check_supported()
+        self._build_lock = threading.Lock()  # building variants
         self._input_names = [i.name for i in self._graph.inputs]
         self._input_dtypes = [i.dtype for i in self._graph.inputs]
         self._input_shapes = [i.shape for i in self._graph.inputs]
         self._output_names = [o.name for o in self._graph.outputs]
-        # plans for signatures on a line (a growing KV cache) without tracing; only where a dim is free
-        self._families = FamilyCache(enabled=any(s is None or not all(isinstance(d, int) for d in s)
-                                                 for s in self._input_shapes))
         self._output_index = {n: i for i, n in enumerate(self._output_names)}
         # Static float input shapes: plan now (traced on zeros), so bad shapes fail at load like
         # onnxruntime. A host kernel may reject zeros (data that is really a shape, say): then
@@ -147,12 +123,12 @@ class Session:
         if all(s is not None and all(isinstance(d, int) for d in s) and d is not None and d.kind == "f"
                for s, d in zip(self._input_shapes, self._input_dtypes)):
             try:
-                self._trace([np.zeros(s, dtype=d) for s, d in zip(self._input_shapes, self._input_dtypes)])
+                self._runner.trace([np.zeros(s, dtype=d) for s, d in zip(self._input_shapes, self._input_dtypes)])
             except HostKernelError:
                 pass
 
     def _after_import(self):
-        """Hook for subclasses: the IR is complete and no weight is uploaded yet."""
+        """Hook for subclasses: the IR is complete, the runner made, and no weight is uploaded yet."""
 
     def __reduce__(self):
         source = bytes(self._source) if isinstance(self._source, (bytearray, memoryview)) else self._source
@@ -204,23 +180,7 @@ class Session:
             fed = frozenset(self._overridable.keys() & input_feed.keys())
             if fed:
                 return self._variant(fed).run(output_names, input_feed)
-        arrays = self._gather_inputs(input_feed)
-        sig = tuple(map(_signature, arrays))
-        self._last_sig = sig
-        plan = self._plans.get(sig)
-        if plan is None:
-            outs = self._trace(arrays)
-        else:
-            try:
-                self._plans.move_to_end(sig)
-            except KeyError:  # evicted by another thread meanwhile; we still hold it
-                pass
-            try:
-                outs = plan.run(arrays, self._profiler)
-            except ShapeChanged:  # data-dependent shapes moved: plan again for these values
-                outs = self._trace(arrays, replace=True)
-            except PlanRetired:  # another thread's new plan took this one over after we fetched it
-                outs = self._trace(arrays)
+        outs = self._runner.run(self._gather_inputs(input_feed))
         if output_names is None:
             return outs
         try:
@@ -268,66 +228,13 @@ class Session:
             raise InvalidInputError(f"unknown input name(s) {extra}; the model expects {self._input_names}")
         return arrays
 
-    def _check_shapes(self, sig):
-        for name, declared, got in zip(self._input_names, self._input_shapes, sig):
-            if declared is None or (got and got[0] in ("seq",)) or any(isinstance(g, str) for g in got):
-                continue
-            if len(declared) != len(got) or any(isinstance(d, int) and d != g for d, g in zip(declared, got)):
-                raise InvalidInputError(f"input '{name}': expected shape {list(declared)} (strings are free dims), "
-                                        f"got {list(got)}")
-
-    def _trace(self, arrays: list, replace: bool = False) -> list:
-        """Plan the signature of ``arrays`` by tracing a run on them; returns that run's outputs."""
-        sig = tuple(map(_signature, arrays))
-        self._check_shapes(sig)
-        with self._build_lock:
-            plan = None if replace else self._plans.get(sig)
-            if plan is not None:
-                return plan.run(arrays, self._profiler)
-            t0 = time.monotonic_ns()
-            plan = None
-            check_unchanged(self._graph.mapped)  # a new plan may read weights from the model file again
-            if not replace and self._families.covers(sig):
-                # drop the family's older plans first: the new one reuses their compute memory (a
-                # fresh buffer's page faults cost as much as the token's compute here) and takes
-                # over the oldest one's ggml context and scheduler
-                older = [k for k, p in self._plans.items() if p.from_family]
-                dropped = [self._plans.pop(old) for old in older[:max(0, len(older) - FAMILY_PLANS_KEPT + 1)]]
-                plan = self._families.plan_for(sig, self._engine, dropped[0] if dropped else None)
-            if plan is not None:
-                if self._profiler is not None:
-                    self._profiler.add("Session", "plan_from_family", t0, time.monotonic_ns(), {"signature": repr(sig)})
-                try:
-                    outs = plan.run(arrays, self._profiler)
-                except ShapeChanged:
-                    plan = None
-                else:
-                    self._cache(sig, plan)
-                    return outs
-            try:
-                plan, outs = compile_plan(self._graph, self._engine, self._weights, arrays)
-            except BaseException:
-                self._weights.discard_pending()
-                raise
-            if self._profiler is not None:
-                self._profiler.add("Session", "plan_trace", t0, time.monotonic_ns(), {"signature": repr(sig)})
-            self._families.traced(sig, plan)
-            self._cache(sig, plan)
-            release_float_copies(self._graph, self._weights)
-            release_after_upload(self._graph.mapped)
-            return outs
-
-    def _cache(self, sig, plan) -> None:
-        self._plans[sig] = plan
-        while len(self._plans) > self._plan_cache_size:
-            self._plans.popitem(last=False)
-
     # -- introspection -----------------------------------------------------------
     def placement(self, input_shapes: dict | None = None) -> list[NodePlacement]:
         """Where each node runs for the given input shapes, traced on zeros; without shapes, for the
         signature run last (free dims 1 when nothing ran yet)."""
-        if not input_shapes and self._last_sig in self._plans:
-            return self._plans[self._last_sig].placement
+        runner = self._runner
+        if not input_shapes and runner.last_sig in runner.plans:
+            return runner.plans[runner.last_sig].placement
         arrays = []
         for name, declared, dtype in zip(self._input_names, self._input_shapes, self._input_dtypes):
             if input_shapes and name in input_shapes:
@@ -335,29 +242,33 @@ class Session:
             else:
                 shape = tuple(d if isinstance(d, int) else 1 for d in (declared or ()))
             arrays.append(np.zeros(shape, dtype=dtype))
-        sig = tuple(map(_signature, arrays))
-        if sig not in self._plans:
-            self._trace(arrays)
-        return self._plans[sig].placement
+        sig = tuple(map(signature, arrays))
+        if sig not in runner.plans:
+            runner.trace(arrays)
+        return runner.plans[sig].placement
+
+    @property
+    def _profiler(self):
+        """The ggonnx.profiling.Profiler logging runs, or None."""
+        return self._runner.profiler
+
+    @_profiler.setter
+    def _profiler(self, profiler) -> None:
+        self._runner.profiler = profiler
 
     def _stop_profiling(self) -> None:
-        """Plans profiled so far run every ggml node as its own graph: give them back their speed."""
-        from ggonnx.planner import IslandStep
-        for plan in list(self._plans.values()):
-            for step in plan.steps:
-                if isinstance(step, IslandStep):
-                    step.plan.set_profiling(False)
+        self._runner.stop_profiling()
 
     @property
     def plan_count(self) -> int:
         """Plans (input-shape signatures) cached now."""
-        return len(self._plans)
+        return len(self._runner.plans)
 
     @property
     def family_plan_count(self) -> int:
         """Plans written from a plan family (signatures on a line, e.g. a growing KV cache)
         instead of traced, since the session opened."""
-        return self._families.instantiated
+        return self._runner.families.instantiated
 
     @property
     def weight_bytes(self) -> int:
@@ -367,4 +278,4 @@ class Session:
     def weight_types(self) -> dict[str, str]:
         """{initializer: ggml type} of the weights stored in a type other than float32 so far
         (weights are stored as plans need them; all of them once a plan covers the model)."""
-        return self._weights.types_by_name()
+        return self._runner.weights.types_by_name()

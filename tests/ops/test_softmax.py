@@ -89,5 +89,5 @@ def test_scaled_softmax_fuses_the_scale(rows, n, scale, masked, seed):
     want = np.exp(x64 - x64.max(-1, keepdims=True))
     want /= want.sum(-1, keepdims=True)
     assert_close(got, want, rtol=1e-5, atol=1e-7)
-    plan = next(iter(sess._plans.values()))
+    plan = next(iter(sess._runner.plans.values()))
     assert (plan.single.n_nodes == 1) == (scale > 0)  # fused: the softmax is the graph's only node
