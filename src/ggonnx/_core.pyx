@@ -16,6 +16,7 @@ from libcpp.vector cimport vector
 from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock, PyThread_free_lock,
                                PyThread_acquire_lock, PyThread_release_lock, WAIT_LOCK)
 cimport numpy as cnp
+import math
 import os
 
 import numpy as np
@@ -39,6 +40,7 @@ ggml_log_set(ggonnx_log, NULL)
 
 include "_weights.pxi"
 include "_profile.pxi"
+include "_host_blocks.pxi"
 
 # Instruction table layout; ggonnx.emitter builds rows with these columns.
 COL_OP = 0
@@ -409,6 +411,14 @@ cdef inline void _name_row(ggml_tensor * t, Py_ssize_t row) noexcept nogil:
     t.name[n + 1] = 0
 
 
+cdef inline void _bind(ggml_tensor * t, vector[ggml_tensor *] & views, void * data) noexcept nogil:
+    """Point ``t`` and its ``views`` (ggml keeps a view's address, not its source's) at ``data``."""
+    cdef size_t j
+    t.data = data
+    for j in range(views.size()):
+        views[j].data = <char *> data + views[j].view_offs
+
+
 cdef inline bint _is_view(ggml_tensor * t) noexcept nogil:
     return (t.op == GGML_OP_NONE or t.op == GGML_OP_RESHAPE or t.op == GGML_OP_VIEW
             or t.op == GGML_OP_PERMUTE or t.op == GGML_OP_TRANSPOSE)
@@ -431,6 +441,15 @@ cdef class Plan:
     cdef vector[ggml_tensor *] outputs
     cdef vector[size_t] input_bytes
     cdef vector[int] input_int32
+    # zero-copy runs: an input read in place from its array (when no op writes into it: only
+    # pure views of it in the graph), an output computed straight into its array; each tensor's
+    # own address, restored after a run, and per input / output the views of it to re-point
+    cdef vector[int] input_direct
+    cdef vector[int] output_direct
+    cdef vector[void *] input_home
+    cdef vector[void *] output_home
+    cdef vector[vector[ggml_tensor *]] input_views
+    cdef vector[vector[ggml_tensor *]] output_views
     cdef readonly int n_threads
     cdef readonly tuple input_shapes
     cdef readonly tuple output_shapes
@@ -473,6 +492,12 @@ cdef class Plan:
             old.profile = NULL
         if self.sched != NULL:
             ggml_backend_sched_set_eval_callback(self.sched, NULL, NULL)
+
+    @property
+    def direct_io(self) -> tuple:
+        """(per input, per output): whether a run binds it to its array instead of copying."""
+        return ([bool(self.input_direct[k]) for k in range(self.input_direct.size())],
+                [bool(self.output_direct[k]) for k in range(self.output_direct.size())])
 
     @property
     def retired(self) -> bool:
@@ -617,6 +642,46 @@ cdef class Plan:
         for k in range(<int> self.inputs.size()):
             if self.inputs[k].data == NULL:
                 self.input_bytes[k] = 0  # input not used by any output: nothing to copy
+        self._plan_direct_io()
+
+    cdef _plan_direct_io(self):
+        """Which inputs and outputs a run binds to its arrays instead of copying (see the members)."""
+        cdef int i, k, j
+        cdef int n_nodes = ggml_graph_n_nodes(self.graph)
+        cdef ggml_tensor * node
+        cdef ggml_tensor * t
+        cdef bint ok
+        self.input_direct.assign(self.inputs.size(), False)
+        self.output_direct.assign(self.outputs.size(), False)
+        self.input_home.assign(self.inputs.size(), NULL)
+        self.output_home.assign(self.outputs.size(), NULL)
+        self.input_views.resize(self.inputs.size())
+        self.output_views.resize(self.outputs.size())
+        for k in range(<int> self.inputs.size()):
+            t = self.inputs[k]
+            self.input_home[k] = t.data
+            ok = self.input_bytes[k] > 0 and t.view_src == NULL
+            for i in range(n_nodes):
+                node = ggml_graph_node(self.graph, i)
+                if ok and node.view_src == t:
+                    # a node with an input as view_src but a computing op writes into the input
+                    ok = _is_view(node) and node.op != GGML_OP_NONE
+                    self.input_views[k].push_back(node)
+            for j in range(<int> self.outputs.size()):
+                ok = ok and self.outputs[j] != t
+            self.input_direct[k] = ok
+        for k in range(<int> self.outputs.size()):
+            t = self.outputs[k]
+            self.output_home[k] = t.data
+            ok = t.op != 0 and t.view_src == NULL and t.data != NULL  # computed by a node, not a leaf or view
+            for j in range(k):
+                ok = ok and self.outputs[j] != t
+            self.output_direct[k] = ok
+            if ok:
+                for i in range(n_nodes):
+                    node = ggml_graph_node(self.graph, i)
+                    if node.view_src == t:
+                        self.output_views[k].push_back(node)
 
     cdef ggml_tensor * _build_one(self, int op, ggml_tensor ** srcs, int64_t[:, ::1] ins,
                                   double[:, ::1] fp, Py_ssize_t i, vector[ggml_tensor *] & const_tensors) except? NULL:
@@ -717,6 +782,13 @@ cdef class Plan:
                                 <int> p[0], <int> p[1], <int> p[2], <int> p[3], <float> p[4], <float> p[5])
         return _custom_op_row(ctx, op, srcs, ne, p, i)
 
+    cdef void _bind_outputs(self, vector[void *] & ptrs) noexcept nogil:
+        """Point each direct output (and the views of it) at ``ptrs[k]``."""
+        cdef size_t k
+        for k in range(self.outputs.size()):
+            if self.output_direct[k]:
+                _bind(self.outputs[k], self.output_views[k], ptrs[k])
+
     def set_profiling(self, bint on):
         """Log each node's end time from now on (every node then runs as its own graph), or stop."""
         if on and self.profile == NULL:
@@ -750,6 +822,9 @@ cdef class Plan:
         cdef Engine eng = self.engine
         if len(feeds) != n_in:
             raise InvalidInputError(f"expected {n_in} inputs, got {len(feeds)}")
+        cdef vector[int] bind_in
+        cdef int bind
+        cdef size_t out_total = 0
         keep = []
         for k in range(n_in):
             feed = feeds[k]
@@ -763,11 +838,17 @@ cdef class Plan:
                 arr = np.ascontiguousarray(arr)
             keep.append(arr)
             in_ptrs.push_back(cnp.PyArray_DATA(arr))
+            bind = 1 if self.input_direct[k] else 0
+            if (<uintptr_t> cnp.PyArray_DATA(arr)) % 4 != 0:
+                bind = 0  # a float read in place must be aligned
+            bind_in.push_back(bind)
         outs = []
+        out_ptrs.resize(n_out)
         for k in range(n_out):
-            arr = np.empty(self.output_shapes[k], dtype=np.float32)
-            outs.append(arr)
-            out_ptrs.push_back(cnp.PyArray_DATA(arr))
+            nbytes = 4 * math.prod(self.output_shapes[k])  # not the tensor: a retired plan's are gone
+            out_total += nbytes
+            outs.append(_output_array(self.output_shapes[k], nbytes, &out_ptrs[k]))
+        _note_run_output_bytes(out_total)
         with nogil:
             PyThread_acquire_lock(eng.lock, WAIT_LOCK)
             retired = self.sched == NULL
@@ -777,14 +858,22 @@ cdef class Plan:
                     self.profile.marks[0] = ggonnx_now_ns()
                 ggml_backend_cpu_set_n_threads(eng.cpu, self.n_threads)
                 for k in range(n_in):
-                    if self.input_bytes[k]:
+                    if bind_in[k]:
+                        _bind(self.inputs[k], self.input_views[k], in_ptrs[k])
+                    elif self.input_bytes[k]:
                         ggml_backend_tensor_set(self.inputs[k], in_ptrs[k], 0, self.input_bytes[k])
+                self._bind_outputs(out_ptrs)
                 if self.profile != NULL:
                     self.profile.marks[1] = ggonnx_now_ns()
                 status = ggml_backend_sched_graph_compute(self.sched, self.graph)
-                if status == GGML_STATUS_SUCCESS:
+                if status == GGML_STATUS_SUCCESS:  # copied while bound: an output may be another one, or view it
                     for k in range(n_out):
-                        ggml_backend_tensor_get(self.outputs[k], out_ptrs[k], 0, ggml_nbytes(self.outputs[k]))
+                        if not self.output_direct[k]:
+                            ggml_backend_tensor_get(self.outputs[k], out_ptrs[k], 0, ggml_nbytes(self.outputs[k]))
+                self._bind_outputs(self.output_home)
+                for k in range(n_in):
+                    if bind_in[k]:
+                        _bind(self.inputs[k], self.input_views[k], self.input_home[k])
                 if self.profile != NULL:
                     self.profile.marks[2] = ggonnx_now_ns()
             PyThread_release_lock(eng.lock)

@@ -31,6 +31,8 @@ cdef extern from "ggml.h" nogil:
         int64_t ne[4]
         size_t nb[4]
         int op
+        ggml_tensor * view_src
+        size_t view_offs
         void * data
         char name[64]
         void * extra

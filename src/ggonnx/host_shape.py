@@ -39,7 +39,9 @@ def shape(node, data):
 def gather(node, data, indices):
     data, indices = np.asarray(data), np.asarray(indices)
     axis = _axis(node, int(node.attrs.get("axis", 0)), data.ndim)
-    return [np.take(data, checked_indices(node, indices, data.shape, axis), axis=axis)]
+    # indexing, not np.take: take copies a whole unaligned table first (a weight read in place
+    # from the model file, model_file.py: gpt2's 3 MB position table, 0.17 ms a Gather)
+    return [np.asarray(data[(slice(None),) * axis + (checked_indices(node, indices, data.shape, axis),)])]
 
 
 def unsqueeze(node, data, axes):

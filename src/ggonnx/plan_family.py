@@ -361,7 +361,8 @@ class PlanFamily:
         env_consts = {rid: values.get(rec.env_const_names.get(rid), c) for rid, c in tpl.env_consts.items()}
         sources = [(kind, np.asarray(values[n]) if kind == "const" and n in values else src)
                    for (kind, src), n in zip(tpl.output_sources, rec.output_const_names)]
-        plan = CompiledPlan(steps, tpl.n_env, tpl.input_ids, sources, env_consts, tpl.placement, from_family=True)
+        plan = CompiledPlan(steps, tpl.n_env, tpl.input_ids, sources, env_consts, tpl.placement, from_family=True,
+                            copy_outputs=tpl.copy_outputs)
         if tpl.single is not None:
             plan.single, plan.single_in, plan.single_out = steps[0].plan, tpl.single_in, tpl.single_out
         return plan

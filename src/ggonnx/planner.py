@@ -130,12 +130,15 @@ class CompiledPlan:
     single_out: list = None     # island output index giving each graph output
     record: object = None       # TraceRecord: what plan_family needs to generalise this plan
     from_family: bool = False   # written by a plan family rather than traced
+    # graph outputs not made fresh by an island (a host step's result, an input passed through,
+    # a value output twice): copied where they would alias a feed, a constant or another output
+    copy_outputs: list = field(default_factory=list)
 
     def run(self, arrays: list, profiler=None) -> list:
         """This signature's outputs for ``arrays``; a ggonnx.profiling.Profiler logs each step."""
         if self.single is not None and profiler is None:
             outs = self.single.run([arrays[k] for k in self.single_in])
-            return [outs[k] for k in self.single_out]
+            return own_outputs([outs[k] for k in self.single_out], self.copy_outputs, arrays, self.env_consts)
         env = [None] * self.n_env
         for i, c in self.env_consts.items():
             env[i] = c
@@ -146,7 +149,20 @@ class CompiledPlan:
                 step.run(env)
             else:
                 profiler.run_step(step, env)
-        return [env[src] if kind == "env" else src.copy() for kind, src in self.output_sources]
+        outs = [env[src] if kind == "env" else src.copy() for kind, src in self.output_sources]
+        return own_outputs(outs, self.copy_outputs, arrays, self.env_consts)
+
+
+def own_outputs(outs: list, copy_outputs: list, arrays: list, consts: dict) -> list:
+    """``outs`` with each of ``copy_outputs`` copied where it is a view (a host kernel's
+    transpose or reshape of a feed or constant), a feed or constant itself, or an earlier output:
+    the caller owns every array a run returns, as with onnxruntime."""
+    for k in copy_outputs:
+        o = outs[k]
+        if isinstance(o, np.ndarray) and (o.base is not None or any(o is a for a in arrays)
+                                          or any(o is c for c in consts.values()) or any(o is p for p in outs[:k])):
+            outs[k] = o.copy()
+    return outs
 
 
 @dataclass
@@ -446,8 +462,14 @@ class _Tracer:
             sources.append(("env", v.rid) if v.rid is not None else ("const", copy_if_mapped(np.asarray(v.const))))
         self.record.output_const_names = [info.name if kind == "const" else None for info, (kind, _) in
                                           zip(graph.outputs, sources)]
+        island_made = {i for step in self.steps if isinstance(step, IslandStep) for i in step.out_ids}
+        copy_outputs, seen = [], set()
+        for k, (kind, src) in enumerate(sources):
+            if kind == "env" and (src not in island_made or src in seen):
+                copy_outputs.append(k)
+            seen.add(src if kind == "env" else None)
         plan = CompiledPlan(self.steps, len(self.env), input_ids, sources, self.env_consts, self.placement,
-                            record=self.record)
+                            record=self.record, copy_outputs=copy_outputs)
         step = self.steps[0] if len(self.steps) == 1 else None
         if (isinstance(step, IslandStep) and not step.converts
                 and all(i in input_ids and self.env[i].dtype == np.float32 for i in step.in_ids)
@@ -456,7 +478,7 @@ class _Tracer:
             plan.single_in = [input_ids.index(i) for i in step.in_ids]
             plan.single_out = [step.out_ids.index(src) for _, src in sources]
         outputs = [self.env[src] if kind == "env" else src.copy() for kind, src in sources]
-        return plan, outputs
+        return plan, own_outputs(outputs, copy_outputs, arrays, self.env_consts)
 
 
 def compile_plan(graph: Graph, engine, weights: WeightStore, arrays: list,

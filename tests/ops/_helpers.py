@@ -115,7 +115,15 @@ def run_graph_placed(nodes, feeds: dict, consts: dict | None = None, outputs=Non
     """Run the model; returns (outputs, where each node ran: "ggml" or "host", in node order)."""
     model = make_model(nodes, feeds, consts, outputs, opset, out_types=out_types)
     sess = ggonnx.Session(model, threads=THREADS)
+    before = {n: np.array(a, copy=True) for n, a in feeds.items()}
     outs = sess.run(None, feeds)
+    # ggml reads inputs in place and computes outputs into their arrays: never a write into a
+    # feed, and every output an array of its own
+    for n, a in feeds.items():
+        np.testing.assert_array_equal(np.asarray(a), before[n], err_msg=f"input {n!r} was written")
+    arrays = [o for o in outs if isinstance(o, np.ndarray)] + [a for a in feeds.values() if isinstance(a, np.ndarray)]
+    for i, o in enumerate(arrays[:len(outs)]):
+        assert not any(np.shares_memory(o, other) for other in arrays[i + 1:]), "an output shares memory"
     # the inputs' shapes are static, so this is the plan the run used
     return outs, [p.where for p in sess.placement()]
 

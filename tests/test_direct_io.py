@@ -1,0 +1,68 @@
+"""Zero-copy runs (_core.Plan.run): ggml reads inputs in place and computes outputs straight into
+pooled arrays. The caller's arrays are never written, outputs never alias one another or an
+earlier run's, and a dropped output's memory is reused by the next run."""
+import numpy as np
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+import ggonnx
+from ggonnx.planner import IslandStep
+
+
+def _model(n: int = 64) -> bytes:
+    """y = Reshape(x) @ W (a view of the input feeds the GEMM), z = y + 1, x passed through."""
+    w = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    nodes = [helper.make_node("Reshape", ["x", "shape"], ["x2"]), helper.make_node("MatMul", ["x2", "w"], ["y"]),
+             helper.make_node("Add", ["y", "one"], ["z"]), helper.make_node("Identity", ["x"], ["x_out"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 2, n // 2])],
+                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in ("y", "z", "x_out")],
+                              [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array([-1, n], np.int64), "shape"),
+                               numpy_helper.from_array(np.array(1, np.float32), "one")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def _islands(sess):
+    plan = sess._runner.plans[sess._runner.last_sig]
+    return [s.plan for s in plan.steps if isinstance(s, IslandStep)]
+
+
+def test_runs_bind_their_arrays_and_match_onnxruntime():
+    model = _model()
+    sess, oracle = ggonnx.Session(model, threads=2), ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 2, 32)).astype(np.float32)
+    x.flags.writeable = False  # a read-only feed is read in place too
+    first = sess.run(None, {"x": x})
+    for got, want in zip(first, oracle.run(None, {"x": x})):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    ins, outs = zip(*(p.direct_io for p in _islands(sess)))
+    assert any(any(i) for i in ins) and any(any(o) for o in outs)
+    kept = [o.copy() for o in first]
+    second = sess.run(None, {"x": rng.standard_normal((3, 2, 32)).astype(np.float32)})
+    for a, b in zip(first, kept):  # a later run never writes into an array the caller holds
+        np.testing.assert_array_equal(a, b)
+    arrays = first + second + [x]
+    for i, a in enumerate(arrays):
+        assert a is x or a.flags.writeable
+        assert not any(np.shares_memory(a, b) for b in arrays[i + 1:])
+
+
+def test_a_dropped_output_is_reused():
+    sess = ggonnx.Session(_model(256), threads=2)
+    x = np.ones((5, 2, 128), np.float32)
+    y = sess.run(["y"], {"x": x})[0]
+    address = y.__array_interface__["data"][0]
+    del y
+    again = sess.run(None, {"x": x})
+    assert address in {o.__array_interface__["data"][0] for o in again}
+
+
+def test_misaligned_and_strided_feeds():
+    sess = ggonnx.Session(_model(), threads=2)
+    oracle = ort.InferenceSession(_model(), providers=["CPUExecutionProvider"])
+    raw = np.random.default_rng(2).standard_normal(4 * 64 + 1).astype(np.float32)
+    unaligned = np.frombuffer(raw.tobytes()[2:2 + 4 * 64 * 4], np.float32).reshape(4, 2, 32)  # 2-byte offset
+    strided = np.random.default_rng(3).standard_normal((4, 2, 64)).astype(np.float32)[:, :, ::2]
+    for x in (unaligned, strided):
+        for got, want in zip(sess.run(None, {"x": x}), oracle.run(None, {"x": np.ascontiguousarray(x)})):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
