@@ -5,8 +5,8 @@ beside onnxruntime, each in a fresh Python process.
 
 Per runtime: load + first run (seconds, imports done before the clock starts, the file read
 once before so both start from the page cache), RSS growth over the process's baseline after
-that first run and after ``--runs`` more, and the ratios to onnxruntime. Medians of
-``--repeat`` fresh processes.
+that first run and after ``--runs`` more, the ratios to onnxruntime, and the growth from the 10th run to the last
+(a leak shows there). Medians of ``--repeat`` fresh processes.
 """
 from __future__ import annotations
 
@@ -40,9 +40,12 @@ else:
 sess.run(None, feeds)
 first = time.perf_counter() - t0
 after_first = rss() - base
-for _ in range(runs):
+for _ in range(10):
     sess.run(None, feeds)
-print(json.dumps({{"first_s": first, "rss_first": after_first, "rss_runs": rss() - base}}))
+after_10 = rss() - base
+for _ in range(runs - 10):
+    sess.run(None, feeds)
+print(json.dumps({{"first_s": first, "rss_first": after_first, "rss_10": after_10, "rss_runs": rss() - base}}))
 """
 
 
@@ -71,8 +74,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args(argv)
     print("| case | runtime | load + first run s | × onnxruntime | RSS after first run MB | "
-          f"after {args.runs} more runs MB | × onnxruntime |")
-    print("|---|---|---|---|---|---|---|")
+          f"after {args.runs} more runs MB | × onnxruntime | growth from run 10 to {args.runs} MB |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, build in cases().items():
         if args.only and not any(o in name for o in args.only):
             continue
@@ -89,7 +92,8 @@ def main(argv=None) -> int:
         ref = med["onnxruntime"]
         for runtime, m in med.items():
             print(f"| {name} | {runtime} | {m['first_s']:.2f} | {m['first_s'] / ref['first_s']:.2f} | "
-                  f"{m['rss_first']:.0f} | {m['rss_runs']:.0f} | {m['rss_runs'] / ref['rss_runs']:.2f} |", flush=True)
+                  f"{m['rss_first']:.0f} | {m['rss_runs']:.0f} | {m['rss_runs'] / ref['rss_runs']:.2f} | "
+                  f"{m['rss_runs'] - m['rss_10']:.1f} |", flush=True)
     return 0
 
 
