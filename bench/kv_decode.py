@@ -2,6 +2,7 @@
 previous step's present keys and values, so the cache grows by one every token.
 
     python bench/kv_decode.py [--types f32,q8_0,q4_K] [--steps 24] [--start 16]
+    python bench/kv_decode.py --types q8_0 --lengths 40,200,500,1000
 
 Per runtime (onnxruntime also on its quantize_dynamic int8 model): median and mean
 milliseconds a token over the loop, after a first step that builds the session's first plan
@@ -107,6 +108,7 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=24)
     ap.add_argument("--start", type=int, default=16, help="cache length before the first step")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--lengths", help="instead: ms a token at these fixed cache lengths (e.g. 40,200,1000)")
     args = ap.parse_args(argv)
     path = export()
     import quantized
@@ -115,6 +117,14 @@ def main(argv=None) -> int:
     runners = {"onnxruntime f32": ort_session(path, args.threads), "onnxruntime int8": ort_session(int8, args.threads)}
     for t in args.types.split(","):
         runners[f"ggonnx {t}"] = ggonnx.Session(path, threads=args.threads, weights=None if t == "f32" else t)
+    if args.lengths:
+        lengths = [int(v) for v in args.lengths.split(",")]
+        print("| runtime | " + " | ".join(f"cache {n}: ms a token" for n in lengths) + " |")
+        print("|---|" + "---|" * len(lengths))
+        for name, sess in runners.items():
+            run = (lambda s: lambda f: s.run(None, f))(sess)
+            print(f"| {name} | " + " | ".join(f"{fixed(run, n):.1f}" for n in lengths) + " |", flush=True)
+        return 0
     print("| runtime | ms a token, growing cache (median / mean) | ms a token, fixed cache length |")
     print("|---|---|---|")
     for name, sess in runners.items():
