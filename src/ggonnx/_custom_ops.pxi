@@ -49,9 +49,7 @@ cdef ggml_tensor * _custom_op_row(ggml_context * ctx, int op, ggml_tensor ** src
         args[0], args[1] = a, b
         return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], args, 2, ggonnx_gemm_amx_bf16,
                               GGML_N_TASKS_MAX, p)
-    if op == PACK_PANELS:
-        if a.nb[0] != sizeof(float):
-            a = ggml_cont(ctx, a)
+    if op == PACK_PANELS:  # any strides: a transposed source is gathered per panel (kernels.c)
         return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], &a, 1, ggonnx_pack_panels,
                               GGML_N_TASKS_MAX, p)
     if op == CONCAT_C:

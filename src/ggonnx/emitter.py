@@ -452,8 +452,20 @@ class Emitter:
         srcs = (x, w_packed) + ((bias,) if bias is not None else ())
         return self._emit(Op.GEMM_PACKED, srcs, (oc, p, batch, 1), params=(0, 0, 0))
 
+    def strided_source(self, a: GT) -> GT:
+        """``a``, or where ``a`` is permute()'s contiguous copy of a permuted view, that view: for
+        readers that take any strides (a copy no row reads is never computed)."""
+        row = self.rows[a.slot] if a.slot < len(self.rows) and self.rows[a.slot][1] == a.slot else None
+        if row is not None and row[0] == Op.CONT:
+            view = self.rows[row[_core.COL_SRC]]
+            if view[0] == Op.PERMUTE:
+                return GT(view[1], tuple(view[_core.COL_NE:_core.COL_NE + 4]))
+        return a
+
     def pack_panels(self, b: GT) -> GT:
-        """An activation [N, K, B] as B packed GEMM weights of N outputs over depth K."""
+        """An activation [N, K, B] as B packed GEMM weights of N outputs over depth K; a
+        transposed one (attention's K^T) is gathered from its strided view, not copied first."""
+        b = self.strided_source(b)
         n, k, batch = b.ne[0], b.ne[1], b.ne[2]
         if b.ne[3] != 1:
             self.fail(f"packing {b.ne}: at most one batch dim")

@@ -703,9 +703,32 @@ void ggonnx_gemm_packed(struct ggml_tensor * dst, int ith, int nth, void * param
     }
 }
 
+/* pack_panels from a transposed activation (attention's K^T: each output's depth contiguous,
+ * outputs nb[0] apart): each panel gathered from its PANEL source rows, with no copy of the
+ * whole tensor into the plain layout first */
+static void pack_panels_strided(struct ggml_tensor * dst, const struct ggml_tensor * s, int ith, int nth) {
+    const int64_t n = s->ne[0], k = s->ne[1], panels = (n + PANEL - 1) / PANEL;
+    int64_t r0, r1;
+    split(panels * s->ne[2], ith, nth, &r0, &r1);   /* (batch, panel) */
+    for (int64_t r = r0; r < r1; ++r) {
+        const int64_t j = r % panels, b = r / panels, m = MIN(PANEL, n - j * PANEL);
+        float * out = (float *) ((char *) dst->data + b * dst->nb[1]) + j * k * PANEL;
+        for (int64_t i = 0; i < PANEL; ++i) {
+            const char * row = (const char *) s->data + (j * PANEL + i) * s->nb[0] + b * s->nb[2];
+            for (int64_t kk = 0; kk < k; ++kk) {
+                out[kk * PANEL + i] = i < m ? *(const float *) (row + kk * s->nb[1]) : 0.0f;
+            }
+        }
+    }
+}
+
 void ggonnx_pack_panels(struct ggml_tensor * dst, int ith, int nth, void * params) {
     (void) params;
     const struct ggml_tensor * s = dst->src[0];
+    if (s->nb[0] != sizeof(float)) {
+        pack_panels_strided(dst, s, ith, nth);
+        return;
+    }
     const int64_t n = s->ne[0], k = s->ne[1], panels = (n + PANEL - 1) / PANEL;
     int64_t r0, r1;
     split(panels * k * s->ne[2], ith, nth, &r0, &r1);   /* rows: (batch, panel, depth) */

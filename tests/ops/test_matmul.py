@@ -134,10 +134,11 @@ def test_gemm_constant_weights_one_session_many_shapes(case, ms, seed):
 @settings(max_examples=40, deadline=None)
 @given(m=st.integers(1, 40), k=st.integers(16, 70), n=st.integers(16, 50),
        batch=st.sampled_from([(), (3,), (2, 3)]), b_batch=st.sampled_from(["same", "shared", "ones", "a_broadcast"]),
-       after=st.sampled_from(["none", "residual", "bias_relu"]), seed=seeds)
-def test_matmul_activation_b_packed_at_run_time(m, k, n, batch, b_batch, after, seed):
+       after=st.sampled_from(["none", "residual", "bias_relu"]), transposed=st.booleans(), seed=seeds)
+def test_matmul_activation_b_packed_at_run_time(m, k, n, batch, b_batch, after, transposed, seed):
     # attention's Q.K^T and P.V: B computed in the graph, packed into GEMM panels per batch entry
-    # (or once, shared) at run time; an Add after it may fold into the GEMM's epilogue per entry
+    # (or once, shared) at run time; an Add after it may fold into the GEMM's epilogue per entry.
+    # ``transposed``: B is a Transpose (K^T), packed from its strided view without a copy first
     from onnx import helper
     rng = np.random.default_rng(seed)
     a_shape = batch + (m, k)
@@ -149,6 +150,11 @@ def test_matmul_activation_b_packed_at_run_time(m, k, n, batch, b_batch, after, 
     want = np.matmul(a.astype(np.float64), b.astype(np.float64))
     nodes = [helper.make_node("MatMul", ["a", "b"], ["y"])]
     feeds, consts = {"a": a, "b": b}, {}
+    if transposed:
+        perm = list(range(b.ndim - 2)) + [b.ndim - 1, b.ndim - 2]
+        feeds["b"] = np.ascontiguousarray(np.transpose(b, perm))
+        nodes = [helper.make_node("Transpose", ["b"], ["bt"], perm=perm),
+                 helper.make_node("MatMul", ["a", "bt"], ["y"])]
     if after == "residual":
         feeds["r"] = randn(rng, want.shape)   # computed before the GEMM, so it can fold into it
         nodes = [helper.make_node("Tanh", ["r"], ["t"])] + nodes + [helper.make_node("Add", ["y", "t"], ["z"])]
