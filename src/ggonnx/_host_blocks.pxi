@@ -68,8 +68,12 @@ cdef object _output_array(tuple shape, size_t nbytes, void ** data):
     return np.frombuffer(block, dtype=np.float32, count=<Py_ssize_t> (nbytes // 4)).reshape(shape)
 
 
+cdef size_t POOL_MAX_BYTES = 256 << 20   # what the pool may hold at most, whatever the runs' size
+
+
 cdef void _note_run_output_bytes(size_t total) noexcept:
-    """Let the pool keep up to about one run's outputs of the largest run so far."""
+    """Let the pool keep up to about one run's outputs of the largest run so far (a KV cache of
+    1,000 positions: 74 MB), but never more than POOL_MAX_BYTES."""
     global _pool_cap
     if total + total // 4 > _pool_cap:
-        _pool_cap = total + total // 4
+        _pool_cap = min(total + total // 4, POOL_MAX_BYTES)
