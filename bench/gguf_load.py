@@ -16,7 +16,8 @@ import subprocess
 import sys
 
 CACHE = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".cache")
-CHILD = r"""
+# what every child starts with: imports, and rss() in MB
+CHILD_PRELUDE = r"""
 import json, sys, time
 sys.path.insert(0, {bench!r})
 def rss():
@@ -24,6 +25,8 @@ def rss():
         if line.startswith("VmRSS"):
             return int(line.split()[1]) / 1024
 import numpy as np
+"""
+CHILD = CHILD_PRELUDE + r"""
 runtime, path, weights, feeds_path = sys.argv[1:5]
 feeds = dict(np.load(feeds_path))
 if runtime == "ggonnx":
@@ -51,14 +54,20 @@ def cases() -> dict:
     return picked
 
 
-def measure(runtime: str, path: str, weights: str, feeds_path: str) -> dict:
-    with open(path, "rb") as fh:  # into the page cache
+def in_fresh_process(child: str, path: str, args: list) -> dict:
+    """Run ``child`` (a code template, {bench} its folder) in a new Python with ``args`` after the
+    model file ``path`` is read into the page cache; its last stdout line as JSON."""
+    with open(path, "rb") as fh:
         while fh.read(1 << 24):
             pass
-    code = CHILD.format(bench=os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run([sys.executable, "-c", code, runtime, path, weights, feeds_path], capture_output=True,
+    code = child.format(bench=os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
                          text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure(runtime: str, path: str, weights: str, feeds_path: str) -> dict:
+    return in_fresh_process(CHILD, path, [runtime, path, weights, feeds_path])
 
 
 def main(argv=None) -> int:

@@ -11,22 +11,15 @@ that first run and after ``--runs`` more, the ratios to onnxruntime, and the gro
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 
 import numpy as np
 
+from gguf_load import CHILD_PRELUDE, cases, in_fresh_process
+
 CACHE = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".cache")
-CHILD = r"""
-import json, sys, time
-sys.path.insert(0, {bench!r})
-def rss():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS"):
-            return int(line.split()[1]) / 1024
-import numpy as np
+CHILD = CHILD_PRELUDE + r"""
 runtime, path, feeds_path, runs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 feeds = dict(np.load(feeds_path))
 if runtime == "ggonnx":
@@ -49,22 +42,8 @@ print(json.dumps({{"first_s": first, "rss_first": after_first, "rss_10": after_1
 """
 
 
-def cases() -> dict:
-    import transformers_models
-    import vision
-    picked = {k: transformers_models.CASES[k] for k in ("gpt2_dyn_s1", "bert_base_dyn_s1")}
-    picked["resnet50_b1"] = vision.CASES["resnet50_b1"]
-    return picked
-
-
 def measure(runtime: str, path: str, feeds_path: str, runs: int) -> dict:
-    with open(path, "rb") as fh:  # into the page cache
-        while fh.read(1 << 24):
-            pass
-    code = CHILD.format(bench=os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run([sys.executable, "-c", code, runtime, path, feeds_path, str(runs)], capture_output=True,
-                         text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return in_fresh_process(CHILD, path, [runtime, path, feeds_path, str(runs)])
 
 
 def main(argv=None) -> int:
