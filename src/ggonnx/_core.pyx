@@ -198,6 +198,10 @@ cdef class Engine:
     cdef ggml_backend_t cpu
     cdef ggml_backend_t blas
     cdef ggml_threadpool * pool
+    # the same CPU backend on a pool of one (no worker threads), for plans too small for more:
+    # starting a graph on the main pool wakes every worker, even for one thread (~25 us a run)
+    cdef ggml_backend_t cpu_single
+    cdef ggml_threadpool * pool_single
     cdef readonly int n_threads
     cdef vector[ggml_tensor *] weights
     cdef vector[ggml_context *] weight_ctxs
@@ -225,6 +229,14 @@ cdef class Engine:
             raise MemoryError("ggml_threadpool_new failed")
         ggml_backend_cpu_set_threadpool(self.cpu, self.pool)
         ggml_backend_cpu_set_n_threads(self.cpu, n_threads)
+        self.cpu_single = ggml_backend_cpu_init()
+        params = ggml_threadpool_params_default(1)
+        params.poll = 0
+        self.pool_single = ggml_threadpool_new(&params)
+        if self.cpu_single == NULL or self.pool_single == NULL:
+            raise MemoryError("could not make the single-thread CPU backend")
+        ggml_backend_cpu_set_threadpool(self.cpu_single, self.pool_single)
+        ggml_backend_cpu_set_n_threads(self.cpu_single, 1)
         self.blas = ggml_backend_blas_init() if use_blas else NULL
         if self.blas != NULL:
             ggml_backend_blas_set_n_threads(self.blas, n_threads)
@@ -248,6 +260,10 @@ cdef class Engine:
             ggml_backend_free(self.blas)
         if self.cpu != NULL:
             ggml_backend_free(self.cpu)
+        if self.cpu_single != NULL:
+            ggml_backend_free(self.cpu_single)
+        if self.pool_single != NULL:
+            ggml_threadpool_free(self.pool_single)
         if self.pool != NULL:
             ggml_threadpool_free(self.pool)
         ggonnx_scratch_release(self.cpu_scratch)
@@ -435,6 +451,8 @@ cdef class Plan:
     cdef ggml_backend_buffer_t const_buf
     cdef ggml_cgraph * graph
     cdef ggml_backend_sched_t sched
+    cdef ggml_backend_t cpu     # the engine's CPU backend this plan computes on (pooled or single)
+    cdef ggml_backend_t sched_cpu  # the CPU backend of a scheduler taken over from a retired plan
     cdef size_t graph_size      # the sched's capacity in nodes
     cdef size_t ctx_size        # bytes of ctx
     cdef vector[ggml_tensor *] inputs
@@ -464,9 +482,10 @@ cdef class Plan:
                   list input_slots, tuple input_shapes, list output_slots, tuple output_shapes,
                   int n_threads, list row_names, Plan reuse=None):
         self.engine = engine
+        self.n_threads = max(1, min(n_threads, engine.n_threads))
+        self.cpu = engine.cpu_single if self.n_threads == 1 else engine.cpu
         if reuse is not None and reuse.engine is engine:
             self._take_resources(reuse)
-        self.n_threads = max(1, min(n_threads, engine.n_threads))
         self.input_shapes = input_shapes
         self.output_shapes = output_shapes
         self.matmul_backends = []
@@ -480,6 +499,7 @@ cdef class Plan:
         with nogil:  # not while another thread computes on it
             PyThread_acquire_lock(self.engine.lock, WAIT_LOCK)
             self.sched = old.sched
+            self.sched_cpu = old.cpu
             self.graph_size = old.graph_size
             self.ctx = old.ctx
             self.ctx_size = old.ctx_size
@@ -546,7 +566,7 @@ cdef class Plan:
             _upload(self.engine.cpu, consts, &self.const_ctx, &self.const_buf, const_tensors)
 
         graph_size = max(2048, <size_t> (4 * n + 64))
-        if self.sched != NULL and self.graph_size < graph_size:
+        if self.sched != NULL and (self.graph_size < graph_size or self.sched_cpu != self.cpu):
             ggml_backend_sched_free(self.sched)
             self.sched = NULL
         if self.sched != NULL:
@@ -615,7 +635,7 @@ cdef class Plan:
             backends[n_backends] = self.engine.blas
             bufts[n_backends] = ggonnx_scratch_buft(self.engine.blas_scratch)
             n_backends += 1
-        backends[n_backends] = self.engine.cpu  # the CPU backend must come last
+        backends[n_backends] = self.cpu  # the CPU backend must come last
         bufts[n_backends] = ggonnx_scratch_buft(self.engine.cpu_scratch)
         n_backends += 1
         if self.sched != NULL:
@@ -623,17 +643,18 @@ cdef class Plan:
         else:
             self.sched = ggml_backend_sched_new(backends, bufts, n_backends, graph_size, False, False)
             self.graph_size = graph_size
+            self.sched_cpu = self.cpu
         if self.sched == NULL:
             raise MemoryError("ggml_backend_sched_new failed")
         for k in range(<int> mm_nodes.size()):
-            bk = self.engine.cpu
+            bk = self.cpu
             if mm_hints[k] == PLACE_BLAS and self.engine.blas != NULL and ggml_backend_supports_op(self.engine.blas, mm_nodes[k]):
                 bk = self.engine.blas
             ggml_backend_sched_set_tensor_backend(self.sched, mm_nodes[k], bk)
         if not ggml_backend_sched_alloc_graph(self.sched, self.graph):
             raise MemoryError("ggml could not allocate the compute graph")
         self.n_splits = ggml_backend_sched_get_n_splits(self.sched)
-        self.compute_bytes = ggml_backend_sched_get_buffer_size(self.sched, self.engine.cpu)
+        self.compute_bytes = ggml_backend_sched_get_buffer_size(self.sched, self.cpu)
         if self.engine.blas != NULL:
             self.compute_bytes += ggml_backend_sched_get_buffer_size(self.sched, self.engine.blas)
         for k in range(<int> mm_nodes.size()):
@@ -856,7 +877,8 @@ cdef class Plan:
                 if self.profile != NULL:
                     ggonnx_profile_clear(self.profile)
                     self.profile.marks[0] = ggonnx_now_ns()
-                ggml_backend_cpu_set_n_threads(eng.cpu, self.n_threads)
+                if self.n_threads > 1:
+                    ggml_backend_cpu_set_n_threads(eng.cpu, self.n_threads)
                 for k in range(n_in):
                     if bind_in[k]:
                         _bind(self.inputs[k], self.input_views[k], in_ptrs[k])
