@@ -16,13 +16,13 @@ SETTINGS = dict(max_examples=40, deadline=None)
 DTYPES = [np.float32, np.float64, np.int32, np.int64]
 
 
-def _node(op, n_in):
+def _node(op, n_in, **attrs):
     names = [f"in{i}" for i in range(n_in)]
-    return Node("n", op, "", names, ["out"], {}, 21, helper.make_node(op, names, ["out"])), names
+    return Node("n", op, "", names, ["out"], attrs, 21, helper.make_node(op, names, ["out"], **attrs)), names
 
 
-def onnxruntime_result(op, inputs, out_dtype):
-    node, names = _node(op, len(inputs))
+def onnxruntime_result(op, inputs, out_dtype, **attrs):
+    node, names = _node(op, len(inputs), **attrs)
     graph = helper.make_graph(
         [node.proto], "g",
         [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(x.dtype), x.shape) for n, x in zip(names, inputs)],
@@ -33,10 +33,10 @@ def onnxruntime_result(op, inputs, out_dtype):
     return sess.run(None, dict(zip(names, inputs)))[0]
 
 
-def check(op, inputs):
-    node, _ = _node(op, len(inputs))
+def check(op, inputs, **attrs):
+    node, _ = _node(op, len(inputs), **attrs)
     (ours,) = host_elementwise.KERNELS[("", op)](node, *inputs)
-    expected = onnxruntime_result(op, inputs, ours.dtype)
+    expected = onnxruntime_result(op, inputs, ours.dtype, **attrs)
     assert ours.dtype == expected.dtype and ours.shape == expected.shape, (ours, expected)
     np.testing.assert_array_equal(ours, expected)
 
@@ -137,3 +137,24 @@ def test_log_softmax_keeps_scores_far_below_the_largest(shape, data, opset):
         None, {"in0": x})[0]
     assert np.isfinite(ours).all()
     np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-5)
+
+
+@settings(**SETTINGS)
+@given(op=st.sampled_from(["ArgMax", "ArgMin"]), dtype=st.sampled_from(DTYPES),
+       shape=st.lists(st.integers(1, 4), min_size=1, max_size=3), keepdims=st.integers(0, 1),
+       last=st.integers(0, 1), data=st.data())
+def test_arg_max_min(op, dtype, shape, keepdims, last, data):
+    # ties are common (values from a small set); NaN is left out: where it sits decides
+    # onnxruntime's answer (README, "Where ggonnx and onnxruntime differ")
+    x = np.array(data.draw(st.lists(st.integers(-3, 3), min_size=int(np.prod(shape)), max_size=int(np.prod(shape)))),
+                 dtype).reshape(shape)
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    check(op, [x], axis=axis, keepdims=keepdims, select_last_index=last)
+
+
+def test_arg_max_takes_the_first_nan():
+    node, _ = _node("ArgMax", 1, axis=1)
+    (idx,) = host_elementwise.KERNELS[("", "ArgMax")](node, np.array([[1, np.nan, 5, np.nan]], np.float32))
+    np.testing.assert_array_equal(idx, [[1]])
+    with pytest.raises(ShapeError, match="axis 2 is out of range"):
+        host_elementwise.KERNELS[("", "ArgMax")](_node("ArgMax", 1, axis=2)[0], np.ones((2, 2), np.float32))
