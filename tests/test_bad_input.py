@@ -31,6 +31,18 @@ def test_truncated_file(tmp_path):
         ggonnx.Session(str(path))
 
 
+def test_names_that_are_not_utf8(tmp_path):
+    # a damaged byte inside an op type: protobuf hands the field back as bytes
+    model = mlp().SerializeToString()
+    at = model.index(b"MatMul")
+    damaged = model[:at] + b"\xff" + model[at + 1:]
+    path = tmp_path / "damaged.onnx"
+    path.write_bytes(damaged)
+    for source in (damaged, str(path)):
+        with pytest.raises(ModelLoadError, match="not valid UTF-8"):
+            ggonnx.Session(source)
+
+
 def test_missing_file():
     with pytest.raises(ModelLoadError, match="not found"):
         ggonnx.Session("/nonexistent/model.onnx")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ggonnx import _core
 from ggonnx.errors import InvalidGraph, InvalidInputError, ShapeError
 
 _F32 = np.float32
@@ -109,8 +110,6 @@ def _rows(node, x, dtype=None):
 _MODES = {"BRANCH_LEQ": 0, "BRANCH_LT": 1, "BRANCH_GTE": 2, "BRANCH_GT": 3, "BRANCH_EQ": 4, "BRANCH_NEQ": 5,
           "LEAF": 6}
 _TRUE_OPS = (np.less_equal, np.less, np.greater_equal, np.greater, np.equal, np.not_equal)
-# the complement of each test on NaN-free inputs, False against a NaN threshold (leaves): LEQ, LT, GTE, GT
-_FALSE_OPS = (np.greater, np.greater_equal, np.less, np.less_equal)
 
 
 def _attr_floats(node, name, dtype):
@@ -267,18 +266,18 @@ class _Forest:
             return out.reshape(n, self.n_trees)
         xf = np.ascontiguousarray(x).reshape(-1)
         fast = self.same_mode is not None and self.same_mode < 4 and not np.isnan(xf).any()
-        op = _FALSE_OPS[self.same_mode] if fast else None
+        if fast:  # one tight walk per sample and tree in C (host_trees.c)
+            return _core.tree_leaves(x, self.roots, self.left, self.feat, self.thr, self.is_leaf, self.same_mode,
+                                     self.depth + 1)
+        # mixed tests or NaN inputs: all walks a level at a time, NaN and missing-value tracks per mode
         cur, pos = out, None
         off = np.repeat(np.arange(n, dtype=np.intp) * c, self.n_trees)
         left, feat, thr, is_leaf = self.left, self.feat, self.thr, self.is_leaf
         for level in range(self.depth):
             v = xf.take(off + feat.take(cur))
             t = thr.take(cur)
-            if fast:
-                step = op(v, t)
-            else:
-                step = ~self._true(v, t, cur)
-                step &= ~is_leaf.take(cur)
+            step = ~self._true(v, t, cur)
+            step &= ~is_leaf.take(cur)
             cur = left.take(cur) + step
             if level + 1 < self.depth and level % 2 == 1:
                 done = is_leaf.take(cur)
@@ -319,7 +318,7 @@ class _Forest:
                 s /= self.n_trees
             return s, np.broadcast_to(self.has_row, s.shape).copy()
         if how in ("SUM", "AVERAGE"):
-            s = self.w.take(leaves, axis=0).sum(axis=1)
+            s = _core.tree_sum(self.w, leaves)  # in tree order, as the numpy sum over axis 1
             if how == "AVERAGE":
                 s /= self.n_trees
         elif how in ("MIN", "MAX"):

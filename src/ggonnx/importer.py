@@ -51,7 +51,29 @@ def load_model(model) -> onnx.ModelProto:
 def _nonempty(proto: onnx.ModelProto) -> onnx.ModelProto:
     if not proto.graph.node and not proto.graph.output:
         raise InvalidProtobuf("the ONNX model has an empty graph (not an ONNX file?)")
+    _check_text(proto.graph)
     return proto
+
+
+def _check_text(graph: onnx.GraphProto) -> None:
+    """Names must be text: protobuf hands a string field that is not valid UTF-8 (a damaged
+    file) back as bytes, which nothing downstream expects."""
+    def bad(value) -> bool:
+        return not isinstance(value, str)
+
+    for vi in list(graph.input) + list(graph.output):
+        if bad(vi.name):
+            raise InvalidProtobuf(f"a graph input or output name is not valid UTF-8: {vi.name!r}")
+    for t in graph.initializer:
+        if bad(t.name):
+            raise InvalidProtobuf(f"an initializer name is not valid UTF-8: {t.name!r}")
+    for i, n in enumerate(graph.node):
+        fields = [n.op_type, n.domain, n.name, *n.input, *n.output, *(a.name for a in n.attribute)]
+        if any(bad(v) for v in fields):
+            raise InvalidProtobuf(f"node {i} ({n.op_type!r}): a name, op type or domain is not valid UTF-8")
+        for a in n.attribute:
+            for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                _check_text(sub)
 
 
 def open_model(model) -> tuple[onnx.ModelProto, MappedModel | None, dict]:
