@@ -102,11 +102,13 @@ KERNELS = {("", "AffineGrid"): affine_grid, ("", "GatherElements"): gather_eleme
 class HostKernel:
     """A kernel of ours behind the evaluator interface the planner runs host nodes through."""
 
-    def __init__(self, node, fn, names: list, fallback=None):
+    def __init__(self, node, fn, names: list, fallback=None, threads: int = 1):
         self.node, self.fn, self.names, self.fallback = node, fn, names, fallback
+        # kernels that can split their work (``fn.takes_threads``) get the session's thread count
+        self.kwargs = {"threads": threads} if getattr(fn, "takes_threads", False) else {}
 
     def run(self, output_names, feeds: dict) -> list:
-        out = self.fn(self.node, *[feeds[n] if n else None for n in self.names])
+        out = self.fn(self.node, *[feeds[n] if n else None for n in self.names], **self.kwargs)
         if out is None:  # a case the kernel leaves to onnx.reference (``fallback`` builds it)
             if self.fallback is None:
                 raise ShapeError(f"{self.node.describe()}: no host kernel for these inputs")
@@ -114,11 +116,12 @@ class HostKernel:
         return out
 
 
-def kernel_for(node, names: list, fallback=None):
+def kernel_for(node, names: list, fallback=None, threads: int = 1):
     """Our kernel for ``node`` reading its inputs fed under ``names`` ('' for an omitted
     optional input, passed to the kernel as None), or None; ``fallback()`` gives the evaluator
-    for inputs a kernel declines (it returns None)."""
+    for inputs a kernel declines (it returns None); ``threads``: at most that many for a kernel
+    that can split its work."""
     fn = KERNELS.get((node.domain, node.op_type))
     if fn is None or node.implicit_inputs or len(names) != len(node.inputs):
         return None
-    return HostKernel(node, fn, names, fallback)
+    return HostKernel(node, fn, names, fallback, threads)

@@ -255,7 +255,7 @@ class _Forest:
                 self.onehot[np.arange(self.n_trees), first] = 1.0
                 self.has_row = self.onehot.any(axis=0)
 
-    def leaves(self, node, x):
+    def leaves(self, node, x, threads: int = 1):
         """[N, n_trees] indices of the leaf each sample reaches in each tree."""
         n, c = x.shape
         if self.max_feature >= c:
@@ -268,7 +268,7 @@ class _Forest:
         fast = self.same_mode is not None and self.same_mode < 4 and not np.isnan(xf).any()
         if fast:  # one tight walk per sample and tree in C (host_trees.c)
             return _core.tree_leaves(x, self.roots, self.left, self.feat, self.thr, self.is_leaf, self.same_mode,
-                                     self.depth + 1)
+                                     self.depth + 1, threads)
         # mixed tests or NaN inputs: all walks a level at a time, NaN and missing-value tracks per mode
         cur, pos = out, None
         off = np.repeat(np.arange(n, dtype=np.intp) * c, self.n_trees)
@@ -337,7 +337,7 @@ def _dtype_for(x):
     return np.float64 if np.asarray(x).dtype == np.float64 else np.float32
 
 
-def tree_ensemble_regressor(node, x):
+def tree_ensemble_regressor(node, x, threads: int = 1):
     dtype = _dtype_for(x)
     n_targets = int(node.attrs.get("n_targets", 1))
     if n_targets < 1:
@@ -345,7 +345,7 @@ def tree_ensemble_regressor(node, x):
     forest = _cached(node, ("reg", dtype), lambda: _Forest(node, dtype, n_targets, "target"))
     x = _rows(node, x, dtype)
     how = node.attrs.get("aggregate_function", "SUM")
-    s, has = forest.aggregate(node, forest.leaves(node, x), how)
+    s, has = forest.aggregate(node, forest.leaves(node, x, threads), how)
     base = _attr_floats(node, "base_values", np.float64)
     if len(base) not in (0, n_targets):  # as onnxruntime refuses it
         raise InvalidGraph(f"{node.describe()}: base_values must have 0 or n_targets ({n_targets}) values")
@@ -366,7 +366,7 @@ def _labels(node):
     return np.asarray(node.attrs.get("classlabels_int64s", []), np.int64)
 
 
-def tree_ensemble_classifier(node, x):
+def tree_ensemble_classifier(node, x, threads: int = 1):
     dtype = _dtype_for(x)
     labels = _labels(node)
     k = len(labels)
@@ -375,7 +375,7 @@ def tree_ensemble_classifier(node, x):
     forest = _cached(node, ("cls", dtype), lambda: _Forest(node, dtype, k, "class"))
     x = _rows(node, x, dtype)
     # always summed: onnxruntime's classifier aggregator is a sum (the op has no aggregate_function)
-    s, has = forest.aggregate(node, forest.leaves(node, x), "SUM")
+    s, has = forest.aggregate(node, forest.leaves(node, x, threads), "SUM")
     base = _attr_floats(node, "base_values", np.float64)
     if len(base) not in ((0, 1, 2) if k == 2 else (0, k)):  # as onnxruntime refuses it
         raise InvalidGraph(f"{node.describe()}: base_values must have 0 or {k if k > 2 else '1 or 2'} values")
@@ -453,6 +453,7 @@ def zip_map(node, x):
     return [[dict(zip(keys, map(float, row))) for row in rows.tolist()]]
 
 
+tree_ensemble_regressor.takes_threads = tree_ensemble_classifier.takes_threads = True
 KERNELS = {("ai.onnx.ml", "TreeEnsembleRegressor"): tree_ensemble_regressor,
            ("ai.onnx.ml", "TreeEnsembleClassifier"): tree_ensemble_classifier,
            ("ai.onnx.ml", "ZipMap"): zip_map}

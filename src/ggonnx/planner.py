@@ -224,11 +224,12 @@ def _reference_evaluator(node: Node, model):
         raise UnsupportedOpError(f"{node.describe()}: no ggml lowering and no host kernel: {exc}") from exc
 
 
-def _reference_model(node: Node, inputs: list, implicit: list) -> tuple:
-    """The host kernel for ``node`` alone (ours where we have one, else onnx's reference
-    kernel), and the names its inputs are fed under."""
+def _reference_model(node: Node, inputs: list, implicit: list, threads: int = 1) -> tuple:
+    """The host kernel for ``node`` alone (ours where we have one, on up to ``threads`` threads
+    where it can use them, else onnx's reference kernel), and the names its inputs are fed under."""
     names = [f"in{i}" if v is not None else "" for i, v in enumerate(inputs)]
-    kernel = host_kernels.kernel_for(node, names, lambda: _reference_evaluator(node, _host_model(node, inputs, implicit)[0]))
+    kernel = host_kernels.kernel_for(node, names, lambda: _reference_evaluator(node, _host_model(node, inputs, implicit)[0]),
+                                     threads)
     if kernel is not None:  # ours: no one-node model to build (shape arithmetic folds per plan)
         return kernel, [n for n in names if n]
     model, names = _host_model(node, inputs, implicit)
@@ -409,7 +410,7 @@ class _Tracer:
                                              lambda: _reference_evaluator(node, model))
             detail = "control flow; bodies planned as nested ggml graphs"
         else:
-            evaluator, names = _reference_model(node, inputs, implicit)
+            evaluator, names = _reference_model(node, inputs, implicit, self.engine.n_threads)
         try:
             results = evaluator.run(None, {n: self.env[i] for n, i in zip(names, in_ids)})
         except GgonnxError:

@@ -117,7 +117,7 @@ def _inputs(rng, n, n_features, nan):
 
 tree_cases = st.fixed_dictionaries(dict(
     seed=st.integers(0, 2**32 - 1), n_trees=st.integers(1, 12), depth=st.integers(0, 6),
-    features=st.integers(1, 5), batch=st.sampled_from([1, 2, 7, 64]), nan=st.booleans(),
+    features=st.integers(1, 5), batch=st.sampled_from([1, 2, 7, 64, 3000]), nan=st.booleans(),  # 3000: threads
     mode=st.sampled_from(MODES + ["mixed", "BRANCH_LEQ", "BRANCH_LEQ"]), mtt=st.sampled_from([0.0, 0.5, 1.0])))
 
 
@@ -183,6 +183,23 @@ def test_tree_ensemble_classifier(case, n_classes, layout, post, n_base, strings
     (label, probs), (e_label, e_probs) = _run_both(model, {"X": x})
     assert_close(probs, e_probs, atol=1e-5)
     assert_labels(label, e_label, e_probs)
+
+
+@pytest.mark.parametrize("mode", ["BRANCH_LEQ", "BRANCH_GT"])
+def test_tree_ensemble_big_batch_splits_trees_between_threads(mode):
+    # 40 trees x 3,000 samples: the C walk gives trees to two threads (host_trees.c)
+    rng = np.random.default_rng(7)
+    attrs, leaves = _random_trees(rng, 40, 8, 5, mode, 0.0)
+    t = dict(target_treeids=[a for a, _ in leaves], target_nodeids=[b for _, b in leaves],
+             target_ids=[0] * len(leaves), target_weights=[float(w) for w in rng.uniform(-1, 1, len(leaves))],
+             n_targets=1)
+    node = helper.make_node("TreeEnsembleRegressor", ["X"], ["Y"], domain=ML, **attrs, **t)
+    model = _model([node], [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 5])],
+                   [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 1])])
+    x = _inputs(rng, 3000, 5, False)
+    (ours,), (theirs,) = _run_both(model, {"X": x})
+    assert_close(ours, theirs, atol=1e-5)
+    np.testing.assert_array_equal(ggonnx.Session(model, threads=1).run(None, {"X": x})[0], ours)
 
 
 def test_tree_ensemble_double_input_and_bad_feature():
