@@ -43,6 +43,16 @@ def test_names_that_are_not_utf8(tmp_path):
             ggonnx.Session(source)
 
 
+def test_an_attribute_given_twice():
+    node = helper.make_node("ArgMin", ["x"], ["y"], axis=1)
+    node.attribute.extend([helper.make_attribute("axis", 0.5)])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.INT64, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    with pytest.raises(ModelLoadError, match="attribute 'axis' appears more than once"):
+        ggonnx.Session(model.SerializeToString())
+
+
 def test_missing_file():
     with pytest.raises(ModelLoadError, match="not found"):
         ggonnx.Session("/nonexistent/model.onnx")

@@ -318,6 +318,10 @@ def import_model(proto: onnx.ModelProto, external: dict | None = None, node_opse
             if out and out in available:
                 raise InvalidGraph(f"node '{name}' ({n.op_type}): output '{out}' is defined twice")
         attrs = {a.name: _attr_value(a) for a in n.attribute}
+        if len(attrs) != len(n.attribute):  # as onnxruntime refuses it; a dict would keep the last
+            seen = [a.name for a in n.attribute]
+            dup = next(a for a in seen if seen.count(a) > 1)
+            raise InvalidGraph(f"node '{name}' ({n.op_type}): attribute '{dup}' appears more than once")
         # a stored graph's fused nodes are newer than the model's opset (a Gelu at 20 in an
         # opset-17 gpt2): each is checked at its own
         opset = int(node_opsets[idx]) if node_opsets is not None else opsets.get(domain, opsets.get("", 1))
