@@ -428,14 +428,6 @@ cdef inline void _name_row(ggml_tensor * t, Py_ssize_t row) noexcept nogil:
     t.name[n + 1] = 0
 
 
-cdef inline void _bind(ggml_tensor * t, vector[ggml_tensor *] & views, void * data) noexcept nogil:
-    """Point ``t`` and its ``views`` (ggml keeps a view's address, not its source's) at ``data``."""
-    cdef size_t j
-    t.data = data
-    for j in range(views.size()):
-        views[j].data = <char *> data + views[j].view_offs
-
-
 cdef inline bint _is_view(ggml_tensor * t) noexcept nogil:
     return (t.op == GGML_OP_NONE or t.op == GGML_OP_RESHAPE or t.op == GGML_OP_VIEW
             or t.op == GGML_OP_PERMUTE or t.op == GGML_OP_TRANSPOSE)
@@ -664,46 +656,7 @@ cdef class Plan:
         for k in range(<int> self.inputs.size()):
             if self.inputs[k].data == NULL:
                 self.input_bytes[k] = 0  # input not used by any output: nothing to copy
-        self._plan_direct_io()
-
-    cdef _plan_direct_io(self):
-        """Which inputs and outputs a run binds to its arrays instead of copying (see the members)."""
-        cdef int i, k, j
-        cdef int n_nodes = ggml_graph_n_nodes(self.graph)
-        cdef ggml_tensor * node
-        cdef ggml_tensor * t
-        cdef bint ok
-        self.input_direct.assign(self.inputs.size(), False)
-        self.output_direct.assign(self.outputs.size(), False)
-        self.input_home.assign(self.inputs.size(), NULL)
-        self.output_home.assign(self.outputs.size(), NULL)
-        self.input_views.resize(self.inputs.size())
-        self.output_views.resize(self.outputs.size())
-        for k in range(<int> self.inputs.size()):
-            t = self.inputs[k]
-            self.input_home[k] = t.data
-            ok = self.input_bytes[k] > 0 and t.view_src == NULL
-            for i in range(n_nodes):
-                node = ggml_graph_node(self.graph, i)
-                if ok and node.view_src == t:
-                    # a node with an input as view_src but a computing op writes into the input
-                    ok = _is_view(node) and node.op != GGML_OP_NONE
-                    self.input_views[k].push_back(node)
-            for j in range(<int> self.outputs.size()):
-                ok = ok and self.outputs[j] != t
-            self.input_direct[k] = ok
-        for k in range(<int> self.outputs.size()):
-            t = self.outputs[k]
-            self.output_home[k] = t.data
-            ok = t.op != 0 and t.view_src == NULL and t.data != NULL  # computed by a node, not a leaf or view
-            for j in range(k):
-                ok = ok and self.outputs[j] != t
-            self.output_direct[k] = ok
-            if ok:
-                for i in range(n_nodes):
-                    node = ggml_graph_node(self.graph, i)
-                    if node.view_src == t:
-                        self.output_views[k].push_back(node)
+        _plan_direct_io(self)
 
     cdef ggml_tensor * _build_one(self, int op, ggml_tensor ** srcs, int64_t[:, ::1] ins,
                                   double[:, ::1] fp, Py_ssize_t i, vector[ggml_tensor *] & const_tensors) except? NULL:
@@ -804,13 +757,6 @@ cdef class Plan:
                                 <int> p[0], <int> p[1], <int> p[2], <int> p[3], <float> p[4], <float> p[5])
         return _custom_op_row(ctx, op, srcs, ne, p, i)
 
-    cdef void _bind_outputs(self, vector[void *] & ptrs) noexcept nogil:
-        """Point each direct output (and the views of it) at ``ptrs[k]``."""
-        cdef size_t k
-        for k in range(self.outputs.size()):
-            if self.output_direct[k]:
-                _bind(self.outputs[k], self.output_views[k], ptrs[k])
-
     def set_profiling(self, bint on):
         """Log each node's end time from now on (every node then runs as its own graph), or stop."""
         if on and self.profile == NULL:
@@ -885,7 +831,7 @@ cdef class Plan:
                         _bind(self.inputs[k], self.input_views[k], in_ptrs[k])
                     elif self.input_bytes[k]:
                         ggml_backend_tensor_set(self.inputs[k], in_ptrs[k], 0, self.input_bytes[k])
-                self._bind_outputs(out_ptrs)
+                _bind_outputs(self, out_ptrs)
                 if self.profile != NULL:
                     self.profile.marks[1] = ggonnx_now_ns()
                 status = ggml_backend_sched_graph_compute(self.sched, self.graph)
@@ -893,7 +839,7 @@ cdef class Plan:
                     for k in range(n_out):
                         if not self.output_direct[k]:
                             ggml_backend_tensor_get(self.outputs[k], out_ptrs[k], 0, ggml_nbytes(self.outputs[k]))
-                self._bind_outputs(self.output_home)
+                _bind_outputs(self, self.output_home)
                 for k in range(n_in):
                     if bind_in[k]:
                         _bind(self.inputs[k], self.input_views[k], self.input_home[k])
@@ -905,3 +851,6 @@ cdef class Plan:
         if status != GGML_STATUS_SUCCESS:
             raise ComputeError(f"ggml graph compute failed with status {<int> status}")
         return outs
+
+
+include "_plan_io.pxi"
