@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import ggonnx
 from ggonnx.errors import ModelLoadError
-from ggonnx.model_file import MIN_MAPPED_BYTES, MappedModel, is_mapped, raw_data_spans, strip_weights
+from ggonnx.model_file import MIN_MAPPED_BYTES, MappedModel, is_mapped, strip_weights
 
 DTYPES = [np.float32, np.float16, np.float64, np.int8, np.int32, np.int64, np.uint8, np.bool_]
 
@@ -45,15 +45,15 @@ def test_spans_are_the_parsed_raw_data(tensors, seed):
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])], inits)
     model = helper.make_model(graph, doc_string="d" * 200)
     buf = model.SerializeToString()
-    spans = raw_data_spans(buf)
-    assert set(spans) == {t.name for t in inits}
-    for t in inits:
-        offset, length = spans[t.name]
-        assert buf[offset:offset + length] == t.raw_data
     stripped, mapped = strip_weights(buf)
     parsed = onnx.ModelProto()
     parsed.ParseFromString(stripped)
     assert set(mapped) == {t.name for t in inits if len(t.raw_data) >= MIN_MAPPED_BYTES}
+    for t in inits:
+        if t.name in mapped:
+            dtype, dims, offset, length = mapped[t.name]
+            assert (dtype, list(dims)) == (t.data_type, list(t.dims))
+            assert buf[offset:offset + length] == t.raw_data
     for t, p in zip(inits, parsed.graph.initializer):
         assert (p.name, p.data_type, list(p.dims)) == (t.name, t.data_type, list(t.dims))
         assert p.raw_data == (b"" if t.name in mapped else t.raw_data)

@@ -71,9 +71,8 @@ def _check_text(graph: onnx.GraphProto) -> None:
         fields = [n.op_type, n.domain, n.name, *n.input, *n.output, *(a.name for a in n.attribute)]
         if any(bad(v) for v in fields):
             raise InvalidProtobuf(f"node {i} ({n.op_type!r}): a name, op type or domain is not valid UTF-8")
-        for a in n.attribute:
-            for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
-                _check_text(sub)
+        for sub in subgraphs(n):
+            _check_text(sub)
 
 
 def open_model(model) -> tuple[onnx.ModelProto, MappedModel | None, dict]:

@@ -108,20 +108,6 @@ def _mappable(dtype: int, dims: list, raw, external: bool) -> bool:
     return raw[1] >= MIN_MAPPED_BYTES and raw[1] == int(np.prod(dims, dtype=object)) * itemsize
 
 
-def raw_data_spans(buf) -> dict[str, tuple[int, int]]:
-    """{initializer name: (offset, length)} of the main graph's initializers' raw_data in ``buf``,
-    the bytes of a serialized ModelProto."""
-    spans = {}
-    for field, wire, _, g0, g1 in _fields(buf, 0, len(buf)):
-        if field == _MODEL_GRAPH and wire == _LEN:
-            for gfield, gwire, _, t0, t1 in _fields(buf, g0, g1):
-                if gfield == _GRAPH_INITIALIZER and gwire == _LEN:
-                    name, _, _, raw, _ = _tensor_header(buf, t0, t1)
-                    if name is not None and raw is not None:
-                        spans[name] = raw
-    return spans
-
-
 def strip_weights(buf) -> tuple[bytes, dict]:
     """The ModelProto in ``buf`` re-serialized without the raw_data of the initializers worth
     mapping (``_mappable``), and {name: (element type, dims, offset, length)} of those. Parsing
