@@ -445,7 +445,6 @@ cdef class Plan:
     cdef ggml_cgraph * graph
     cdef ggml_backend_sched_t sched
     cdef ggml_backend_t cpu     # the engine's CPU backend this plan computes on (pooled or single)
-    cdef ggml_backend_t sched_cpu  # the CPU backend of a scheduler taken over from a retired plan
     cdef size_t graph_size      # the sched's capacity in nodes
     cdef size_t ctx_size        # bytes of ctx
     cdef vector[ggml_tensor *] inputs
@@ -486,13 +485,16 @@ cdef class Plan:
         self._build(instructions, fparams, consts, input_slots, output_slots, row_names)
 
     cdef _take_resources(self, Plan old):
-        """Take ``old``'s graph context and scheduler, so a plan written for each new cache length
-        while decoding allocates neither again (ggml_backend_sched_new's tables and freeing them
-        were most of writing such a plan). ``old`` is retired: a run of it raises PlanRetired."""
+        """Take ``old``'s graph context and scheduler (one on another CPU backend is freed), so a
+        plan written for each new cache length while decoding allocates neither again
+        (ggml_backend_sched_new's tables and freeing them were most of writing such a plan).
+        ``old`` is retired: a run of it raises PlanRetired."""
         with nogil:  # not while another thread computes on it
             PyThread_acquire_lock(self.engine.lock, WAIT_LOCK)
-            self.sched = old.sched
-            self.sched_cpu = old.cpu
+            if old.cpu == self.cpu:
+                self.sched = old.sched
+            elif old.sched != NULL:
+                ggml_backend_sched_free(old.sched)
             self.graph_size = old.graph_size
             self.ctx = old.ctx
             self.ctx_size = old.ctx_size
@@ -559,7 +561,7 @@ cdef class Plan:
             _upload(self.engine.cpu, consts, &self.const_ctx, &self.const_buf, const_tensors)
 
         graph_size = max(2048, <size_t> (4 * n + 64))
-        if self.sched != NULL and (self.graph_size < graph_size or self.sched_cpu != self.cpu):
+        if self.sched != NULL and self.graph_size < graph_size:
             ggml_backend_sched_free(self.sched)
             self.sched = NULL
         if self.sched != NULL:
@@ -636,7 +638,6 @@ cdef class Plan:
         else:
             self.sched = ggml_backend_sched_new(backends, bufts, n_backends, graph_size, False, False)
             self.graph_size = graph_size
-            self.sched_cpu = self.cpu
         if self.sched == NULL:
             raise MemoryError("ggml_backend_sched_new failed")
         for k in range(<int> mm_nodes.size()):

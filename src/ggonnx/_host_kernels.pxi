@@ -2,10 +2,10 @@
 
 cdef extern from "host_trees.h" nogil:
     int ggonnx_tree_leaves_f32(const float * x, int64_t n, int64_t c, const int64_t * roots, int64_t n_trees,
-                               int64_t n_nodes, const int64_t * left, const int64_t * feat, const float * thr,
+                               const int64_t * left, const int64_t * feat, const float * thr,
                                const uint8_t * is_leaf, int mode, int64_t max_steps, int n_threads, int64_t * out)
     int ggonnx_tree_leaves_f64(const double * x, int64_t n, int64_t c, const int64_t * roots, int64_t n_trees,
-                               int64_t n_nodes, const int64_t * left, const int64_t * feat, const double * thr,
+                               const int64_t * left, const int64_t * feat, const double * thr,
                                const uint8_t * is_leaf, int mode, int64_t max_steps, int n_threads, int64_t * out)
     void ggonnx_tree_sum(const double * w, int64_t k, const int64_t * leaves, int64_t n, int64_t n_trees,
                          double * out)
@@ -44,14 +44,14 @@ def tree_leaves(x, roots, left, feat, thr, is_leaf, int mode, int64_t max_steps,
     if th.dtype == np.float32:
         with nogil:
             status = ggonnx_tree_leaves_f32(<const float *> cnp.PyArray_DATA(xa), n, c,
-                                   <const int64_t *> cnp.PyArray_DATA(r), n_trees, n_nodes, <const int64_t *> cnp.PyArray_DATA(lf),
+                                   <const int64_t *> cnp.PyArray_DATA(r), n_trees, <const int64_t *> cnp.PyArray_DATA(lf),
                                    <const int64_t *> cnp.PyArray_DATA(ft), <const float *> cnp.PyArray_DATA(th),
                                    <const uint8_t *> cnp.PyArray_DATA(leaf), mode, max_steps, threads,
                                    <int64_t *> cnp.PyArray_DATA(out))
     elif th.dtype == np.float64:
         with nogil:
             status = ggonnx_tree_leaves_f64(<const double *> cnp.PyArray_DATA(xa), n, c,
-                                   <const int64_t *> cnp.PyArray_DATA(r), n_trees, n_nodes, <const int64_t *> cnp.PyArray_DATA(lf),
+                                   <const int64_t *> cnp.PyArray_DATA(r), n_trees, <const int64_t *> cnp.PyArray_DATA(lf),
                                    <const int64_t *> cnp.PyArray_DATA(ft), <const double *> cnp.PyArray_DATA(th),
                                    <const uint8_t *> cnp.PyArray_DATA(leaf), mode, max_steps, threads,
                                    <int64_t *> cnp.PyArray_DATA(out))

@@ -48,10 +48,9 @@ static void * NAME##_run(void * arg) {                                          
     }                                                                                               \
     return NULL;                                                                                    \
 }                                                                                                   \
-int NAME(const T * x, int64_t n, int64_t c, const int64_t * roots, int64_t n_trees, int64_t n_nodes, \
+int NAME(const T * x, int64_t n, int64_t c, const int64_t * roots, int64_t n_trees,                 \
          const int64_t * left, const int64_t * feat, const T * thr, const uint8_t * is_leaf,        \
          int mode, int64_t max_steps, int n_threads, int64_t * out) {                               \
-    (void) n_nodes;                                                                                 \
     if (mode < 0 || mode > 3) return -1;                                                            \
     struct NAME##_job jobs[GGONNX_TREE_MAX_THREADS];                                                \
     pthread_t tids[GGONNX_TREE_MAX_THREADS];                                                        \
