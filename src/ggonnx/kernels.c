@@ -84,12 +84,18 @@ static inline float pool_scale(const int64_t * p, int64_t taps, int64_t ox, int6
     return count > 0 ? 1.0f / (float) count : 0.0f;
 }
 
+/* max(acc, x) where a NaN on either side stays: a window holding one pools to NaN, whatever
+ * its place in the window */
+static inline float max_nan_wins(float acc, float x) {
+    return acc > x || acc != acc ? acc : x;
+}
+
 #ifndef GGONNX_AVX2
 /* One output pixel of a channels-last pool (params as ggonnx_pool_nhwc's): its window's input
  * pixels gathered first, then each 16 channels reduced in a register over them and stored once
  * (the loop below read and wrote the output at every tap: MaxPool took 7.6% of squeezenet b8).
- * The same comparisons (x > acc keeps x unless acc is larger, NaN passes) and sums in the same
- * order as that loop. */
+ * The same comparisons (a NaN in the window wins, as in ReduceMax) and sums in the same order as
+ * that loop. */
 static void pool_pixel(const struct ggml_tensor * src, float * o, int64_t ox, int64_t oy, int64_t n,
                        const int64_t * p) {
     const int64_t kw = p[0], kh = p[1], sw = p[2], sh = p[3], pw = p[4], ph = p[5], dw = p[6], dh = p[7];
@@ -112,7 +118,7 @@ static void pool_pixel(const struct ggml_tensor * src, float * o, int64_t ox, in
         v16 acc = mode == 0 ? SPLAT(-FLT_MAX) : SPLAT(0.0f);
         for (int64_t t = 0; t < taps; ++t) {
             const v16 x = load_n(in[t] + c0, m);
-            acc = mode == 0 ? select16(lt16(x, acc), acc, x) : acc + x;
+            acc = mode == 0 ? select16(lt16(x, acc) | (acc != acc), acc, x) : acc + x;
         }
         store_n(o + c0, mode == 0 ? acc : acc * scale, m);
     }
@@ -157,7 +163,7 @@ void ggonnx_pool_nhwc(struct ggml_tensor * dst, int ith, int nth, void * params)
                     ++taps;
                     if (mode == 0) {
                         for (int64_t ci = 0; ci < c; ++ci) {
-                            o[ci] = o[ci] > in[ci] ? o[ci] : in[ci];
+                            o[ci] = max_nan_wins(o[ci], in[ci]);
                         }
                     } else {
                         for (int64_t ci = 0; ci < c; ++ci) {
@@ -196,7 +202,7 @@ void ggonnx_global_pool_nhwc(struct ggml_tensor * dst, int ith, int nth, void * 
                 const float * in = pixel(src, x, y, n);
                 if (mode == 0) {
                     for (int64_t ci = c0; ci < c1; ++ci) {
-                        o[ci] = o[ci] > in[ci] ? o[ci] : in[ci];
+                        o[ci] = max_nan_wins(o[ci], in[ci]);
                     }
                 } else {
                     for (int64_t ci = c0; ci < c1; ++ci) {

@@ -64,7 +64,7 @@ def _lower_pool(ctx, node, inputs, op):
         xt = e.pad(xt, (begin[1], end_eff[1], begin[0], end_eff[0], 0, 0, 0, 0))
         if op == Op.POOL_MAX:  # padding must never win the max
             mask = np.zeros((xt.ne[1], xt.ne[0]), dtype=np.float32)
-            lowest = -np.finfo(np.float32).max
+            lowest = -np.finfo(np.float32).max   # as the kernels start every window
             mask[:begin[0], :] = mask[xt.ne[1] - end_eff[0]:, :] = lowest
             mask[:, :begin[1]] = mask[:, xt.ne[0] - end_eff[1]:] = lowest
             xt = e.binary(Op.ADD, xt, e.const(mask))
