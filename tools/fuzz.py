@@ -16,6 +16,8 @@ protobuf bytes) and runs both runtimes in a forked child with a time limit. Outc
 - disputed: as wrong, but onnx.reference (run then, in a child too) gives ggonnx's answer: the two
   readings of the spec differ, and which is right is decided per op (README, "Where ggonnx and
   onnxruntime differ");
+- nan_documented: as wrong, for NaN or infinite feeds to an op whose answer to them onnxruntime
+  makes depend on the value's place (NAN_POSITIONAL_OPS; ggonnx's rule is in the README);
 - refused: onnxruntime ran it, ggonnx raised (an op or mode ggonnx lacks, or stricter checks);
 - ran_invalid: onnxruntime refused the model or feed as invalid, ggonnx ran it;
 - beyond_oracle: onnxruntime has no kernel for an op, type or opset of the model, ggonnx ran it;
@@ -236,6 +238,23 @@ def _draws(data: bytes) -> bool:
     return any(n.op_type in RANDOM_OPS for n in model.graph.node)
 
 
+# ops whose answer for NaN or infinite inputs onnxruntime makes depend on the value's place
+# (README, "Where ggonnx and onnxruntime differ", states ggonnx's choice for each): a case that
+# feeds such values to one of them and disagrees is counted as documented, not wrong
+NAN_POSITIONAL_OPS = frozenset({"MaxPool", "GlobalMaxPool", "DynamicQuantizeLinear", "ReduceMax", "ReduceMin",
+                                "ArgMax", "ArgMin", "Hardmax"})
+
+
+def _nonfinite_to_positional_op(data: bytes, feeds: list) -> bool:
+    if not any(isinstance(f, np.ndarray) and f.dtype.kind == "f" and not np.isfinite(f).all() for f in feeds):
+        return False
+    try:
+        model = onnx.load_from_string(data)
+    except Exception:
+        return False
+    return any(n.op_type in NAN_POSITIONAL_OPS for n in model.graph.node)
+
+
 def _same_draws(a, b) -> bool:
     if isinstance(a, (list, dict)) or isinstance(b, (list, dict)):
         return True
@@ -272,8 +291,8 @@ def fuzz(n: int, seed: int, timeout: float, cases=None, progress=None) -> tuple[
     import onnxruntime  # noqa: F401  imported once here: each forked child starts warm
     import ggonnx  # noqa: F401
     cases = cases or node_cases()
-    counts = {k: 0 for k in ("agree", "wrong", "disputed", "refused", "ran_invalid", "beyond_oracle", "crash", "hang",
-                             "oracle_crash", "oracle_hang", "both_hang")}
+    counts = {k: 0 for k in ("agree", "wrong", "disputed", "nan_documented", "refused", "ran_invalid", "beyond_oracle",
+                             "crash", "hang", "oracle_crash", "oracle_hang", "both_hang")}
     details = []
     for i in range(n):
         rng = random.Random(seed * 1_000_003 + i)
@@ -285,6 +304,8 @@ def fuzz(n: int, seed: int, timeout: float, cases=None, progress=None) -> tuple[
             reference = run_in_child("reference", data, mfeeds, timeout)
             if classify({"onnxruntime": reference, "ggonnx": result["ggonnx"]}) == "agree":
                 outcome = "disputed"
+            elif _nonfinite_to_positional_op(data, mfeeds):
+                outcome = "nan_documented"
         counts[outcome] += 1
         if outcome != "agree":
             details.append({"case": i, "seed": seed, "model": name, "mutation": kind, "outcome": outcome})
@@ -306,8 +327,8 @@ def main(argv=None) -> int:
                            progress=lambda i, o: print(f"\r{i + 1}/{args.cases}", end="", file=sys.stderr))
     print(file=sys.stderr)
     print(json.dumps(counts), f"in {time.monotonic() - t0:.0f} s")
-    rank = {"crash": 0, "hang": 1, "wrong": 2, "disputed": 3, "ran_invalid": 4, "refused": 5, "beyond_oracle": 6,
-            "oracle_crash": 7, "oracle_hang": 8, "both_hang": 9}
+    rank = {"crash": 0, "hang": 1, "wrong": 2, "disputed": 3, "nan_documented": 3, "ran_invalid": 4, "refused": 5,
+            "beyond_oracle": 6, "oracle_crash": 7, "oracle_hang": 8, "both_hang": 9}
     for d in sorted(details, key=lambda d: rank[d["outcome"]])[:args.show]:
         print(f"  {d['outcome']:<11} case {d['case']:>5}  {d['model']}  ({d['mutation']})")
     if args.json:

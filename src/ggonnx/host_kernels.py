@@ -59,6 +59,27 @@ def dequantize_linear(node, x, scale, zero_point=None):
     return [out.astype(scale.dtype)]
 
 
+def dynamic_quantize_linear(node, x):
+    """uint8 quantization over x's range widened to hold 0, as onnxruntime computes it: NaN is
+    left out of the range and quantizes to 0; a range of width 0 gets scale 1; a NaN zero point
+    (an infinite range) saturates to 255. onnx.reference let a NaN make the whole output 0."""
+    x = np.asarray(x)
+    if x.dtype != np.float32:
+        return None
+    finite = x[~np.isnan(x)]
+    lo = np.float32(min(0.0, finite.min())) if finite.size else np.float32(0)
+    hi = np.float32(max(0.0, finite.max())) if finite.size else np.float32(0)
+    scale = np.float32((hi - lo) / np.float32(255))
+    if scale == 0:
+        scale = np.float32(1)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        zp = np.float32(-lo / scale)
+        zp = np.uint8(255 if np.isnan(zp) else np.clip(np.rint(zp), 0, 255))
+        q = np.rint(x / scale) + np.float32(zp)
+        q = np.clip(np.nan_to_num(q, nan=0.0), 0, 255)
+    return [q.astype(np.uint8), np.asarray(scale, np.float32), np.asarray(zp, np.uint8)]
+
+
 def _grid_coords(n: int, align_corners: int, dtype) -> np.ndarray:
     """AffineGrid's normalized sample positions along one axis of n points, in [-1, 1]. One point
     with align_corners is 1 here, as onnxruntime computes it; the spec divides by zero there, and
@@ -94,6 +115,7 @@ def affine_grid(node, theta, size):
 
 
 KERNELS = {("", "AffineGrid"): affine_grid, ("", "GatherElements"): gather_elements, ("", "DequantizeLinear"): dequantize_linear,
+           ("", "DynamicQuantizeLinear"): dynamic_quantize_linear,
            **host_shape.KERNELS, **host_elementwise.KERNELS, **host_random.KERNELS, **host_ml.KERNELS,
            **host_ml_linear.KERNELS, **host_ml_prep.KERNELS, **host_resize.KERNELS,
            **host_pool.KERNELS}
