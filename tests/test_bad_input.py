@@ -243,3 +243,39 @@ def test_attributes_that_aborted_in_c_are_model_errors(node, opset, why):
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
     with pytest.raises(ggonnx.InvalidGraph, match=f"the_node.*{why}"):
         ggonnx.Session(helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)]))
+
+
+@pytest.mark.parametrize("op, dtype, opset, why", [
+    ("Add", TensorProto.BOOL, 17, "unsupported type: tensor\\(bool\\)"),
+    ("Sub", TensorProto.UINT8, 13, "unsupported type: tensor\\(uint8\\)"),    # uint8 from opset 14 on
+    ("Relu", TensorProto.INT32, 13, "unsupported type: tensor\\(int32\\)"),
+    ("Flatten", TensorProto.FLOAT, 9, "Invalid value\\(-1\\) for attribute 'axis'"),  # negative from opset 11
+])
+def test_types_and_values_the_op_schema_refuses_are_model_errors(op, dtype, opset, why):
+    """onnx's strict inference refuses these as onnxruntime does (the fuzzer's ran_invalid cases)."""
+    attrs = {"axis": -1} if op == "Flatten" else {}
+    inputs = ["x"] if op in ("Relu", "Flatten") else ["x", "x"]
+    g = helper.make_graph([helper.make_node(op, inputs, ["y"], **attrs)], "g",
+                          [helper.make_tensor_value_info("x", dtype, [2, 3])],
+                          [helper.make_tensor_value_info("y", dtype, None)])
+    with pytest.raises(ModelLoadError, match=why):
+        ggonnx.Session(helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)]))
+
+
+def test_an_attribute_of_the_wrong_type_is_a_model_error():
+    node = helper.make_node("Gemm", ["x", "x"], ["y"], name="the_node", transB=1)
+    node.attribute.append(helper.make_attribute("alpha", 2))   # an INT where Gemm takes a FLOAT
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    with pytest.raises(ggonnx.InvalidGraph, match="the_node.*alpha is a INT, Gemm takes a FLOAT"):
+        ggonnx.Session(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
+
+
+def test_a_recurrent_layer_of_negative_hidden_size_is_a_model_error():
+    w = helper.make_tensor_value_info("w", TensorProto.FLOAT, [1, 4, 2])
+    r = helper.make_tensor_value_info("r", TensorProto.FLOAT, [1, 4, 4])
+    node = helper.make_node("RNN", ["x", "w", "r"], ["y"], name="the_node", hidden_size=-1)
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 2]), w, r],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    with pytest.raises(ggonnx.InvalidGraph, match="the_node.*hidden_size=-1 must be positive"):
+        ggonnx.Session(helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)]))

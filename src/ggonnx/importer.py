@@ -183,6 +183,13 @@ def _without_weights(proto: onnx.ModelProto, inputs: list) -> onnx.ModelProto:
     return light
 
 
+# what onnx's strict inference says of a model onnxruntime refuses too: a type between nodes that
+# disagrees, a type an op's schema does not allow (Add on bool, Sub on uint8 before opset 14), an op
+# of a domain the model does not import, an attribute value the op cannot take
+_MODEL_ERRORS = ("inconsistent type", "type mismatch", "has unsupported type", "elem type differs",
+                 "no opset import for domain", "for attribute '", "has incorrect size")
+
+
 def _check_types(proto: onnx.ModelProto, inputs: list) -> dict:
     """Type mismatches between nodes are model errors: find them with onnx's type inference.
 
@@ -195,7 +202,7 @@ def _check_types(proto: onnx.ModelProto, inputs: list) -> dict:
         inferred = onnx.shape_inference.infer_shapes(light, check_type=True, strict_mode=True)
     except onnx.shape_inference.InferenceError as exc:
         message = str(exc)
-        if "inconsistent type" in message or "type mismatch" in message.lower():
+        if any(m in message.lower() for m in _MODEL_ERRORS):
             raise ModelLoadError(f"type error: {message}") from None
         if all(o.type.tensor_type.HasField("shape") for o in proto.graph.output):
             return {}

@@ -8,6 +8,7 @@ opset that has them.
 from __future__ import annotations
 
 import onnx.defs
+from onnx import AttributeProto
 
 from ggonnx.errors import InvalidGraph
 
@@ -43,7 +44,8 @@ AUTO_PAD = {"NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"}
 AUTO_PAD_OPS = frozenset({"Conv", "ConvTranspose", "ConvInteger", "QLinearConv", "MaxPool", "AveragePool",
                           "LpPool"})
 POOLS = frozenset({"MaxPool", "AveragePool", "LpPool"})
-POSITIVE = {("DepthToSpace", "blocksize"), ("SpaceToDepth", "blocksize"), ("LpPool", "p")}
+POSITIVE = {("DepthToSpace", "blocksize"), ("SpaceToDepth", "blocksize"), ("LpPool", "p"), ("RNN", "hidden_size"),
+            ("GRU", "hidden_size"), ("LSTM", "hidden_size")}
 # No tensor has more dims than NumPy's limit (ggml's is 4): an axis beyond it fits no input (and
 # onnx's own shape inference crashes on some, so this is checked before it runs)
 MAX_RANK = 64
@@ -84,6 +86,15 @@ def _bad_pads(node, pads: list):
     return None
 
 
+def _check_attribute_types(node, schema) -> None:
+    """Each attribute of the type its op declares (onnxruntime refuses alpha=1 given as an int)."""
+    for attr in getattr(node.proto, "attribute", ()):
+        want = schema.attributes[attr.name].type if attr.name in schema.attributes else None
+        if want is not None and attr.type != want and not attr.ref_attr_name:
+            raise InvalidGraph(f"{node.describe()}: attribute {attr.name} is a {AttributeProto.AttributeType.Name(attr.type)}, "
+                               f"{node.op_type} takes a {AttributeProto.AttributeType.Name(want)}")
+
+
 def check_node(node) -> None:
     """Raise InvalidGraph when ``node`` (an ir.Node) has an attribute its op does not define (as
     onnxruntime refuses it) or a value its op does not allow."""
@@ -100,6 +111,7 @@ def check_node(node) -> None:
         if unknown:
             raise InvalidGraph(f"{node.describe()}: attribute(s) {unknown} are not defined for {node.op_type} "
                                f"(opset {node.opset}); it has {sorted(schema.attributes)}")
+        _check_attribute_types(node, schema)
     if node.domain != "":
         return
     for name, value in node.attrs.items():
