@@ -130,12 +130,22 @@ class HostKernel:
         self.kwargs = {"threads": threads} if getattr(fn, "takes_threads", False) else {}
 
     def run(self, output_names, feeds: dict) -> list:
-        out = self.fn(self.node, *[feeds[n] if n else None for n in self.names], **self.kwargs)
+        return self.call([feeds[n] if n else None for n in self.names])
+
+    def call(self, args: list) -> list:
+        """The outputs for the node's inputs in order (None for an omitted optional one): the
+        planner's per-run path, without the evaluator interface's dict of feeds."""
+        out = self.fn(self.node, *args, **self.kwargs)
         if out is None:  # a case the kernel leaves to onnx.reference (``fallback`` builds it)
             if self.fallback is None:
                 raise ShapeError(f"{self.node.describe()}: no host kernel for these inputs")
-            return self.fallback().run(output_names, feeds)
+            return self.fallback().run(None, {n: a for n, a in zip(self.names, args) if n})
         return out
+
+    def arg_ids(self, fed_names: list, fed_ids: list) -> list:
+        """For ``call``: per node input, the env slot of the value fed under its name, or None."""
+        slot = dict(zip(fed_names, fed_ids))
+        return [slot[n] if n else None for n in self.names]
 
 
 def kernel_for(node, names: list, fallback=None, threads: int = 1):

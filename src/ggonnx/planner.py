@@ -103,10 +103,18 @@ class HostStep:
     out_ids: list
     out_shapes: list
 
+    def __post_init__(self):
+        # our kernels take their inputs by position: no dict of feeds per run
+        bind = getattr(self.evaluator, "arg_ids", None)
+        self.arg_ids = bind(self.in_names, self.in_ids) if bind is not None else None
+
     def run(self, env: list) -> None:
-        results = self.evaluator.run(None, {n: env[i] for n, i in zip(self.in_names, self.in_ids)})
+        if self.arg_ids is not None:
+            results = self.evaluator.call([None if i is None else env[i] for i in self.arg_ids])
+        else:
+            results = self.evaluator.run(None, {n: env[i] for n, i in zip(self.in_names, self.in_ids)})
         for i, r, shape in zip(self.out_ids, results, self.out_shapes):
-            if shape is not None and np.shape(r) != shape:
+            if shape is not None and r.shape != shape if type(r) is np.ndarray else np.shape(r) != shape:
                 raise ShapeChanged(self.node.name)
             env[i] = r
 
