@@ -212,6 +212,7 @@ class _Forest:
         self.left = np.where(self.is_leaf, np.arange(len(order)), left).astype(np.intp)
         self.feat = np.where(self.is_leaf, 0, feats[order]).astype(np.intp)
         self.max_feature = int(self.feat.max()) if len(self.feat) else 0
+        self.walk = None   # the C walk (_core.TreeWalk), made at the first NaN-free batch
         thr = values[order].astype(dtype)
         thr[self.is_leaf] = np.nan
         self.thr = thr
@@ -261,14 +262,16 @@ class _Forest:
         if self.max_feature >= c:
             raise InvalidInputError(f"{node.describe()}: a tree reads feature {self.max_feature} but the input has "
                                     f"{c} features")
+        xf = np.ascontiguousarray(x).reshape(-1)
+        fast = self.depth and n and self.same_mode is not None and self.same_mode < 4 and not np.isnan(xf).any()
+        if fast:  # one tight walk per sample and tree in C (host_trees.c)
+            if self.walk is None:
+                self.walk = _core.TreeWalk(self.roots, self.left, self.feat, self.thr, self.is_leaf, self.same_mode,
+                                           self.depth + 1)
+            return self.walk.leaves(x, threads)
         out = np.broadcast_to(self.roots, (n, self.n_trees)).reshape(-1).copy()
         if not self.depth or not n:
             return out.reshape(n, self.n_trees)
-        xf = np.ascontiguousarray(x).reshape(-1)
-        fast = self.same_mode is not None and self.same_mode < 4 and not np.isnan(xf).any()
-        if fast:  # one tight walk per sample and tree in C (host_trees.c)
-            return _core.tree_leaves(x, self.roots, self.left, self.feat, self.thr, self.is_leaf, self.same_mode,
-                                     self.depth + 1, threads)
         # mixed tests or NaN inputs: all walks a level at a time, NaN and missing-value tracks per mode
         cur, pos = out, None
         off = np.repeat(np.arange(n, dtype=np.intp) * c, self.n_trees)
@@ -346,7 +349,7 @@ def tree_ensemble_regressor(node, x, threads: int = 1):
     x = _rows(node, x, dtype)
     how = node.attrs.get("aggregate_function", "SUM")
     s, has = forest.aggregate(node, forest.leaves(node, x, threads), how)
-    base = _attr_floats(node, "base_values", np.float64)
+    base = _cached(node, "base_values", lambda: _attr_floats(node, "base_values", np.float64))
     if len(base) not in (0, n_targets):  # as onnxruntime refuses it
         raise InvalidGraph(f"{node.describe()}: base_values must have 0 or n_targets ({n_targets}) values")
     post = _transform(node)
@@ -368,7 +371,7 @@ def _labels(node):
 
 def tree_ensemble_classifier(node, x, threads: int = 1):
     dtype = _dtype_for(x)
-    labels = _labels(node)
+    labels = _cached(node, "labels", lambda: _labels(node))
     k = len(labels)
     if k < 2:
         return None  # onnxruntime's one-class path: left to onnx.reference
@@ -376,7 +379,7 @@ def tree_ensemble_classifier(node, x, threads: int = 1):
     x = _rows(node, x, dtype)
     # always summed: onnxruntime's classifier aggregator is a sum (the op has no aggregate_function)
     s, has = forest.aggregate(node, forest.leaves(node, x, threads), "SUM")
-    base = _attr_floats(node, "base_values", np.float64)
+    base = _cached(node, "base_values", lambda: _attr_floats(node, "base_values", np.float64))
     if len(base) not in ((0, 1, 2) if k == 2 else (0, k)):  # as onnxruntime refuses it
         raise InvalidGraph(f"{node.describe()}: base_values must have 0 or {k if k > 2 else '1 or 2'} values")
     post = _transform(node)

@@ -561,3 +561,23 @@ def test_svm_regressor(seed, vectors, features, kernel, degree, one_class, post,
         keep = ~_near_zero(raw)
         ours, theirs = ours[keep], theirs[keep]
     assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+
+
+def test_tree_walk_checks_its_forest_once_and_each_input():
+    """_core.TreeWalk: a malformed forest is refused when built, an input narrower than the
+    features the trees read on each call; two stumps walked as by hand."""
+    from ggonnx import _core
+    # tree 0: node 0 tests x[:, 1] <= 0.5 -> leaves 1 / 2; tree 1: node 3 tests x[:, 0] <= 2 -> 4 / 5
+    roots, left = np.array([0, 3]), np.array([1, 1, 2, 4, 4, 5])
+    feat, thr = np.array([1, 0, 0, 0, 0, 0]), np.array([0.5, 0, 0, 2.0, 0, 0], np.float32)
+    is_leaf = np.array([0, 1, 1, 0, 1, 1], np.uint8)
+    walk = _core.TreeWalk(roots, left, feat, thr, is_leaf, 0, 2)
+    x = np.array([[0.0, 0.0], [3.0, 1.0]], np.float32)
+    np.testing.assert_array_equal(walk.leaves(x), [[1, 4], [2, 5]])
+    with pytest.raises(ValueError, match="must be"):
+        walk.leaves(np.zeros((2, 1), np.float32))
+    for bad in (dict(roots=np.array([1, 3])), dict(left=np.array([1, 1, 2, 4, 4, 9])), dict(mode=7)):
+        args = dict(roots=roots, left=left, feat=feat, thr=thr, is_leaf=is_leaf, mode=0)
+        args.update(bad)
+        with pytest.raises(ValueError, match="malformed"):
+            _core.TreeWalk(args["roots"], args["left"], args["feat"], args["thr"], args["is_leaf"], args["mode"], 2)
