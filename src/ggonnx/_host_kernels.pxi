@@ -10,6 +10,30 @@ cdef extern from "host_trees.h" nogil:
     void ggonnx_tree_sum(const double * w, int64_t k, const int64_t * leaves, int64_t n, int64_t n_trees,
                          double * out)
 
+cdef extern from "host_svm.h" nogil:
+    int ggonnx_svm_coupling(const float * val, int64_t n, int64_t pairs, const int64_t * pair_i,
+                            const int64_t * pair_j, int64_t k, float * out)
+
+
+def svm_coupling(val, pair_i, pair_j, int64_t k):
+    """[N, k] float32 class probabilities from pairwise ones val [N, pairs] (host_svm.c); pair p
+    compares classes pair_i[p] and pair_j[p], each in [0, k)."""
+    cdef cnp.ndarray v = np.ascontiguousarray(val, dtype=np.float32)
+    cdef cnp.ndarray pi = np.ascontiguousarray(pair_i, dtype=np.int64)
+    cdef cnp.ndarray pj = np.ascontiguousarray(pair_j, dtype=np.int64)
+    if v.ndim != 2 or pi.ndim != 1 or pi.shape[0] != v.shape[1] or pj.shape[0] != v.shape[1] or k < 1 \
+            or (pi.size and (pi.min() < 0 or pi.max() >= k or pj.min() < 0 or pj.max() >= k)):
+        raise ValueError("svm_coupling: pairs must index classes [0, k) and match val's columns")
+    cdef cnp.ndarray out = np.empty((v.shape[0], k), dtype=np.float32)
+    cdef int status
+    with nogil:
+        status = ggonnx_svm_coupling(<const float *> cnp.PyArray_DATA(v), v.shape[0], v.shape[1],
+                                     <const int64_t *> cnp.PyArray_DATA(pi), <const int64_t *> cnp.PyArray_DATA(pj),
+                                     k, <float *> cnp.PyArray_DATA(out))
+    if status != 0:
+        raise MemoryError("svm_coupling")
+    return out
+
 
 def tree_sum(w, leaves):
     """[N, K] float64: for each sample the sum, tree by tree, of its leaves' rows of w [nodes, K]."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ggonnx import _core
 from ggonnx.errors import InvalidGraph, ShapeError
 from ggonnx.host_ml import _F32, _TRANSFORMS, _cached, _logistic, _probit, _rows, _transform
 
@@ -238,101 +239,12 @@ def _svm_classifier_model(node):
     return m
 
 
-def _coupled_row(val, m):
-    """One row of _coupled_probabilities with float32 scalars, the same operations in the same
-    order (a few rows: numpy's per-call cost on one-row arrays made batch 1 ~4x slower)."""
-    f, k = _F32, m.c
-    r = [[f(0)] * k for _ in range(k)]
-    for v, i, j in zip(val, m.pair_i.tolist(), m.pair_j.tolist()):
-        r[i][j], r[j][i] = v, f(1) - v
-    q = [[f(0)] * k for _ in range(k)]
-    for i in range(k):
-        for j in range(k):
-            if j != i:
-                q[i][i] += r[j][i] * r[j][i]
-        for j in range(i):
-            q[i][j] = q[j][i]
-        for j in range(i + 1, k):
-            q[i][j] = -r[j][i] * r[i][j]
-    p, qp, eps = [f(1) / f(k)] * k, [f(0)] * k, f(0.005) / f(k)
-    for _ in range(100):
-        pqp = f(0)
-        for i in range(k):
-            acc = f(0)
-            for j in range(k):
-                acc += q[i][j] * p[j]
-            qp[i] = acc
-            pqp += p[i] * acc
-        err = f(0)
-        for i in range(k):
-            e = abs(qp[i] - pqp)
-            if e > err:  # a NaN error never counts
-                err = e
-        if err < eps:
-            break
-        for i in range(k):
-            qii = q[i][i]
-            diff = (-qp[i] + pqp) / qii
-            p[i] += diff
-            one = f(1) + diff
-            pqp = (pqp + diff * (diff * qii + f(2) * qp[i])) / one / one
-            qp = [(qp[j] + diff * q[i][j]) / one for j in range(k)]
-            p = [v / one for v in p]
-    return p
-
-
 def _coupled_probabilities(m, scores):
-    """libsvm's pairwise coupling as onnxruntime's multiclass_probability runs it, in float32,
-    every row at once; a row stops iterating where its own error falls under eps."""
-    n, k = scores.shape[0], m.c
-    if not n:
-        return np.zeros((0, k), _F32)
+    """libsvm's pairwise coupling as onnxruntime's multiclass_probability runs it, in float32
+    (host_svm.c, a row at a time: in numpy, per-call costs made batch 1 take ~40 us)."""
     val = _F32(1) - _logistic(scores * m.proba + m.probb)
     val = np.minimum(np.maximum(val, _F32(1e-7)), _F32(1) - _F32(1e-7))
-    if n <= 4:
-        with np.errstate(all="ignore"):  # NaN scores run through as in onnxruntime
-            return np.array([_coupled_row(row, m) for row in val], _F32)
-    r = np.zeros((n, k, k), _F32)
-    r[:, m.pair_i, m.pair_j] = val
-    r[:, m.pair_j, m.pair_i] = _F32(1) - val
-    q = np.zeros((n, k, k), _F32)
-    for i in range(k):
-        for j in range(k):
-            if j != i:
-                q[:, i, i] += r[:, j, i] * r[:, j, i]
-        for j in range(i):
-            q[:, i, j] = q[:, j, i]
-        for j in range(i + 1, k):
-            q[:, i, j] = -r[:, j, i] * r[:, i, j]
-    p = np.full((n, k), _F32(1) / _F32(k), _F32)
-    out = p.copy()
-    rows = np.arange(n)
-    eps = _F32(0.005) / _F32(k)
-    for _ in range(100):
-        qp = q[:, :, 0] * p[:, :1]
-        for j in range(1, k):
-            qp += q[:, :, j] * p[:, j:j + 1]
-        pqp = p[:, 0] * qp[:, 0]
-        for i in range(1, k):
-            pqp += p[:, i] * qp[:, i]
-        err = np.abs(qp - pqp[:, None])
-        done = np.where(np.isnan(err), _F32(0), err).max(axis=1) < eps  # a NaN error never counts
-        if done.any():
-            out[rows[done]] = p[done]
-            keep = ~done
-            rows, p, q, qp, pqp = rows[keep], p[keep], q[keep], qp[keep], pqp[keep]
-            if not len(rows):
-                return out
-        for i in range(k):
-            qii = q[:, i, i]
-            diff = (-qp[:, i] + pqp) / qii
-            p[:, i] += diff
-            one = _F32(1) + diff
-            pqp = (pqp + diff * (diff * qii + _F32(2) * qp[:, i])) / one / one
-            qp = (qp + diff[:, None] * q[:, i, :]) / one[:, None]
-            p /= one[:, None]
-    out[rows] = p
-    return out
+    return _core.svm_coupling(val, m.pair_i, m.pair_j, m.c)
 
 
 def _svm_linear_mode(m, node, x):
