@@ -184,10 +184,11 @@ def _without_weights(proto: onnx.ModelProto, inputs: list) -> onnx.ModelProto:
 
 
 # what onnx's strict inference says of a model onnxruntime refuses too: a type between nodes that
-# disagrees, a type an op's schema does not allow (Add on bool, Sub on uint8 before opset 14), an op
-# of a domain the model does not import, an attribute value the op cannot take
+# disagrees, a type an op's schema does not allow (Add on bool, Sub on uint8 before opset 14), a
+# standard op in a model that imports no standard opset (onnxruntime's optimizer leaves out the
+# com.microsoft import of its own fused ops: those load), an attribute value the op cannot take
 _MODEL_ERRORS = ("inconsistent type", "type mismatch", "has unsupported type", "elem type differs",
-                 "no opset import for domain", "for attribute '", "has incorrect size")
+                 "no opset import for domain  optype", "for attribute '", "has incorrect size")
 
 
 def _check_types(proto: onnx.ModelProto, inputs: list) -> dict:
