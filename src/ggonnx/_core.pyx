@@ -100,6 +100,8 @@ cpdef enum Op:
     PACK_PANELS = 79       # src0 [N, K, B] -> [panels * K * GEMM_PANEL, B] (packed GEMM weight layout)
     PIXEL_RUNS = 80        # src0 [C, W, H, N] -> view [KW*C, W-KW+1, H, N]: pixel x holds pixels x..x+KW-1
     GEMM_AMX_BF16 = 81     # src0 bf16 AMX tiles of W [N, K], src1 X [K, M] -> [N, M]
+    ARG_EXTREME = 82       # src0 [K, R...] -> [1, R...] float index; params: is_min, last
+    LOOKUP = 83            # src0 table [K], src1 float-held indices -> table[indices], src1's shape
 
 cpdef enum Unary:
     EXP = 0

@@ -60,6 +60,14 @@ cdef ggml_tensor * _custom_op_row(ggml_context * ctx, int op, ggml_tensor ** src
                 n_args += 1
         return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], args, n_args,
                               ggonnx_concat_channels, GGML_N_TASKS_MAX, p)
+    if op == ARG_EXTREME:
+        return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], &a, 1, ggonnx_arg_extreme,
+                              GGML_N_TASKS_MAX, p)
+    if op == LOOKUP:
+        args[0] = a if ggml_is_contiguous(a) else ggml_cont(ctx, a)
+        args[1] = b if ggml_is_contiguous(b) else ggml_cont(ctx, b)
+        return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], args, 2, ggonnx_lookup,
+                              GGML_N_TASKS_MAX, p)
     if op == TRANSPOSE2D:
         if not ggml_is_contiguous(a):
             a = ggml_cont(ctx, a)

@@ -275,6 +275,8 @@ cdef extern from "kernels.h" nogil:
     void ggonnx_softmax(ggml_tensor * dst, int ith, int nth, void * params)
     void ggonnx_transpose2d(ggml_tensor * dst, int ith, int nth, void * params)
     void ggonnx_concat_channels(ggml_tensor * dst, int ith, int nth, void * params)
+    void ggonnx_arg_extreme(ggml_tensor * dst, int ith, int nth, void * params)
+    void ggonnx_lookup(ggml_tensor * dst, int ith, int nth, void * params)
     void ggonnx_pack_panels(ggml_tensor * dst, int ith, int nth, void * params)
     int ggonnx_amx_bf16_init()
     void ggonnx_gemm_amx_bf16(ggml_tensor * dst, int ith, int nth, void * params)

@@ -281,6 +281,17 @@ class Emitter:
         """Sum along ne0."""
         return self._emit(Op.SUM_ROWS, (a,), (1,) + a.ne[1:])
 
+    def arg_extreme(self, a: GT, is_min: bool, last: bool) -> GT:
+        """[1, rows...]: the index, as a float, of each ne0 row's first (``last``: last) largest
+        (``is_min``: smallest) value; a NaN wins where it is first met."""
+        return self._emit(Op.ARG_EXTREME, (a,), (1,) + a.ne[1:], params=(int(is_min), int(last)))
+
+    def lookup(self, table: GT, ids: GT) -> GT:
+        """table [K] at float-held integer indices ``ids`` (the caller proves each in [0, K))."""
+        if table.ne[1:] != (1, 1, 1):
+            self.fail(f"lookup in a table {table.ne}: a vector only")
+        return self._emit(Op.LOOKUP, (table, ids), ids.ne)
+
     def rms_norm(self, a: GT, eps: float) -> GT:
         """x / sqrt(mean(x^2) + eps) along ne0."""
         return self._emit(Op.RMS_NORM, (a,), a.ne, fparams=(eps, 0.0))

@@ -128,6 +128,16 @@ void ggonnx_transpose2d(struct ggml_tensor * dst, int ith, int nth, void * param
  * Channels-last concats, and any concat of contiguous parts seen as [inner, outer] rows. */
 void ggonnx_concat_channels(struct ggml_tensor * dst, int ith, int nth, void * params);
 
+/* dst [1, R1, R2, R3]: per row of src[0] [K, R1, R2, R3] the index (as a float) of its first
+ * largest value, or smallest with params[0] = 1; the last such with params[1] = 1. A NaN is the
+ * extreme where it is first met (NumPy's argmax). */
+void ggonnx_arg_extreme(struct ggml_tensor * dst, int ith, int nth, void * params);
+
+/* dst = table[idx]: src[0] a contiguous float table [K], src[1] contiguous float-held integer
+ * indices of dst's shape, each in [0, K) (the lowering proves it; out-of-range reads the nearest
+ * end rather than past the table). */
+void ggonnx_lookup(struct ggml_tensor * dst, int ith, int nth, void * params);
+
 /* Pad of a 4-D tensor (ne0 contiguous). params: begin pad per ggml dim (ne0..ne3, negative
  * crops), mode (0 constant, 1 reflect, 2 edge, 3 wrap), the float32 bits of the constant. */
 void ggonnx_pad(struct ggml_tensor * dst, int ith, int nth, void * params);

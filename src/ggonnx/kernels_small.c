@@ -456,3 +456,43 @@ void ggonnx_softmax(struct ggml_tensor * dst, int ith, int nth, void * params) {
         }
     }
 }
+
+/* ---- a classifier's label step: argmax / argmin along ne0, and a lookup table -------------- */
+
+void ggonnx_arg_extreme(struct ggml_tensor * dst, int ith, int nth, void * params) {
+    const int64_t * p = (const int64_t *) params;
+    const int is_min = (int) p[0], last = (int) p[1];
+    const struct ggml_tensor * src = dst->src[0];
+    const int64_t n = src->ne[0], rows = src->ne[1] * src->ne[2] * src->ne[3];
+    int64_t r0, r1;
+    split(rows, ith, nth, &r0, &r1);
+    for (int64_t r = r0; r < r1; ++r) {
+        const int64_t i1 = r % src->ne[1], i2 = (r / src->ne[1]) % src->ne[2], i3 = r / (src->ne[1] * src->ne[2]);
+        const char * row = (const char *) src->data + i1 * src->nb[1] + i2 * src->nb[2] + i3 * src->nb[3];
+        int64_t best = last ? n - 1 : 0;
+        float bv = *(const float *) (row + best * src->nb[0]);
+        for (int64_t k = 1; k < n && bv == bv; ++k) {   /* a NaN wins where it is first met */
+            const int64_t i = last ? n - 1 - k : k;
+            const float v = *(const float *) (row + i * src->nb[0]);
+            if (v != v || (is_min ? v < bv : v > bv)) {
+                best = i;
+                bv = v;
+            }
+        }
+        *(float *) ((char *) dst->data + i1 * dst->nb[1] + i2 * dst->nb[2] + i3 * dst->nb[3]) = (float) best;
+    }
+}
+
+void ggonnx_lookup(struct ggml_tensor * dst, int ith, int nth, void * params) {
+    (void) params;
+    const struct ggml_tensor * table = dst->src[0], * idx = dst->src[1];
+    const int64_t n = ggml_nelements(dst), size = table->ne[0];
+    const float * t = (const float *) table->data, * x = (const float *) idx->data;
+    float * y = (float *) dst->data;
+    int64_t i0, i1;
+    split(n, ith, nth, &i0, &i1);
+    for (int64_t i = i0; i < i1; ++i) {
+        const float f = x[i];   /* in [0, size) by the lowering's bound; clamped all the same (NaN: 0) */
+        y[i] = t[f >= (float) size ? size - 1 : f >= 0.0f ? (int64_t) f : 0];
+    }
+}

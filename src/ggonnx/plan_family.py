@@ -365,6 +365,7 @@ class PlanFamily:
                             copy_outputs=tpl.copy_outputs)
         if tpl.single is not None:
             plan.single, plan.single_in, plan.single_out = steps[0].plan, tpl.single_in, tpl.single_out
+            plan.single_casts = tpl.single_casts
         return plan
 
     def _replay(self, t):

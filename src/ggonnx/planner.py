@@ -84,10 +84,6 @@ class IslandStep:
     in_converters: list = field(default_factory=list)
     row_names: list = field(default_factory=list)  # the node each instruction row came from (profiles)
 
-    @property
-    def converts(self) -> bool:
-        return any(d != np.float32 for d in self.out_dtypes) or any(c is not as_float32 for c in self.in_converters)
-
     def run(self, env: list) -> None:
         outs = self.plan.run([convert(env[i]) for i, convert in zip(self.in_ids, self.in_converters)])
         for i, o, dtype in zip(self.out_ids, outs, self.out_dtypes):
@@ -136,6 +132,7 @@ class CompiledPlan:
     single: object = None       # its _core.Plan
     single_in: list = None      # graph input index feeding each island input
     single_out: list = None     # island output index giving each graph output
+    single_casts: list = field(default_factory=list)  # (graph output, dtype): integers ggml held as floats
     record: object = None       # TraceRecord: what plan_family needs to generalise this plan
     from_family: bool = False   # written by a plan family rather than traced
     # graph outputs not made fresh by an island (a host step's result, an input passed through,
@@ -146,7 +143,10 @@ class CompiledPlan:
         """This signature's outputs for ``arrays``; a ggonnx.profiling.Profiler logs each step."""
         if self.single is not None and profiler is None:
             outs = self.single.run([arrays[k] for k in self.single_in])
-            return own_outputs([outs[k] for k in self.single_out], self.copy_outputs, arrays, self.env_consts)
+            outs = [outs[k] for k in self.single_out]
+            for k, dtype in self.single_casts:
+                outs[k] = outs[k].astype(dtype)
+            return own_outputs(outs, self.copy_outputs, arrays, self.env_consts)
         env = [None] * self.n_env
         for i, c in self.env_consts.items():
             env[i] = c
@@ -480,12 +480,14 @@ class _Tracer:
         plan = CompiledPlan(self.steps, len(self.env), input_ids, sources, self.env_consts, self.placement,
                             record=self.record, copy_outputs=copy_outputs)
         step = self.steps[0] if len(self.steps) == 1 else None
-        if (isinstance(step, IslandStep) and not step.converts
+        if (isinstance(step, IslandStep) and all(c is as_float32 for c in step.in_converters)
                 and all(i in input_ids and self.env[i].dtype == np.float32 for i in step.in_ids)
                 and all(kind == "env" and src in step.out_ids for kind, src in sources)):
             plan.single = step.plan
             plan.single_in = [input_ids.index(i) for i in step.in_ids]
             plan.single_out = [step.out_ids.index(src) for _, src in sources]
+            plan.single_casts = [(k, step.out_dtypes[j]) for k, j in enumerate(plan.single_out)
+                                 if step.out_dtypes[j] != np.float32]
         outputs = [self.env[src] if kind == "env" else src.copy() for kind, src in sources]
         return plan, own_outputs(outputs, copy_outputs, arrays, self.env_consts)
 

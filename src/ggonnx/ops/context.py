@@ -44,7 +44,7 @@ class Value:
     array (a graph input, a host node's output, or an island output) in the plan's
     environment, always plain.
     """
-    __slots__ = ("name", "shape", "dtype", "gt", "island", "const", "static", "rid", "layout")
+    __slots__ = ("name", "shape", "dtype", "gt", "island", "const", "static", "rid", "layout", "bound")
 
     def __init__(self, name: str, shape: tuple, dtype=np.float32, gt: GT | None = None, island: int | None = None,
                  const: np.ndarray | None = None, static: bool = False, rid: int | None = None, layout=PLAIN):
@@ -59,6 +59,9 @@ class Value:
         self.static = static
         self.rid = rid
         self.layout = layout
+        # integers held in ggml as floats: every element lies in [0, bound) where a lowering proved
+        # it (an ArgMax's indices), so a lookup by them never leaves its table; None: unknown
+        self.bound = None
 
     @classmethod
     def constant(cls, name: str, array, static: bool) -> "Value":
@@ -66,8 +69,10 @@ class Value:
         return cls(name, array.shape, array.dtype, const=array, static=static)
 
     def alias(self, name: str) -> "Value":
-        return Value(name, self.shape, self.dtype, self.gt, self.island, self.const, self.static, self.rid,
-                     self.layout)
+        v = Value(name, self.shape, self.dtype, self.gt, self.island, self.const, self.static, self.rid,
+                  self.layout)
+        v.bound = self.bound
+        return v
 
     @property
     def rank(self) -> int:
@@ -131,8 +136,10 @@ class Island:
         return gt
 
 
-# ops that may read integer values held in ggml as floats
-INTEGER_READERS = ("DequantizeLinear",)
+# ops that may read integer values held in ggml as floats: dequantization, and ops that only move
+# them (an ArgMax's label indices reshaped, or looked up in a class table)
+INTEGER_READERS = ("DequantizeLinear", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity",
+                   "ArrayFeatureExtractor")
 
 
 class LoweringContext:

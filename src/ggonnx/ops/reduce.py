@@ -1,4 +1,4 @@
-"""Reductions and normalizations: ReduceMean, ReduceSum, LayerNormalization, LRN."""
+"""Reductions and normalizations: ReduceMean, ReduceSum, ArgMax, ArgMin, LayerNormalization, LRN."""
 from __future__ import annotations
 
 import math
@@ -57,6 +57,41 @@ def lower_reduce_mean(ctx, node, inputs):
 @register("ReduceSum", since=13)
 def lower_reduce_sum(ctx, node, inputs):
     return _reduce(ctx, node, inputs, Op.SUM_ROWS)
+
+
+def _arg_extreme(ctx, node, inputs, is_min: bool):
+    """The index of the extreme along ``axis`` as an int64 value held in ggml as exact floats,
+    known to lie in [0, the axis' length): a classifier's label step stays in the island."""
+    x = inputs[0]
+    if x.rank == 0 or x.dtype != np.float32:
+        ctx.unsupported(f"input {x.dtype} of rank {x.rank}")
+    axis = int(ctx.attr("axis", 0))
+    if not -x.rank <= axis < x.rank:
+        raise ShapeError(f"{node.describe()}: axis {axis} is out of range for an input of rank {x.rank}")
+    axis %= x.rank
+    if x.shape[axis] >= 2**24:  # float32 holds integers exactly up to 2**24
+        ctx.unsupported(f"{x.shape[axis]} candidates along axis {axis}")
+    e = ctx.e
+    t = ctx.tensor(x)
+    kept = [a for a in range(x.rank) if a != axis]
+    if axis != x.rank - 1:  # the reduced axis innermost (a view: the kernel reads any strides)
+        t = e.permute(t, onnx_perm_to_ggml(kept + [axis], x.rank))
+    y = e.arg_extreme(t, is_min, bool(ctx.attr("select_last_index", 0)))
+    shape = tuple(1 if a == axis else d for a, d in enumerate(x.shape)) if ctx.attr("keepdims", 1) else \
+        tuple(x.shape[a] for a in kept)
+    out = ctx.output(e.reshape(y, tuple(reversed(shape))) if shape else e.reshape(y, (1,)), shape)
+    out.dtype, out.bound = np.dtype(np.int64), x.shape[axis]
+    return [out]
+
+
+@register("ArgMax", since=1)
+def lower_arg_max(ctx, node, inputs):
+    return _arg_extreme(ctx, node, inputs, is_min=False)
+
+
+@register("ArgMin", since=1)
+def lower_arg_min(ctx, node, inputs):
+    return _arg_extreme(ctx, node, inputs, is_min=True)
 
 
 def _normalize(ctx, node, inputs, rms: bool):

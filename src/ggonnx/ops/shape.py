@@ -47,9 +47,12 @@ def reshape_value(ctx, x: Value, shape, out_index: int = 0) -> Value:
         return Value.constant(ctx.node.outputs[out_index], x.const.reshape(shape), static=x.static)
     if ctx.is_nhwc(x) and len(shape) == 5 and shape[0] == x.shape[0] and tuple(shape[3:]) == x.shape[2:]:
         # channels split in two: the NHWC memory already is [N, H, W, A, B] (see NHWC_SPLIT)
-        return ctx.output(ctx.e.reshape(x.gt, onnx_to_ne(split_stored_shape(shape))), shape, out_index,
-                          layout=NHWC_SPLIT)
-    return ctx.output(ctx.e.reshape(ctx.tensor(x), onnx_to_ne(shape)), shape, out_index)
+        out = ctx.output(ctx.e.reshape(x.gt, onnx_to_ne(split_stored_shape(shape))), shape, out_index,
+                         layout=NHWC_SPLIT)
+    else:
+        out = ctx.output(ctx.e.reshape(ctx.tensor(x), onnx_to_ne(shape)), shape, out_index)
+    out.dtype, out.bound = x.dtype, x.bound   # the same elements: integers held as floats stay integers
+    return out
 
 
 def resolve_reshape(ctx, in_shape, target, allowzero: int) -> tuple:
@@ -155,15 +158,24 @@ def lower_identity(ctx, node, inputs):
 @register("Cast", since=6, any_rank=True)
 def lower_cast(ctx, node, inputs):
     """A cast to the type the value already has (exporters write float32 -> float32 after every
-    Softmax) is the value itself; real conversions run on the host."""
+    Softmax) is the value itself, and so is a cast of bounded integers held in ggml (a label)
+    to a type that holds them; real conversions run on the host."""
     x = inputs[0]
     try:
         target = np.dtype(helper.tensor_dtype_to_np_dtype(int(ctx.attr("to"))))
     except (TypeError, ValueError, KeyError):
         ctx.unsupported(f"to={ctx.attr('to')!r}")
-    if x.dtype != target or x.dtype.kind not in "fiub":
-        ctx.unsupported(f"a cast from {x.dtype} to {target}")
-    return [x.alias(node.outputs[0])]
+    if x.dtype == target and x.dtype.kind in "fiub":
+        return [x.alias(node.outputs[0])]
+    if x.bound is not None and ctx.in_island(x) and (
+            target == np.float32 or (target.kind in "iu" and np.iinfo(target).max >= x.bound - 1)):
+        # integers held as exact floats in [0, bound): the same floats in any type that holds them
+        out = x.alias(node.outputs[0])
+        out.dtype = target
+        if target.kind == "f":
+            out.bound = None
+        return [out]
+    ctx.unsupported(f"a cast from {x.dtype} to {target}")
 
 
 @register("Constant", since=1)
@@ -232,14 +244,15 @@ def lower_squeeze(ctx, node, inputs):
 
 @register("Dropout", since=1, any_rank=True)
 def lower_dropout(ctx, node, inputs):
-    """Inference: the identity; the optional mask is all true."""
+    """Inference: the identity; the optional mask is all true (all ones of the input's type before
+    opset 10, where the mask is typed T: onnxruntime writes zeros there, a mask of nothing kept)."""
     x = inputs[0]
     training = inputs[2] if len(inputs) > 2 else None
     if training is not None and (training.const is None or bool(training.const)):
         ctx.unsupported("training_mode")
     outs = [x.alias(node.outputs[0])]
     if len(node.outputs) > 1 and node.outputs[1]:
-        outs.append(ctx.const_output(np.ones(x.shape, dtype=bool), 1))
+        outs.append(ctx.const_output(np.ones(x.shape, dtype=bool if node.opset >= 10 else x.dtype), 1))
     return outs
 
 
