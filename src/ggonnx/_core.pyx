@@ -100,7 +100,7 @@ cpdef enum Op:
     PACK_PANELS = 79       # src0 [N, K, B] -> [panels * K * GEMM_PANEL, B] (packed GEMM weight layout)
     PIXEL_RUNS = 80        # src0 [C, W, H, N] -> view [KW*C, W-KW+1, H, N]: pixel x holds pixels x..x+KW-1
     GEMM_AMX_BF16 = 81     # src0 bf16 AMX tiles of W [N, K], src1 X [K, M] -> [N, M]
-    ARG_EXTREME = 82       # src0 [K, R...] -> [1, R...] float index; params: is_min, last
+    ARG_EXTREME = 82       # src0 [K, R...] -> [1, R...] float index; params: is_min, last, nan_wins
     LOOKUP = 83            # src0 table [K], src1 float-held indices -> table[indices], src1's shape
 
 cpdef enum Unary:
@@ -118,6 +118,8 @@ cpdef enum Unary:
     SGN = 13
     SOFTPLUS = 14
     ELU = 15
+    SIGMOID = 16   # 1 / (1 + expf(-x)) exactly (ACT_SIGMOID is a faster approximation)
+    STEP = 17      # 1 where x > 0, else 0 (NaN: 0)
 
 
 cdef ggml_tensor * _unary(ggml_context * ctx, int kind, ggml_tensor * a) noexcept nogil:
@@ -135,6 +137,8 @@ cdef ggml_tensor * _unary(ggml_context * ctx, int kind, ggml_tensor * a) noexcep
     if kind == SGN: return ggml_sgn(ctx, a)
     if kind == SOFTPLUS: return ggml_softplus(ctx, a)
     if kind == ELU: return ggml_elu(ctx, a)
+    if kind == SIGMOID: return ggml_sigmoid(ctx, a)
+    if kind == STEP: return ggml_step(ctx, a)
     return NULL
 
 

@@ -115,6 +115,8 @@ cdef extern from "ggml.h" nogil:
     ggml_tensor * ggml_ceil(ggml_context * ctx, ggml_tensor * a)
     ggml_tensor * ggml_sgn(ggml_context * ctx, ggml_tensor * a)
     ggml_tensor * ggml_softplus(ggml_context * ctx, ggml_tensor * a)
+    ggml_tensor * ggml_sigmoid(ggml_context * ctx, ggml_tensor * a)
+    ggml_tensor * ggml_step(ggml_context * ctx, ggml_tensor * a)
     ggml_tensor * ggml_elu(ggml_context * ctx, ggml_tensor * a)
     ggml_tensor * ggml_leaky_relu(ggml_context * ctx, ggml_tensor * a, float negative_slope, bint inplace)
     ggml_tensor * ggml_clamp(ggml_context * ctx, ggml_tensor * a, float min, float max)

@@ -281,10 +281,11 @@ class Emitter:
         """Sum along ne0."""
         return self._emit(Op.SUM_ROWS, (a,), (1,) + a.ne[1:])
 
-    def arg_extreme(self, a: GT, is_min: bool, last: bool) -> GT:
+    def arg_extreme(self, a: GT, is_min: bool, last: bool, nan_wins: bool = True) -> GT:
         """[1, rows...]: the index, as a float, of each ne0 row's first (``last``: last) largest
-        (``is_min``: smallest) value; a NaN wins where it is first met."""
-        return self._emit(Op.ARG_EXTREME, (a,), (1,) + a.ne[1:], params=(int(is_min), int(last)))
+        (``is_min``: smallest) value; a NaN wins where it is first met, or (not ``nan_wins``)
+        never, a NaN first value keeping index 0."""
+        return self._emit(Op.ARG_EXTREME, (a,), (1,) + a.ne[1:], params=(int(is_min), int(last), int(nan_wins)))
 
     def lookup(self, table: GT, ids: GT) -> GT:
         """table [K] at float-held integer indices ``ids`` (the caller proves each in [0, K))."""

@@ -129,8 +129,9 @@ void ggonnx_transpose2d(struct ggml_tensor * dst, int ith, int nth, void * param
 void ggonnx_concat_channels(struct ggml_tensor * dst, int ith, int nth, void * params);
 
 /* dst [1, R1, R2, R3]: per row of src[0] [K, R1, R2, R3] the index (as a float) of its first
- * largest value, or smallest with params[0] = 1; the last such with params[1] = 1. A NaN is the
- * extreme where it is first met (NumPy's argmax). */
+ * largest value, or smallest with params[0] = 1; the last such with params[1] = 1. With params[2]
+ * a NaN is the extreme where it is first met (NumPy's argmax), else a strict comparison scan (a
+ * NaN never wins; a NaN first value keeps index 0: onnxruntime's ML classifiers). */
 void ggonnx_arg_extreme(struct ggml_tensor * dst, int ith, int nth, void * params);
 
 /* dst = table[idx]: src[0] a contiguous float table [K], src[1] contiguous float-held integer

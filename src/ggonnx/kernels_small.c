@@ -461,7 +461,7 @@ void ggonnx_softmax(struct ggml_tensor * dst, int ith, int nth, void * params) {
 
 void ggonnx_arg_extreme(struct ggml_tensor * dst, int ith, int nth, void * params) {
     const int64_t * p = (const int64_t *) params;
-    const int is_min = (int) p[0], last = (int) p[1];
+    const int is_min = (int) p[0], last = (int) p[1], nan_wins = (int) p[2];
     const struct ggml_tensor * src = dst->src[0];
     const int64_t n = src->ne[0], rows = src->ne[1] * src->ne[2] * src->ne[3];
     int64_t r0, r1;
@@ -471,10 +471,12 @@ void ggonnx_arg_extreme(struct ggml_tensor * dst, int ith, int nth, void * param
         const char * row = (const char *) src->data + i1 * src->nb[1] + i2 * src->nb[2] + i3 * src->nb[3];
         int64_t best = last ? n - 1 : 0;
         float bv = *(const float *) (row + best * src->nb[0]);
-        for (int64_t k = 1; k < n && bv == bv; ++k) {   /* a NaN wins where it is first met */
+        /* nan_wins: a NaN wins where it is first met; else the strict scan of onnxruntime's ML
+         * kernels, where a NaN never wins and a NaN first keeps index 0 */
+        for (int64_t k = 1; k < n && (bv == bv || !nan_wins); ++k) {
             const int64_t i = last ? n - 1 - k : k;
             const float v = *(const float *) (row + i * src->nb[0]);
-            if (v != v || (is_min ? v < bv : v > bv)) {
+            if ((nan_wins && v != v) || (is_min ? v < bv : v > bv)) {
                 best = i;
                 bv = v;
             }

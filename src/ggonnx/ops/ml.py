@@ -1,11 +1,140 @@
-"""ONNX-ML ops in ggml where they fit: ArrayFeatureExtractor picking class labels by an in-island
-ArgMax (a classifier's label step), so the whole model stays one ggml graph."""
+"""ONNX-ML ops in ggml where they fit, so a scikit-learn pipeline is one ggml graph (at batch 1 a
+graph costs a few microseconds; each host step as much again): Scaler, LinearClassifier (several
+classes, integer labels), LinearRegressor, Normalizer (L1, L2), and ArrayFeatureExtractor picking
+class labels by an in-island ArgMax. The numbers follow the host kernels (ggonnx.host_ml*), which
+follow onnxruntime; other forms, types and transforms run there."""
 from __future__ import annotations
 
 import numpy as np
 
-from ggonnx.emitter import onnx_to_ne
+from ggonnx._core import Unary
+from ggonnx.emitter import Op, onnx_to_ne
 from ggonnx.ops.registry import register
+
+# post transforms ggml computes as the host kernels do (SOFTMAX_ZERO and PROBIT stay there)
+_POSTS = ("NONE", "SOFTMAX", "LOGISTIC")
+
+
+def _float_rows(ctx, x):
+    """A float32 input of rank 1 (one row) or 2 as a ggml tensor [C, N]."""
+    if x.dtype != np.float32 or x.rank not in (1, 2):
+        ctx.unsupported(f"a {x.dtype} input of rank {x.rank}")
+    c, n = (x.shape[-1], 1 if x.rank == 1 else x.shape[0])
+    return ctx.e.reshape(ctx.tensor(x), (c, n)), n, c
+
+
+def _attr_vector(ctx, name) -> np.ndarray:
+    return np.asarray(ctx.attr(name, []), np.float64).astype(np.float32).reshape(-1)
+
+
+def _labels_from(ctx, scores, labels: np.ndarray, n: int):
+    """int64 labels [n] of ggml scores [K, n]: labels[first max], the scan onnxruntime's linear
+    classifier runs (a NaN never wins)."""
+    e = ctx.e
+    k = scores.ne[0]
+    best = e.reshape(e.arg_extreme(scores, is_min=False, last=False, nan_wins=False), (n,))
+    table = labels[:k]
+    if np.array_equal(table, np.arange(k)):
+        ids, bound = best, k
+    else:
+        ids = e.lookup(e.const(table.astype(np.float32)), best)
+        bound = int(table.max()) + 1 if table.min() >= 0 else None
+    out = ctx.output(ids, (n,))
+    out.dtype, out.bound = np.dtype(np.int64), bound
+    return out
+
+
+def _transformed(ctx, scores, post: str):
+    if post == "SOFTMAX":
+        return ctx.e.soft_max(scores)
+    if post == "LOGISTIC":
+        return _logistic(ctx.e, scores)
+    return scores
+
+
+def _logistic(e, x):
+    """onnxruntime's logistic, bit for bit: v = 1 / (1 + expf(-|x|)), then 1 - v where x < 0 (tiny
+    probabilities come out 0 as there, which a Normalizer after it turns into exact 0 / 1 rows;
+    the direct 1 / (1 + expf(-x)) gives 1e-8 there, and ACT_SIGMOID's approximation 2e-4 errors)."""
+    v = e.unary_kind(Unary.SIGMOID, e.unary_kind(Unary.ABS, x))
+    neg = e.unary_kind(Unary.STEP, e.unary_kind(Unary.NEG, x))      # 1 where x < 0
+    # v * (1 - neg) + (1 - v) * neg: each term exactly v or 1 - v, the other 0
+    return e.binary(Op.ADD, e.binary(Op.MUL, v, e.scale_bias(neg, -1.0, 1.0)),
+                    e.binary(Op.MUL, e.scale_bias(v, -1.0, 1.0), neg))
+
+
+def _affine_scores(ctx, node, x, n_out: int, intercepts):
+    """x @ coefficients[:n_out * F].reshape(n_out, F).T (+ intercepts) as ggml [n_out, N]: the
+    leading coefficients, as onnxruntime reads them."""
+    xt, n, f = _float_rows(ctx, x)
+    coef = _attr_vector(ctx, "coefficients")
+    if n_out < 1 or len(coef) < n_out * f:
+        ctx.unsupported(f"{len(coef)} coefficients for {n_out} outputs of {f} features")
+    w = ctx.derived_weight(f"{node.describe()}\0coefficients", f"rows{f}",
+                           lambda: np.ascontiguousarray(coef[:n_out * f].reshape(n_out, f)), (n_out, f), static=True)
+    s = ctx.e.mul_mat(w, xt)
+    if intercepts is not None:
+        s = ctx.e.binary(Op.ADD, s, ctx.e.const(intercepts))
+    return s, n
+
+
+@register("Scaler", domain="ai.onnx.ml")
+def lower_scaler(ctx, node, inputs):
+    """(x - offset) * scale in float32, per feature or by one value."""
+    x = inputs[0]
+    xt, n, c = _float_rows(ctx, x)
+    scale, offset = _attr_vector(ctx, "scale"), _attr_vector(ctx, "offset")
+    if not len(scale) or len(scale) != len(offset) or len(scale) not in (1, c):
+        ctx.unsupported(f"scale ({len(scale)}) / offset ({len(offset)}) for {c} features")
+    e = ctx.e
+    y = e.binary(Op.MUL, e.binary(Op.SUB, xt, e.const(offset)), e.const(scale))
+    return [ctx.output(e.reshape(y, onnx_to_ne(x.shape)), x.shape)]
+
+
+@register("LinearClassifier", domain="ai.onnx.ml")
+def lower_linear_classifier(ctx, node, inputs):
+    """Several classes (one score column each) with integer labels: labels [N] and scores [N, K]."""
+    intercepts = _attr_vector(ctx, "intercepts")
+    labels = np.asarray(ctx.attr("classlabels_ints", []), np.int64)
+    post = ctx.attr("post_transform", "NONE")
+    k = len(intercepts)
+    if k < 2 or len(labels) < k or ctx.attr("classlabels_strings") or post not in _POSTS or \
+            np.abs(labels[:k]).max() >= 2**24:
+        ctx.unsupported(f"{k} classes, {len(labels)} integer labels, post_transform {post}")
+    s, n = _affine_scores(ctx, node, inputs[0], k, intercepts)
+    label = _labels_from(ctx, s, labels, n)
+    return [label, ctx.output(_transformed(ctx, s, post), (n, k), 1)]
+
+
+@register("LinearRegressor", domain="ai.onnx.ml")
+def lower_linear_regressor(ctx, node, inputs):
+    """[N, targets]; intercepts count only when there is one per target (as onnxruntime)."""
+    targets = int(ctx.attr("targets", 1))
+    if ctx.attr("post_transform", "NONE") != "NONE":
+        ctx.unsupported(f"post_transform {ctx.attr('post_transform')}")
+    intercepts = _attr_vector(ctx, "intercepts")
+    s, n = _affine_scores(ctx, node, inputs[0], targets, intercepts if len(intercepts) == targets else None)
+    return [ctx.output(s, (n, targets))]
+
+
+@register("Normalizer", domain="ai.onnx.ml")
+def lower_normalizer(ctx, node, inputs):
+    """Rows over their L1 or L2 norm; a zero norm leaves the row as it is (divided by 1)."""
+    norm = ctx.attr("norm", "MAX")
+    if norm not in ("L1", "L2"):
+        ctx.unsupported(f"norm {norm}")
+    x = inputs[0]
+    xt, n, c = _float_rows(ctx, x)
+    e = ctx.e
+    num = e.unary_kind(Unary.ABS, xt) if norm == "L1" else e.unary_kind(Unary.SQR, xt)
+    d = e.sum_rows(num)
+    # d + (1 - sgn(d)): d where it is positive, 1 where it is 0, exactly (NaN stays NaN)
+    d = e.binary(Op.ADD, d, e.scale_bias(e.unary_kind(Unary.SGN, d), -1.0, 1.0))
+    if norm == "L1":
+        y = e.binary(Op.DIV, xt, d)
+    else:  # sqrt(x^2 / sum x^2) with x's sign, as onnxruntime
+        y = e.binary(Op.MUL, e.unary_kind(Unary.SQRT, e.binary(Op.DIV, num, d)), e.unary_kind(Unary.SGN, xt))
+    return [ctx.output(e.reshape(y, onnx_to_ne(x.shape)), x.shape)]
 
 
 @register("ArrayFeatureExtractor", domain="ai.onnx.ml", any_rank=True)

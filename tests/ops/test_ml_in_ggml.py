@@ -1,6 +1,8 @@
-"""A classifier's label step in ggml: ArgMax / ArgMin along any axis (NaN and ties as NumPy), and
-ArrayFeatureExtractor of a constant class table at those indices, cast to int64: the whole
-model one ggml graph, checked against NumPy and onnxruntime."""
+"""scikit-learn's pipelines as one ggml graph (ggonnx.ops.ml): a classifier's label step (ArgMax /
+ArgMin along any axis, NaN and ties as NumPy; ArrayFeatureExtractor of a constant class table at
+those indices, cast to int64) and Scaler -> LinearClassifier -> Normalizer, checked against NumPy
+and onnxruntime with every node placed in ggml. The host kernels' own tests (test_host_ml*.py)
+cover the forms that stay on the host."""
 from __future__ import annotations
 
 import numpy as np
@@ -91,3 +93,42 @@ def test_a_class_table_shorter_than_the_indices_runs_on_the_host():
         pass
     where = {p.op_type: p.where for p in sess.placement()}
     assert where["ArgMax"] == "ggml" and where["ArrayFeatureExtractor"] == "host"
+
+
+@settings(max_examples=25, deadline=None)
+@given(classes=st.integers(2, 5), features=st.integers(1, 6), batch=st.sampled_from([1, 2, 30]),
+       post=st.sampled_from(["NONE", "SOFTMAX", "LOGISTIC"]), norm=st.sampled_from(["L1", "L2"]),
+       arange_labels=st.booleans(), per_feature=st.booleans(), seed=seeds)
+def test_scaler_linear_classifier_normalizer_in_one_ggml_graph(classes, features, batch, post, norm, arange_labels,
+                                                               per_feature, seed):
+    """skl2onnx's StandardScaler + LogisticRegression: labels equal, scores within float32 rounding
+    of onnxruntime's (a GEMM in another summation order)."""
+    rng = np.random.default_rng(seed)
+    width = features if per_feature else 1
+    labels = list(range(classes)) if arange_labels else rng.choice(50, classes, replace=False).tolist()
+    scale, offset = rng.uniform(0.5, 2, width).astype(np.float32), rng.uniform(-1, 1, width).astype(np.float32)
+    coef, bias = rng.standard_normal((classes, features)).astype(np.float32), rng.standard_normal(classes).astype(np.float32)
+    nodes = [helper.make_node("Scaler", ["x"], ["s"], domain="ai.onnx.ml", scale=scale.tolist(), offset=offset.tolist()),
+             helper.make_node("LinearClassifier", ["s"], ["label", "p"], domain="ai.onnx.ml", post_transform=post,
+                              coefficients=coef.reshape(-1).tolist(), intercepts=bias.tolist(), classlabels_ints=labels),
+             helper.make_node("Normalizer", ["p"], ["probabilities"], domain="ai.onnx.ml", norm=norm)]
+    graph = helper.make_graph(nodes, "pipe", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, features])],
+                              [helper.make_tensor_value_info("label", TensorProto.INT64, None),
+                               helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, None)])
+    data = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                   helper.make_opsetid("ai.onnx.ml", 1)]).SerializeToString()
+    x = randn(rng, (batch, features))
+    if batch > 1:
+        x[1] = 0.0   # a row the scaler maps to -offset * scale
+    sess = ggonnx.Session(data, threads=THREADS)
+    got = sess.run(None, {"x": x})
+    want = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    assert [p.where for p in sess.placement()] == ["ggml"] * 3
+    scores = ((x - offset) * scale).astype(np.float64) @ coef.T.astype(np.float64) + bias
+    top2 = np.sort(scores, axis=1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 1e-4   # labels compared where no two scores tie within rounding
+    assert got[0].dtype == want[0].dtype == np.int64
+    np.testing.assert_array_equal(got[0][clear], want[0][clear])
+    # LOGISTIC: onnxruntime's MLAS logistic is ~1 ulp off expf, and its 1 - v for negative scores
+    # turns that ulp of v into up to 5e-4 of a small probability (then of the L1-normalized row)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-4, atol=1e-5 if post == "LOGISTIC" else 1e-6)
