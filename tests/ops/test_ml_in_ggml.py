@@ -132,3 +132,18 @@ def test_scaler_linear_classifier_normalizer_in_one_ggml_graph(classes, features
     # LOGISTIC: onnxruntime's MLAS logistic is ~1 ulp off expf, and its 1 - v for negative scores
     # turns that ulp of v into up to 5e-4 of a small probability (then of the L1-normalized row)
     np.testing.assert_allclose(got[1], want[1], rtol=1e-4, atol=1e-5 if post == "LOGISTIC" else 1e-6)
+
+
+def test_big_batches_of_few_features_stay_on_the_host_kernels():
+    """Above ops.ml.MAX_ROWS rows the host kernels are faster: the plan of that signature places
+    the pipeline there, a small batch of the same session in ggml."""
+    from ggonnx.ops.ml import MAX_ROWS
+    node = helper.make_node("Scaler", ["x"], ["y"], domain="ai.onnx.ml", scale=[2.0], offset=[0.5])
+    graph = helper.make_graph([node], "s", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    sess = ggonnx.Session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                                  helper.make_opsetid("ai.onnx.ml", 1)]))
+    for rows, where in ((MAX_ROWS + 1, "host"), (2, "ggml")):
+        x = randn(np.random.default_rng(rows), (rows, 3))
+        np.testing.assert_array_equal(sess.run(None, {"x": x})[0], (x - np.float32(0.5)) * np.float32(2.0))
+        assert [p.where for p in sess.placement()] == [where]
