@@ -10,6 +10,64 @@ cdef extern from "host_trees.h" nogil:
     void ggonnx_tree_sum(const double * w, int64_t k, const int64_t * leaves, int64_t n, int64_t n_trees,
                          double * out)
 
+cdef extern from "host_rnn.h" nogil:
+    int ggonnx_rnn_direction(int kind, const float * x, const float * wt, const float * bias, const float * rt,
+                             const float * rbh, const float * peep, const int64_t * lens, const float * h0,
+                             const float * c0, int64_t seq, int64_t batch, int64_t n_in, int64_t hidden, int reverse,
+                             int gru_lbr, float * y, int64_t y_step, int64_t y_row, float * hn, float * cn)
+
+
+cdef const float * _opt_f32(object a, int64_t size, str what) except? NULL:
+    """The data of an optional float32 C-contiguous array of ``size`` elements (None: NULL)."""
+    if a is None:
+        return NULL
+    if not isinstance(a, np.ndarray) or a.dtype != np.float32 or not a.flags.c_contiguous or a.size != size:
+        raise ValueError(f"rnn_direction: {what} must be a contiguous float32 array of {size} values")
+    return <const float *> cnp.PyArray_DATA(a)
+
+
+def rnn_direction(int kind, x, wt, bias, rt, rbh, peep, lens, h0, c0, bint reverse, bint gru_lbr):
+    """One direction of an RNN (kind 0), GRU (1) or LSTM (2) with default activations
+    (host_rnn.c): x [seq, batch, I], wt [I, G*H] W transposed, rt [H, G*H] R transposed; optional
+    bias [G*H], rbh [H], peep [3H], lens [batch] (1..seq), h0 / c0 [batch, H] (float32,
+    C-contiguous). Returns (y [seq, batch, H], hn [batch, H], cn [batch, H])."""
+    cdef cnp.ndarray xa = np.ascontiguousarray(x, dtype=np.float32)
+    cdef cnp.ndarray w = np.ascontiguousarray(wt, dtype=np.float32)
+    cdef cnp.ndarray r = np.ascontiguousarray(rt, dtype=np.float32)
+    if kind not in (0, 1, 2) or xa.ndim != 3 or w.ndim != 2 or r.ndim != 2:
+        raise ValueError("rnn_direction: x must be [seq, batch, I], wt [I, G*H] and rt [H, G*H]")
+    cdef int64_t seq = xa.shape[0], batch = xa.shape[1], n_in = xa.shape[2], hidden = r.shape[0]
+    cdef int64_t gates = (1, 3, 4)[kind]
+    if r.shape[1] != gates * hidden or w.shape[0] != n_in or w.shape[1] != gates * hidden or hidden < 1:
+        raise ValueError(f"rnn_direction: wt {np.shape(wt)} / rt {np.shape(rt)} for {gates} gates of {hidden} over "
+                         f"{n_in} inputs")
+    cdef cnp.ndarray ln = None
+    cdef const int64_t * lens_p = NULL
+    if lens is not None:
+        ln = np.ascontiguousarray(lens, dtype=np.int64)
+        if ln.ndim != 1 or ln.shape[0] != batch or (batch and (ln.min() < 1 or ln.max() > seq)):
+            raise ValueError(f"rnn_direction: sequence lengths must be {batch} values in [1, {seq}]")
+        lens_p = <const int64_t *> cnp.PyArray_DATA(ln)
+    cdef const float * bias_p = _opt_f32(bias, gates * hidden, "bias")
+    cdef const float * rbh_p = _opt_f32(rbh, hidden, "rbh")
+    cdef const float * peep_p = _opt_f32(peep, 3 * hidden, "peep")
+    cdef const float * h0_p = _opt_f32(h0, batch * hidden, "h0")
+    cdef const float * c0_p = _opt_f32(c0, batch * hidden, "c0")
+    cdef cnp.ndarray y = np.empty((seq, batch, hidden), dtype=np.float32)
+    cdef cnp.ndarray hn = np.empty((batch, hidden), dtype=np.float32)
+    cdef cnp.ndarray cn = np.empty((batch, hidden), dtype=np.float32)
+    cdef int status
+    with nogil:
+        status = ggonnx_rnn_direction(kind, <const float *> cnp.PyArray_DATA(xa), <const float *> cnp.PyArray_DATA(w),
+                                      bias_p, <const float *> cnp.PyArray_DATA(r), rbh_p, peep_p, lens_p, h0_p, c0_p,
+                                      seq, batch, n_in, hidden, reverse, gru_lbr, <float *> cnp.PyArray_DATA(y),
+                                      batch * hidden, hidden, <float *> cnp.PyArray_DATA(hn),
+                                      <float *> cnp.PyArray_DATA(cn))
+    if status != 0:
+        raise MemoryError("rnn_direction")
+    return y, hn, cn
+
+
 cdef extern from "host_svm.h" nogil:
     int ggonnx_svm_coupling(const float * val, int64_t n, int64_t pairs, const int64_t * pair_i,
                             const int64_t * pair_j, int64_t k, float * out)
