@@ -68,6 +68,35 @@ def rnn_direction(int kind, x, wt, bias, rt, rbh, peep, lens, h0, c0, bint rever
     return y, hn, cn
 
 
+cdef extern from "host_nms.h" nogil:
+    int64_t ggonnx_nms(const float * boxes, const float * scores, int64_t batches, int64_t classes, int64_t n,
+                       int64_t max_out, float iou_threshold, int has_threshold, float score_threshold, int center,
+                       int64_t * out)
+
+
+def nms(boxes, scores, int64_t max_out, float iou_threshold, score_threshold, bint center):
+    """[K, 3] int64 (batch, class, box) of ONNX NonMaxSuppression (host_nms.c): boxes [B, N, 4],
+    scores [B, C, N] float32; score_threshold None for none."""
+    cdef cnp.ndarray bx = np.ascontiguousarray(boxes, dtype=np.float32)
+    cdef cnp.ndarray sc = np.ascontiguousarray(scores, dtype=np.float32)
+    if bx.ndim != 3 or sc.ndim != 3 or bx.shape[2] != 4 or bx.shape[0] != sc.shape[0] or bx.shape[1] != sc.shape[2]:
+        raise ValueError(f"nms: boxes {np.shape(boxes)} and scores {np.shape(scores)} do not fit")
+    cdef int64_t batches = bx.shape[0], classes = sc.shape[1], n = bx.shape[1]
+    cdef int64_t room = batches * classes * min(n, max(max_out, 0))
+    cdef cnp.ndarray out = np.empty((room, 3), dtype=np.int64)
+    cdef int has = score_threshold is not None
+    cdef float thr = float(score_threshold) if has else 0.0
+    cdef int64_t count
+    if room == 0:
+        return out
+    with nogil:
+        count = ggonnx_nms(<const float *> cnp.PyArray_DATA(bx), <const float *> cnp.PyArray_DATA(sc), batches,
+                           classes, n, max_out, iou_threshold, has, thr, center, <int64_t *> cnp.PyArray_DATA(out))
+    if count < 0:
+        raise MemoryError("nms")
+    return out[:count].copy()
+
+
 cdef extern from "host_svm.h" nogil:
     int ggonnx_svm_coupling(const float * val, int64_t n, int64_t pairs, const int64_t * pair_i,
                             const int64_t * pair_j, int64_t k, float * out)
