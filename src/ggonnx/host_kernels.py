@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ggonnx import (host_detect, host_elementwise, host_ml, host_ml_linear, host_ml_prep, host_pool, host_random,
-                    host_resize, host_rnn, host_shape)
+from ggonnx import (host_detect, host_elementwise, host_index, host_ml, host_ml_linear, host_ml_prep, host_pool,
+                    host_random, host_resize, host_rnn, host_shape)
 from ggonnx.errors import ShapeError
 
 
@@ -119,7 +119,7 @@ KERNELS = {("", "AffineGrid"): affine_grid, ("", "GatherElements"): gather_eleme
            ("", "DynamicQuantizeLinear"): dynamic_quantize_linear,
            **host_shape.KERNELS, **host_elementwise.KERNELS, **host_random.KERNELS, **host_ml.KERNELS,
            **host_ml_linear.KERNELS, **host_ml_prep.KERNELS, **host_resize.KERNELS,
-           **host_pool.KERNELS, **host_rnn.KERNELS, **host_detect.KERNELS}
+           **host_pool.KERNELS, **host_rnn.KERNELS, **host_detect.KERNELS, **host_index.KERNELS}
 
 
 class HostKernel:

@@ -1,0 +1,89 @@
+"""TopK, GatherND and ScatterElements on host kernels of ours (ggonnx.host_index) against
+onnxruntime: ties, both directions, any axis; batch_dims and negative indices; every reduction
+with repeated indices; out-of-range indices named."""
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from onnx import TensorProto, helper, numpy_helper
+
+import ggonnx
+
+from ._helpers import THREADS, seeds, shapes
+
+_TYPES = {np.float32: TensorProto.FLOAT, np.int64: TensorProto.INT64, np.int32: TensorProto.INT32}
+
+
+def _run_both(node, feeds: dict, outs: list, consts: dict | None = None, opset: int = 18):
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(n, _TYPES[a.dtype.type], a.shape)
+                                            for n, a in feeds.items()],
+                              [helper.make_tensor_value_info(o, t, None) for o, t in outs],
+                              [numpy_helper.from_array(a, n) for n, a in (consts or {}).items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]).SerializeToString()
+    want = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, feeds)
+    sess = ggonnx.Session(model, threads=THREADS)
+    got = sess.run(None, feeds)
+    assert [p.where for p in sess.placement()] == ["host"]
+    return got, want
+
+
+@settings(max_examples=60, deadline=None)
+@given(shape=shapes(1, 3, max_side=40), largest=st.integers(0, 1), ties=st.booleans(), k_pick=st.integers(0, 100),
+       axis_pick=st.integers(0, 2), dtype=st.sampled_from([np.float32, np.int64]), seed=seeds)
+def test_top_k_matches_onnxruntime(shape, largest, ties, k_pick, axis_pick, dtype, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-3, 4, shape) if ties else rng.standard_normal(shape) * 100
+    x = x.astype(dtype)
+    axis = axis_pick % len(shape)
+    k = k_pick % (shape[axis] + 1)
+    node = helper.make_node("TopK", ["x", "k"], ["v", "i"], axis=axis, largest=largest)
+    got, want = _run_both(node, {"x": x}, [("v", _TYPES[dtype]), ("i", TensorProto.INT64)],
+                          {"k": np.array([k], np.int64)})
+    for a, e in zip(got, want):
+        assert a.dtype == e.dtype and a.shape == e.shape
+        np.testing.assert_array_equal(a, e)
+
+
+@settings(max_examples=40, deadline=None)
+@given(batch_dims=st.integers(0, 1), r=st.integers(1, 2), rows=st.integers(1, 6), seed=seeds)
+def test_gather_nd_matches_onnxruntime(batch_dims, r, rows, seed):
+    rng = np.random.default_rng(seed)
+    data = rng.standard_normal((3, 4, 5, 2)).astype(np.float32)
+    dims = data.shape[batch_dims:batch_dims + r]
+    idx = np.stack([rng.integers(-d, d, (3, rows) if batch_dims else (rows,)) for d in dims], axis=-1).astype(np.int64)
+    node = helper.make_node("GatherND", ["d", "i"], ["y"], batch_dims=batch_dims)
+    (got,), (want,) = _run_both(node, {"d": data, "i": idx}, [("y", TensorProto.FLOAT)])
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+
+
+@settings(max_examples=60, deadline=None)
+@given(reduction=st.sampled_from(["none", "add", "mul", "max", "min"]), axis=st.integers(-2, 1),
+       repeats=st.booleans(), seed=seeds)
+def test_scatter_elements_matches_onnxruntime(reduction, axis, repeats, seed):
+    rng = np.random.default_rng(seed)
+    data = rng.standard_normal((4, 6)).astype(np.float32)
+    upd_shape = (3, 4) if axis % 2 == 0 else (4, 3)
+    bound = data.shape[axis]
+    if repeats:   # repeated targets: reductions accumulate, "none" keeps the last update (both runtimes)
+        idx = rng.integers(-bound, bound, upd_shape)
+    else:         # distinct targets along each line, negative half the time
+        idx = np.stack([rng.permutation(bound)[:upd_shape[axis % 2]] for _ in range(upd_shape[1 - axis % 2])],
+                       axis=1 - axis % 2) - (bound if seed % 2 else 0)
+    updates = rng.standard_normal(upd_shape).astype(np.float32)
+    node = helper.make_node("ScatterElements", ["d", "i", "u"], ["y"], axis=axis, reduction=reduction)
+    (got,), (want,) = _run_both(node, {"d": data, "i": idx.astype(np.int64), "u": updates}, [("y", TensorProto.FLOAT)])
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_out_of_range_indices_name_the_node():
+    node = helper.make_node("GatherND", ["d", "i"], ["y"], name="the_node")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("d", TensorProto.FLOAT, [3, 2]),
+                                            helper.make_tensor_value_info("i", TensorProto.INT64, [1, 1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    sess = ggonnx.Session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+    with pytest.raises(ggonnx.GgonnxError, match="the_node.*GatherND.*must lie in"):
+        sess.run(None, {"d": np.zeros((3, 2), np.float32), "i": np.array([[7]], np.int64)})
