@@ -1,7 +1,8 @@
-"""Selection and indexing kernels on the host, vectorized: TopK, GatherND, ScatterElements.
-onnx.reference loops in Python for the last two and sorts through a slow path for TopK (us a
-run, onnx.reference / onnxruntime: TopK k=10 of [8, 1000] 360 / 12, ScatterElements of 2,048
-updates 741 / 12, GatherND of 200 rows 252 / 17).
+"""Selection, indexing and scan kernels on the host, vectorized: TopK, GatherND, ScatterElements,
+ScatterND, NonZero, CumSum. onnx.reference loops in Python for GatherND and ScatterElements and
+sorts through a slow path for TopK (us a run, onnx.reference / onnxruntime: TopK k=10 of
+[8, 1000] 360 / 12, ScatterElements of 2,048 updates 741 / 12, GatherND of 200 rows 252 / 17);
+for the others its per-call costs were 1.5-3x onnxruntime's.
 
 Depends on nothing in ggonnx above numpy and errors, like host_kernels.
 """
@@ -110,5 +111,52 @@ def scatter_elements(node, data, indices, updates):
     return [out]
 
 
-KERNELS = {("", "TopK"): top_k, ("", "GatherND"): gather_nd, ("", "ScatterElements"): scatter_elements,
+def scatter_nd(node, data, indices, updates):
+    data, indices, updates = np.asarray(data), np.asarray(indices), np.asarray(updates)
+    reduction = node.attrs.get("reduction", "none")
+    if indices.dtype.kind not in "iu" or indices.ndim < 1 or (reduction != "none" and reduction not in _REDUCE):
+        return None
+    r = indices.shape[-1]
+    if r > data.ndim or updates.shape != indices.shape[:-1] + data.shape[r:]:
+        raise ShapeError(f"{node.describe()}: updates {list(updates.shape)} must be indices' {list(indices.shape[:-1])} "
+                         f"then data's {list(data.shape[r:])} (data {list(data.shape)}, indices {list(indices.shape)})")
+    flat = indices.reshape(-1, r)
+    where = tuple(checked_indices(node, flat[:, j], data.shape, j) for j in range(r))
+    out = data.copy()
+    values = updates.reshape((flat.shape[0],) + data.shape[r:]).astype(data.dtype, copy=False)
+    if reduction == "none":   # a repeated index: the last update wins, as in onnxruntime's loop
+        out[where] = values
+    else:
+        _REDUCE[reduction].at(out, where, values)
+    return [out]
+
+
+def non_zero(node, x):
+    x = np.asarray(x)
+    if x.ndim == 0:
+        return None
+    return [np.array(np.nonzero(x), dtype=np.int64).reshape(x.ndim, -1)]
+
+
+def cum_sum(node, x, axis):
+    """Running sums along ``axis`` in order (numpy's cumsum, as onnxruntime adds), optionally
+    excluding each element itself and from the end."""
+    x = np.asarray(x)
+    if x.ndim == 0 or x.dtype.kind not in "iuf" or np.size(axis) != 1:
+        return None
+    a = _axis(node, int(np.asarray(axis).reshape(-1)[0]), x.ndim)
+    reverse = bool(node.attrs.get("reverse", 0))
+    v = np.flip(x, a) if reverse else x
+    out = np.cumsum(v, axis=a, dtype=x.dtype)
+    if node.attrs.get("exclusive", 0):   # shifted one along, a zero first: no subtraction's rounding
+        shifted = np.zeros_like(out)
+        dst = [slice(None)] * x.ndim
+        src = [slice(None)] * x.ndim
+        dst[a], src[a] = slice(1, None), slice(0, -1)
+        shifted[tuple(dst)] = out[tuple(src)]
+        out = shifted
+    return [np.ascontiguousarray(np.flip(out, a)) if reverse else out]
+
+
+KERNELS = {("", "TopK"): top_k, ("", "ScatterND"): scatter_nd, ("", "NonZero"): non_zero, ("", "CumSum"): cum_sum, ("", "GatherND"): gather_nd, ("", "ScatterElements"): scatter_elements,
            ("", "Scatter"): scatter_elements}

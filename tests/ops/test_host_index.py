@@ -1,6 +1,6 @@
-"""TopK, GatherND and ScatterElements on host kernels of ours (ggonnx.host_index) against
-onnxruntime: ties, both directions, any axis; batch_dims and negative indices; every reduction
-with repeated indices; out-of-range indices named."""
+"""TopK, GatherND, ScatterElements, ScatterND, NonZero and CumSum on host kernels of ours
+(ggonnx.host_index) against onnxruntime: ties, both directions, any axis; batch_dims and negative
+indices; every reduction with repeated indices; out-of-range indices named."""
 from __future__ import annotations
 
 import numpy as np
@@ -87,3 +87,43 @@ def test_out_of_range_indices_name_the_node():
     sess = ggonnx.Session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
     with pytest.raises(ggonnx.GgonnxError, match="the_node.*GatherND.*must lie in"):
         sess.run(None, {"d": np.zeros((3, 2), np.float32), "i": np.array([[7]], np.int64)})
+
+
+@settings(max_examples=40, deadline=None)
+@given(reduction=st.sampled_from(["none", "add", "mul", "max", "min"]), r=st.integers(1, 3), n=st.integers(1, 5),
+       seed=seeds)
+def test_scatter_nd_matches_onnxruntime(reduction, r, n, seed):
+    rng = np.random.default_rng(seed)
+    data = rng.standard_normal((4, 3, 5)).astype(np.float32)
+    if reduction == "none":   # distinct targets: onnxruntime leaves a repeated one's order open
+        n = min(n, int(np.prod(data.shape[:r])))
+        flat = rng.permutation(int(np.prod(data.shape[:r])))[:n]
+        idx = np.stack(np.unravel_index(flat, data.shape[:r]), axis=-1)
+    else:
+        idx = np.stack([rng.integers(0, d, n) for d in data.shape[:r]], axis=-1)
+    idx = np.where(rng.random(idx.shape) < 0.3, idx - np.array(data.shape[:r]), idx).astype(np.int64)  # negatives
+    updates = rng.standard_normal((n,) + data.shape[r:]).astype(np.float32)
+    node = helper.make_node("ScatterND", ["d", "i", "u"], ["y"], reduction=reduction)
+    (got,), (want,) = _run_both(node, {"d": data, "i": idx, "u": updates}, [("y", TensorProto.FLOAT)])
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=shapes(1, 4, max_side=6), density=st.sampled_from([0.0, 0.3, 1.0]), seed=seeds)
+def test_non_zero_matches_onnxruntime(shape, density, seed):
+    x = (np.random.default_rng(seed).random(shape) < density).astype(np.float32)
+    (got,), (want,) = _run_both(helper.make_node("NonZero", ["x"], ["y"]), {"x": x}, [("y", TensorProto.INT64)])
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=shapes(1, 3, max_side=8), exclusive=st.integers(0, 1), reverse=st.integers(0, 1), axis_pick=st.integers(0, 5),
+       dtype=st.sampled_from([np.float32, np.int64, np.int32]), seed=seeds)
+def test_cum_sum_matches_onnxruntime(shape, exclusive, reverse, axis_pick, dtype, seed):
+    x = (np.random.default_rng(seed).standard_normal(shape) * 10).astype(dtype)
+    axis = axis_pick % len(shape) - (len(shape) if axis_pick >= 3 else 0)
+    node = helper.make_node("CumSum", ["x", "a"], ["y"], exclusive=exclusive, reverse=reverse)
+    (got,), (want,) = _run_both(node, {"x": x}, [("y", _TYPES[dtype])], {"a": np.array(axis, np.int64)})
+    assert got.dtype == want.dtype
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-5)
