@@ -32,28 +32,36 @@ def lp_pool_cases(draw):
     return shape, attrs, draw(st.booleans())
 
 
+def _assume_windows_fit(shape, attrs) -> None:
+    """A window longer than the padded input: ONNX's floor gives no output, onnxruntime's C
+    division one (read past the end). Such cases are not drawn."""
+    dims = len(attrs["kernel_shape"])
+    if attrs.get("auto_pad") in (None, "VALID"):
+        pads, dil = attrs.get("pads", [0] * 2 * dims), attrs.get("dilations", [1] * dims)
+        assume(all(shape[2 + i] + pads[i] + pads[dims + i] >= dil[i] * (k - 1) + 1
+                   for i, k in enumerate(attrs["kernel_shape"])))
+
+
+def _onnxruntime_or_skip(model: bytes, x):
+    quiet = ort.SessionOptions()
+    quiet.log_severity_level = 3
+    try:
+        return ort.InferenceSession(model, quiet, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    except Exception:   # windows onnxruntime refuses (an output of size 0)
+        assume(False)
+
+
 @settings(max_examples=60, deadline=None)
 @given(lp_pool_cases(), seeds)
 def test_lp_pool_matches_onnxruntime(case, seed):
     shape, attrs, with_nan = case
-    dims = len(attrs["kernel_shape"])
-    if attrs.get("auto_pad") in (None, "VALID"):
-        # a window longer than the padded input: ONNX's floor gives no output, onnxruntime's C
-        # division one (read past the end)
-        pads, dil = attrs.get("pads", [0] * 2 * dims), attrs.get("dilations", [1] * dims)
-        assume(all(shape[2 + i] + pads[i] + pads[dims + i] >= dil[i] * (k - 1) + 1
-                   for i, k in enumerate(attrs["kernel_shape"])))
+    _assume_windows_fit(shape, attrs)
     x = randn(np.random.default_rng(seed), shape)
     if with_nan:
         x.reshape(-1)[seed % x.size] = np.nan
     model = make_model([helper.make_node("LpPool", ["x"], ["y"], **attrs)], {"x": x}, {}, outputs=["y"],
                        opset=18).SerializeToString()
-    quiet = ort.SessionOptions()
-    quiet.log_severity_level = 3
-    try:
-        want = ort.InferenceSession(model, quiet, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
-    except Exception:   # windows onnxruntime refuses (an output of size 0)
-        assume(False)
+    want = _onnxruntime_or_skip(model, x)
     sess = ggonnx.Session(model, threads=THREADS)
     got = sess.run(None, {"x": x})[0]
     assert got.shape == want.shape
@@ -89,20 +97,11 @@ def max_pool_cases(draw):
 def test_max_pool_of_one_to_three_dims_matches_onnxruntime(case, seed):
     """1-D and 2-D windows run in ggml (ggml's pool or ours), 3-D ones on the host."""
     shape, attrs = case
-    dims = len(attrs["kernel_shape"])
-    if attrs.get("auto_pad") in (None, "VALID"):
-        pads, dil = attrs.get("pads", [0] * 2 * dims), attrs.get("dilations", [1] * dims)
-        assume(all(shape[2 + i] + pads[i] + pads[dims + i] >= dil[i] * (k - 1) + 1
-                   for i, k in enumerate(attrs["kernel_shape"])))
+    _assume_windows_fit(shape, attrs)
     x = randn(np.random.default_rng(seed), shape)
     model = make_model([helper.make_node("MaxPool", ["x"], ["y"], **attrs)], {"x": x}, {}, outputs=["y"],
                        opset=18).SerializeToString()
-    quiet = ort.SessionOptions()
-    quiet.log_severity_level = 3
-    try:
-        want = ort.InferenceSession(model, quiet, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
-    except Exception:
-        assume(False)
+    want = _onnxruntime_or_skip(model, x)
     got = ggonnx.Session(model, threads=THREADS).run(None, {"x": x})[0]
     assert got.shape == want.shape
     np.testing.assert_array_equal(got, want)
