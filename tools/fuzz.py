@@ -242,7 +242,7 @@ def _draws(data: bytes) -> bool:
 # (README, "Where ggonnx and onnxruntime differ", states ggonnx's choice for each): a case that
 # feeds such values to one of them and disagrees is counted as documented, not wrong
 NAN_POSITIONAL_OPS = frozenset({"MaxPool", "GlobalMaxPool", "DynamicQuantizeLinear", "ReduceMax", "ReduceMin",
-                                "ArgMax", "ArgMin", "Hardmax"})
+                                "ArgMax", "ArgMin", "Hardmax", "ScatterElements", "ScatterND"})
 
 
 def _nonfinite_to_positional_op(data: bytes, feeds: list) -> bool:
