@@ -112,13 +112,21 @@ def test_failing_host_kernel_names_node_and_shapes():
 
 
 def test_shape_mismatch_inside_graph_names_node():
+    # declared shapes the op's inference refuses: a model error at load, as in onnxruntime
     model = _one_node("MatMul", [("a", None), ("b", None)], [["M", 4], [5, 3]])
+    with pytest.raises(ModelLoadError, match="the_node.*Incompatible dimensions for matrix multiplication"):
+        ggonnx.Session(model)
+    # free dims that only meet at run time: a ShapeError naming node and op then
+    model = _one_node("MatMul", [("a", None), ("b", None)], [["M", "K"], ["K2", 3]])
     sess = ggonnx.Session(model)
     with pytest.raises(ShapeError, match="the_node.*MatMul"):
         sess.run(None, {"a": np.ones((2, 4), np.float32), "b": np.ones((5, 3), np.float32)})
     model = _one_node("Add", [("a", None), ("b", None)], [[2, 3], [4, 3]])
-    with pytest.raises(ShapeError, match="the_node.*Add.*do not broadcast"):
+    with pytest.raises(ModelLoadError, match="the_node.*Incompatible dimensions"):
         ggonnx.Session(model)
+    model = _one_node("Add", [("a", None), ("b", None)], [["N", 3], ["N2", 3]])
+    with pytest.raises(ShapeError, match="the_node.*Add.*do not broadcast"):
+        ggonnx.Session(model).run(None, {"a": np.ones((2, 3), np.float32), "b": np.ones((4, 3), np.float32)})
 
 
 def test_dangling_input_and_cycle():

@@ -191,6 +191,21 @@ _MODEL_ERRORS = ("inconsistent type", "type mismatch", "has unsupported type", "
                  "no opset import for domain  optype", "for attribute '", "has incorrect size")
 
 
+# what strict inference also says of models onnxruntime loads (a declared shape the inferred one
+# contradicts is a warning there; ops of domains onnx has no schema for are not inferred)
+_LOADABLE = ("existing shape differ", "merge", "cannot infer type and shape for node", "no opset import",
+             "no schema registered", "not registered", "unsupported domain")
+
+
+def _node_inference_refused(message: str) -> bool:
+    """An op's own shape or type inference refusing its node (an attribute it must have, a value
+    out of its range): onnxruntime refuses those models at load, in any inference mode."""
+    lower = message.lower()
+    return ("(op_type:" in message and ("[shapeinferenceerror]" in lower or "[typeinferenceerror]" in lower)
+            and not any(m in lower for m in _LOADABLE)
+            and lower.count("inference error(s)") < 2)   # inside a function's body: onnx's own gaps
+
+
 def _check_types(proto: onnx.ModelProto, inputs: list) -> dict:
     """Type mismatches between nodes are model errors: find them with onnx's type inference.
 
@@ -203,7 +218,7 @@ def _check_types(proto: onnx.ModelProto, inputs: list) -> dict:
         inferred = onnx.shape_inference.infer_shapes(light, check_type=True, strict_mode=True)
     except onnx.shape_inference.InferenceError as exc:
         message = str(exc)
-        if any(m in message.lower() for m in _MODEL_ERRORS):
+        if any(m in message.lower() for m in _MODEL_ERRORS) or _node_inference_refused(message):
             raise ModelLoadError(f"type error: {message}") from None
         if all(o.type.tensor_type.HasField("shape") for o in proto.graph.output):
             return {}
