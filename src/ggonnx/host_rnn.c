@@ -29,6 +29,34 @@ static inline v16 tanh16(v16 x) {
     return select16(lt16(x2, SPLAT(0.0625f * 0.0625f)), near0, far);
 }
 
+/* activation ``kind`` of the recurrent layers, with its alpha and beta */
+static inline v16 act16(int kind, float alpha, float beta, v16 x) {
+    switch (kind) {
+        case GGONNX_RNN_ACT_SIGMOID: return sigmoid16(x);
+        case GGONNX_RNN_ACT_TANH: return tanh16(x);
+        case GGONNX_RNN_ACT_RELU: return select16(lt16(x, SPLAT(0.0f)), SPLAT(0.0f), x);
+        case GGONNX_RNN_ACT_AFFINE: return SPLAT(alpha) * x + SPLAT(beta);
+        case GGONNX_RNN_ACT_LEAKY_RELU: return select16(lt16(x, SPLAT(0.0f)), SPLAT(alpha) * x, x);
+        case GGONNX_RNN_ACT_THRESHOLDED_RELU: return select16(lt16(SPLAT(alpha), x), x, SPLAT(0.0f));
+        case GGONNX_RNN_ACT_SCALED_TANH: return SPLAT(alpha) * tanh16(SPLAT(beta) * x);
+        case GGONNX_RNN_ACT_HARD_SIGMOID: return clamp16(SPLAT(alpha) * x + SPLAT(beta), SPLAT(0.0f), SPLAT(1.0f));
+        case GGONNX_RNN_ACT_ELU: return select16(lt16(x, SPLAT(0.0f)), SPLAT(alpha) * (exp16(x) - SPLAT(1.0f)), x);
+        case GGONNX_RNN_ACT_SOFTSIGN: {
+            const v16 a = select16(lt16(x, SPLAT(0.0f)), -x, x);
+            return x / (SPLAT(1.0f) + a);
+        }
+        default: {   /* softplus, log(1 + e^x), element by element (rare) */
+            float b[16];
+            memcpy(b, &x, sizeof(b));
+            for (int i = 0; i < 16; ++i) {
+                b[i] = b[i] > 20.0f ? b[i] : log1pf(expf(b[i]));
+            }
+            memcpy(&x, b, sizeof(b));
+            return x;
+        }
+    }
+}
+
 /* g[0..count) += sum over k of h[k] * rt[k, 0..count), rt's rows ``stride`` floats apart, each sum
  * in k order. 64 outputs at a time stay in registers through all k (an axpy per k instead
  * stored and reloaded g every k: 46% of an LSTM's time). */
@@ -63,7 +91,15 @@ static void add_h_rt(float * g, const float * h, const float * rt, int64_t hidde
 int ggonnx_rnn_direction(int kind, const float * x, const float * wt, const float * bias, const float * rt,
                          const float * rbh, const float * peep, const int64_t * lens, const float * h0,
                          const float * c0, int64_t seq, int64_t batch, int64_t n_in, int64_t hidden, int reverse,
-                         int gru_lbr, float * y, int64_t y_step, int64_t y_row, float * hn, float * cn) {
+                         int gru_lbr, const struct ggonnx_rnn_acts * acts, float * y, int64_t y_step, int64_t y_row,
+                         float * hn, float * cn) {
+    static const struct ggonnx_rnn_acts defaults = {{GGONNX_RNN_ACT_SIGMOID, GGONNX_RNN_ACT_TANH, GGONNX_RNN_ACT_TANH},
+                                                    {0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f}};
+    const struct ggonnx_rnn_acts a = acts ? *acts : (kind == GGONNX_RNN
+        ? (struct ggonnx_rnn_acts) {{GGONNX_RNN_ACT_TANH, 0, 0}, {0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f}} : defaults);
+#define F(v) act16(a.kind[0], a.alpha[0], a.beta[0], (v))
+#define G(v) act16(a.kind[1], a.alpha[1], a.beta[1], (v))
+#define HA(v) act16(a.kind[2], a.alpha[2], a.beta[2], (v))
     const int64_t H = hidden, G = kind == GGONNX_LSTM ? 4 : kind == GGONNX_GRU ? 3 : 1, n = G * H;
     float * g = (float *) malloc(sizeof(float) * (n + 4 * H));
     if (g == NULL) {
@@ -89,8 +125,8 @@ int ggonnx_rnn_direction(int kind, const float * x, const float * wt, const floa
                 add_h_rt(g, h, rt, H, n, 2 * H);   /* the z and r columns of rt */
                 for (int64_t j = 0; j < H; j += 16) {
                     const int64_t m = MIN(16, H - j);
-                    const v16 r = sigmoid16(load_n(g + H + j, m));
-                    store_n(g + j, sigmoid16(load_n(g + j, m)), m);
+                    const v16 r = F(load_n(g + H + j, m));
+                    store_n(g + j, F(load_n(g + j, m)), m);
                     store_n(g + H + j, r, m);
                     store_n(rh + j, r * load_n(h + j, m), m);
                 }
@@ -103,7 +139,7 @@ int ggonnx_rnn_direction(int kind, const float * x, const float * wt, const floa
                     const v16 pre = gru_lbr ? load_n(g + 2 * H + j, m) + load_n(g + H + j, m) *
                                                   (load_n(hr + j, m) + (rbh ? load_n(rbh + j, m) : SPLAT(0.0f)))
                                             : load_n(g + 2 * H + j, m) + load_n(hr + j, m);
-                    store_n(h + j, (SPLAT(1.0f) - z) * tanh16(pre) + z * hp, m);
+                    store_n(h + j, (SPLAT(1.0f) - z) * G(pre) + z * hp, m);
                 }
             } else if (kind == GGONNX_LSTM) {
                 add_h_rt(g, h, rt, H, n, n);
@@ -115,18 +151,18 @@ int ggonnx_rnn_direction(int kind, const float * x, const float * wt, const floa
                         gi += load_n(peep + j, m) * cc;
                         gf += load_n(peep + 2 * H + j, m) * cc;
                     }
-                    cc = sigmoid16(gf) * cc + sigmoid16(gi) * tanh16(load_n(g + 3 * H + j, m));
+                    cc = F(gf) * cc + F(gi) * G(load_n(g + 3 * H + j, m));
                     if (peep) {
                         go += load_n(peep + H + j, m) * cc;
                     }
                     store_n(c + j, cc, m);
-                    store_n(h + j, sigmoid16(go) * tanh16(cc), m);
+                    store_n(h + j, F(go) * HA(cc), m);
                 }
             } else {
                 add_h_rt(g, h, rt, H, n, n);
                 for (int64_t j = 0; j < H; j += 16) {
                     const int64_t m = MIN(16, H - j);
-                    store_n(h + j, tanh16(load_n(g + j, m)), m);
+                    store_n(h + j, F(load_n(g + j, m)), m);
                 }
             }
             memcpy(yt, h, sizeof(float) * H);
@@ -138,4 +174,7 @@ int ggonnx_rnn_direction(int kind, const float * x, const float * wt, const floa
     }
     free(g);
     return 0;
+#undef F
+#undef G
+#undef HA
 }

@@ -1,8 +1,9 @@
 """ONNX's recurrent layers on the host: RNN, GRU and LSTM with their default activations, each
 direction one C loop over the steps (host_rnn.c), W and R laid out once per session.
 onnx.reference stepped through time in Python (a 100-step LSTM of 64: 2.9 ms, onnxruntime 0.1 ms;
-one streaming step 85 us against 11.5 us). Other activations, clip and input_forget are refused
-(onnx.reference ignores them); non-float32 data and empty sequences go to onnx.reference.
+one streaming step 85 us against 11.5 us). Every activation onnxruntime takes, with its alpha and
+beta; clip and input_forget are refused (onnx.reference ignores them, as it ignores activations);
+non-float32 data and empty sequences go to onnx.reference.
 
 Both layouts (0: [seq, batch, ...], 1: [batch, seq, ...]), all three directions, biases,
 sequence_lens (later steps output 0; the final state is each row's last step), initial states and
@@ -21,17 +22,38 @@ _F32 = np.float32
 _KINDS = {"RNN": (0, 1, ("Tanh",)), "GRU": (1, 3, ("Sigmoid", "Tanh")), "LSTM": (2, 4, ("Sigmoid", "Tanh", "Tanh"))}
 
 
-def _check_defaults(node, dirs: int, defaults) -> None:
-    """Other activations, clip and input_forget are refused: onnx.reference's kernels ignore
-    them (a GRU with HardSigmoid / Relu gave tanh's numbers), so they cannot fall back there."""
+# host_rnn.h's activation codes; which take alpha / beta, and their defaults (onnxruntime's reading)
+_ACTS = {"sigmoid": 0, "tanh": 1, "relu": 2, "affine": 3, "leakyrelu": 4, "thresholdedrelu": 5, "scaledtanh": 6,
+         "hardsigmoid": 7, "elu": 8, "softsign": 9, "softplus": 10}
+_TAKES = {"affine": (True, True), "leakyrelu": (True, False), "thresholdedrelu": (True, False),
+          "scaledtanh": (True, True), "hardsigmoid": (True, True), "elu": (True, False)}
+_DEFAULT_ARGS = {"leakyrelu": (0.01, 0.0), "hardsigmoid": (0.2, 0.5), "elu": (1.0, 0.0)}
+
+
+def _activations(node, dirs: int, defaults) -> list | None:
+    """Per direction three (code, alpha, beta) for f, g, h, or None for the defaults. alpha and
+    beta are taken in order by the functions that have them; a name onnxruntime does not know is
+    refused (onnx.reference ignores ``activations``: a GRU with HardSigmoid / Relu gave tanh's
+    numbers). clip and input_forget are refused too."""
     attrs = node.attrs
-    acts = attrs.get("activations")
-    if acts is not None and [a.decode() if isinstance(a, bytes) else str(a) for a in acts] != list(defaults) * dirs:
-        raise UnsupportedOpError(f"{node.describe()}: activations {list(acts)} (only the defaults "
-                                 f"{list(defaults) * dirs} are supported)")
     for name in ("clip", "input_forget"):
         if attrs.get(name):
             raise UnsupportedOpError(f"{node.describe()}: attribute {name} is not supported")
+    names = attrs.get("activations")
+    if names is None:
+        return None
+    names = [(a.decode() if isinstance(a, bytes) else str(a)).lower() for a in names]
+    per_dir = len(defaults)
+    if len(names) != per_dir * dirs or any(n not in _ACTS for n in names):
+        raise UnsupportedOpError(f"{node.describe()}: activations {names} ({per_dir} per direction among "
+                                 f"{sorted(_ACTS)})")
+    alphas, betas = iter(attrs.get("activation_alpha", [])), iter(attrs.get("activation_beta", []))
+    funcs = []
+    for n in names:
+        takes_a, takes_b = _TAKES.get(n, (False, False))
+        default_a, default_b = _DEFAULT_ARGS.get(n, (0.0, 0.0))
+        funcs.append((_ACTS[n], next(alphas, default_a) if takes_a else 0.0, next(betas, default_b) if takes_b else 0.0))
+    return [(funcs[d * per_dir:(d + 1) * per_dir] + [(1, 0.0, 0.0)] * 3)[:3] for d in range(dirs)]
 
 
 def _checked(node, name, a, shape):
@@ -79,7 +101,7 @@ def _recurrent(node, x, w, r, b=None, lens=None, h0=None, c0=None, p=None):
     kind, gates, defaults = _KINDS[node.op_type]
     direction = node.attrs.get("direction", "forward")
     dirs = 2 if direction == "bidirectional" else 1
-    _check_defaults(node, dirs, defaults)
+    acts = _activations(node, dirs, defaults)
     x = np.asarray(x)
     if x.dtype != _F32 or np.asarray(w).dtype != _F32 or np.asarray(r).dtype != _F32 or x.ndim != 3 \
             or np.ndim(w) != 3 or np.ndim(r) != 3 or 0 in x.shape:
@@ -107,7 +129,7 @@ def _recurrent(node, x, w, r, b=None, lens=None, h0=None, c0=None, p=None):
     for d, (wt, rt, bias, rbh, peep) in enumerate(prep.dirs):
         state = (lambda s: None if s is None else np.ascontiguousarray(s[d] if not layout else s[:, d]))
         runs.append(_core.rnn_direction(kind, x, wt, bias, rt, rbh, peep, lens, state(h0), state(c0),
-                                        direction == "reverse" or d == 1, prep.lbr))
+                                        direction == "reverse" or d == 1, prep.lbr, None if acts is None else acts[d]))
     if dirs == 1:   # [seq, batch, H] is [seq, 1, batch, H]: no copy
         y, hn, cn = (a[..., None, :, :] if k == 0 else a[None] for k, a in enumerate(runs[0]))
     else:
