@@ -165,11 +165,15 @@ def own_outputs(outs: list, copy_outputs: list, arrays: list, consts: dict) -> l
     """``outs`` with each of ``copy_outputs`` copied where it is a view (a host kernel's
     transpose or reshape of a feed or constant), a feed or constant itself, or an earlier output:
     the caller owns every array a run returns, as with onnxruntime."""
-    for k in copy_outputs:
-        o = outs[k]
-        if isinstance(o, np.ndarray) and (o.base is not None or any(o is a for a in arrays)
-                                          or any(o is c for c in consts.values()) or any(o is p for p in outs[:k])):
-            outs[k] = o.copy()
+    if not copy_outputs:
+        return outs
+    taken = {id(a) for a in arrays}   # identities, not equality: one set instead of a scan per output
+    taken.update(map(id, consts.values()))
+    check = set(copy_outputs)
+    for k, o in enumerate(outs):
+        if k in check and isinstance(o, np.ndarray) and (o.base is not None or id(o) in taken):
+            outs[k] = o = o.copy()
+        taken.add(id(o))
     return outs
 
 
