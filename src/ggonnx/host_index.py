@@ -158,5 +158,27 @@ def cum_sum(node, x, axis):
     return [np.ascontiguousarray(np.flip(out, a)) if reverse else out]
 
 
-KERNELS = {("", "TopK"): top_k, ("", "ScatterND"): scatter_nd, ("", "NonZero"): non_zero, ("", "CumSum"): cum_sum, ("", "GatherND"): gather_nd, ("", "ScatterElements"): scatter_elements,
+def unique(node, x):
+    """Unique values (or slices along ``axis``), the first index of each, the inverse and the
+    counts; sorted=0 keeps the order of first appearance. numpy's unique, with its int64 outputs
+    in onnxruntime's shapes."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "iufb" or x.size == 0:
+        return None
+    axis = node.attrs.get("axis")
+    if axis is not None:
+        axis = _axis(node, int(axis), x.ndim)
+    y, first, inverse, counts = np.unique(x if axis is not None else x.reshape(-1), return_index=True,
+                                          return_inverse=True, return_counts=True, axis=axis)
+    inverse = inverse.reshape(-1)
+    if not node.attrs.get("sorted", 1):   # in order of first appearance
+        order = np.argsort(first, kind="stable")
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        y = np.take(y, order, axis=axis if axis is not None else 0)
+        first, counts, inverse = first[order], counts[order], rank[inverse]
+    return [y, first.astype(np.int64), inverse.astype(np.int64), counts.astype(np.int64)]
+
+
+KERNELS = {("", "TopK"): top_k, ("", "Unique"): unique, ("", "ScatterND"): scatter_nd, ("", "NonZero"): non_zero, ("", "CumSum"): cum_sum, ("", "GatherND"): gather_nd, ("", "ScatterElements"): scatter_elements,
            ("", "Scatter"): scatter_elements}

@@ -127,3 +127,19 @@ def test_cum_sum_matches_onnxruntime(shape, exclusive, reverse, axis_pick, dtype
     (got,), (want,) = _run_both(node, {"x": x}, [("y", _TYPES[dtype])], {"a": np.array(axis, np.int64)})
     assert got.dtype == want.dtype
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=shapes(1, 3, max_side=6), axis_pick=st.sampled_from([None, 0, 1, -1]), sorted_=st.integers(0, 1),
+       dtype=st.sampled_from([np.float32, np.int64]), seed=seeds)
+def test_unique_matches_onnxruntime(shape, axis_pick, sorted_, dtype, seed):
+    x = np.random.default_rng(seed).integers(-2, 3, shape).astype(dtype)   # repeats
+    attrs = {"sorted": sorted_}
+    if axis_pick is not None:
+        attrs["axis"] = axis_pick % len(shape) if axis_pick >= 0 else axis_pick
+    node = helper.make_node("Unique", ["x"], ["y", "i", "inv", "c"], **attrs)
+    got, want = _run_both(node, {"x": x}, [("y", _TYPES[dtype]), ("i", TensorProto.INT64), ("inv", TensorProto.INT64),
+                                            ("c", TensorProto.INT64)])
+    for a, e in zip(got, want):
+        assert a.dtype == e.dtype and a.shape == e.shape
+        np.testing.assert_array_equal(a, e)
