@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ggonnx import (host_detect, host_elementwise, host_index, host_ml, host_ml_linear, host_ml_prep, host_pool,
-                    host_random, host_resize, host_rnn, host_shape)
+from ggonnx import (host_detect, host_elementwise, host_index, host_ml, host_ml_linear, host_ml_prep, host_ml_v5,
+                    host_pool, host_random, host_resize, host_rnn, host_shape)
 from ggonnx.errors import ShapeError
 
 
@@ -118,7 +118,7 @@ def affine_grid(node, theta, size):
 KERNELS = {("", "AffineGrid"): affine_grid, ("", "GatherElements"): gather_elements, ("", "DequantizeLinear"): dequantize_linear,
            ("", "DynamicQuantizeLinear"): dynamic_quantize_linear,
            **host_shape.KERNELS, **host_elementwise.KERNELS, **host_random.KERNELS, **host_ml.KERNELS,
-           **host_ml_linear.KERNELS, **host_ml_prep.KERNELS, **host_resize.KERNELS,
+           **host_ml_linear.KERNELS, **host_ml_prep.KERNELS, **host_ml_v5.KERNELS, **host_resize.KERNELS,
            **host_pool.KERNELS, **host_rnn.KERNELS, **host_detect.KERNELS, **host_index.KERNELS}
 
 
