@@ -15,6 +15,8 @@ cdef extern from "host_rnn.h" nogil:
         int kind[3]
         float alpha[3]
         float beta[3]
+        float clip
+        int input_forget
     int ggonnx_rnn_direction(int kind, const float * x, const float * wt, const float * bias, const float * rt,
                              const float * rbh, const float * peep, const int64_t * lens, const float * h0,
                              const float * c0, int64_t seq, int64_t batch, int64_t n_in, int64_t hidden, int reverse,
@@ -31,19 +33,25 @@ cdef const float * _opt_f32(object a, int64_t size, str what) except? NULL:
     return <const float *> cnp.PyArray_DATA(a)
 
 
-def rnn_direction(int kind, x, wt, bias, rt, rbh, peep, lens, h0, c0, bint reverse, bint gru_lbr, acts=None):
+def rnn_direction(int kind, x, wt, bias, rt, rbh, peep, lens, h0, c0, bint reverse, bint gru_lbr, acts=None,
+                  float clip=0.0, bint input_forget=False):
     """One direction of an RNN (kind 0), GRU (1) or LSTM (2) (host_rnn.c): x [seq, batch, I],
     wt [I, G*H] W transposed, rt [H, G*H] R transposed; optional bias [G*H], rbh [H], peep [3H],
     lens [batch] (1..seq), h0 / c0 [batch, H] (float32, C-contiguous); acts: three (kind, alpha,
-    beta) of the activations f, g, h (host_rnn.h's codes), None for ONNX's defaults.
+    beta) of the activations f, g, h (host_rnn.h's codes), None for ONNX's defaults; clip > 0
+    clamps every gate's input; input_forget (LSTM) couples the forget gate to the input gate.
     Returns (y [seq, batch, H], hn [batch, H], cn [batch, H])."""
     cdef ggonnx_rnn_acts a
     cdef const ggonnx_rnn_acts * acts_p = NULL
+    if acts is None and (clip > 0 or input_forget):
+        acts = [(1, 0.0, 0.0)] if kind == 0 else [(0, 0.0, 0.0), (1, 0.0, 0.0), (1, 0.0, 0.0)]
+        acts = (acts + [(1, 0.0, 0.0)] * 3)[:3]
     if acts is not None:
         if len(acts) != 3 or any(not 0 <= int(k) <= 10 for k, _, _ in acts):
             raise ValueError("rnn_direction: acts must be three (kind 0..10, alpha, beta)")
         for j in range(3):
             a.kind[j], a.alpha[j], a.beta[j] = int(acts[j][0]), float(acts[j][1]), float(acts[j][2])
+        a.clip, a.input_forget = clip, input_forget
         acts_p = &a
     cdef cnp.ndarray xa = np.ascontiguousarray(x, dtype=np.float32)
     cdef cnp.ndarray w = np.ascontiguousarray(wt, dtype=np.float32)

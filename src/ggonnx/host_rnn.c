@@ -94,11 +94,16 @@ int ggonnx_rnn_direction(int kind, const float * x, const float * wt, const floa
                          int gru_lbr, const struct ggonnx_rnn_acts * acts, float * y, int64_t y_step, int64_t y_row,
                          float * hn, float * cn) {
     static const struct ggonnx_rnn_acts defaults = {{GGONNX_RNN_ACT_SIGMOID, GGONNX_RNN_ACT_TANH, GGONNX_RNN_ACT_TANH},
-                                                    {0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f}};
+                                                    {0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f}, 0.0f, 0};
     const struct ggonnx_rnn_acts a = acts ? *acts : (kind == GGONNX_RNN
-        ? (struct ggonnx_rnn_acts) {{GGONNX_RNN_ACT_TANH, 0, 0}, {0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f}} : defaults);
-#define F(v) act16(a.kind[0], a.alpha[0], a.beta[0], (v))
-#define G(v) act16(a.kind[1], a.alpha[1], a.beta[1], (v))
+        ? (struct ggonnx_rnn_acts) {{GGONNX_RNN_ACT_TANH, 0, 0}, {0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f}, 0.0f, 0}
+        : defaults);
+    const int clipped = a.clip > 0.0f;
+    const v16 lo = SPLAT(-a.clip), hi = SPLAT(a.clip);
+    /* a gate's activation, its input clamped first when the layer has a clip */
+#define CL(v) (clipped ? clamp16((v), lo, hi) : (v))
+#define F(v) act16(a.kind[0], a.alpha[0], a.beta[0], CL(v))
+#define G(v) act16(a.kind[1], a.alpha[1], a.beta[1], CL(v))
 #define HA(v) act16(a.kind[2], a.alpha[2], a.beta[2], (v))
     const int64_t H = hidden, G = kind == GGONNX_LSTM ? 4 : kind == GGONNX_GRU ? 3 : 1, n = G * H;
     float * g = (float *) malloc(sizeof(float) * (n + 4 * H));
@@ -151,7 +156,8 @@ int ggonnx_rnn_direction(int kind, const float * x, const float * wt, const floa
                         gi += load_n(peep + j, m) * cc;
                         gf += load_n(peep + 2 * H + j, m) * cc;
                     }
-                    cc = F(gf) * cc + F(gi) * G(load_n(g + 3 * H + j, m));
+                    const v16 i = F(gi);
+                    cc = (a.input_forget ? SPLAT(1.0f) - i : F(gf)) * cc + i * G(load_n(g + 3 * H + j, m));
                     if (peep) {
                         go += load_n(peep + H + j, m) * cc;
                     }
@@ -174,6 +180,7 @@ int ggonnx_rnn_direction(int kind, const float * x, const float * wt, const floa
     }
     free(g);
     return 0;
+#undef CL
 #undef F
 #undef G
 #undef HA

@@ -18,6 +18,8 @@ enum ggonnx_rnn_act {
 struct ggonnx_rnn_acts {
     int kind[3];        /* f, g, h (RNN: f only; GRU: f, g) */
     float alpha[3], beta[3];
+    float clip;         /* > 0: every gate's input clamped to [-clip, clip] before its activation */
+    int input_forget;   /* LSTM: the forget gate is 1 - the input gate */
 };
 
 /* One direction of an ONNX recurrent layer with its default activations, over seq steps of batch

@@ -2,8 +2,8 @@
 direction one C loop over the steps (host_rnn.c), W and R laid out once per session.
 onnx.reference stepped through time in Python (a 100-step LSTM of 64: 2.9 ms, onnxruntime 0.1 ms;
 one streaming step 85 us against 11.5 us). Every activation onnxruntime takes, with its alpha and
-beta; clip and input_forget are refused (onnx.reference ignores them, as it ignores activations);
-non-float32 data and empty sequences go to onnx.reference.
+beta, clip and input_forget (onnx.reference ignores all of these); non-float32 data and empty
+sequences go to onnx.reference.
 
 Both layouts (0: [seq, batch, ...], 1: [batch, seq, ...]), all three directions, biases,
 sequence_lens (later steps output 0; the final state is each row's last step), initial states and
@@ -34,11 +34,8 @@ def _activations(node, dirs: int, defaults) -> list | None:
     """Per direction three (code, alpha, beta) for f, g, h, or None for the defaults. alpha and
     beta are taken in order by the functions that have them; a name onnxruntime does not know is
     refused (onnx.reference ignores ``activations``: a GRU with HardSigmoid / Relu gave tanh's
-    numbers). clip and input_forget are refused too."""
+    numbers)."""
     attrs = node.attrs
-    for name in ("clip", "input_forget"):
-        if attrs.get(name):
-            raise UnsupportedOpError(f"{node.describe()}: attribute {name} is not supported")
     names = attrs.get("activations")
     if names is None:
         return None
@@ -102,6 +99,10 @@ def _recurrent(node, x, w, r, b=None, lens=None, h0=None, c0=None, p=None):
     direction = node.attrs.get("direction", "forward")
     dirs = 2 if direction == "bidirectional" else 1
     acts = _activations(node, dirs, defaults)
+    clip = float(node.attrs.get("clip", 0.0))
+    forget = bool(node.attrs.get("input_forget", 0)) and kind == 2
+    if "clip" in node.attrs and not clip > 0:
+        raise ShapeError(f"{node.describe()}: clip must be positive, got {clip}")
     x = np.asarray(x)
     if x.dtype != _F32 or np.asarray(w).dtype != _F32 or np.asarray(r).dtype != _F32 or x.ndim != 3 \
             or np.ndim(w) != 3 or np.ndim(r) != 3 or 0 in x.shape:
@@ -129,7 +130,8 @@ def _recurrent(node, x, w, r, b=None, lens=None, h0=None, c0=None, p=None):
     for d, (wt, rt, bias, rbh, peep) in enumerate(prep.dirs):
         state = (lambda s: None if s is None else np.ascontiguousarray(s[d] if not layout else s[:, d]))
         runs.append(_core.rnn_direction(kind, x, wt, bias, rt, rbh, peep, lens, state(h0), state(c0),
-                                        direction == "reverse" or d == 1, prep.lbr, None if acts is None else acts[d]))
+                                        direction == "reverse" or d == 1, prep.lbr, None if acts is None else acts[d],
+                                        clip, forget))
     if dirs == 1:   # [seq, batch, H] is [seq, 1, batch, H]: no copy
         y, hn, cn = (a[..., None, :, :] if k == 0 else a[None] for k, a in enumerate(runs[0]))
     else:

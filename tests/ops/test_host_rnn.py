@@ -1,7 +1,7 @@
 """RNN, GRU and LSTM on the host kernel of ours (ggonnx.host_rnn, host_rnn.c) against
 onnxruntime: the three directions, both layouts, with and without biases, initial states,
 sequence_lens and LSTM peepholes, GRU's linear_before_reset, every activation with its alpha and
-beta; clip refused, and shapes onnxruntime refuses."""
+beta, clip and input_forget; shapes onnxruntime refuses."""
 from __future__ import annotations
 
 import numpy as np
@@ -140,12 +140,35 @@ def test_every_activation_matches_onnxruntime(op, bidirectional, lbr, names, alp
         np.testing.assert_allclose(a, e, rtol=1e-3, atol=1e-4)
 
 
-def test_clip_is_refused_not_answered_wrongly():
-    """onnx.reference ignores clip; ggonnx refuses it, naming the node."""
-    weights = {"W": np.ones((1, 3 * 4, 3), np.float32), "R": np.ones((1, 3 * 4, 4), np.float32)}
-    model = _model("GRU", dict(hidden_size=4, clip=0.5), 3, 2, 3, 4, 1, 0, weights, False, False)
-    with pytest.raises(ggonnx.GgonnxError, match="GRU.*clip"):
-        ggonnx.Session(model).run(None, {"x": np.zeros((3, 2, 3), np.float32)})
+@settings(max_examples=30, deadline=None)
+@given(op=st.sampled_from(["RNN", "GRU", "LSTM"]), clip=st.sampled_from([None, 0.3, 1.0, 3.0]),
+       input_forget=st.integers(0, 1), lbr=st.integers(0, 1), peep=st.booleans(), seed=seeds)
+def test_clip_and_input_forget_match_onnxruntime(op, clip, input_forget, lbr, peep, seed):
+    """clip clamps each gate's input (bias and peepholes added) before its activation; an LSTM's
+    input_forget makes its forget gate 1 - its input gate (onnx.reference ignores both)."""
+    rng = np.random.default_rng(seed)
+    g, hidden, n_in = GATES[op], 6, 3
+    weights = {"W": rng.standard_normal((1, g * hidden, n_in)).astype(np.float32),
+               "R": rng.standard_normal((1, g * hidden, hidden)).astype(np.float32),
+               "B": rng.standard_normal((1, 2 * g * hidden)).astype(np.float32)}
+    if op == "LSTM" and peep:
+        weights["P"] = rng.standard_normal((1, 3 * hidden)).astype(np.float32)
+    attrs = dict(hidden_size=hidden)
+    if clip is not None:
+        attrs["clip"] = clip
+    if op == "LSTM":
+        attrs["input_forget"] = input_forget
+    if op == "GRU":
+        attrs["linear_before_reset"] = lbr
+    model = _model(op, attrs, 5, 2, n_in, hidden, 1, 0, weights, False, True)
+    feeds = {"x": rng.standard_normal((5, 2, n_in)).astype(np.float32) * 2,
+             "h0": rng.standard_normal((1, 2, hidden)).astype(np.float32)}
+    if op == "LSTM":
+        feeds["c0"] = rng.standard_normal((1, 2, hidden)).astype(np.float32)
+    want = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, feeds)
+    got = ggonnx.Session(model, threads=THREADS).run(None, feeds)
+    for a, e in zip(got, want):
+        np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-5)
 
 
 def test_weights_that_do_not_match_hidden_size_name_the_node():
