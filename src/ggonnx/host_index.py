@@ -1,5 +1,5 @@
 """Selection, indexing and scan kernels on the host, vectorized: TopK, GatherND, ScatterElements,
-ScatterND, NonZero, CumSum. onnx.reference loops in Python for GatherND and ScatterElements and
+ScatterND, NonZero, CumSum, Unique, Einsum. onnx.reference loops in Python for GatherND and ScatterElements and
 sorts through a slow path for TopK (us a run, onnx.reference / onnxruntime: TopK k=10 of
 [8, 1000] 360 / 12, ScatterElements of 2,048 updates 741 / 12, GatherND of 200 rows 252 / 17);
 for the others its per-call costs were 1.5-3x onnxruntime's.
@@ -180,5 +180,29 @@ def unique(node, x):
     return [y, first.astype(np.int64), inverse.astype(np.int64), counts.astype(np.int64)]
 
 
-KERNELS = {("", "TopK"): top_k, ("", "Unique"): unique, ("", "ScatterND"): scatter_nd, ("", "NonZero"): non_zero, ("", "CumSum"): cum_sum, ("", "GatherND"): gather_nd, ("", "ScatterElements"): scatter_elements,
+def einsum(node, *operands):
+    """numpy's einsum of the equation, contractions through BLAS (optimize=True); onnx.reference's
+    own call is the same einsum behind its evaluator's per-call costs."""
+    eq = node.attrs.get("equation")
+    arrays = [np.asarray(a) for a in operands]
+    if not isinstance(eq, str) or not arrays or any(a.dtype != arrays[0].dtype or a.dtype.kind not in "iuf"
+                                                     for a in arrays):
+        return None
+    eq = eq.replace(" ", "")
+    try:
+        path = False
+        if len(arrays) > 1:   # the contraction order, found once per input shapes (einsum_path took 20 us a call)
+            paths = node.__dict__.setdefault("_einsum_paths", {})
+            key = tuple(a.shape for a in arrays)
+            path = paths.get(key)
+            if path is None:
+                path = paths[key] = np.einsum_path(eq, *arrays, optimize="greedy")[0]
+        out = np.einsum(eq, *arrays, optimize=path)
+    except ValueError as exc:
+        raise ShapeError(f"{node.describe()}: equation {eq!r} does not fit inputs {[list(a.shape) for a in arrays]}: "
+                         f"{exc}") from None
+    return [np.asarray(out, dtype=arrays[0].dtype)]
+
+
+KERNELS = {("", "TopK"): top_k, ("", "Unique"): unique, ("", "Einsum"): einsum, ("", "ScatterND"): scatter_nd, ("", "NonZero"): non_zero, ("", "CumSum"): cum_sum, ("", "GatherND"): gather_nd, ("", "ScatterElements"): scatter_elements,
            ("", "Scatter"): scatter_elements}

@@ -143,3 +143,16 @@ def test_unique_matches_onnxruntime(shape, axis_pick, sorted_, dtype, seed):
     for a, e in zip(got, want):
         assert a.dtype == e.dtype and a.shape == e.shape
         np.testing.assert_array_equal(a, e)
+
+
+@pytest.mark.parametrize("equation, shapes", [
+    ("bij,bjk->bik", [(2, 3, 4), (2, 4, 5)]), ("ij->ji", [(3, 4)]), ("ii->i", [(4, 4)]), ("ij,j->i", [(3, 4), (4,)]),
+    ("...ij,...jk->...ik", [(2, 3, 4), (2, 4, 2)]), ("i,i", [(5,), (5,)]), ("abc,cd->abd", [(2, 3, 4), (4, 6)]),
+    ("ij->", [(3, 3)]), ("bhqd,bhkd->bhqk", [(1, 2, 3, 4), (1, 2, 5, 4)])])
+def test_einsum_matches_onnxruntime(equation, shapes):
+    rng = np.random.default_rng(0)
+    feeds = {f"x{i}": rng.standard_normal(s).astype(np.float32) for i, s in enumerate(shapes)}
+    node = helper.make_node("Einsum", list(feeds), ["y"], equation=equation)
+    (got,), (want,) = _run_both(node, feeds, [("y", TensorProto.FLOAT)], opset=12)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
