@@ -54,6 +54,21 @@ def resize_cases(draw):
                 exclude_outside=draw(st.integers(0, 1)), channels_last=rank == 4 and draw(st.booleans()))
 
 
+def _near_a_rounding_boundary(case, shape, out, scales) -> bool:
+    """A source coordinate within a float32 rounding of where nearest_mode changes its pick (4.5 /
+    0.6 is 7.4999995 in float32): onnxruntime picks the other neighbour in some of these, by no
+    formula we found (README, "Where ggonnx and onnxruntime differ"). Exact boundaries are kept."""
+    from ggonnx.resize_taps import source_coords
+    for i in range(2, len(shape)):
+        scale = np.float32(out[i]) / np.float32(shape[i]) if case["by_sizes"] else scales[i]
+        x = source_coords(case["transform"], out[i], shape[i], float(scale)).astype(np.float64)
+        frac = x - np.floor(x)
+        gap = np.abs(frac - 0.5) if case["nearest_mode"].startswith("round") else np.minimum(frac, 1 - frac)
+        if ((gap > 0) & (gap < 2e-6)).any():
+            return True
+    return False
+
+
 @settings(max_examples=80, deadline=None)
 @given(resize_cases(), seeds)
 def test_resize_matches_onnxruntime(case, seed):
@@ -65,6 +80,8 @@ def test_resize_matches_onnxruntime(case, seed):
         # onnxruntime rounds this transform's coordinate 2.0 down to 1 for a float32 0.6 scale
         # (the ONNX reference and we take 2); integer scales avoid that boundary
         assume(all(float(s).is_integer() for s in scales))
+    if case["mode"] == "nearest":
+        assume(not _near_a_rounding_boundary(case, shape, out, scales))
     rng = np.random.default_rng(seed)
     consts = {}
     nodes, x_name = ([], "x")
