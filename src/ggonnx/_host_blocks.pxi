@@ -41,13 +41,27 @@ cdef class _HostBlock:
 
     def __dealloc__(self):
         global _free_bytes
+        cdef size_t cls
         if self.data == NULL:
             return
-        if _free_bytes + self.size <= _pool_cap:
-            _free_blocks.setdefault(self.size, []).append(<uintptr_t> self.data)
-            _free_bytes += self.size
-        else:
+        if self.size > _pool_cap:
             free(self.data)
+            return
+        # a full pool gives up the size classes used least recently first: the sizes runs make now
+        # are the ones worth keeping (blocks of shapes no longer run held the pool for ever, and a
+        # dropped output of a new size was freed instead of reused)
+        while _free_bytes + self.size > _pool_cap and _free_blocks:
+            cls = next(iter(_free_blocks))
+            stack = _free_blocks[cls]
+            if stack:
+                free(<void *> <uintptr_t> stack.pop())
+                _free_bytes -= cls
+            if not stack:
+                del _free_blocks[cls]
+        stack = _free_blocks.pop(self.size, [])   # re-inserted last: the classes stay in order of use
+        stack.append(<uintptr_t> self.data)
+        _free_blocks[self.size] = stack
+        _free_bytes += self.size
 
 
 cdef object _output_array(tuple shape, size_t nbytes, void ** data):
