@@ -7,6 +7,7 @@ dropped, medians reported.
 """
 from __future__ import annotations
 
+import argparse
 from dataclasses import asdict, dataclass, field
 
 import ggonnx
@@ -78,3 +79,16 @@ def compare(model_bytes: bytes, feeds: dict, threads: int = 2, blocks: int = 5, 
                       max_abs_diff=diff, max_abs_ref=scale, calls=blocks * per_block,
                       ggonnx_p90_ms=percentile(samples["ggonnx"], 90), ort_p90_ms=percentile(samples["ort"], 90),
                       other_load=other_load, flops=flops, placement=list(placement))
+
+
+def bench_args(default_budget: float) -> argparse.ArgumentParser:
+    """The options every side-by-side table script takes (--budget, --threads); add more, then parse."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--budget", type=float, default=default_budget, help="seconds of timed calls per runtime and case")
+    ap.add_argument("--threads", type=int, default=2)
+    return ap
+
+
+def comparison_cells(c: Comparison, digits: int = 4) -> str:
+    """A table row's timing cells: ggonnx ms, onnxruntime ms, ratio, agree."""
+    return f"{c.ggonnx_ms:.{digits}f} | {c.ort_ms:.{digits}f} | {c.ratio:.2f} | {'yes' if c.agree else 'NO'}"

@@ -6,7 +6,6 @@ NonMaxSuppression, as detectors and transformers use them.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from onnx import TensorProto as T
 from onnx import helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import compare  # noqa: E402
+from harness import bench_args, compare, comparison_cells  # noqa: E402
 
 
 def _model(nodes, inputs, outputs, inits=(), opset=17) -> bytes:
@@ -69,15 +68,12 @@ def cases():
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--budget", type=float, default=0.5, help="seconds of timed calls per runtime and case")
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
+    args = bench_args(0.5).parse_args()
     print("| op | ggonnx ms | onnxruntime ms | ratio | agree |")
     print("|---|---|---|---|---|")
     for name, model, feeds in cases():
         c = compare(model, feeds, threads=args.threads, budget_s=args.budget)
-        print(f"| {name} | {c.ggonnx_ms:.4f} | {c.ort_ms:.4f} | {c.ratio:.2f} | {'yes' if c.agree else 'NO'} |", flush=True)
+        print(f"| {name} | {comparison_cells(c)} |", flush=True)
 
 
 if __name__ == "__main__":

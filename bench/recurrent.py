@@ -6,7 +6,6 @@ weights.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import compare  # noqa: E402
+from harness import bench_args, compare, comparison_cells  # noqa: E402
 
 GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
 
@@ -38,18 +37,14 @@ def layer(op: str, seq: int, n_in: int, hidden: int, seed: int = 0):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--budget", type=float, default=1.0, help="seconds of timed calls per runtime and case")
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
+    args = bench_args(1.0).parse_args()
     print("| layer | steps | input -> hidden | ggonnx ms | onnxruntime ms | ratio | agree |")
     print("|---|---|---|---|---|---|---|")
     for op in ("LSTM", "GRU", "RNN"):
         for seq, n_in, hidden in ((1, 64, 64), (1, 128, 128), (100, 40, 64)):
             model, feeds = layer(op, seq, n_in, hidden)
             c = compare(model, feeds, threads=args.threads, budget_s=args.budget)
-            print(f"| {op} | {seq} | {n_in} -> {hidden} | {c.ggonnx_ms:.4f} | {c.ort_ms:.4f} | {c.ratio:.2f} | "
-                  f"{'yes' if c.agree else 'NO'} |", flush=True)
+            print(f"| {op} | {seq} | {n_in} -> {hidden} | {comparison_cells(c)} |", flush=True)
 
 
 if __name__ == "__main__":

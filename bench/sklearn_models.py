@@ -5,7 +5,6 @@ rules), at batch 1 and 1,000. Needs scikit-learn and skl2onnx (`pip install -e .
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import warnings
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import compare  # noqa: E402
+from harness import bench_args, compare, comparison_cells  # noqa: E402
 
 
 def pipelines():
@@ -42,10 +41,8 @@ def pipelines():
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = bench_args(1.0)
     ap.add_argument("--only", action="append", default=[])
-    ap.add_argument("--budget", type=float, default=1.0, help="seconds of timed calls per runtime and case")
-    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     from skl2onnx import to_onnx
 
@@ -62,8 +59,7 @@ def main():
             except Exception as exc:  # a pipeline ggonnx cannot run yet
                 print(f"| {name} | {batch} | failed: {type(exc).__name__}: {str(exc)[:80]} | | | |", flush=True)
                 break
-            print(f"| {name} | {batch} | {c.ggonnx_ms:.3f} | {c.ort_ms:.3f} | {c.ratio:.2f} | "
-                  f"{'yes' if c.agree else 'NO'} |", flush=True)
+            print(f"| {name} | {batch} | {comparison_cells(c, 3)} |", flush=True)
 
 
 if __name__ == "__main__":

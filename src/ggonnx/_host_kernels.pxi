@@ -15,13 +15,11 @@ cdef extern from "host_rnn.h" nogil:
         int kind[3]
         float alpha[3]
         float beta[3]
-        float clip
-        int input_forget
     int ggonnx_rnn_direction(int kind, const float * x, const float * wt, const float * bias, const float * rt,
                              const float * rbh, const float * peep, const int64_t * lens, const float * h0,
                              const float * c0, int64_t seq, int64_t batch, int64_t n_in, int64_t hidden, int reverse,
-                             int gru_lbr, const ggonnx_rnn_acts * acts, float * y, int64_t y_step, int64_t y_row,
-                             float * hn, float * cn)
+                             int gru_lbr, const ggonnx_rnn_acts * acts, float clip, int input_forget, float * y,
+                             int64_t y_step, int64_t y_row, float * hn, float * cn)
 
 
 cdef const float * _opt_f32(object a, int64_t size, str what) except? NULL:
@@ -43,15 +41,11 @@ def rnn_direction(int kind, x, wt, bias, rt, rbh, peep, lens, h0, c0, bint rever
     Returns (y [seq, batch, H], hn [batch, H], cn [batch, H])."""
     cdef ggonnx_rnn_acts a
     cdef const ggonnx_rnn_acts * acts_p = NULL
-    if acts is None and (clip > 0 or input_forget):
-        acts = [(1, 0.0, 0.0)] if kind == 0 else [(0, 0.0, 0.0), (1, 0.0, 0.0), (1, 0.0, 0.0)]
-        acts = (acts + [(1, 0.0, 0.0)] * 3)[:3]
     if acts is not None:
         if len(acts) != 3 or any(not 0 <= int(k) <= 10 for k, _, _ in acts):
             raise ValueError("rnn_direction: acts must be three (kind 0..10, alpha, beta)")
         for j in range(3):
             a.kind[j], a.alpha[j], a.beta[j] = int(acts[j][0]), float(acts[j][1]), float(acts[j][2])
-        a.clip, a.input_forget = clip, input_forget
         acts_p = &a
     cdef cnp.ndarray xa = np.ascontiguousarray(x, dtype=np.float32)
     cdef cnp.ndarray w = np.ascontiguousarray(wt, dtype=np.float32)
@@ -82,7 +76,8 @@ def rnn_direction(int kind, x, wt, bias, rt, rbh, peep, lens, h0, c0, bint rever
     with nogil:
         status = ggonnx_rnn_direction(kind, <const float *> cnp.PyArray_DATA(xa), <const float *> cnp.PyArray_DATA(w),
                                       bias_p, <const float *> cnp.PyArray_DATA(r), rbh_p, peep_p, lens_p, h0_p, c0_p,
-                                      seq, batch, n_in, hidden, reverse, gru_lbr, acts_p, <float *> cnp.PyArray_DATA(y),
+                                      seq, batch, n_in, hidden, reverse, gru_lbr, acts_p, clip, input_forget,
+                                      <float *> cnp.PyArray_DATA(y),
                                       batch * hidden, hidden, <float *> cnp.PyArray_DATA(hn),
                                       <float *> cnp.PyArray_DATA(cn))
     if status != 0:

@@ -1,8 +1,8 @@
 """Selection, indexing and scan kernels on the host, vectorized: TopK, GatherND, ScatterElements,
-ScatterND, NonZero, CumSum, Unique, Einsum. onnx.reference loops in Python for GatherND and ScatterElements and
-sorts through a slow path for TopK (us a run, onnx.reference / onnxruntime: TopK k=10 of
-[8, 1000] 360 / 12, ScatterElements of 2,048 updates 741 / 12, GatherND of 200 rows 252 / 17);
-for the others its per-call costs were 1.5-3x onnxruntime's.
+ScatterND, NonZero, CumSum, Unique, Einsum. onnx.reference loops in Python for GatherND and
+ScatterElements and sorts through a slow path for TopK (us a run, onnx.reference / onnxruntime:
+TopK k=10 of [8, 1000] 360 / 12, ScatterElements of 2,048 updates 741 / 12, GatherND of 200 rows
+252 / 17); for the others its per-call costs were 1.5-3x onnxruntime's.
 
 Depends on nothing in ggonnx above numpy and errors, like host_kernels.
 """
@@ -88,6 +88,18 @@ def gather_nd(node, data, indices):
 _REDUCE = {"add": np.add, "mul": np.multiply, "max": np.maximum, "min": np.minimum}
 
 
+def _scattered(data, where: tuple, updates, reduction: str):
+    """A copy of data with ``updates`` written at the index arrays ``where`` (reduction "none": a
+    repeated index keeps the last update, as in onnxruntime's loop) or combined by the reduction."""
+    out = data.copy()
+    values = updates.astype(data.dtype, copy=False)
+    if reduction == "none":
+        out[where] = values
+    else:
+        _REDUCE[reduction].at(out, where, values)
+    return out
+
+
 def scatter_elements(node, data, indices, updates):
     data, indices, updates = np.asarray(data), np.asarray(indices), np.asarray(updates)
     if indices.dtype.kind not in "iu" or data.ndim == 0:
@@ -102,13 +114,7 @@ def scatter_elements(node, data, indices, updates):
     axis = _axis(node, int(node.attrs.get("axis", 0)), data.ndim)
     where = list(np.ix_(*[np.arange(s) for s in indices.shape]))
     where[axis] = checked_indices(node, indices, data.shape, axis)
-    out = data.copy()
-    values = updates.astype(data.dtype, copy=False)
-    if reduction == "none":   # a repeated index: the last update wins, as in onnxruntime's loop
-        out[tuple(where)] = values
-    else:
-        _REDUCE[reduction].at(out, tuple(where), values)
-    return [out]
+    return [_scattered(data, tuple(where), updates, reduction)]
 
 
 def scatter_nd(node, data, indices, updates):
@@ -122,13 +128,7 @@ def scatter_nd(node, data, indices, updates):
                          f"then data's {list(data.shape[r:])} (data {list(data.shape)}, indices {list(indices.shape)})")
     flat = indices.reshape(-1, r)
     where = tuple(checked_indices(node, flat[:, j], data.shape, j) for j in range(r))
-    out = data.copy()
-    values = updates.reshape((flat.shape[0],) + data.shape[r:]).astype(data.dtype, copy=False)
-    if reduction == "none":   # a repeated index: the last update wins, as in onnxruntime's loop
-        out[where] = values
-    else:
-        _REDUCE[reduction].at(out, where, values)
-    return [out]
+    return [_scattered(data, where, updates.reshape((flat.shape[0],) + data.shape[r:]), reduction)]
 
 
 def non_zero(node, x):
@@ -181,8 +181,8 @@ def unique(node, x):
 
 
 def einsum(node, *operands):
-    """numpy's einsum of the equation, contractions through BLAS (optimize=True); onnx.reference's
-    own call is the same einsum behind its evaluator's per-call costs."""
+    """numpy's einsum of the equation along a contraction path found once per input shapes (the
+    same einsum onnx.reference calls, without its evaluator's per-call costs)."""
     eq = node.attrs.get("equation")
     arrays = [np.asarray(a) for a in operands]
     if not isinstance(eq, str) or not arrays or any(a.dtype != arrays[0].dtype or a.dtype.kind not in "iuf"
@@ -204,5 +204,6 @@ def einsum(node, *operands):
     return [np.asarray(out, dtype=arrays[0].dtype)]
 
 
-KERNELS = {("", "TopK"): top_k, ("", "Unique"): unique, ("", "Einsum"): einsum, ("", "ScatterND"): scatter_nd, ("", "NonZero"): non_zero, ("", "CumSum"): cum_sum, ("", "GatherND"): gather_nd, ("", "ScatterElements"): scatter_elements,
-           ("", "Scatter"): scatter_elements}
+KERNELS = {("", "TopK"): top_k, ("", "GatherND"): gather_nd, ("", "ScatterElements"): scatter_elements,
+           ("", "Scatter"): scatter_elements, ("", "ScatterND"): scatter_nd, ("", "NonZero"): non_zero,
+           ("", "CumSum"): cum_sum, ("", "Unique"): unique, ("", "Einsum"): einsum}

@@ -13,6 +13,9 @@ from ggonnx.host_ml import _TRANSFORMS, _Forest, _cached, _probit, _rows
 _V5_MODES = ("BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT", "BRANCH_EQ", "BRANCH_NEQ")
 _V5_AGGREGATES = ("AVERAGE", "SUM", "MIN", "MAX")
 _V5_POSTS = ("NONE", "SOFTMAX", "LOGISTIC", "SOFTMAX_ZERO", "PROBIT")
+_V3_NODE_KEYS = ("nodes_treeids", "nodes_nodeids", "nodes_featureids", "nodes_values", "nodes_modes",
+                 "nodes_truenodeids", "nodes_falsenodeids", "nodes_missing_value_tracks_true")
+_V3_TARGET_KEYS = ("target_treeids", "target_nodeids", "target_ids", "target_weights")
 
 
 class _V5AsV3:
@@ -40,14 +43,10 @@ class _V5AsV3:
         if modes.min() < 0 or modes.max() > 6 or roots.min() < 0 or roots.max() >= n:
             raise InvalidGraph(f"{node.describe()}: nodes_modes must lie in [0, 6] and tree_roots index the nodes")
         self.member = bool((modes == 6).any())   # set membership: left to onnx.reference
-        v3 = {k: [] for k in ("nodes_treeids", "nodes_nodeids", "nodes_featureids", "nodes_values", "nodes_modes",
-                              "nodes_truenodeids", "nodes_falsenodeids", "nodes_missing_value_tracks_true",
-                              "target_treeids", "target_nodeids", "target_ids", "target_weights")}
+        v3 = {k: [] for k in _V3_NODE_KEYS + _V3_TARGET_KEYS}
 
-        def add(tree, nid, feat, value, mode, true, false, track):
-            for k, v in zip(("nodes_treeids", "nodes_nodeids", "nodes_featureids", "nodes_values", "nodes_modes",
-                             "nodes_truenodeids", "nodes_falsenodeids", "nodes_missing_value_tracks_true"),
-                            (tree, nid, feat, value, mode, true, false, track)):
+        def add(keys, *values):
+            for k, v in zip(keys, values):
                 v3[k].append(v)
 
         for tree, root in enumerate(roots.tolist()):
@@ -64,18 +63,15 @@ class _V5AsV3:
                         raise InvalidGraph(f"{node.describe()}: node {i} points to {'leaf' if is_leaf else 'node'} "
                                            f"{child} of {len(leaf_t) if is_leaf else n}")
                     children.append(n + child if is_leaf else child)
-                add(tree, i, int(feats[i]), float(splits[i]), _V5_MODES[modes[i]] if modes[i] < 6 else "BRANCH_LEQ",
-                    children[0], children[1], int(mtt[i]))
+                add(_V3_NODE_KEYS, tree, i, int(feats[i]), float(splits[i]),
+                    _V5_MODES[modes[i]] if modes[i] < 6 else "BRANCH_LEQ", children[0], children[1], int(mtt[i]))
                 for child, is_leaf in ((int(falses[i]), int(f_leaf[i])), (int(trues[i]), int(t_leaf[i]))):
                     if not is_leaf:
                         stack.append(child)
                     elif child not in leaves:   # a leaf two branches share is one node of the tree
                         leaves.add(child)
-                        add(tree, n + child, 0, 0.0, "LEAF", 0, 0, 0)
-                        v3["target_treeids"].append(tree)
-                        v3["target_nodeids"].append(n + child)
-                        v3["target_ids"].append(int(leaf_t[child]))
-                        v3["target_weights"].append(float(leaf_w[child]))
+                        add(_V3_NODE_KEYS, tree, n + child, 0, 0.0, "LEAF", 0, 0, 0)
+                        add(_V3_TARGET_KEYS, tree, n + child, int(leaf_t[child]), float(leaf_w[child]))
         self.attrs = v3
 
     def describe(self) -> str:

@@ -1,7 +1,8 @@
 """Pools on the host. MaxPool where ggml has no kernel (3-D windows). GlobalMaxPool /
-GlobalAveragePool / GlobalLpPool of any rank (ggml takes ranks 3 and 4). LpPool: (sum over each window of |x|^p)^(1/p), windows read through strided
-slices of the zero-padded input, one slice per kernel tap. onnx.reference skips NaN in a window
-(a window holding one returned the others' norm; onnxruntime and IEEE arithmetic give NaN)."""
+GlobalAveragePool / GlobalLpPool of any rank (ggml takes ranks 3 and 4). LpPool: (sum over each
+window of |x|^p)^(1/p). Windows are read through strided slices of the padded input, one slice per
+kernel tap. onnx.reference skips NaN in a LpPool window (a window holding one returned the
+others' norm; onnxruntime and IEEE arithmetic give NaN)."""
 from __future__ import annotations
 
 import itertools

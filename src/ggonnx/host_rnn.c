@@ -91,15 +91,15 @@ static void add_h_rt(float * g, const float * h, const float * rt, int64_t hidde
 int ggonnx_rnn_direction(int kind, const float * x, const float * wt, const float * bias, const float * rt,
                          const float * rbh, const float * peep, const int64_t * lens, const float * h0,
                          const float * c0, int64_t seq, int64_t batch, int64_t n_in, int64_t hidden, int reverse,
-                         int gru_lbr, const struct ggonnx_rnn_acts * acts, float * y, int64_t y_step, int64_t y_row,
-                         float * hn, float * cn) {
+                         int gru_lbr, const struct ggonnx_rnn_acts * acts, float clip, int input_forget, float * y,
+                         int64_t y_step, int64_t y_row, float * hn, float * cn) {
     static const struct ggonnx_rnn_acts defaults = {{GGONNX_RNN_ACT_SIGMOID, GGONNX_RNN_ACT_TANH, GGONNX_RNN_ACT_TANH},
-                                                    {0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f}, 0.0f, 0};
+                                                    {0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f}};
     const struct ggonnx_rnn_acts a = acts ? *acts : (kind == GGONNX_RNN
-        ? (struct ggonnx_rnn_acts) {{GGONNX_RNN_ACT_TANH, 0, 0}, {0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f}, 0.0f, 0}
+        ? (struct ggonnx_rnn_acts) {{GGONNX_RNN_ACT_TANH, 0, 0}, {0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f}}
         : defaults);
-    const int clipped = a.clip > 0.0f;
-    const v16 lo = SPLAT(-a.clip), hi = SPLAT(a.clip);
+    const int clipped = clip > 0.0f;
+    const v16 lo = SPLAT(-clip), hi = SPLAT(clip);
     /* a gate's activation, its input clamped first when the layer has a clip */
 #define CL(v) (clipped ? clamp16((v), lo, hi) : (v))
 #define F(v) act16(a.kind[0], a.alpha[0], a.beta[0], CL(v))
@@ -157,7 +157,7 @@ int ggonnx_rnn_direction(int kind, const float * x, const float * wt, const floa
                         gf += load_n(peep + 2 * H + j, m) * cc;
                     }
                     const v16 i = F(gi);
-                    cc = (a.input_forget ? SPLAT(1.0f) - i : F(gf)) * cc + i * G(load_n(g + 3 * H + j, m));
+                    cc = (input_forget ? SPLAT(1.0f) - i : F(gf)) * cc + i * G(load_n(g + 3 * H + j, m));
                     if (peep) {
                         go += load_n(peep + H + j, m) * cc;
                     }

@@ -18,8 +18,6 @@ enum ggonnx_rnn_act {
 struct ggonnx_rnn_acts {
     int kind[3];        /* f, g, h (RNN: f only; GRU: f, g) */
     float alpha[3], beta[3];
-    float clip;         /* > 0: every gate's input clamped to [-clip, clip] before its activation */
-    int input_forget;   /* LSTM: the forget gate is 1 - the input gate */
 };
 
 /* One direction of an ONNX recurrent layer with its default activations, over seq steps of batch
@@ -36,13 +34,15 @@ struct ggonnx_rnn_acts {
  *   y       [seq, batch, H] written with stride y_step between steps, y_row between rows (floats)
  *   hn, cn  [batch, H]         the state after each row's last step (cn: LSTM, may be NULL)
  * reverse walks each row from its last step to its first; gru_lbr: linear_before_reset; acts: the
- * activations f, g, h (NULL: ONNX's defaults, sigmoid and tanh).
+ * activations f, g, h (NULL: ONNX's defaults, sigmoid and tanh); clip > 0: every gate's input
+ * clamped to [-clip, clip] before its activation; input_forget (LSTM): the forget gate is 1 - the
+ * input gate.
  * Returns 0, or -1 when out of memory. */
 int ggonnx_rnn_direction(int kind, const float * x, const float * wt, const float * bias, const float * rt,
                          const float * rbh, const float * peep, const int64_t * lens, const float * h0,
                          const float * c0, int64_t seq, int64_t batch, int64_t n_in, int64_t hidden, int reverse,
-                         int gru_lbr, const struct ggonnx_rnn_acts * acts, float * y, int64_t y_step, int64_t y_row,
-                         float * hn, float * cn);
+                         int gru_lbr, const struct ggonnx_rnn_acts * acts, float clip, int input_forget, float * y,
+                         int64_t y_step, int64_t y_row, float * hn, float * cn);
 
 #ifdef __cplusplus
 }

@@ -34,21 +34,28 @@ def _attr_vector(ctx, name) -> np.ndarray:
     return np.asarray(ctx.attr(name, []), np.float64).astype(np.float32).reshape(-1)
 
 
+def _looked_up(ctx, table: np.ndarray, ids, bound: int, shape):
+    """table[ids] as a value of ``shape`` in the table's dtype, ``ids`` a ggml tensor of integers
+    held as floats in [0, bound), bound <= len(table): the indices themselves where the table starts
+    0..bound-1 (class labels), else a LOOKUP. Its own bound where the entries are non-negative."""
+    if np.array_equal(table[:bound], np.arange(bound)):
+        out = ctx.output(ids, shape)
+        out.bound = bound
+    else:
+        out = ctx.output(ctx.e.lookup(ctx.e.const(table.astype(np.float32)), ids), shape)
+        if table.dtype.kind in "iu" and table.min() >= 0:
+            out.bound = int(table.max()) + 1
+    out.dtype = table.dtype
+    return out
+
+
 def _labels_from(ctx, scores, labels: np.ndarray, n: int):
     """int64 labels [n] of ggml scores [K, n]: labels[first max], the scan onnxruntime's linear
     classifier runs (a NaN never wins)."""
     e = ctx.e
     k = scores.ne[0]
     best = e.reshape(e.arg_extreme(scores, is_min=False, last=False, nan_wins=False), (n,))
-    table = labels[:k]
-    if np.array_equal(table, np.arange(k)):
-        ids, bound = best, k
-    else:
-        ids = e.lookup(e.const(table.astype(np.float32)), best)
-        bound = int(table.max()) + 1 if table.min() >= 0 else None
-    out = ctx.output(ids, (n,))
-    out.dtype, out.bound = np.dtype(np.int64), bound
-    return out
+    return _looked_up(ctx, labels[:k], best, k, (n,))
 
 
 def _transformed(ctx, scores, post: str):
@@ -156,13 +163,4 @@ def lower_array_feature_extractor(ctx, node, inputs):
             not np.array_equal(values.astype(np.float32).astype(values.dtype), values):
         ctx.unsupported(f"a {values.dtype} table of {len(values)} the indices' bound {ids.bound} or float32 cannot hold")
     shape = (1, int(np.prod(ids.shape)))
-    flat = ctx.e.reshape(ctx.tensor(ids), onnx_to_ne(shape))
-    if np.array_equal(values, np.arange(len(values))):  # labels 0..K-1: the indices themselves
-        out = ctx.output(flat, shape)
-        out.bound = ids.bound
-    else:
-        out = ctx.output(ctx.e.lookup(ctx.tensor(table), flat), shape)
-        if values.dtype.kind in "iu" and values.min() >= 0:
-            out.bound = int(values.max()) + 1
-    out.dtype = values.dtype
-    return [out]
+    return [_looked_up(ctx, values, ctx.e.reshape(ctx.tensor(ids), onnx_to_ne(shape)), ids.bound, shape)]
