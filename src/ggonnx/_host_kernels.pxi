@@ -9,6 +9,12 @@ cdef extern from "host_trees.h" nogil:
                                const uint8_t * is_leaf, int mode, int64_t max_steps, int n_threads, int64_t * out)
     void ggonnx_tree_sum(const double * w, int64_t k, const int64_t * leaves, int64_t n, int64_t n_trees,
                          double * out)
+    void ggonnx_tree_sum_targets(const double * w, const int64_t * target, int64_t k, const int64_t * leaves,
+                                 int64_t n, int64_t n_trees, double * out)
+
+cdef extern from "host_scores.h" nogil:
+    int ggonnx_scores_classify(double * s, int64_t n, int64_t k, const double * base, int64_t n_base,
+                               const uint8_t * has, int compare_f32, int post, int64_t * best, float * out)
 
 cdef extern from "host_rnn.h" nogil:
     struct ggonnx_rnn_acts:
@@ -152,13 +158,48 @@ def tree_sum(w, leaves):
     return out
 
 
+# the post transforms ggonnx_scores_classify computes, by name
+SCORE_POSTS = {"NONE": 0, "SOFTMAX": 1, "LOGISTIC": 2}
+
+
+def scores_classify(cnp.ndarray s, base, has, bint compare_f32, int post):
+    """(labels, probabilities) of score rows s [N, K] (C-contiguous float64, base values added in
+    place to its first columns: ``base`` float64 [<= K] or None): int64 [N], numpy's argmax of
+    each row with the columns outside ``has`` (uint8 [K] or None) at -inf, compared in float32
+    where ``compare_f32``; and float32 [N, K], the rows after ``post`` (SCORE_POSTS)."""
+    cdef cnp.ndarray ba = None if base is None else np.ascontiguousarray(base, dtype=np.float64)
+    cdef cnp.ndarray ha = None if has is None else np.ascontiguousarray(has, dtype=np.uint8)
+    if s.dtype != np.float64 or s.ndim != 2 or not s.flags.c_contiguous or not s.flags.writeable \
+            or (ha is not None and (ha.ndim != 1 or ha.shape[0] != s.shape[1])) \
+            or (ba is not None and (ba.ndim != 1 or ba.shape[0] > s.shape[1])):
+        raise ValueError("scores_classify: s must be writable contiguous float64 [N, K], base [<= K], has [K]")
+    cdef int64_t n = s.shape[0], k = s.shape[1]
+    cdef cnp.ndarray best = np.empty(n, dtype=np.int64)
+    cdef cnp.ndarray out = np.empty((n, k), dtype=np.float32)
+    cdef const uint8_t * hp = NULL
+    cdef const double * bp = NULL
+    cdef int64_t n_base = 0
+    if ha is not None:
+        hp = <const uint8_t *> cnp.PyArray_DATA(ha)
+    if ba is not None:
+        bp, n_base = <const double *> cnp.PyArray_DATA(ba), ba.shape[0]
+    cdef int status
+    with nogil:
+        status = ggonnx_scores_classify(<double *> cnp.PyArray_DATA(s), n, k, bp, n_base, hp, compare_f32, post,
+                                        <int64_t *> cnp.PyArray_DATA(best), <float *> cnp.PyArray_DATA(out))
+    if status != 0:
+        raise ValueError(f"scores_classify: unknown post transform {post}")
+    return best, out
+
+
 cdef class TreeWalk:
     """A forest's walk (host_trees.c), its arrays checked and converted once: ``leaves(x)`` per
     run then only checks x (a batch-1 call went from ~11 to ~2 us). Nodes: ``left`` child index
     (a leaf points at itself), ``feat``, threshold ``thr`` (float32 or float64), ``is_leaf``;
     trees start at ``roots`` (ascending, the first 0); every branch tested by ``mode`` (0 <=,
     1 <, 2 >=, 3 >); walks stop after ``max_steps``."""
-    cdef cnp.ndarray roots, left, feat, thr, is_leaf
+    cdef cnp.ndarray roots, left, feat, thr, is_leaf, w, target
+    cdef int64_t k
     cdef int mode
     cdef int64_t max_steps, n_feat
 
@@ -181,12 +222,33 @@ cdef class TreeWalk:
         self.n_feat = int(self.feat.max()) + 1 if n_nodes else 0
 
     def leaves(self, x, int threads=1):
-        """[N, trees] int64 leaf of each sample of x [N, C] (NaN-free) in each tree; big batches
-        split the trees between up to ``threads`` threads."""
+        """[N, trees] int64 leaf of each sample of x [N, C] in each tree, or None where x holds a
+        NaN (the walk's tests assume none); big batches split the trees between up to
+        ``threads`` threads."""
         cdef cnp.ndarray xa = np.ascontiguousarray(x, dtype=self.thr.dtype)
         if xa.ndim != 2 or xa.shape[1] < self.n_feat:
             raise ValueError(f"TreeWalk: input {np.shape(x)} must be [N, >= {self.n_feat}]")
         cdef int64_t n = xa.shape[0], c = xa.shape[1], n_trees = self.roots.shape[0]
+        cdef int64_t i
+        cdef bint has_nan = False
+        cdef const float * xf
+        cdef const double * xd
+        if self.thr.dtype == np.float32:  # here rather than np.isnan(x).any(): 1 us at batch 1
+            xf = <const float *> cnp.PyArray_DATA(xa)
+            with nogil:
+                for i in range(n * c):
+                    if xf[i] != xf[i]:
+                        has_nan = True
+                        break
+        else:
+            xd = <const double *> cnp.PyArray_DATA(xa)
+            with nogil:
+                for i in range(n * c):
+                    if xd[i] != xd[i]:
+                        has_nan = True
+                        break
+        if has_nan:
+            return None
         cdef cnp.ndarray out = np.empty((n, n_trees), dtype=np.int64)
         cdef int status
         if self.thr.dtype == np.float32:
@@ -209,4 +271,43 @@ cdef class TreeWalk:
                                        threads, <int64_t *> cnp.PyArray_DATA(out))
         if status != 0:
             raise ValueError(f"TreeWalk: unknown test mode {self.mode}")
+        return out
+
+    def set_weights(self, w, target=None, int64_t k=0):
+        """The leaf weights ``sums`` adds, checked once: w [nodes, K] float64; or, with ``target``
+        (int64 [trees] in [0, k)), w [nodes] where tree t weighs only target t of k."""
+        w = np.ascontiguousarray(w, dtype=np.float64)
+        if target is None:
+            if w.ndim != 2 or w.shape[0] != self.left.shape[0]:
+                raise ValueError("TreeWalk.set_weights: w must be [nodes, K]")
+            self.k = w.shape[1]
+        else:
+            target = np.ascontiguousarray(target, dtype=np.int64)
+            if w.ndim != 1 or w.shape[0] != self.left.shape[0] or target.ndim != 1 \
+                    or target.shape[0] != self.roots.shape[0] or k < 1 \
+                    or (target.shape[0] and (target.min() < 0 or target.max() >= k)):
+                raise ValueError("TreeWalk.set_weights: w must be [nodes] and target [trees] in [0, k)")
+            self.k = k
+        self.w, self.target = w, target
+
+    def sums(self, x, int threads=1):
+        """[N, K] float64: for each sample of x the sum, tree by tree, of the weights (set_weights)
+        of the leaves it reaches: the walk and the sum in one call. None where x holds a NaN."""
+        if self.w is None:
+            raise ValueError("TreeWalk.sums: no weights set")
+        cdef cnp.ndarray lv = self.leaves(x, threads)
+        if lv is None:
+            return None
+        cdef cnp.ndarray out = np.empty((lv.shape[0], self.k), dtype=np.float64)
+        if self.target is None:
+            with nogil:
+                ggonnx_tree_sum(<const double *> cnp.PyArray_DATA(self.w), self.k,
+                                <const int64_t *> cnp.PyArray_DATA(lv), lv.shape[0], lv.shape[1],
+                                <double *> cnp.PyArray_DATA(out))
+        else:
+            with nogil:
+                ggonnx_tree_sum_targets(<const double *> cnp.PyArray_DATA(self.w),
+                                        <const int64_t *> cnp.PyArray_DATA(self.target), self.k,
+                                        <const int64_t *> cnp.PyArray_DATA(lv), lv.shape[0], lv.shape[1],
+                                        <double *> cnp.PyArray_DATA(out))
         return out

@@ -240,6 +240,8 @@ class _Forest:
                     self.w[j, k] += w
                     self.has[j, k] = True
         self.all_have = bool(self.has[self.is_leaf].all())
+        # which targets had a weight, where that is the same for every sample (else None)
+        self.fixed_has = np.ones(n_targets, bool) if self.all_have else None
         # trees whose leaves all weigh one and the same target (gradient boosting, one tree per
         # class and round): summed as [N, trees] @ [trees, targets]
         tree_of = np.repeat(np.arange(self.n_trees), np.diff(np.append(self.roots, len(order))))
@@ -255,20 +257,45 @@ class _Forest:
                 self.onehot = np.zeros((self.n_trees, n_targets))
                 self.onehot[np.arange(self.n_trees), first] = 1.0
                 self.has_row = self.onehot.any(axis=0)
+                self.fixed_has = self.has_row
 
-    def leaves(self, node, x, threads: int = 1):
-        """[N, n_trees] indices of the leaf each sample reaches in each tree."""
+    def _c_walk(self, node, x):
+        """The C walk (host_trees.c) where it can take samples x [N, C], else None (mixed tests
+        or nothing to walk). It answers None itself where x holds a NaN."""
         n, c = x.shape
         if self.max_feature >= c:
             raise InvalidInputError(f"{node.describe()}: a tree reads feature {self.max_feature} but the input has "
                                     f"{c} features")
+        if not (self.depth and n and self.same_mode is not None and self.same_mode < 4):
+            return None
+        if self.walk is None:
+            walk = _core.TreeWalk(self.roots, self.left, self.feat, self.thr, self.is_leaf, self.same_mode,
+                                  self.depth + 1)
+            if self.tree_target is not None:  # one add per tree rather than one per target
+                walk.set_weights(self.w1, self.tree_target, self.w.shape[1])
+            else:
+                walk.set_weights(self.w)
+            self.walk = walk
+        return self.walk
+
+    def summed(self, node, x, threads: int = 1):
+        """SUM scores [N, K] (float64) of samples x, and which targets had a weight: [K] where
+        that is the same for every sample, else [N, K]. Walked and summed in one C call where
+        the walk allows (a 100-tree forest at batch 1: 3 us where leaves + aggregate took 8)."""
+        walk = self._c_walk(node, x) if self.fixed_has is not None else None
+        s = walk.sums(x, threads) if walk is not None else None
+        if s is not None:
+            return s, self.fixed_has
+        return self.aggregate(node, self.leaves(node, x, threads), "SUM")
+
+    def leaves(self, node, x, threads: int = 1):
+        """[N, n_trees] indices of the leaf each sample reaches in each tree."""
+        walk = self._c_walk(node, x)
+        out = walk.leaves(x, threads) if walk is not None else None
+        if out is not None:  # one tight walk per sample and tree in C
+            return out
+        n, c = x.shape
         xf = np.ascontiguousarray(x).reshape(-1)
-        fast = self.depth and n and self.same_mode is not None and self.same_mode < 4 and not np.isnan(xf).any()
-        if fast:  # one tight walk per sample and tree in C (host_trees.c)
-            if self.walk is None:
-                self.walk = _core.TreeWalk(self.roots, self.left, self.feat, self.thr, self.is_leaf, self.same_mode,
-                                           self.depth + 1)
-            return self.walk.leaves(x, threads)
         out = np.broadcast_to(self.roots, (n, self.n_trees)).reshape(-1).copy()
         if not self.depth or not n:
             return out.reshape(n, self.n_trees)
@@ -348,7 +375,12 @@ def tree_ensemble_regressor(node, x, threads: int = 1):
     forest = _cached(node, ("reg", dtype), lambda: _Forest(node, dtype, n_targets, "target"))
     x = _rows(node, x, dtype)
     how = node.attrs.get("aggregate_function", "SUM")
-    s, has = forest.aggregate(node, forest.leaves(node, x, threads), how)
+    if how in ("SUM", "AVERAGE"):
+        s, has = forest.summed(node, x, threads)
+        if how == "AVERAGE":
+            s /= forest.n_trees
+    else:
+        s, has = forest.aggregate(node, forest.leaves(node, x, threads), how)
     base = _cached(node, "base_values", lambda: _attr_floats(node, "base_values", np.float64))
     if len(base) not in (0, n_targets):  # as onnxruntime refuses it
         raise InvalidGraph(f"{node.describe()}: base_values must have 0 or n_targets ({n_targets}) values")
@@ -369,30 +401,56 @@ def _labels(node):
     return np.asarray(node.attrs.get("classlabels_int64s", []), np.int64)
 
 
+class _ClassifierSetup:
+    """What a TreeEnsembleClassifier node needs each run, built and checked once: its labels,
+    forest (None for one class), base values and post transform."""
+
+    def __init__(self, node, dtype):
+        self.labels = labels = _labels(node)
+        k = len(labels)
+        self.forest = None
+        if k < 2:
+            return
+        self.forest = _Forest(node, dtype, k, "class")
+        self.base = base = _attr_floats(node, "base_values", np.float64)
+        if len(base) not in ((0, 1, 2) if k == 2 else (0, k)):  # as onnxruntime refuses it
+            raise InvalidGraph(f"{node.describe()}: base_values must have 0 or {k if k > 2 else '1 or 2'} values")
+        self.post = _transform(node)
+        # several classes: base values count for their classes whether or not a leaf weighs them
+        self.m = min(len(base), k)
+        self.base_k = np.ascontiguousarray(base[:self.m]) if self.m else None
+        self.post_code = _core.SCORE_POSTS.get(self.post) if k > 2 else None
+        self.fixed_has = None
+        if self.forest.fixed_has is not None:
+            has = self.forest.fixed_has.copy()
+            has[:self.m] = True
+            self.fixed_has = None if has.all() else has.astype(np.uint8)
+
+
 def tree_ensemble_classifier(node, x, threads: int = 1):
     dtype = _dtype_for(x)
-    labels = _cached(node, "labels", lambda: _labels(node))
-    k = len(labels)
-    if k < 2:
+    setup = _cached(node, ("cls", dtype), lambda: _ClassifierSetup(node, dtype))
+    forest, labels, base, post = setup.forest, setup.labels, setup.base, setup.post
+    if forest is None:
         return None  # onnxruntime's one-class path: left to onnx.reference
-    forest = _cached(node, ("cls", dtype), lambda: _Forest(node, dtype, k, "class"))
     x = _rows(node, x, dtype)
     # always summed: onnxruntime's classifier aggregator is a sum (the op has no aggregate_function)
-    s, has = forest.aggregate(node, forest.leaves(node, x, threads), "SUM")
-    base = _cached(node, "base_values", lambda: _attr_floats(node, "base_values", np.float64))
-    if len(base) not in ((0, 1, 2) if k == 2 else (0, k)):  # as onnxruntime refuses it
-        raise InvalidGraph(f"{node.describe()}: base_values must have 0 or {k if k > 2 else '1 or 2'} values")
-    post = _transform(node)
-    n = len(s)
+    s, has = forest.summed(node, x, threads)
+    n, k = s.shape
     if k > 2:
-        m = min(len(base), k)
-        if m:
-            s[:, :m] += base[:m]
-            has[:, :m] = True
+        if setup.post_code is not None and has.ndim == 1:  # base, labels and transform in one C pass
+            best, probs = _core.scores_classify(s, setup.base_k, setup.fixed_has, dtype == np.float32,
+                                                setup.post_code)
+            return [labels[best], probs]
+        if setup.m:
+            s[:, :setup.m] += base[:setup.m]
+        has = np.broadcast_to(has, s.shape).copy()
+        has[:, :setup.m] = True
         masked = np.where(has, s.astype(dtype), -np.inf)
         best = np.argmax(masked, axis=1)
         return [labels[best], _TRANSFORMS[post](s.astype(dtype))]
-    return _binary(node, forest, labels, s.astype(dtype).astype(np.float64), has, base, post, n)
+    return _binary(node, forest, labels, s.astype(dtype).astype(np.float64), np.broadcast_to(has, s.shape), base,
+                   post, n)
 
 
 def _binary(node, forest, labels, s, has, base, post, n):

@@ -581,3 +581,42 @@ def test_tree_walk_checks_its_forest_once_and_each_input():
         args.update(bad)
         with pytest.raises(ValueError, match="malformed"):
             _core.TreeWalk(args["roots"], args["left"], args["feat"], args["thr"], args["is_leaf"], args["mode"], 2)
+    # sums: the leaves' weights added tree by tree, dense or one target per tree; a NaN input
+    # answers None (the caller walks it in numpy)
+    w = np.arange(12, dtype=np.float64).reshape(6, 2)
+    walk.set_weights(w)
+    np.testing.assert_array_equal(walk.sums(x), w[[1, 2]] + w[[4, 5]])
+    walk.set_weights(np.arange(6, dtype=np.float64), np.array([1, 0]), 3)
+    np.testing.assert_array_equal(walk.sums(x), [[4, 1, 0], [5, 2, 0]])
+    assert walk.sums(np.array([[np.nan, 0]], np.float32)) is None
+    assert walk.leaves(np.array([[0, np.nan]], np.float32)) is None
+    with pytest.raises(ValueError, match="target"):
+        walk.set_weights(np.zeros(6), np.array([0, 3]), 3)
+
+
+_POST_CODES = {"NONE": 0, "SOFTMAX": 1, "LOGISTIC": 2}
+
+
+@given(rows=st.integers(1, 5), k=st.integers(1, 9), n_base=st.integers(0, 9), post=st.sampled_from(list(_POST_CODES)),
+       masked=st.booleans(), f32=st.booleans(), seed=st.integers(0, 2**16), special=st.booleans())
+@settings(**FAST)
+def test_scores_classify_matches_the_numpy_post_transforms(rows, k, n_base, post, masked, f32, seed, special):
+    """_core.scores_classify (host_scores.c) against host_ml's numpy transforms and masked
+    argmax, ties, NaN and infinities included."""
+    from ggonnx import _core, host_ml
+    rng = np.random.default_rng(seed)
+    s = rng.integers(-3, 4, (rows, k)).astype(np.float64) * rng.choice([1.0, 0.37, 1e-9], (rows, k))
+    if special:
+        s.reshape(-1)[rng.integers(0, s.size, 2)] = rng.choice([np.nan, np.inf, -np.inf], 2)
+    base = rng.normal(size=min(n_base, k))
+    has = rng.integers(0, 2, k).astype(np.uint8) if masked else None
+    expected_s = s.copy()
+    expected_s[:, :len(base)] += base
+    dtype = np.float32 if f32 else np.float64
+    with np.errstate(invalid="ignore", over="ignore"):
+        expected_best = np.argmax(np.where(has if masked else True, expected_s.astype(dtype), -np.inf), axis=1)
+        expected = host_ml._TRANSFORMS[post](expected_s.astype(dtype))
+    best, probs = _core.scores_classify(s, base if len(base) else None, has, f32, _POST_CODES[post])
+    np.testing.assert_array_equal(best, expected_best)
+    np.testing.assert_allclose(probs, expected, rtol=2e-6, atol=1e-7)
+    assert probs.dtype == np.float32
