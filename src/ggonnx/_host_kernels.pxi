@@ -123,6 +123,10 @@ def nms(boxes, scores, int64_t max_out, float iou_threshold, score_threshold, bi
 cdef extern from "host_svm.h" nogil:
     int ggonnx_svm_coupling(const float * val, int64_t n, int64_t pairs, const int64_t * pair_i,
                             const int64_t * pair_j, int64_t k, float * out)
+    int ggonnx_svc_rows(const float * x, int64_t n, int64_t f, const float * svt, int64_t v, int kind, float gamma,
+                        float coef0, float degree, const double * w, const double * rho, int64_t pairs,
+                        const int64_t * pair_i, const int64_t * pair_j, int64_t k, const float * prob_a,
+                        const float * prob_b, float * scores, int64_t * best, float * proba)
 
 
 def svm_coupling(val, pair_i, pair_j, int64_t k):
@@ -143,6 +147,72 @@ def svm_coupling(val, pair_i, pair_j, int64_t k):
     if status != 0:
         raise MemoryError("svm_coupling")
     return out
+
+
+# kernel_type names, as ggonnx_svc_rows numbers them
+SVM_KERNELS = {"LINEAR": 0, "POLY": 1, "RBF": 2, "SIGMOID": 3}
+
+
+cdef class SvcRows:
+    """A one-against-one SVC's decisions row by row in C (host_svm.c), its arrays checked once:
+    support vectors sv [V, F], pair weights w [V, pairs] and rho [pairs] (float64), pairs
+    (pair_i[p], pair_j[p]) of k classes, optional prob_a / prob_b [pairs]. For small batches,
+    where the GEMM path's dozen numpy calls cost more than the arithmetic."""
+    cdef cnp.ndarray svt, w, rho, pair_i, pair_j, prob_a, prob_b
+    cdef int kind
+    cdef float gamma, coef0, degree
+    cdef int64_t k
+
+    def __init__(self, sv, str kind, float gamma, float coef0, float degree, w, rho, pair_i, pair_j, int64_t k,
+                 prob_a=None, prob_b=None):
+        sv = np.asarray(sv, dtype=np.float32)
+        self.svt = np.ascontiguousarray(sv.T)
+        self.w = np.ascontiguousarray(w, dtype=np.float64)
+        self.rho = np.ascontiguousarray(rho, dtype=np.float64)
+        self.pair_i = np.ascontiguousarray(pair_i, dtype=np.int64)
+        self.pair_j = np.ascontiguousarray(pair_j, dtype=np.int64)
+        cdef int64_t pairs = self.pair_i.shape[0]
+        if kind not in SVM_KERNELS or sv.ndim != 2 or self.w.ndim != 2 or self.w.shape[0] != sv.shape[0] \
+                or self.w.shape[1] != pairs or self.rho.shape[0] != pairs or self.pair_j.shape[0] != pairs \
+                or k < 1 or (pairs and (self.pair_i.min() < 0 or self.pair_i.max() >= k
+                                        or self.pair_j.min() < 0 or self.pair_j.max() >= k)):
+            raise ValueError("SvcRows: malformed SVC")
+        if prob_a is not None:
+            self.prob_a = np.ascontiguousarray(prob_a, dtype=np.float32)
+            self.prob_b = np.ascontiguousarray(prob_b, dtype=np.float32)
+            if self.prob_a.shape[0] < pairs or self.prob_b.shape[0] < pairs:
+                raise ValueError("SvcRows: prob_a and prob_b need one value per pair")
+        self.kind, self.gamma, self.coef0, self.degree, self.k = SVM_KERNELS[kind], gamma, coef0, degree, k
+
+    def run(self, x):
+        """(best class index int64 [N], pair scores float32 [N, pairs], class probabilities
+        float32 [N, k] or None without prob_a) for rows x [N, F]."""
+        cdef cnp.ndarray xa = np.ascontiguousarray(x, dtype=np.float32)
+        if xa.ndim != 2 or xa.shape[1] != self.svt.shape[0]:
+            raise ValueError(f"SvcRows: input {np.shape(x)} must be [N, {self.svt.shape[0]}]")
+        cdef int64_t n = xa.shape[0], pairs = self.pair_i.shape[0]
+        cdef cnp.ndarray scores = np.empty((n, pairs), dtype=np.float32)
+        cdef cnp.ndarray best = np.empty(n, dtype=np.int64)
+        cdef cnp.ndarray proba = None
+        cdef const float * pa = NULL
+        cdef const float * pb = NULL
+        cdef float * pp = NULL
+        if self.prob_a is not None:
+            proba = np.empty((n, self.k), dtype=np.float32)
+            pa, pb = <const float *> cnp.PyArray_DATA(self.prob_a), <const float *> cnp.PyArray_DATA(self.prob_b)
+            pp = <float *> cnp.PyArray_DATA(proba)
+        cdef int status
+        with nogil:
+            status = ggonnx_svc_rows(<const float *> cnp.PyArray_DATA(xa), n, xa.shape[1],
+                                     <const float *> cnp.PyArray_DATA(self.svt), self.svt.shape[1], self.kind,
+                                     self.gamma, self.coef0, self.degree, <const double *> cnp.PyArray_DATA(self.w),
+                                     <const double *> cnp.PyArray_DATA(self.rho), pairs,
+                                     <const int64_t *> cnp.PyArray_DATA(self.pair_i),
+                                     <const int64_t *> cnp.PyArray_DATA(self.pair_j), self.k, pa, pb,
+                                     <float *> cnp.PyArray_DATA(scores), <int64_t *> cnp.PyArray_DATA(best), pp)
+        if status != 0:
+            raise MemoryError("SvcRows")
+        return best, scores, proba
 
 
 def tree_sum(w, leaves):

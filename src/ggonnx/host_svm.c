@@ -84,3 +84,107 @@ int ggonnx_svm_coupling(const float * val, int64_t n, int64_t pairs, const int64
     free(work);
     return 0;
 }
+
+/* onnxruntime's logistic in float32, as host_ml._logistic */
+__attribute__((optimize("fp-contract=off")))
+static float logistic(float x) {
+    const float v = 1.0f / (1.0f + expf(-fabsf(x)));
+    return x < 0.0f ? 1.0f - v : v;
+}
+
+/* The kernel values of one row x [f] against every support vector (svt: [f, v], vectors along
+ * the contiguous axis so each feature's step vectorizes over them), in float32 as host_ml_linear's
+ * _Kernel: dot products for LINEAR / POLY / SIGMOID, squared distances for RBF. */
+__attribute__((optimize("fp-contract=off")))
+static void kernel_row(const float * x, int64_t f, const float * svt, int64_t v, int kind, float gamma, float coef0,
+                       float degree, float * kern) {
+    for (int64_t s = 0; s < v; ++s) {
+        kern[s] = 0.0f;
+    }
+    for (int64_t j = 0; j < f; ++j) {
+        const float xj = x[j];
+        const float * col = svt + j * v;
+        if (kind == GGONNX_SVM_RBF) {
+            for (int64_t s = 0; s < v; ++s) {
+                const float d = xj - col[s];
+                kern[s] += d * d;
+            }
+        } else {
+            for (int64_t s = 0; s < v; ++s) {
+                kern[s] += xj * col[s];
+            }
+        }
+    }
+    for (int64_t s = 0; s < v; ++s) {
+        float k = kern[s];
+        if (kind == GGONNX_SVM_RBF) {
+            k = expf(-gamma * k);
+        } else if (kind != GGONNX_SVM_LINEAR) {
+            k = k * gamma + coef0;
+            if (kind == GGONNX_SVM_SIGMOID) {
+                k = tanhf(k);
+            } else {
+                k = degree == 2.0f ? k * k : degree == 3.0f ? k * k * k : powf(k, degree);
+            }
+        }
+        kern[s] = k;
+    }
+}
+
+__attribute__((optimize("fp-contract=off")))  /* the probabilities round as host_ml_linear's numpy */
+int ggonnx_svc_rows(const float * x, int64_t n, int64_t f, const float * svt, int64_t v, int kind, float gamma,
+                    float coef0, float degree, const double * w, const double * rho, int64_t pairs,
+                    const int64_t * pair_i, const int64_t * pair_j, int64_t k, const float * prob_a,
+                    const float * prob_b, float * scores, int64_t * best, float * proba) {
+    float * kern = (float *) malloc(sizeof(float) * (v + pairs + k));
+    double * s = (double *) malloc(sizeof(double) * pairs);
+    if (kern == NULL || s == NULL) {
+        free(kern);
+        free(s);
+        return -1;
+    }
+    float * val = kern + v, * votes = kern + v + pairs;
+    for (int64_t r = 0; r < n; ++r) {
+        kernel_row(x + r * f, f, svt, v, kind, gamma, coef0, degree, kern);
+        for (int64_t p = 0; p < pairs; ++p) {
+            s[p] = rho[p];
+        }
+        for (int64_t i = 0; i < v; ++i) {  /* in double, as onnxruntime sums the pairs' scores */
+            const double kv = (double) kern[i];
+            const double * wi = w + i * pairs;
+            for (int64_t p = 0; p < pairs; ++p) {
+                s[p] += kv * wi[p];
+            }
+        }
+        for (int64_t c = 0; c < k; ++c) {
+            votes[c] = 0.0f;
+        }
+        for (int64_t p = 0; p < pairs; ++p) {  /* a positive score is a vote for the pair's first class */
+            votes[s[p] > 0.0 ? pair_i[p] : pair_j[p]] += 1.0f;
+            scores[r * pairs + p] = (float) s[p];
+        }
+        int64_t b = 0;
+        for (int64_t c = 1; c < k; ++c) {
+            if (votes[c] > votes[b]) {
+                b = c;
+            }
+        }
+        best[r] = b;
+        if (proba != NULL) {  /* libsvm's pairwise probabilities, clipped as onnxruntime does */
+            for (int64_t p = 0; p < pairs; ++p) {
+                const float t = scores[r * pairs + p] * prob_a[p];
+                float pv = 1.0f - logistic(t + prob_b[p]);
+                pv = pv < 1e-7f ? 1e-7f : pv;
+                val[p] = pv > 1.0f - 1e-7f ? 1.0f - 1e-7f : pv;
+            }
+            if (ggonnx_svm_coupling(val, 1, pairs, pair_i, pair_j, k, proba + r * k) != 0) {
+                free(kern);
+                free(s);
+                return -1;
+            }
+        }
+    }
+    free(kern);
+    free(s);
+    return 0;
+}

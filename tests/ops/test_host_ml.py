@@ -620,3 +620,22 @@ def test_scores_classify_matches_the_numpy_post_transforms(rows, k, n_base, post
     np.testing.assert_array_equal(best, expected_best)
     np.testing.assert_allclose(probs, expected, rtol=2e-6, atol=1e-7)
     assert probs.dtype == np.float32
+
+
+def test_svc_rows_checks_its_model_once_and_each_input():
+    """_core.SvcRows: pairs outside the classes, weights of another shape or an unknown kernel are
+    refused when built, an input of another width on each call; a two-vector SVC by hand."""
+    from ggonnx import _core
+    sv, w = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32), np.array([[1.0], [-1.0]])
+    rows = _core.SvcRows(sv, "LINEAR", 1.0, 0.0, 1.0, w, [0.0], [0], [1], 2)
+    best, scores, proba = rows.run(np.array([[2.0, 1.0], [0.0, 3.0]], np.float32))
+    np.testing.assert_array_equal(best, [0, 1])     # scores 2 - 1 = 1 > 0: class 0; 0 - 3 < 0: class 1
+    np.testing.assert_array_equal(scores, [[1.0], [-3.0]])
+    assert proba is None
+    with pytest.raises(ValueError, match="must be"):
+        rows.run(np.zeros((1, 3), np.float32))
+    for bad in (dict(pair_j=[2]), dict(w=np.zeros((3, 1))), dict(kind="CUBIC")):
+        args = dict(kind="LINEAR", w=w, pair_j=[1])
+        args.update(bad)
+        with pytest.raises(ValueError, match="malformed"):
+            _core.SvcRows(sv, args["kind"], 1.0, 0.0, 1.0, args["w"], [0.0], [0], args["pair_j"], 2)
