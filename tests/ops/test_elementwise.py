@@ -165,3 +165,34 @@ def test_binary_constant_one_session_many_shapes(op, const_shape, const_first, d
     for f, (got,) in zip(feeds, run_graph_shapes([node], feeds, {"c": c})):
         a, b = (c, f["x"]) if const_first else (f["x"], c)
         assert_close(got, BINARY[op](a.astype(np.float64), b.astype(np.float64)))
+
+
+_SPECIALS = np.array([0.0, -0.0, 1e-45, -1e-45, 1.1754944e-38, 1.1754942e-38, 3.4e38, -3.4e38, np.inf, -np.inf, np.nan,
+                      1.0, 1.0000001], np.float32)
+
+
+@settings(max_examples=60, deadline=None)
+@given(op=st.sampled_from(["Less", "Greater"]),
+       bs=mutually_broadcastable_shapes(num_shapes=2, min_dims=1, max_dims=4, min_side=1, max_side=4),
+       const=CONST_CHOICES, cast=st.booleans(), seed=seeds)
+def test_less_greater_in_ggml_match_numpy(op, bs, const, cast, seed):
+    """Less / Greater in ggml as a step of the difference: equal values, subnormals (their
+    difference is subnormal too), overflowing differences, infinities and NaN as NumPy; the bool
+    result, or its Cast to float, in the same graph."""
+    from onnx import TensorProto
+    from ._helpers import run_graph_placed
+    rng = np.random.default_rng(seed)
+    shape_a, shape_b = bs.input_shapes
+    a, b = (rng.choice(_SPECIALS, s).astype(np.float32) for s in (shape_a, shape_b))
+    feeds, consts = {}, {}
+    for i, (name, v) in enumerate((("a", a), ("b", b))):
+        (consts if i in const else feeds)[name] = v
+    nodes = [helper.make_node(op, ["a", "b"], ["c"])]
+    if cast:
+        nodes.append(helper.make_node("Cast", ["c"], ["y"], to=TensorProto.FLOAT))
+    (got,), where = run_graph_placed(nodes, feeds, consts, out_types={"c": TensorProto.BOOL})
+    with np.errstate(invalid="ignore"):
+        want = np.less(a, b) if op == "Less" else np.greater(a, b)
+    assert where == ["ggml"] * len(nodes)
+    assert got.dtype == (np.float32 if cast else np.bool_)
+    np.testing.assert_array_equal(got, want.astype(got.dtype))

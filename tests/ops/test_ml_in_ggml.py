@@ -147,3 +147,25 @@ def test_big_batches_of_few_features_stay_on_the_host_kernels():
         x = randn(np.random.default_rng(rows), (rows, 3))
         np.testing.assert_array_equal(sess.run(None, {"x": x})[0], (x - np.float32(0.5)) * np.float32(2.0))
         assert [p.where for p in sess.placement()] == [where]
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=shapes(1, 4, max_side=5), n_ids=st.integers(1, 6), seed=seeds)
+def test_array_feature_extractor_columns_in_ggml(shape, n_ids, seed):
+    """ArrayFeatureExtractor of run-time data at constant indices (skl2onnx's SVC tail picks pair
+    scores so): views of consecutive runs, in ggml, as onnxruntime ([1, k] from 1-D data)."""
+    rng = np.random.default_rng(seed)
+    x = randn(rng, shape)
+    ids = rng.integers(0, shape[-1], n_ids).astype(np.int64)
+    if rng.integers(0, 2):
+        ids = np.sort(ids)  # runs of consecutive columns
+    node = helper.make_node("ArrayFeatureExtractor", ["x", "ids"], ["y"], domain="ai.onnx.ml")
+    graph = helper.make_graph([node], "afe", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(ids, "ids")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("ai.onnx.ml", 1)])
+    sess = ggonnx.Session(model.SerializeToString(), threads=THREADS)
+    got = sess.run(None, {"x": x})[0]
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert [p.where for p in sess.placement()] == ["ggml"]
+    np.testing.assert_array_equal(got, want)

@@ -99,6 +99,28 @@ for _name, _op in (("Add", Op.ADD), ("Sub", Op.SUB), ("Mul", Op.MUL), ("Div", Op
     register(_name, since=7, any_rank=True)(_binary(_op))
 
 
+def _comparison(greater: bool):
+    """Less / Greater of float32 values as step(b - a) / step(a - b): exactly 1 or 0, held as
+    a bool with bound 2 (a Cast to float is then the value itself). The IEEE difference is 0
+    only where a == b (ggml flushes no subnormals), is +-inf where it overflows with the right
+    sign, and is NaN where either is NaN or both are one infinity: step gives 0, as a < b
+    does. LessOrEqual, GreaterOrEqual and Equal would need 1 - step(), which is 1 on NaN: host."""
+    def lower(ctx, node, inputs):
+        a, b = inputs
+        if a.dtype != np.float32 or b.dtype != np.float32:
+            ctx.unsupported(f"a comparison of {a.dtype} with {b.dtype}")
+        shape = _broadcast_shape(ctx, a, b)
+        diff = binary_value(ctx, Op.SUB, *((a, b) if greater else (b, a)), shape)
+        out = ctx.output(ctx.e.unary_kind(Unary.STEP, diff.gt), shape, layout=diff.layout)
+        out.dtype, out.bound = np.dtype(bool), 2
+        return [out]
+    return lower
+
+
+register("Less", since=7, any_rank=True)(_comparison(greater=False))
+register("Greater", since=7, any_rank=True)(_comparison(greater=True))
+
+
 def _shape_preserving(emit):
     """A one-input op whose ggml form is ``emit(emitter, tensor)``; elementwise, so it keeps
     the input's layout."""

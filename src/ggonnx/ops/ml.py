@@ -151,11 +151,37 @@ def lower_normalizer(ctx, node, inputs):
     return [ctx.output(e.reshape(y, onnx_to_ne(x.shape)), x.shape)]
 
 
+def _columns(ctx, data, ids: np.ndarray):
+    """data[..., ids] of run-time data (rank 1 to 4) at constant in-range indices: one view per
+    run of consecutive indices, concatenated ([1, k] for 1-D data, as onnxruntime shapes it)."""
+    width = data.shape[-1]
+    rows = int(np.prod(data.shape[:-1]))
+    shape = (1, len(ids)) if data.rank == 1 else data.shape[:-1] + (len(ids),)
+    e = ctx.e
+    t = e.reshape(ctx.tensor(data), (width, rows))
+    runs, start = [], 0
+    for k in range(1, len(ids) + 1):
+        if k == len(ids) or ids[k] != ids[k - 1] + 1:
+            runs.append(e.view(t, (k - start, rows, 1, 1), int(ids[start])))
+            start = k
+    y = runs[0] if len(runs) == 1 else e.concat_channels(runs)
+    out = ctx.output(e.reshape(y, onnx_to_ne(shape)), shape)
+    out.dtype, out.bound = data.dtype, data.bound  # values moved, not changed
+    return out
+
+
 @register("ArrayFeatureExtractor", domain="ai.onnx.ml", any_rank=True)
 def lower_array_feature_extractor(ctx, node, inputs):
-    """A constant 1-D table at integer indices held in this island with a proven bound (an
+    """Columns of run-time data at constant indices (skl2onnx picks an SVC's pair scores so);
+    or a constant 1-D table at integer indices held in this island with a proven bound (an
     ArgMax's): [1, n] as onnxruntime shapes a 1-D table's result. Other forms run on the host."""
     table, ids = inputs
+    if table.const is None and ids.const is not None and ids.dtype.kind in "iu" and 0 < ids.const.size \
+            and 1 <= table.rank <= 4 and (table.dtype == np.float32 or table.bound is not None):
+        cols = np.asarray(ids.const).reshape(-1).astype(np.int64)
+        if cols.min() < 0 or cols.max() >= table.shape[-1]:
+            ctx.unsupported(f"indices {cols.tolist()} outside the {table.shape[-1]} columns")
+        return [_columns(ctx, table, cols)]
     if table.const is None or table.rank != 1 or ids.bound is None or not ctx.in_island(ids):
         ctx.unsupported("only a constant 1-D table at bounded in-island indices")
     values = np.asarray(table.const)
