@@ -10,7 +10,7 @@ and copies outputs out. Every shape was checked by the Python emitter before
 it reached here, and each built tensor is compared again with the shape the
 emitter expected, so a lowering bug is a Python exception, not an abort().
 """
-from libc.stdint cimport int64_t, uint8_t, uintptr_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uintptr_t
 from libc.string cimport memcpy
 from libcpp.vector cimport vector
 from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock, PyThread_free_lock,

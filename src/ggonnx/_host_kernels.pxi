@@ -381,3 +381,39 @@ cdef class TreeWalk:
                                         <const int64_t *> cnp.PyArray_DATA(lv), lv.shape[0], lv.shape[1],
                                         <double *> cnp.PyArray_DATA(out))
         return out
+
+
+# float32 holds every integer of magnitude up to this exactly
+EXACT_INT_F32 = 1 << 24
+
+
+def ints_as_exact_f32(a):
+    """Integers a (int64 or int32) as float32 of the same values in one pass, or None where
+    one of them is beyond float32's exact range (|v| > 2**24): how ggml holds run-time integers
+    it only moves and compares."""
+    cdef cnp.ndarray src = np.ascontiguousarray(a)
+    cdef cnp.ndarray out = np.empty(np.shape(a), dtype=np.float32)
+    cdef int64_t i, n = src.size
+    cdef const int64_t * p64
+    cdef const int32_t * p32
+    cdef float * o = <float *> cnp.PyArray_DATA(out)
+    cdef bint ok = True
+    if src.dtype == np.int64:
+        p64 = <const int64_t *> cnp.PyArray_DATA(src)
+        with nogil:
+            for i in range(n):
+                if p64[i] > 16777216 or p64[i] < -16777216:
+                    ok = False
+                    break
+                o[i] = <float> p64[i]
+    elif src.dtype == np.int32:
+        p32 = <const int32_t *> cnp.PyArray_DATA(src)
+        with nogil:
+            for i in range(n):
+                if p32[i] > 16777216 or p32[i] < -16777216:
+                    ok = False
+                    break
+                o[i] = <float> p32[i]
+    else:
+        raise ValueError(f"ints_as_exact_f32: int64 or int32, not {src.dtype}")
+    return out if ok else None

@@ -382,6 +382,19 @@ class Emitter:
         v = self._emit(Op.VIEW, (a,), tuple(ne), params=(nb1, nb2, nb3, offset_elems * 4))
         return self.cont(v)
 
+    def take(self, a: GT, ids, dim: int) -> GT:
+        """Contiguous ``a`` at constant in-range indices ``ids`` along ggml dim ``dim``: one view
+        per run of consecutive indices, concatenated along that dim."""
+        stride = int(math.prod(a.ne[:dim]))
+        parts, start = [], 0
+        for k in range(1, len(ids) + 1):
+            if k == len(ids) or ids[k] != ids[k - 1] + 1:
+                ne = list(a.ne)
+                ne[dim] = k - start
+                parts.append(self.view(a, tuple(ne), int(ids[start]) * stride))
+                start = k
+        return parts[0] if len(parts) == 1 else self.concat_along(parts, dim)
+
     def pad(self, a: GT, pads: tuple) -> GT:
         """Zero padding: pads = (lp0, rp0, lp1, rp1, lp2, rp2, lp3, rp3) in ggml dims."""
         if any(p < 0 for p in pads):

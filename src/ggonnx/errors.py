@@ -79,3 +79,9 @@ class RunTerminated(Fail):
 
 class PlanRetired(RuntimeException):
     """A compiled plan whose ggml resources a later plan took over (the caller plans again)."""
+
+
+class PlanOutgrown(Exception):
+    """A run's values fall outside what its plan assumed (data-dependent shapes moved, or integers
+    beyond the range ggml holds exactly): not an error of the caller's; the runner plans again
+    for these values."""

@@ -28,7 +28,7 @@ from onnx import helper
 from ggonnx import _core, host_kernels, host_random
 from ggonnx.control_flow import ControlFlowEvaluator
 from ggonnx.emitter import Emitter, WeightStore
-from ggonnx.errors import GgonnxError, HostKernelError, ShapeError, UnsupportedOpError
+from ggonnx.errors import GgonnxError, HostKernelError, PlanOutgrown, ShapeError, UnsupportedOpError
 from ggonnx.ir import Graph, Node
 from ggonnx.model_file import copy_if_mapped
 from ggonnx.ops import lookup
@@ -46,7 +46,7 @@ _BUFFER_NOTE = {"CPU_REPACK": " (repacked)", "AMX": " (AMX)"}
 NO_FOLD = {"Constant", "Shape", "Identity"} | host_random.RANDOM_OPS
 
 
-class ShapeChanged(Exception):
+class ShapeChanged(PlanOutgrown):
     """A host step produced shapes other than the traced ones: the plan must be re-traced."""
 
 
@@ -269,7 +269,7 @@ class _Tracer:
         self.graph_outputs = {o.name for o in graph.outputs}
         for name in self.graph_outputs:
             uses[name] = uses.get(name, 0) + 1
-        self.ctx = LoweringContext(uses)
+        self.ctx = LoweringContext(uses, self.env)
         self.node_index = 0
         self.record = TraceRecord()
 
@@ -454,6 +454,7 @@ class _Tracer:
                 values[info.name] = Value(info.name, arr.shape, arr.dtype, rid=rid)
             else:  # a sequence, map or absent optional: host nodes only
                 values[info.name] = Value(info.name, (), object, rid=rid)
+        self.ctx.input_rids = frozenset(input_ids)
         for self.node_index, node in enumerate(graph.nodes):
             inputs = [values[name] if name else None for name in node.inputs]
             implicit = [values[name] for name in node.implicit_inputs]

@@ -16,13 +16,13 @@ from collections import OrderedDict
 import numpy as np
 
 from ggonnx.emitter import WeightStore
-from ggonnx.errors import InvalidInputError, PlanRetired
+from ggonnx.errors import InvalidInputError, PlanOutgrown, PlanRetired
 from ggonnx.importer import import_model, load_model
 from ggonnx.ir import Graph
 from ggonnx.memory import release_after_upload
 from ggonnx.model_file import check_unchanged
 from ggonnx.plan_family import FamilyCache
-from ggonnx.planner import IslandStep, ShapeChanged, compile_plan
+from ggonnx.planner import IslandStep, compile_plan
 from ggonnx.weight_types import WeightPolicy, release_float_copies
 
 DEFAULT_PLAN_CACHE = 16
@@ -73,7 +73,7 @@ class GraphRunner:
             pass
         try:
             return plan.run(arrays, self.profiler)
-        except ShapeChanged:  # data-dependent shapes moved: plan again for these values
+        except PlanOutgrown:  # data-dependent shapes or integer ranges moved: plan again for these values
             return self.trace(arrays, replace=True)
         except PlanRetired:  # another thread's new plan took this one over after we fetched it
             return self.trace(arrays)
@@ -109,7 +109,7 @@ class GraphRunner:
                     self.profiler.add("Session", "plan_from_family", t0, time.monotonic_ns(), {"signature": repr(sig)})
                 try:
                     outs = plan.run(arrays, self.profiler)
-                except ShapeChanged:
+                except PlanOutgrown:
                     plan = None
                 else:
                     self.cache(sig, plan)

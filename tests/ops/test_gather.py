@@ -50,3 +50,24 @@ def test_gather_elements_matches_numpy(shape, data, seed):
 def test_gather_elements_out_of_range_raises():
     with pytest.raises(InvalidInputError, match="GatherElements"):
         run_op("GatherElements", [np.ones((2, 3), np.float32), np.array([[0, 3]], np.int64)], axis=1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(shape=shapes(1, 4, max_side=5), data=st.data(), seed=seeds)
+def test_gather_at_constant_indices_in_ggml(shape, data, seed):
+    """Gather at constant indices on any axis (negative ones included; a scalar index drops the
+    axis): views of runs of consecutive indices, in ggml, as numpy's take."""
+    from onnx import helper
+    from ._helpers import run_graph_placed
+    rng = np.random.default_rng(seed)
+    x = randn(rng, shape)
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    size = shape[axis]
+    ids = np.asarray(data.draw(st.one_of(st.integers(-size, size - 1),
+                                         st.lists(st.integers(-size, size - 1), min_size=1, max_size=4))), np.int64)
+    if x.ndim + ids.ndim - 1 > 4:
+        ids = ids.reshape(-1)[:1].reshape(())
+    node = helper.make_node("Gather", ["x", "ids"], ["y"], axis=axis)
+    (got,), where = run_graph_placed([node], {"x": x}, {"ids": ids})
+    assert where == ["ggml"]
+    np.testing.assert_array_equal(got, np.take(x, ids, axis=axis))

@@ -169,3 +169,49 @@ def test_array_feature_extractor_columns_in_ggml(shape, n_ids, seed):
     want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     assert [p.where for p in sess.placement()] == ["ggml"]
     np.testing.assert_array_equal(got, want)
+
+
+def _one_hot_model(cats, shape) -> bytes:
+    """skl2onnx's integer one-hot encoding: a column Gathered from an int64 input, Cast, encoded."""
+    nodes = [helper.make_node("Gather", ["x", "col"], ["c"], axis=1), helper.make_node("Cast", ["c"], ["ci"], to=7),
+             helper.make_node("OneHotEncoder", ["ci"], ["y"], domain="ai.onnx.ml", cats_int64s=list(cats), zeros=1)]
+    graph = helper.make_graph(nodes, "ohe", [helper.make_tensor_value_info("x", TensorProto.INT64, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(np.array([1], np.int64), "col")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13),
+                                                   helper.make_opsetid("ai.onnx.ml", 1)]).SerializeToString()
+
+
+@settings(max_examples=40, deadline=None)
+@given(n_cats=st.integers(1, 6), batch=st.integers(1, 8), seed=seeds)
+def test_one_hot_encoder_of_integer_columns_in_ggml(n_cats, batch, seed):
+    """A Gathered int64 column one-hot encoded in ggml (the values enter as the floats equal to
+    them): unknown values give zero rows, as onnxruntime."""
+    rng = np.random.default_rng(seed)
+    cats = rng.choice(np.arange(-20, 20), n_cats, replace=False)
+    x = rng.integers(-25, 25, (batch, 3)).astype(np.int64)
+    model = _one_hot_model(cats, [None, 3])
+    sess = ggonnx.Session(model, threads=THREADS)
+    got = sess.run(None, {"x": x})[0]
+    want = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert [p.where for p in sess.placement()] == ["ggml"] * 3
+    np.testing.assert_array_equal(got, want)
+
+
+def test_integers_float32_cannot_hold_plan_again_on_the_host():
+    """A plan that holds an int64 input in ggml as floats meets values beyond 2**24 (where
+    float32 would round 2**24 + 1 onto the category 2**24): that run plans again on the host and
+    answers exactly; the signature keeps the host plan."""
+    model = _one_hot_model([2**24, 5], [None, 3])
+    sess = ggonnx.Session(model, threads=THREADS)
+    ref = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    small = np.array([[0, 5, 1]], np.int64)
+    np.testing.assert_array_equal(sess.run(None, {"x": small})[0], [[[0, 1]]])
+    assert [p.where for p in sess.placement()] == ["ggml"] * 3
+    big = np.array([[0, 2**24 + 1, 1]], np.int64)   # the same signature as the plan's
+    np.testing.assert_array_equal(sess.run(None, {"x": big})[0], ref.run(None, {"x": big})[0])
+    assert ref.run(None, {"x": big})[0].tolist() == [[[0, 0]]]
+    assert [p.where for p in sess.placement()] == ["host"] * 3
+    again = np.array([[7, 2**40, 7]], np.int64)
+    np.testing.assert_array_equal(sess.run(None, {"x": again})[0], [[[0, 0]]])
+    np.testing.assert_array_equal(sess.run(None, {"x": small})[0], [[[0, 1]]])

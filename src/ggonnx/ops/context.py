@@ -5,8 +5,9 @@ import math
 
 import numpy as np
 
+from ggonnx import _core
 from ggonnx.emitter import F32, GT, Emitter, onnx_to_ne
-from ggonnx.errors import GraphBuildError, InvalidInputError, UnsupportedOpError
+from ggonnx.errors import GraphBuildError, InvalidInputError, PlanOutgrown, UnsupportedOpError
 from ggonnx.ir import Node
 
 
@@ -99,6 +100,18 @@ def _index_converter(bound: int, where: str):
     return convert
 
 
+def exact_ints(a: np.ndarray) -> np.ndarray:
+    """Run-time integers into ggml as the float32 values equal to them; a run whose integers
+    float32 cannot hold exactly outgrows the plan (the runner plans again, on the host)."""
+    out = _core.ints_as_exact_f32(a)
+    if out is None:
+        raise PlanOutgrown(f"integers beyond +-{_core.EXACT_INT_F32}")
+    return out
+
+
+exact_ints.bound = "exact"  # plan families compare converters by this
+
+
 class Island:
     """One ggml graph being built: its emitter and the runtime values it takes as inputs."""
 
@@ -136,18 +149,22 @@ class Island:
         return gt
 
 
-# ops that may read integer values held in ggml as floats: dequantization, and ops that only move
-# them (an ArgMax's label indices reshaped, or looked up in a class table)
+# ops that may read integer values held in ggml as floats: dequantization, ops that only move
+# them (an ArgMax's label indices reshaped, or looked up in a class table; columns picked) and
+# exact comparisons with integer categories
 INTEGER_READERS = ("DequantizeLinear", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity",
-                   "ArrayFeatureExtractor")
+                   "ArrayFeatureExtractor", "Gather", "Concat", "OneHotEncoder")
 
 
 class LoweringContext:
-    def __init__(self, uses: dict | None = None):
+    def __init__(self, uses: dict | None = None, env: list | None = None, input_rids: frozenset = frozenset()):
         self.island: Island | None = None
         self.node: Node | None = None
         # value name -> how many node inputs and graph outputs read it
         self.uses = uses or {}
+        # the tracer's run-time arrays by runtime id, and the ids of the graph's inputs
+        self.env = env
+        self.input_rids = input_rids
 
     def sole_reader(self, v: Value) -> bool:
         """Whether the node being lowered is the only reader of ``v`` (no other node, no graph
@@ -194,6 +211,31 @@ class LoweringContext:
             gt = self.e.input(v.shape)
             self.island.inputs.append((v.rid, gt.slot, as_float32, v.shape))
             self.island.input_gts[v.name] = gt
+        return gt
+
+    def exact_int_tensor(self, v: Value) -> GT:
+        """An integer value as a tensor of the float32 values equal to it: held in this island,
+        constant, or a graph input whose values at this trace float32 holds exactly (a later run
+        whose values it cannot plans again). Integers a host step made stay on the host."""
+        if v.dtype.kind not in "iu":
+            self.unsupported(f"value '{v.name}' is {v.dtype}, not integers")
+        if self.in_island(v):
+            return self.tensor(v)
+        if 0 in v.shape:
+            self.unsupported(f"value '{v.name}' is empty {v.shape}")
+        if v.const is not None:
+            if _core.ints_as_exact_f32(np.asarray(v.const, np.int64)) is None:
+                self.unsupported(f"constant '{v.name}' holds integers float32 cannot")
+            return self.weight(v, "raw", lambda c: c, v.shape)
+        if v.rid not in self.input_rids or v.dtype not in (np.int64, np.int32) or \
+                _core.ints_as_exact_f32(self.env[v.rid]) is None:
+            self.unsupported(f"integers '{v.name}' are not a graph input float32 holds exactly")
+        key = f"{v.name}\0exact"
+        gt = self.island.input_gts.get(key)
+        if gt is None:
+            gt = self.e.input(v.shape)
+            self.island.inputs.append((v.rid, gt.slot, exact_ints, v.shape))
+            self.island.input_gts[key] = gt
         return gt
 
     def tensor_as_is(self, v: Value) -> tuple:

@@ -1,12 +1,13 @@
 """ONNX-ML ops in ggml where they fit, so a scikit-learn pipeline is one ggml graph (at batch 1 a
 graph costs a few microseconds; each host step as much again): Scaler, LinearClassifier (several
-classes, integer labels), LinearRegressor, Normalizer (L1, L2), and ArrayFeatureExtractor picking
-class labels by an in-island ArgMax. The numbers follow the host kernels (ggonnx.host_ml*), which
+classes, integer labels), LinearRegressor, Normalizer (L1, L2), OneHotEncoder of integers, and
+ArrayFeatureExtractor picking columns or class labels by an in-island ArgMax. The numbers follow the host kernels (ggonnx.host_ml*), which
 follow onnxruntime; other forms, types and transforms run there."""
 from __future__ import annotations
 
 import numpy as np
 
+from ggonnx import _core
 from ggonnx._core import Unary
 from ggonnx.emitter import Op, onnx_to_ne
 from ggonnx.ops.registry import register
@@ -152,19 +153,13 @@ def lower_normalizer(ctx, node, inputs):
 
 
 def _columns(ctx, data, ids: np.ndarray):
-    """data[..., ids] of run-time data (rank 1 to 4) at constant in-range indices: one view per
-    run of consecutive indices, concatenated ([1, k] for 1-D data, as onnxruntime shapes it)."""
+    """data[..., ids] of run-time data (rank 1 to 4) at constant in-range indices ([1, k] for
+    1-D data, as onnxruntime shapes it)."""
     width = data.shape[-1]
     rows = int(np.prod(data.shape[:-1]))
     shape = (1, len(ids)) if data.rank == 1 else data.shape[:-1] + (len(ids),)
     e = ctx.e
-    t = e.reshape(ctx.tensor(data), (width, rows))
-    runs, start = [], 0
-    for k in range(1, len(ids) + 1):
-        if k == len(ids) or ids[k] != ids[k - 1] + 1:
-            runs.append(e.view(t, (k - start, rows, 1, 1), int(ids[start])))
-            start = k
-    y = runs[0] if len(runs) == 1 else e.concat_channels(runs)
+    y = e.take(e.reshape(ctx.tensor(data), (width, rows)), ids, 0)
     out = ctx.output(e.reshape(y, onnx_to_ne(shape)), shape)
     out.dtype, out.bound = data.dtype, data.bound  # values moved, not changed
     return out
@@ -190,3 +185,24 @@ def lower_array_feature_extractor(ctx, node, inputs):
         ctx.unsupported(f"a {values.dtype} table of {len(values)} the indices' bound {ids.bound} or float32 cannot hold")
     shape = (1, int(np.prod(ids.shape)))
     return [_looked_up(ctx, values, ctx.e.reshape(ctx.tensor(ids), onnx_to_ne(shape)), ids.bound, shape)]
+
+
+@register("OneHotEncoder", domain="ai.onnx.ml", any_rank=True)
+def lower_one_hot_encoder(ctx, node, inputs):
+    """Integers against distinct integer categories float32 holds exactly: [..., K] of
+    1 - step(|x - category|), exact for such integers (no NaN, no rounding). Strings, numbers,
+    repeated categories and zeros=0 (an unknown value is an error) run on the host."""
+    x = inputs[0]
+    cats = np.asarray(ctx.attr("cats_int64s", []), np.int64)
+    if not len(cats) or ctx.attr("cats_strings") or x.dtype.kind not in "iu" or x.rank > 2 or \
+            int(ctx.attr("zeros", 1)) != 1 or len(np.unique(cats)) != len(cats) or \
+            np.abs(cats).max() > _core.EXACT_INT_F32:
+        ctx.unsupported(f"{len(cats)} integer categories for a {x.dtype} input of rank {x.rank}")
+    e = ctx.e
+    m, k = int(np.prod(x.shape)), len(cats)
+    if m > MAX_ROWS:
+        ctx.unsupported(f"{m} values: the host kernel is faster above {MAX_ROWS}")
+    t = e.repeat(e.reshape(ctx.exact_int_tensor(x), (1, m)), (k, m, 1, 1))
+    d = e.unary_kind(Unary.ABS, e.binary(Op.SUB, t, e.const(cats.astype(np.float32))))
+    shape = x.shape + (k,)
+    return [ctx.output(e.reshape(e.scale_bias(e.unary_kind(Unary.STEP, d), -1.0, 1.0), onnx_to_ne(shape)), shape)]

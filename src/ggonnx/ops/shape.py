@@ -349,11 +349,33 @@ def _embedding_table(ctx, data):
     return ctx.typed_weight(data, "raw", lambda c: c, data.shape, wtype, matmul_only=False)
 
 
+def _gather_constant(ctx, data, idx, axis: int):
+    """data at constant indices along any axis: views of the runs of consecutive indices
+    (skl2onnx picks each input column so). Integer data moves as the floats equal to it."""
+    size = data.shape[axis]
+    ids = np.asarray(idx.const).reshape(-1).astype(np.int64)
+    ids = np.where(ids < 0, ids + size, ids)
+    shape = data.shape[:axis] + idx.shape + data.shape[axis + 1:]
+    if not ids.size or ids.min() < 0 or ids.max() >= size or len(shape) > 4:
+        ctx.unsupported(f"constant indices {np.asarray(idx.const).reshape(-1)[:8].tolist()} on axis {axis} of "
+                        f"{data.shape}, giving rank {len(shape)}")
+    t = ctx.exact_int_tensor(data) if data.dtype.kind in "iu" else ctx.tensor(data)
+    e = ctx.e
+    y = e.take(t, ids, data.rank - 1 - axis)
+    out = ctx.output(e.reshape(y, onnx_to_ne(shape)), shape)
+    out.dtype, out.bound = data.dtype, data.bound  # values moved, not changed
+    return out
+
+
 @register("Gather", since=1)
 def lower_gather(ctx, node, inputs):
-    """Row lookup (embeddings): rank-2 data gathered on axis 0 by run-time indices."""
+    """Row lookup (embeddings): rank-2 data gathered on axis 0 by run-time indices; any data at
+    constant indices."""
     data, idx = inputs
     axis = int(ctx.attr("axis", 0))
+    if idx.const is not None and data.const is None and idx.dtype.kind in "iu" and -data.rank <= axis < data.rank \
+            and data.rank <= 4 and 0 not in data.shape:
+        return [_gather_constant(ctx, data, idx, axis % data.rank)]
     if data.rank != 2 or axis not in (0, -2):
         ctx.unsupported(f"axis {axis} of rank-{data.rank} data (only rows of a matrix)")
     if idx.rank > 3:
