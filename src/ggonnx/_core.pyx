@@ -102,6 +102,8 @@ cpdef enum Op:
     GEMM_AMX_BF16 = 81     # src0 bf16 AMX tiles of W [N, K], src1 X [K, M] -> [N, M]
     ARG_EXTREME = 82       # src0 [K, R...] -> [1, R...] float index; params: is_min, last, nan_wins
     LOOKUP = 83            # src0 table [K], src1 float-held indices -> table[indices], src1's shape
+    ONE_HOT = 84           # src0 float-held integers [M], src1 categories [K] -> [K, M], 1 where equal
+    TAKE_COLUMNS = 85      # src0 [C, R...], src1 float-held column indices [K] in [0, C) -> [K, R...]
 
 cpdef enum Unary:
     EXP = 0

@@ -68,6 +68,16 @@ cdef ggml_tensor * _custom_op_row(ggml_context * ctx, int op, ggml_tensor ** src
         args[1] = b if ggml_is_contiguous(b) else ggml_cont(ctx, b)
         return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], args, 2, ggonnx_lookup,
                               GGML_N_TASKS_MAX, p)
+    if op == TAKE_COLUMNS:
+        args[0] = a if ggml_is_contiguous(a) else ggml_cont(ctx, a)
+        args[1] = b if ggml_is_contiguous(b) else ggml_cont(ctx, b)
+        return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], args, 2, ggonnx_take_columns,
+                              GGML_N_TASKS_MAX, p)
+    if op == ONE_HOT:
+        args[0] = a if ggml_is_contiguous(a) else ggml_cont(ctx, a)
+        args[1] = b if ggml_is_contiguous(b) else ggml_cont(ctx, b)
+        return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], args, 2, ggonnx_one_hot,
+                              GGML_N_TASKS_MAX, p)
     if op == TRANSPOSE2D:
         if not ggml_is_contiguous(a):
             a = ggml_cont(ctx, a)

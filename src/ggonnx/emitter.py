@@ -293,6 +293,19 @@ class Emitter:
             self.fail(f"lookup in a table {table.ne}: a vector only")
         return self._emit(Op.LOOKUP, (table, ids), ids.ne)
 
+    def take_columns(self, a: GT, ids) -> GT:
+        """Contiguous ``a`` [C, R...] at constant in-range column indices ``ids``: [len(ids), R...]."""
+        ids = np.asarray(ids, np.int64)
+        if not len(ids) or ids.min() < 0 or ids.max() >= a.ne[0]:
+            self.fail(f"columns {ids.tolist()[:8]} of {a.ne}")
+        return self._emit(Op.TAKE_COLUMNS, (a, self.const(ids.astype(np.float32))), (len(ids),) + a.ne[1:])
+
+    def one_hot(self, values: GT, categories: GT) -> GT:
+        """[K, M...]: 1 where each of the float-held integers ``values`` [M...] equals category k."""
+        if values.ne[3] != 1 or categories.ne[1:] != (1, 1, 1):
+            self.fail(f"one-hot of {values.ne} against categories {categories.ne}")
+        return self._emit(Op.ONE_HOT, (values, categories), (categories.ne[0],) + values.ne[:3])
+
     def rms_norm(self, a: GT, eps: float) -> GT:
         """x / sqrt(mean(x^2) + eps) along ne0."""
         return self._emit(Op.RMS_NORM, (a,), a.ne, fparams=(eps, 0.0))
@@ -385,6 +398,8 @@ class Emitter:
     def take(self, a: GT, ids, dim: int) -> GT:
         """Contiguous ``a`` at constant in-range indices ``ids`` along ggml dim ``dim``: one view
         per run of consecutive indices, concatenated along that dim."""
+        if dim == 0 and a.ne[0] > 1 and len(ids) < a.ne[0] and int(math.prod(a.ne[1:])) > 1:
+            return self.take_columns(a, ids)  # one pass, not a strided copy per run of columns
         stride = int(math.prod(a.ne[:dim]))
         parts, start = [], 0
         for k in range(1, len(ids) + 1):

@@ -139,6 +139,17 @@ void ggonnx_arg_extreme(struct ggml_tensor * dst, int ith, int nth, void * param
  * end rather than past the table). */
 void ggonnx_lookup(struct ggml_tensor * dst, int ith, int nth, void * params);
 
+/* dst [K, M]: dst[k, i] = 1 where src[0][i] == src[1][k], else 0: src[0] contiguous float-held
+ * integers (M of them), src[1] contiguous categories [K] (one-hot encoding; a value equal to no
+ * category is a row of zeros). */
+void ggonnx_one_hot(struct ggml_tensor * dst, int ith, int nth, void * params);
+
+/* dst [K, R1, R2, R3]: dst[j, r] = src[0][ids[j], r] for each row r of the contiguous src[0]
+ * [C, R1, R2, R3], ids = src[1], K contiguous float-held integers in [0, C) (the lowering checks
+ * them; out-of-range ones read the nearest end). Columns picked at constant indices in one pass,
+ * where a strided view per column copied rows of one float. */
+void ggonnx_take_columns(struct ggml_tensor * dst, int ith, int nth, void * params);
+
 /* Pad of a 4-D tensor (ne0 contiguous). params: begin pad per ggml dim (ne0..ne3, negative
  * crops), mode (0 constant, 1 reflect, 2 edge, 3 wrap), the float32 bits of the constant. */
 void ggonnx_pad(struct ggml_tensor * dst, int ith, int nth, void * params);

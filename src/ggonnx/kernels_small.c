@@ -498,3 +498,36 @@ void ggonnx_lookup(struct ggml_tensor * dst, int ith, int nth, void * params) {
         y[i] = t[f >= (float) size ? size - 1 : f >= 0.0f ? (int64_t) f : 0];
     }
 }
+
+void ggonnx_one_hot(struct ggml_tensor * dst, int ith, int nth, void * params) {
+    (void) params;
+    const struct ggml_tensor * values = dst->src[0], * cats = dst->src[1];
+    const int64_t m = ggml_nelements(values), k = ggml_nelements(cats);
+    const float * x = (const float *) values->data, * c = (const float *) cats->data;
+    float * y = (float *) dst->data;
+    int64_t i0, i1;
+    split(m, ith, nth, &i0, &i1);
+    for (int64_t i = i0; i < i1; ++i) {
+        const float v = x[i];
+        for (int64_t j = 0; j < k; ++j) {
+            y[i * k + j] = v == c[j] ? 1.0f : 0.0f;
+        }
+    }
+}
+
+void ggonnx_take_columns(struct ggml_tensor * dst, int ith, int nth, void * params) {
+    (void) params;
+    const struct ggml_tensor * src = dst->src[0], * ids = dst->src[1];
+    const int64_t c = src->ne[0], k = dst->ne[0], rows = ggml_nrows(dst);
+    const float * x = (const float *) src->data, * f = (const float *) ids->data;
+    float * y = (float *) dst->data;
+    int64_t r0, r1;
+    split(rows, ith, nth, &r0, &r1);
+    for (int64_t r = r0; r < r1; ++r) {
+        const float * row = x + r * c;
+        float * out = y + r * k;
+        for (int64_t j = 0; j < k; ++j) {
+            out[j] = row[f[j] >= (float) c ? c - 1 : f[j] >= 0.0f ? (int64_t) f[j] : 0];
+        }
+    }
+}

@@ -189,9 +189,9 @@ def lower_array_feature_extractor(ctx, node, inputs):
 
 @register("OneHotEncoder", domain="ai.onnx.ml", any_rank=True)
 def lower_one_hot_encoder(ctx, node, inputs):
-    """Integers against distinct integer categories float32 holds exactly: [..., K] of
-    1 - step(|x - category|), exact for such integers (no NaN, no rounding). Strings, numbers,
-    repeated categories and zeros=0 (an unknown value is an error) run on the host."""
+    """Integers against distinct integer categories float32 holds exactly: [..., K], 1 where a
+    value equals a category (exact for such integers). Strings, numbers, repeated categories and
+    zeros=0 (an unknown value is an error) run on the host."""
     x = inputs[0]
     cats = np.asarray(ctx.attr("cats_int64s", []), np.int64)
     if not len(cats) or ctx.attr("cats_strings") or x.dtype.kind not in "iu" or x.rank > 2 or \
@@ -199,10 +199,6 @@ def lower_one_hot_encoder(ctx, node, inputs):
             np.abs(cats).max() > _core.EXACT_INT_F32:
         ctx.unsupported(f"{len(cats)} integer categories for a {x.dtype} input of rank {x.rank}")
     e = ctx.e
-    m, k = int(np.prod(x.shape)), len(cats)
-    if m > MAX_ROWS:
-        ctx.unsupported(f"{m} values: the host kernel is faster above {MAX_ROWS}")
-    t = e.repeat(e.reshape(ctx.exact_int_tensor(x), (1, m)), (k, m, 1, 1))
-    d = e.unary_kind(Unary.ABS, e.binary(Op.SUB, t, e.const(cats.astype(np.float32))))
-    shape = x.shape + (k,)
-    return [ctx.output(e.reshape(e.scale_bias(e.unary_kind(Unary.STEP, d), -1.0, 1.0), onnx_to_ne(shape)), shape)]
+    shape = x.shape + (len(cats),)
+    y = e.one_hot(e.reshape(ctx.exact_int_tensor(x), (int(np.prod(x.shape)),)), e.const(cats.astype(np.float32)))
+    return [ctx.output(e.reshape(y, onnx_to_ne(shape)), shape)]
