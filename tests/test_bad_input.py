@@ -220,6 +220,25 @@ def test_out_of_spec_attribute_values_are_model_errors(op, attrs, opset):
 
 
 @pytest.mark.parametrize("node, why", [
+    (helper.make_node("ReverseSequence", ["x", "lens"], ["y"], name="the_node", time_axis=0, batch_axis=0),
+     "time_axis=0 and batch_axis=0"),
+    (helper.make_node("TfIdfVectorizer", ["xi"], ["y"], name="the_node", min_gram_length=1, max_gram_length=7,
+                      max_skip_count=0, mode="TF", ngram_counts=[0, 2], ngram_indexes=[0, 1],
+                      pool_int64s=[1, 2, 3]), "max_gram_length=7"),
+])
+def test_attributes_that_contradict_each_other_are_model_errors(node, why):
+    """Attributes whose allowed values depend on each other, refused at load as onnxruntime
+    refuses them when it builds its kernel."""
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3]),
+                                        helper.make_tensor_value_info("lens", TensorProto.INT64, [3]),
+                                        helper.make_tensor_value_info("xi", TensorProto.INT64, [2, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    with pytest.raises(ggonnx.InvalidGraph, match=f"the_node.*{why}"):
+        ggonnx.Session(model)
+
+
+@pytest.mark.parametrize("node, why", [
     (helper.make_node("Relu", [""], ["y"], name="the_node"), "required input 0"),
     (helper.make_node("Relu", ["x", "x"], ["y"], name="the_node"), "takes at most 1"),
     (helper.make_node("MaxPool", ["x4"], ["y"], name="the_node", kernel_shape=[2, 2], pads=[0, 2, 0, 0]),

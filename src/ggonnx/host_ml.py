@@ -243,7 +243,7 @@ class _Forest:
         # which targets had a weight, where that is the same for every sample (else None)
         self.fixed_has = np.ones(n_targets, bool) if self.all_have else None
         # trees whose leaves all weigh one and the same target (gradient boosting, one tree per
-        # class and round): summed as [N, trees] @ [trees, targets]
+        # class and round): one add per tree in the C sum, [N, trees] @ [trees, targets] in numpy
         tree_of = np.repeat(np.arange(self.n_trees), np.diff(np.append(self.roots, len(order))))
         counts = self.has.sum(axis=1)
         leaf_target = np.where(self.is_leaf, self.has.argmax(axis=1), -1)

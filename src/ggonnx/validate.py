@@ -137,3 +137,22 @@ def check_node(node) -> None:
                 bad = f"must be one of {sorted(allowed, key=str)}"
         if bad:
             raise InvalidGraph(f"{node.describe()}: attribute {name}={value!r} {bad}")
+    _check_relations(node)
+
+
+def _check_relations(node) -> None:
+    """Attributes whose allowed values depend on each other (onnxruntime refuses these when it
+    builds the kernel)."""
+    a = node.attrs
+    bad = None
+    if node.op_type == "ReverseSequence":
+        time_axis, batch_axis = a.get("time_axis", 0), a.get("batch_axis", 1)
+        if {time_axis, batch_axis} != {0, 1}:
+            bad = f"time_axis={time_axis!r} and batch_axis={batch_axis!r} must be 0 and 1, one each"
+    elif node.op_type == "TfIdfVectorizer":
+        lo, hi, counts = a.get("min_gram_length"), a.get("max_gram_length"), a.get("ngram_counts", [])
+        if isinstance(lo, int) and isinstance(hi, int) and not 1 <= lo <= hi <= len(counts):
+            bad = (f"min_gram_length={lo} and max_gram_length={hi} must satisfy 1 <= min <= max <= "
+                   f"len(ngram_counts) ({len(counts)})")
+    if bad:
+        raise InvalidGraph(f"{node.describe()}: {bad}")
