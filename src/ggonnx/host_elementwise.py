@@ -3,15 +3,15 @@ Range...), which plans fold per signature and which a plan family replays at eve
 length, and for ArgMax / ArgMin (a classifier's label): one numpy call each, where
 onnx.reference spends ~10-50 us in its evaluator's plumbing.
 
-Inputs of two dtypes (a model onnx's checker would refuse), integer division by zero and
-float Range (whose element count onnx.reference rounds its own way) return None: the planner
-then runs onnx.reference, as before these kernels.
+Inputs of two dtypes (a model onnx's checker would refuse) and float Range (whose element count
+onnx.reference rounds its own way) return None: the planner then runs onnx.reference, as before
+these kernels. Integer division by zero raises, as onnxruntime does (there is no right answer).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ggonnx.errors import ShapeError
+from ggonnx.errors import InvalidInputError, ShapeError
 
 
 def _numeric(*arrays) -> bool:
@@ -42,7 +42,7 @@ def div(node, a, b):
         return None
     if np.issubdtype(a.dtype, np.integer):
         if np.any(b == 0):
-            return None
+            raise InvalidInputError(f"{node.describe()}: integer division by zero")
         q = _broadcast(node, np.floor_divide, a, b)
         q += ((q * b != a) & ((a < 0) != (b < 0))).astype(q.dtype)  # truncate toward zero, as C++
         return [q]

@@ -138,24 +138,31 @@ def non_zero(node, x):
     return [np.array(np.nonzero(x), dtype=np.int64).reshape(x.ndim, -1)]
 
 
-def cum_sum(node, x, axis):
-    """Running sums along ``axis`` in order (numpy's cumsum, as onnxruntime adds), optionally
-    excluding each element itself and from the end."""
-    x = np.asarray(x)
-    if x.ndim == 0 or x.dtype.kind not in "iuf" or np.size(axis) != 1:
-        return None
-    a = _axis(node, int(np.asarray(axis).reshape(-1)[0]), x.ndim)
-    reverse = bool(node.attrs.get("reverse", 0))
-    v = np.flip(x, a) if reverse else x
-    out = np.cumsum(v, axis=a, dtype=x.dtype)
-    if node.attrs.get("exclusive", 0):   # shifted one along, a zero first: no subtraction's rounding
-        shifted = np.zeros_like(out)
-        dst = [slice(None)] * x.ndim
-        src = [slice(None)] * x.ndim
-        dst[a], src[a] = slice(1, None), slice(0, -1)
-        shifted[tuple(dst)] = out[tuple(src)]
-        out = shifted
-    return [np.ascontiguousarray(np.flip(out, a)) if reverse else out]
+def _running(ufunc, identity):
+    """CumSum / CumProd: the running ``ufunc`` along the axis input, in order (numpy's
+    accumulate, as onnxruntime's loop), optionally excluding each element itself (``identity``
+    first) and from the end. An axis outside the input's dims raises."""
+    def kernel(node, x, axis):
+        x = np.asarray(x)
+        if x.ndim == 0 or x.dtype.kind not in "iuf" or np.size(axis) != 1:
+            return None
+        a = _axis(node, int(np.asarray(axis).reshape(-1)[0]), x.ndim)
+        reverse = bool(node.attrs.get("reverse", 0))
+        v = np.flip(x, a) if reverse else x
+        out = ufunc.accumulate(v, axis=a, dtype=x.dtype)
+        if node.attrs.get("exclusive", 0):   # shifted one along, the identity first: no inverse's rounding
+            shifted = np.full_like(out, identity)
+            dst = [slice(None)] * x.ndim
+            src = [slice(None)] * x.ndim
+            dst[a], src[a] = slice(1, None), slice(0, -1)
+            shifted[tuple(dst)] = out[tuple(src)]
+            out = shifted
+        return [np.ascontiguousarray(np.flip(out, a)) if reverse else out]
+    return kernel
+
+
+cum_sum = _running(np.add, 0)
+cum_prod = _running(np.multiply, 1)
 
 
 def unique(node, x):
@@ -206,4 +213,4 @@ def einsum(node, *operands):
 
 KERNELS = {("", "TopK"): top_k, ("", "GatherND"): gather_nd, ("", "ScatterElements"): scatter_elements,
            ("", "Scatter"): scatter_elements, ("", "ScatterND"): scatter_nd, ("", "NonZero"): non_zero,
-           ("", "CumSum"): cum_sum, ("", "Unique"): unique, ("", "Einsum"): einsum}
+           ("", "CumSum"): cum_sum, ("", "CumProd"): cum_prod, ("", "Unique"): unique, ("", "Einsum"): einsum}

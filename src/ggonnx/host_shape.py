@@ -139,6 +139,47 @@ def constant_of_shape(node, shape_):
     return [np.full(dims, value[0], dtype=value.dtype)]
 
 
+def _split_sizes(node, sizes, dim: int, n_parts=None) -> np.ndarray:
+    """Split sizes from a run-time input, checked: non-negative, as many as the node's outputs,
+    adding up to the split dim (onnxruntime refuses anything else)."""
+    sizes = np.asarray(sizes).reshape(-1)
+    if sizes.dtype.kind not in "iu" or (sizes < 0).any() or int(sizes.sum()) != dim or \
+            (n_parts is not None and len(sizes) != n_parts):
+        raise InvalidInputError(f"{node.describe()}: split sizes {sizes.tolist()[:8]} must be "
+                                f"{'' if n_parts is None else f'{n_parts} '}non-negative sizes adding up to {dim}")
+    return sizes
+
+
+def split(node, x, sizes=None):
+    """Split at run-time sizes (equal parts, whose rule differs by opset, stay with onnx.reference)."""
+    x = np.asarray(x)
+    if sizes is None or x.ndim == 0:
+        return None
+    a = _axis(node, int(node.attrs.get("axis", 0)), x.ndim)
+    cuts = np.cumsum(_split_sizes(node, sizes, x.shape[a], len(node.outputs)))[:-1]
+    return np.split(x, cuts, axis=a)
+
+
+def split_to_sequence(node, x, sizes=None):
+    """SplitToSequence at run-time sizes: a list of parts (a scalar size: chunks of it, the last
+    smaller); without sizes onnx.reference keeps keepdims' rule."""
+    x = np.asarray(x)
+    if sizes is None or x.ndim == 0:
+        return None
+    a = _axis(node, int(node.attrs.get("axis", 0)), x.ndim)
+    dim = x.shape[a]
+    sizes = np.asarray(sizes)
+    if sizes.ndim == 0:
+        step = int(sizes)
+        if sizes.dtype.kind not in "iu" or step <= 0:
+            raise InvalidInputError(f"{node.describe()}: split size {sizes.tolist()} must be a positive integer")
+        cuts = np.arange(step, dim, step)
+    else:
+        cuts = np.cumsum(_split_sizes(node, sizes, dim))[:-1]
+    return [list(np.split(x, cuts, axis=a))]
+
+
 KERNELS = {("", "Shape"): shape, ("", "Gather"): gather, ("", "Unsqueeze"): unsqueeze, ("", "Squeeze"): squeeze,
            ("", "Concat"): concat, ("", "Slice"): slice_, ("", "Cast"): cast, ("", "Reshape"): reshape,
-           ("", "ConstantOfShape"): constant_of_shape}
+           ("", "ConstantOfShape"): constant_of_shape, ("", "Split"): split,
+           ("", "SplitToSequence"): split_to_sequence}

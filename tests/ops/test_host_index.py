@@ -118,15 +118,50 @@ def test_non_zero_matches_onnxruntime(shape, density, seed):
 
 
 @settings(max_examples=40, deadline=None)
-@given(shape=shapes(1, 3, max_side=8), exclusive=st.integers(0, 1), reverse=st.integers(0, 1), axis_pick=st.integers(0, 5),
-       dtype=st.sampled_from([np.float32, np.int64, np.int32]), seed=seeds)
-def test_cum_sum_matches_onnxruntime(shape, exclusive, reverse, axis_pick, dtype, seed):
-    x = (np.random.default_rng(seed).standard_normal(shape) * 10).astype(dtype)
+@given(op=st.sampled_from(["CumSum", "CumProd"]), shape=shapes(1, 3, max_side=8), exclusive=st.integers(0, 1),
+       reverse=st.integers(0, 1), axis_pick=st.integers(0, 5), dtype=st.sampled_from([np.float32, np.int64, np.int32]),
+       seed=seeds)
+def test_cum_sum_and_prod_match_onnxruntime(op, shape, exclusive, reverse, axis_pick, dtype, seed):
+    scale = 10 if op == "CumSum" else 1.5   # products of a few dozen values near 1 stay finite
+    x = (np.random.default_rng(seed).standard_normal(shape) * scale).astype(dtype)
     axis = axis_pick % len(shape) - (len(shape) if axis_pick >= 3 else 0)
-    node = helper.make_node("CumSum", ["x", "a"], ["y"], exclusive=exclusive, reverse=reverse)
-    (got,), (want,) = _run_both(node, {"x": x}, [("y", _TYPES[dtype])], {"a": np.array(axis, np.int64)})
+    node = helper.make_node(op, ["x", "a"], ["y"], exclusive=exclusive, reverse=reverse)
+    (got,), (want,) = _run_both(node, {"x": x}, [("y", _TYPES[dtype])], {"a": np.array(axis, np.int64)},
+                                opset=18 if op == "CumSum" else 26)
     assert got.dtype == want.dtype
-    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_run_time_axes_and_split_sizes_out_of_range_raise():
+    """A cumulative op's axis input outside the dims, and split sizes that are negative or do not
+    add up to the split dim, raise naming the node, as onnxruntime refuses them (they computed
+    along axis 0, or split short, before)."""
+    x = np.arange(6, dtype=np.float32)
+    node = helper.make_node("CumProd", ["x", "a"], ["y"], name="the_node")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [6]),
+                                            helper.make_tensor_value_info("a", TensorProto.INT32, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 26)])
+    with pytest.raises(ggonnx.errors.GgonnxError, match="the_node.*axis -2147483648 out of range"):
+        ggonnx.Session(model, threads=THREADS).run(None, {"x": x, "a": np.array([-2**31], np.int32)})
+    for op, outs, sizes in (("Split", ["y0", "y1"], [2, 1000000]), ("Split", ["y0", "y1"], [7, -1]),
+                            ("SplitToSequence", ["y0"], [2, 3]), ("SplitToSequence", ["y0"], 0)):
+        node = helper.make_node(op, ["x", "s"], outs, name="the_node")
+        graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [6]),
+                                                helper.make_tensor_value_info("s", TensorProto.INT64, np.shape(sizes))],
+                                  [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outs]
+                                  if op == "Split" else [helper.make_tensor_sequence_value_info("y0", TensorProto.FLOAT,
+                                                                                                None)])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+        with pytest.raises(ggonnx.errors.InvalidInputError, match="the_node.*split size"):
+            ggonnx.Session(model, threads=THREADS).run(None, {"x": x, "s": np.array(sizes, np.int64)})
+    node = helper.make_node("SplitToSequence", ["x", "s"], ["y0"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [6]),
+                                            helper.make_tensor_value_info("s", TensorProto.INT64, [])],
+                              [helper.make_tensor_sequence_value_info("y0", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    got = ggonnx.Session(model, threads=THREADS).run(None, {"x": x, "s": np.array(4, np.int64)})[0]
+    assert [p.tolist() for p in got] == [[0, 1, 2, 3], [4, 5]]
 
 
 @settings(max_examples=40, deadline=None)
