@@ -1,4 +1,6 @@
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 
@@ -11,8 +13,13 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 sys.path.insert(0, os.path.dirname(__file__))  # tests/models.py and helpers import by name
-# onnx's backend runner writes the light models' test data under ONNX_HOME: keep it out of ~.
-os.environ.setdefault("ONNX_HOME", tempfile.mkdtemp(prefix="ggonnx-onnx-home-"))
+# onnx's backend runner writes the light models' test data under ONNX_HOME: keep it out of ~,
+# in a folder of this run's that goes when the run ends.
+if "ONNX_HOME" not in os.environ:
+    os.environ["ONNX_HOME"] = tempfile.mkdtemp(prefix="ggonnx-onnx-home-")
+    _owner = os.getpid()   # a forked child that runs atexit handlers must not remove it
+    atexit.register(lambda home=os.environ["ONNX_HOME"]: os.getpid() == _owner and
+                    shutil.rmtree(home, ignore_errors=True))
 # Outputs from 8 MB on are stored non-temporally on every CPU in tests (a large-L3 Intel CPU
 # otherwise starts far higher), so the streamed stores stay covered wherever the suite runs.
 os.environ.setdefault("GGONNX_STREAM_MIN_MB", "8")
