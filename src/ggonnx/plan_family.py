@@ -313,7 +313,9 @@ class PlanFamily:
         self.t_min = 0
         self.template = None      # the latest traced CompiledPlan
         self.record = None        # its TraceRecord
-        self.islands = []         # per island: (ne fit, moving rows, readers, rules, leaves, in/out fits, rebuilt consts, _RuleCheck)
+        # per island: (ne fit, moving rows, readers, rules, leaves, in/out fits, rebuilt consts,
+        # _RuleCheck)
+        self.islands = []
         self.host_shapes = {}     # step index -> fits of its output shapes
         self.replay = []          # FoldRecords to re-run, in order
         self.predicted = {}       # name -> (fit, dtype) of structural values read by lowerings

@@ -1,8 +1,9 @@
 """ONNX-ML ops in ggml where they fit, so a scikit-learn pipeline is one ggml graph (at batch 1 a
 graph costs a few microseconds; each host step as much again): Scaler, LinearClassifier (several
 classes, integer labels), LinearRegressor, Normalizer (L1, L2), OneHotEncoder of integers, and
-ArrayFeatureExtractor picking columns or class labels by an in-island ArgMax. The numbers follow the host kernels (ggonnx.host_ml*), which
-follow onnxruntime; other forms, types and transforms run there."""
+ArrayFeatureExtractor picking columns, or class labels by an in-island ArgMax. The numbers follow
+the host kernels (ggonnx.host_ml*), which follow onnxruntime; other forms, types and transforms
+run there."""
 from __future__ import annotations
 
 import numpy as np
