@@ -16,6 +16,16 @@ cdef extern from "host_scores.h" nogil:
     int ggonnx_scores_classify(double * s, int64_t n, int64_t k, const double * base, int64_t n_base,
                                const uint8_t * has, int compare_f32, int post, int64_t * best, float * out)
 
+cdef extern from "host_topk.h" nogil:
+    void ggonnx_topk_f32(const float * x, int64_t n, int64_t m, int64_t k, int largest, float * values,
+                         int64_t * indices)
+    void ggonnx_topk_f64(const double * x, int64_t n, int64_t m, int64_t k, int largest, double * values,
+                         int64_t * indices)
+    void ggonnx_topk_i64(const int64_t * x, int64_t n, int64_t m, int64_t k, int largest, int64_t * values,
+                         int64_t * indices)
+    void ggonnx_topk_i32(const int32_t * x, int64_t n, int64_t m, int64_t k, int largest, int32_t * values,
+                         int64_t * indices)
+
 cdef extern from "host_rnn.h" nogil:
     struct ggonnx_rnn_acts:
         int kind[3]
@@ -417,3 +427,37 @@ def ints_as_exact_f32(a):
     else:
         raise ValueError(f"ints_as_exact_f32: int64 or int32, not {src.dtype}")
     return out if ok else None
+
+
+def top_k_rows(x, int64_t k, bint largest):
+    """(values, int64 indices) [..., k] of the k extreme values along the last axis of x
+    (float32, float64, int64 or int32), best first, ties by lower index, NaN the largest
+    (host_topk.c). None for other dtypes."""
+    cdef cnp.ndarray xa = np.ascontiguousarray(x)
+    if xa.ndim < 1 or xa.dtype not in (np.float32, np.float64, np.int64, np.int32):
+        return None
+    cdef int64_t m = xa.shape[xa.ndim - 1]
+    if not 0 <= k <= m:
+        raise ValueError(f"top_k_rows: k = {k} outside [0, {m}]")
+    cdef int64_t n = xa.size // m if m else 0
+    shape = np.shape(xa)[:-1] + (k,)
+    cdef cnp.ndarray values = np.empty(shape, dtype=xa.dtype)
+    cdef cnp.ndarray indices = np.empty(shape, dtype=np.int64)
+    cdef void * src = cnp.PyArray_DATA(xa)
+    cdef void * dst = cnp.PyArray_DATA(values)
+    cdef int64_t * idx = <int64_t *> cnp.PyArray_DATA(indices)
+    if k == 0 or n == 0:
+        return values, indices
+    if xa.dtype == np.float32:
+        with nogil:
+            ggonnx_topk_f32(<const float *> src, n, m, k, largest, <float *> dst, idx)
+    elif xa.dtype == np.float64:
+        with nogil:
+            ggonnx_topk_f64(<const double *> src, n, m, k, largest, <double *> dst, idx)
+    elif xa.dtype == np.int64:
+        with nogil:
+            ggonnx_topk_i64(<const int64_t *> src, n, m, k, largest, <int64_t *> dst, idx)
+    else:
+        with nogil:
+            ggonnx_topk_i32(<const int32_t *> src, n, m, k, largest, <int32_t *> dst, idx)
+    return values, indices

@@ -14,7 +14,8 @@ import ggonnx
 
 from ._helpers import THREADS, seeds, shapes
 
-_TYPES = {np.float32: TensorProto.FLOAT, np.int64: TensorProto.INT64, np.int32: TensorProto.INT32}
+_TYPES = {np.float32: TensorProto.FLOAT, np.float64: TensorProto.DOUBLE, np.int64: TensorProto.INT64,
+          np.int32: TensorProto.INT32}
 
 
 def _run_both(node, feeds: dict, outs: list, consts: dict | None = None, opset: int = 18):
@@ -32,19 +33,48 @@ def _run_both(node, feeds: dict, outs: list, consts: dict | None = None, opset: 
 
 @settings(max_examples=60, deadline=None)
 @given(shape=shapes(1, 3, max_side=40), largest=st.integers(0, 1), ties=st.booleans(), k_pick=st.integers(0, 100),
-       axis_pick=st.integers(0, 2), dtype=st.sampled_from([np.float32, np.int64]), seed=seeds)
-def test_top_k_matches_onnxruntime(shape, largest, ties, k_pick, axis_pick, dtype, seed):
+       axis_pick=st.integers(0, 2), dtype=st.sampled_from([np.float32, np.float64, np.int64, np.int32]),
+       c_pass=st.booleans(), seed=seeds)
+def test_top_k_matches_onnxruntime(shape, largest, ties, k_pick, axis_pick, dtype, c_pass, seed):
+    """TopK by the C pass (k up to host_index.TOPK_C_MAX_K) and by numpy's partition (above)."""
+    from ggonnx import host_index
     rng = np.random.default_rng(seed)
     x = rng.integers(-3, 4, shape) if ties else rng.standard_normal(shape) * 100
     x = x.astype(dtype)
     axis = axis_pick % len(shape)
     k = k_pick % (shape[axis] + 1)
     node = helper.make_node("TopK", ["x", "k"], ["v", "i"], axis=axis, largest=largest)
-    got, want = _run_both(node, {"x": x}, [("v", _TYPES[dtype]), ("i", TensorProto.INT64)],
-                          {"k": np.array([k], np.int64)})
+    saved, host_index.TOPK_C_MAX_K = host_index.TOPK_C_MAX_K, (host_index.TOPK_C_MAX_K if c_pass else 0)
+    try:
+        got, want = _run_both(node, {"x": x}, [("v", _TYPES[dtype]), ("i", TensorProto.INT64)],
+                              {"k": np.array([k], np.int64)})
+    finally:
+        host_index.TOPK_C_MAX_K = saved
     for a, e in zip(got, want):
         assert a.dtype == e.dtype and a.shape == e.shape
         np.testing.assert_array_equal(a, e)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.integers(1, 4), m=st.integers(1, 30), k_pick=st.integers(0, 30), largest=st.booleans(),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=seeds)
+def test_top_k_c_pass_orders_nan_and_ties_as_numpy(rows, m, k_pick, largest, dtype, seed):
+    """NaN is the largest value and ties go to the lower index in both of our TopK paths (the C
+    pass and numpy's stable sort), with infinities and signed zeros among the values."""
+    from ggonnx import _core, host_index
+    from ggonnx.ir import Node
+    rng = np.random.default_rng(seed)
+    x = rng.choice(np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -2.5], dtype), (rows, m))
+    k = k_pick % (m + 1)
+    node = Node("topk", "TopK", "", ["x", "k"], ["v", "i"], {"largest": int(largest)}, 11)
+    saved, host_index.TOPK_C_MAX_K = host_index.TOPK_C_MAX_K, 0
+    try:
+        want = host_index.top_k(node, x, np.array([k]))
+    finally:
+        host_index.TOPK_C_MAX_K = saved
+    values, indices = _core.top_k_rows(x, k, largest)
+    np.testing.assert_array_equal(indices, want[1])
+    np.testing.assert_array_equal(values, want[0])
 
 
 @settings(max_examples=40, deadline=None)
