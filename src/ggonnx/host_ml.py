@@ -430,9 +430,9 @@ class _ClassifierSetup:
 def tree_ensemble_classifier(node, x, threads: int = 1):
     dtype = _dtype_for(x)
     setup = _cached(node, ("cls", dtype), lambda: _ClassifierSetup(node, dtype))
-    forest, labels, base, post = setup.forest, setup.labels, setup.base, setup.post
-    if forest is None:
+    if setup.forest is None:
         return None  # onnxruntime's one-class path: left to onnx.reference
+    forest, labels, base, post = setup.forest, setup.labels, setup.base, setup.post
     x = _rows(node, x, dtype)
     # always summed: onnxruntime's classifier aggregator is a sum (the op has no aggregate_function)
     s, has = forest.summed(node, x, threads)

@@ -216,6 +216,22 @@ def test_tree_ensemble_double_input_and_bad_feature():
         ggonnx.Session(model).run(None, {"X": x[:, :1].copy()})
 
 
+def test_one_class_tree_ensemble_classifier_is_refused_clearly():
+    """A classifier of one class is left to onnx.reference (onnxruntime has a path of its own
+    for it, which our kernel does not copy), and onnx.reference has none: the run raises naming
+    the node and the reason, not an error from inside our kernel."""
+    node = helper.make_node("TreeEnsembleClassifier", ["X"], ["label", "scores"], domain=ML, classlabels_int64s=[7],
+                            nodes_treeids=[0, 0, 0], nodes_nodeids=[0, 1, 2], nodes_featureids=[0, 0, 0],
+                            nodes_modes=["BRANCH_LEQ", "LEAF", "LEAF"], nodes_values=[0.5, 0.0, 0.0],
+                            nodes_truenodeids=[1, 0, 0], nodes_falsenodeids=[2, 0, 0], class_treeids=[0, 0],
+                            class_nodeids=[1, 2], class_ids=[0, 0], class_weights=[0.2, 0.8], name="the_node")
+    model = _model([node], [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 1])],
+                   [helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
+                    helper.make_tensor_value_info("scores", TensorProto.FLOAT, [None, None])])
+    with pytest.raises(ggonnx.errors.UnsupportedOpError, match=r"the_node.*classlabels_int64s=\[7\], not supported"):
+        ggonnx.Session(model, threads=1).run(None, {"X": np.array([[0.0], [1.0]], np.float32)})
+
+
 # -- scikit-learn estimators through skl2onnx ---------------------------------------------------
 
 def _skl_data(n=300, features=8, classes=3, seed=0):
