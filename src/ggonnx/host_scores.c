@@ -28,9 +28,7 @@ static void post_row(const double * s, int64_t k, int post, float * out) {
         }
     } else if (post == GGONNX_POST_LOGISTIC) {
         for (int64_t j = 0; j < k; ++j) {
-            const float x = out[j];
-            const float v = 1.0f / (1.0f + expf(-fabsf(x)));
-            out[j] = x < 0.0f ? 1.0f - v : v;
+            out[j] = ggonnx_logistic_f32(out[j]);
         }
     }
 }

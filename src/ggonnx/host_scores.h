@@ -1,5 +1,6 @@
 /* Score rows to labels and probabilities for the host ML classifiers (host_scores.c). */
 #pragma once
+#include <math.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -7,6 +8,13 @@ extern "C" {
 #endif
 
 enum { GGONNX_POST_NONE = 0, GGONNX_POST_SOFTMAX = 1, GGONNX_POST_LOGISTIC = 2 };
+
+/* onnxruntime's logistic in float32 (ml_common.h), as host_ml._logistic: 1 / (1 + exp(-|x|)),
+ * mirrored for x < 0 */
+static inline float ggonnx_logistic_f32(float x) {
+    const float v = 1.0f / (1.0f + expf(-fabsf(x)));
+    return x < 0.0f ? 1.0f - v : v;
+}
 
 /* For each of the n rows of s [n, k] (float64), after adding base[j] to its first n_base columns
  * (in place): best[r], numpy's argmax of the row with the

@@ -3,6 +3,7 @@
  * (the attribute below), so each product and sum rounds as the reference loop's do. A row stops
  * once its own error is under eps, or after 100 rounds; a NaN error never counts as converged. */
 #include "host_svm.h"
+#include "host_scores.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -83,13 +84,6 @@ int ggonnx_svm_coupling(const float * val, int64_t n, int64_t pairs, const int64
     }
     free(work);
     return 0;
-}
-
-/* onnxruntime's logistic in float32, as host_ml._logistic */
-__attribute__((optimize("fp-contract=off")))
-static float logistic(float x) {
-    const float v = 1.0f / (1.0f + expf(-fabsf(x)));
-    return x < 0.0f ? 1.0f - v : v;
 }
 
 /* The kernel values of one row x [f] against every support vector (svt: [f, v], vectors along
@@ -173,7 +167,7 @@ int ggonnx_svc_rows(const float * x, int64_t n, int64_t f, const float * svt, in
         if (proba != NULL) {  /* libsvm's pairwise probabilities, clipped as onnxruntime does */
             for (int64_t p = 0; p < pairs; ++p) {
                 const float t = scores[r * pairs + p] * prob_a[p];
-                float pv = 1.0f - logistic(t + prob_b[p]);
+                float pv = 1.0f - ggonnx_logistic_f32(t + prob_b[p]);
                 pv = pv < 1e-7f ? 1e-7f : pv;
                 val[p] = pv > 1.0f - 1e-7f ? 1.0f - 1e-7f : pv;
             }
