@@ -396,8 +396,9 @@ class Emitter:
         return self.cont(v)
 
     def take(self, a: GT, ids, dim: int) -> GT:
-        """Contiguous ``a`` at constant in-range indices ``ids`` along ggml dim ``dim``: one view
-        per run of consecutive indices, concatenated along that dim."""
+        """Contiguous ``a`` at constant in-range indices ``ids`` along ggml dim ``dim``: columns
+        (dim 0, some left out) in one TAKE_COLUMNS pass; otherwise one view per run of
+        consecutive indices, concatenated along that dim."""
         if dim == 0 and a.ne[0] > 1 and len(ids) < a.ne[0] and int(math.prod(a.ne[1:])) > 1:
             return self.take_columns(a, ids)  # one pass, not a strided copy per run of columns
         stride = int(math.prod(a.ne[:dim]))
