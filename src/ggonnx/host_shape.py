@@ -78,11 +78,37 @@ def concat(node, *inputs):
     if not arrays or any(a.ndim != arrays[0].ndim for a in arrays) or arrays[0].ndim == 0:
         raise ShapeError(f"{node.describe()}: cannot concatenate shapes {[a.shape for a in arrays]}")
     axis = _axis(node, int(node.attrs["axis"]), arrays[0].ndim)
+    if len(arrays) == 1:  # a copy of one input (exporters feed Shape this way): its array, as Reshape's view
+        return [arrays[0]]
     try:
         return [np.concatenate(arrays, axis=axis)]
     except ValueError:
         raise ShapeError(f"{node.describe()}: cannot concatenate shapes {[a.shape for a in arrays]} on axis {axis}") \
             from None
+
+
+def flatten(node, data):
+    data = np.asarray(data)
+    rank = data.ndim
+    axis = int(node.attrs.get("axis", 1))
+    if not -rank <= axis <= rank:
+        raise ShapeError(f"{node.describe()}: axis {axis} out of range [-{rank}, {rank}] for input {data.shape}")
+    if axis < 0:
+        axis += rank
+    return [data.reshape(int(np.prod(data.shape[:axis], dtype=np.int64)),
+                         int(np.prod(data.shape[axis:], dtype=np.int64)))]
+
+
+def expand(node, data, shape_):
+    data, shape_ = np.asarray(data), np.asarray(shape_)
+    if shape_.ndim != 1 or shape_.dtype.kind not in "iu" or (shape_ < 0).any():
+        raise ShapeError(f"{node.describe()}: the shape must be a 1-D tensor of non-negative integers, "
+                         f"got {shape_.tolist()}")
+    try:
+        out = np.broadcast_shapes(data.shape, tuple(shape_.tolist()))
+    except ValueError:
+        raise ShapeError(f"{node.describe()}: cannot expand {data.shape} to {shape_.tolist()}") from None
+    return [np.array(np.broadcast_to(data, out))]  # a copy: a broadcast view is read-only
 
 
 def slice_(node, data, starts, ends, axes=None, steps=None):
@@ -182,4 +208,4 @@ def split_to_sequence(node, x, sizes=None):
 KERNELS = {("", "Shape"): shape, ("", "Gather"): gather, ("", "Unsqueeze"): unsqueeze, ("", "Squeeze"): squeeze,
            ("", "Concat"): concat, ("", "Slice"): slice_, ("", "Cast"): cast, ("", "Reshape"): reshape,
            ("", "ConstantOfShape"): constant_of_shape, ("", "Split"): split,
-           ("", "SplitToSequence"): split_to_sequence}
+           ("", "SplitToSequence"): split_to_sequence, ("", "Flatten"): flatten, ("", "Expand"): expand}

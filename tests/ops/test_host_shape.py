@@ -136,3 +136,27 @@ def test_reshape(shape, data):
 def test_constant_of_shape(value, dims):
     attrs = {} if value is None else {"value": numpy_helper.from_array(value)}
     check("ConstantOfShape", [np.array(dims, np.int64)], **attrs)
+
+
+@settings(**SETTINGS)
+@given(shape=st.lists(st.integers(0, 3), min_size=1, max_size=4).map(tuple), data=st.data())
+def test_flatten(shape, data):
+    axis = data.draw(st.integers(-len(shape) - 1, len(shape) + 1))  # one past each end: rejected by both
+    check("Flatten", [np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape)], axis=axis)
+
+
+@settings(**SETTINGS)
+@given(shape=st.lists(st.sampled_from([1, 1, 2, 3]), min_size=0, max_size=3).map(tuple),
+       target=st.lists(st.sampled_from([0, 1, 1, 2, 3]), min_size=0, max_size=4))
+def test_expand(shape, target):
+    x = np.asarray(np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape) > 2)  # bool, as attention masks
+    check("Expand", [x, np.array(target, np.int64)])
+
+
+def test_expand_rejects_negative_dims():
+    check("Expand", [np.ones((2, 1), np.int64), np.array([2, -1], np.int64)])
+
+
+def test_concat_of_one_input_is_its_input():
+    x = np.arange(6, dtype=np.int64).reshape(2, 3)
+    check("Concat", [x], axis=1)
