@@ -104,6 +104,7 @@ cpdef enum Op:
     LOOKUP = 83            # src0 table [K], src1 float-held indices -> table[indices], src1's shape
     ONE_HOT = 84           # src0 float-held integers [M], src1 categories [K] -> [K, M], 1 where equal
     TAKE_COLUMNS = 85      # src0 [C, R...], src1 float-held column indices [K] in [0, C) -> [K, R...]
+    OUT_PROD = 86          # ggml_out_prod: src0 [N, K, A2, A3], src1 [M, K, B2, B3] -> [N, M, B2, B3]
 
 cpdef enum Unary:
     EXP = 0
@@ -549,6 +550,12 @@ cdef class Plan:
                 # b, and ggml has no other kernel that can read the weight
                 b = ggml_cont(ctx, b)
             return ggml_mul_mat(ctx, a, b)
+        if op == OUT_PROD:  # ggml asserts these; the emitter checked them already
+            if (a.type != GGML_TYPE_F32 or b.type != GGML_TYPE_F32 or a.ne[1] != b.ne[1] or b.ne[2] % a.ne[2]
+                    or b.ne[3] % a.ne[3] or a.nb[0] != sizeof(float) or ggml_is_transposed(a)):
+                raise GraphBuildError(f"row {i}: OUT_PROD of {[a.ne[k] for k in range(4)]} and "
+                                      f"{[b.ne[k] for k in range(4)]}")
+            return ggml_out_prod(ctx, a, b)
         if op == GET_ROWS:
             if b.type != GGML_TYPE_I32:
                 raise GraphBuildError(f"row {i}: GET_ROWS needs int32 row indices")

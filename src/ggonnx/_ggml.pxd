@@ -81,6 +81,7 @@ cdef extern from "ggml.h" nogil:
     const char * ggml_op_desc(const ggml_tensor * t)
     ggml_tensor * ggml_format_name(ggml_tensor * tensor, const char * fmt, ...)
     bint ggml_is_contiguous(const ggml_tensor * t)
+    bint ggml_is_transposed(const ggml_tensor * t)
     int64_t ggml_nelements(const ggml_tensor * t)
 
     ggml_context * ggml_init(ggml_init_params params)
@@ -127,6 +128,7 @@ cdef extern from "ggml.h" nogil:
     ggml_tensor * ggml_soft_max(ggml_context * ctx, ggml_tensor * a)
     ggml_tensor * ggml_mean(ggml_context * ctx, ggml_tensor * a)
     ggml_tensor * ggml_mul_mat(ggml_context * ctx, ggml_tensor * a, ggml_tensor * b)
+    ggml_tensor * ggml_out_prod(ggml_context * ctx, ggml_tensor * a, ggml_tensor * b)
     ggml_tensor * ggml_get_rows(ggml_context * ctx, ggml_tensor * a, ggml_tensor * b)
     ggml_tensor * ggml_cont(ggml_context * ctx, ggml_tensor * a)
     ggml_tensor * ggml_reshape_4d(ggml_context * ctx, ggml_tensor * a, int64_t ne0, int64_t ne1, int64_t ne2, int64_t ne3)

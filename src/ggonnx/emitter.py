@@ -347,6 +347,17 @@ class Emitter:
             return self.permute(t, (1, 0, 2, 3))
         return self._emit(Op.MUL_MAT, (a, b), out, params=(place,))
 
+    def out_prod(self, a: GT, b: GT) -> GT:
+        """ggml_out_prod: a [N, K, A2, A3], b [M, K, B2, B3] -> [N, M, B2, B3], the sum over K of
+        a's rows scaled by b's: a product that reads a row-major B [K, N] where it lies."""
+        if a.ne[1] != b.ne[1]:
+            self.fail(f"out_prod depths differ: {a.ne} and {b.ne}")
+        if b.ne[2] % a.ne[2] or b.ne[3] % a.ne[3]:
+            self.fail(f"out_prod batch dims {a.ne[2:]} do not broadcast to {b.ne[2:]}")
+        out = (a.ne[0], b.ne[0], b.ne[2], b.ne[3])
+        self.flops += 2 * a.ne[1] * int(math.prod(out))
+        return self._emit(Op.OUT_PROD, (a, b), out)
+
     def gemm_amx_bf16(self, tiles: GT, b: GT, n: int) -> GT:
         """W [N, K] (as bf16 AMX tiles, kernels.h) times b [K, M] -> [N, M], on AMX."""
         k, m = b.ne[0], b.ne[1]
@@ -502,6 +513,21 @@ class Emitter:
             if view[0] == Op.PERMUTE:
                 return GT(view[1], tuple(view[_core.COL_NE:_core.COL_NE + 4]))
         return a
+
+    def transposed_source(self, a: GT) -> GT | None:
+        """Where ``a`` is permute()'s contiguous copy of a swap of the first two dims of some
+        tensor (a Transpose of K in attention), that tensor: a^T with no copy. Else None."""
+        view = self.strided_source(a)
+        if view is a:
+            return None
+        row = self.rows[view.slot]
+        if tuple(row[_core.COL_PARAM:_core.COL_PARAM + 4]) != (1, 0, 2, 3):
+            return None
+        src = int(row[_core.COL_SRC])
+        source = self.rows[src] if src < len(self.rows) else None
+        if source is None or source[1] != src or source[0] == Op.WEIGHT:  # weights may be typed: not here
+            return None
+        return GT(src, tuple(int(d) for d in source[_core.COL_NE:_core.COL_NE + 4]))
 
     def pack_panels(self, b: GT) -> GT:
         """An activation [N, K, B] as B packed GEMM weights of N outputs over depth K; a

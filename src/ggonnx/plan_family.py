@@ -66,6 +66,10 @@ def _row_ne(op: int, srcs: list, predicted: tuple, params):
         s1 = srcs[1]
         ok = s0[0] == s1[0] and s1[2] % s0[2] == 0 and s1[3] % s0[3] == 0
         return (s0[1], s1[1], s1[2], s1[3]) if ok else None
+    if op == Op.OUT_PROD:
+        s1 = srcs[1]
+        ok = s0[1] == s1[1] and s1[2] % s0[2] == 0 and s1[3] % s0[3] == 0
+        return (s0[0], s1[0], s1[2], s1[3]) if ok else None
     if op == Op.GEMM_AMX_BF16:  # the tiles' size fixes N and K; M follows the activation
         n = predicted[0]
         ok = s0 == (amx_tiles_len(n, srcs[1][0]), 1, 1, 1) and srcs[1][2:] == (1, 1)
@@ -124,6 +128,8 @@ class _RuleCheck:
                 groups.setdefault("rows", []).append((i, srcs[0]))
             elif op == Op.MUL_MAT:
                 groups.setdefault("mul_mat", []).append((i, srcs[0], srcs[1]))
+            elif op == Op.OUT_PROD:
+                groups.setdefault("out_prod", []).append((i, srcs[0], srcs[1]))
             elif op == Op.RESHAPE:
                 groups.setdefault("reshape", []).append((i, srcs[0]))
             elif op == Op.PERMUTE:
@@ -186,6 +192,12 @@ class _RuleCheck:
             x, y = p[a], p[b]
             if np.any(x[:, 0] != y[:, 0]) or np.any(y[:, 2:] % x[:, 2:]) or \
                     not _equal(p[i], np.stack([x[:, 1], y[:, 1], y[:, 2], y[:, 3]], axis=1)):
+                return False
+        if "out_prod" in g:
+            i, a, b = g["out_prod"]
+            x, y = p[a], p[b]
+            if np.any(x[:, 1] != y[:, 1]) or np.any(y[:, 2:] % x[:, 2:]) or \
+                    not _equal(p[i], np.stack([x[:, 0], y[:, 0], y[:, 2], y[:, 3]], axis=1)):
                 return False
         if "reshape" in g and not _equal(p[g["reshape"][0]].prod(axis=1), p[g["reshape"][1]].prod(axis=1)):
             return False

@@ -167,6 +167,34 @@ def test_matmul_activation_b_packed_at_run_time(m, k, n, batch, b_batch, after, 
     assert_close(got, want, atol=sum_atol(k))
 
 
+@settings(max_examples=60, deadline=None)
+@given(k=st.integers(1, 70), n=st.integers(1, 70), batch=st.sampled_from([(), (1,), (3,), (2, 3), (3, 1)]),
+       b_batch=st.sampled_from(["same", "shared", "ones", "a_broadcast"]), a_vector=st.booleans(),
+       transposed=st.booleans(), seed=seeds)
+def test_matmul_one_row_times_activation_b(k, n, batch, b_batch, a_vector, transposed, seed):
+    # decode's attention: one query row per head times K^T (read as K's rows, ggml_mul_mat) or
+    # times V (ggml_out_prod over V's rows), neither packed nor transposed first
+    from onnx import helper
+    rng = np.random.default_rng(seed)
+    a_shape = (k,) if a_vector else batch + (1, k)
+    b_shape = {"same": batch + (k, n), "shared": (k, n), "ones": (1,) * len(batch) + (k, n),
+               "a_broadcast": batch + (k, n)}[b_batch]
+    if b_batch == "a_broadcast" and batch and not a_vector:
+        a_shape = (1,) * len(batch) + (1, k)
+    a, b = randn(rng, a_shape), randn(rng, b_shape)
+    want = np.matmul(a.astype(np.float64), b.astype(np.float64))
+    nodes = [helper.make_node("MatMul", ["a", "b"], ["y"])]
+    feeds = {"a": a, "b": b}
+    if transposed:
+        perm = list(range(b.ndim - 2)) + [b.ndim - 1, b.ndim - 2]
+        feeds["b"] = np.ascontiguousarray(np.transpose(b, perm))
+        nodes = [helper.make_node("Transpose", ["b"], ["bt"], perm=perm),
+                 helper.make_node("MatMul", ["a", "bt"], ["y"])]
+    (got,) = run_graph_shapes(nodes, [feeds], {})[0]
+    assert got.shape == want.shape
+    assert_close(got, want, atol=sum_atol(k))
+
+
 @given(k=st.integers(1, 40), n=st.integers(1, 70), seed=seeds)
 def test_packed_weight_layout(k, n, seed):
     # panel j holds outputs 16j..16j+15: element [j][kk][i] is B[kk, 16j + i], zero past N

@@ -166,6 +166,11 @@ def matmul(ctx, a: Value, b: Value) -> Value:
         y = e.gemm_packed(e.reshape(ctx.tensor(a), (k, rows)), packed_gemm_weight(ctx, b), None, n)
         shape = batch + (m, n)
         return ctx.output(e.reshape(y, tuple(reversed(shape))), shape)
+    if b.const is None and m == 1 and b.rank >= 2:
+        y = _row_times_activation(ctx, a, b, b2, batch, k, n)
+        if y is not None:
+            shape = batch + (m, n) if a.rank > 1 else batch + (n,)
+            return ctx.output(e.reshape(y, tuple(reversed(shape))), shape)
     if b.const is None and a.rank >= 2 and b.rank >= 2 and n >= ACT_PACKED_MIN_N and k >= ACT_PACKED_MIN_K:
         y = _activation_packed(ctx, a, b, a2, b2, batch, m, k, n)
         if y is not None:
@@ -214,6 +219,27 @@ def _activation_packed(ctx, a: Value, b: Value, a2, b2, batch, m: int, k: int, n
     e = ctx.e
     wb = e.pack_panels(e.reshape(ctx.tensor(b), (n, k, 1 if b_shared else nbatch)))
     return e.gemm_packed(e.reshape(ctx.tensor(a), (k, m, nbatch)), wb, None, n)
+
+
+def _row_times_activation(ctx, a: Value, b: Value, b2, batch, k: int, n: int):
+    """One row of A per batch entry times B computed at run time (decode's attention: q @ K^T,
+    probabilities @ V), reading B where it lies: packing or transposing it would copy the whole
+    KV cache for one row of work. B given as a Transpose of S: ggml_mul_mat over S's rows; else
+    ggml_out_prod over B's rows (their sum weighted by A's row; one batch entry per thread, so
+    only with several). None where A's batch would need broadcasting, or B has one entry."""
+    a_batch = (1,) * (len(batch) - max(a.rank - 2, 0)) + tuple(a.shape[:-2])
+    if a_batch != batch:
+        return None
+    e = ctx.e
+    pad = (1,) * (2 - len(batch))
+    b_batch = (1,) * (len(batch) - len(b2[:-2])) + tuple(b2[:-2])
+    b_dims, a_dims = tuple(reversed(b_batch)) + pad, tuple(reversed(batch)) + pad
+    source = e.transposed_source(ctx.tensor(b))
+    if source is not None:
+        return e.mul_mat(e.reshape(source, (k, n) + b_dims), e.reshape(ctx.tensor(a), (k, 1) + a_dims))
+    if math.prod(batch) < 2:
+        return None
+    return e.out_prod(e.reshape(ctx.tensor(b), (n, k) + b_dims), e.reshape(ctx.tensor(a), (1, k) + a_dims))
 
 
 @register("MatMul", since=1)
