@@ -381,7 +381,8 @@ class Emitter:
         return self._emit(Op.RESHAPE, (a,), ne)
 
     def permute(self, a: GT, dest: tuple) -> GT:
-        """ggml_permute: source dim i goes to position dest[i]; returns a contiguous copy."""
+        """ggml_permute: source dim i goes to position dest[i]; returns a contiguous tensor (a copy,
+        or a reshape where only dims of size 1 move)."""
         if sorted(dest) != [0, 1, 2, 3]:
             self.fail(f"invalid permutation {dest}")
         if tuple(dest) == (0, 1, 2, 3):
@@ -389,11 +390,15 @@ class Emitter:
         ne = [0] * 4
         for i, d in enumerate(dest):
             ne[d] = a.ne[i]
+        if [i for i in sorted(range(4), key=lambda i: dest[i]) if a.ne[i] > 1] == [i for i in range(4) if a.ne[i] > 1]:
+            # only dims of size 1 move (a decode step's head transposes): the same memory order
+            return self.reshape(a, tuple(ne))
         view = self._emit(Op.PERMUTE, (a,), tuple(ne), params=dest)
         return self.cont(view)
 
     def view(self, a: GT, ne: tuple, offset_elems: int) -> GT:
-        """A view of contiguous ``a`` with a's strides, starting ``offset_elems`` in; returned contiguous."""
+        """A view of contiguous ``a`` with a's strides, starting ``offset_elems`` in; contiguous (copied
+        where the view is not one block)."""
         nb1 = a.ne[0] * 4
         nb2 = nb1 * a.ne[1]
         nb3 = nb2 * a.ne[2]
@@ -404,6 +409,9 @@ class Emitter:
         if offset_elems < 0 or last >= int(math.prod(a.ne)):  # ggml asserts the view stays inside
             self.fail(f"view {ne} at offset {offset_elems} reaches past source {a.ne}")
         v = self._emit(Op.VIEW, (a,), tuple(ne), params=(nb1, nb2, nb3, offset_elems * 4))
+        strides = (1, a.ne[0], nb2 // 4, nb3 // 4)
+        if all(ne[k] == 1 or strides[k] == math.prod(ne[:k]) for k in range(1, 4)):
+            return v  # one contiguous block (a Split of a row into q, k, v): no copy
         return self.cont(v)
 
     def take(self, a: GT, ids, dim: int) -> GT:
