@@ -13,6 +13,8 @@ emitter expected, so a lowering bug is a Python exception, not an abort().
 from libc.stdint cimport int32_t, int64_t, uint8_t, uintptr_t
 from libc.string cimport memcpy
 from libcpp.vector cimport vector
+from libcpp.unordered_map cimport unordered_map
+from cython.operator cimport dereference as deref
 from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock, PyThread_free_lock,
                                PyThread_acquire_lock, PyThread_release_lock, WAIT_LOCK)
 cimport numpy as cnp
@@ -43,13 +45,16 @@ include "_profile.pxi"
 include "_host_blocks.pxi"
 include "_host_kernels.pxi"
 
-# Instruction table layout; ggonnx.emitter builds rows with these columns.
-COL_OP = 0
-COL_OUT = 1
-COL_SRC = 2     # 4 source slots, -1 when unused
-COL_NE = 6      # expected ggml ne[0..3] of the result
-COL_PARAM = 10  # N_PARAMS integer parameters
-N_PARAMS = 17
+# Instruction table layout; ggonnx.emitter builds rows with these columns. C constants for the
+# table loops here (a module global costs a dict lookup and a Python add per cell), named for Python.
+cdef enum:
+    C_OP = 0
+    C_OUT = 1
+    C_SRC = 2     # 4 source slots, -1 when unused
+    C_NE = 6      # expected ggml ne[0..3] of the result
+    C_PARAM = 10  # C_N_PARAMS integer parameters
+    C_N_PARAMS = 17
+COL_OP, COL_OUT, COL_SRC, COL_NE, COL_PARAM, N_PARAMS = C_OP, C_OUT, C_SRC, C_NE, C_PARAM, C_N_PARAMS
 P_INTO, P_COFF, P_OC = GGONNX_P_INTO, GGONNX_P_COFF, GGONNX_P_OC  # channel slices (kernels.h)
 N_COLS = COL_PARAM + N_PARAMS
 
@@ -380,8 +385,8 @@ cdef class Plan:
         if ins.shape[1] != N_COLS:
             raise GraphBuildError(f"instruction table must have {N_COLS} columns")
         for i in range(n):
-            if ins[i, COL_OUT] + 1 > n_slots:
-                n_slots = ins[i, COL_OUT] + 1
+            if ins[i, C_OUT] + 1 > n_slots:
+                n_slots = ins[i, C_OUT] + 1
         slots.resize(n_slots, NULL)
         if consts:  # freed by __dealloc__ even when _upload fails half way
             _upload(self.engine.cpu, consts, &self.const_ctx, &self.const_buf, const_tensors)
@@ -409,15 +414,15 @@ cdef class Plan:
         # weight emitted after it (a bias folded into a GEMM by the Add that follows it)
         for leaves in (True, False):
             for i in range(n):
-                op = ins[i, COL_OP]
+                op = ins[i, C_OP]
                 if (op == INPUT or op == WEIGHT or op == CONST) != leaves:
                     continue
                 for k in range(4):
                     srcs[k] = NULL
-                    if ins[i, COL_SRC + k] >= 0:
-                        srcs[k] = slots[ins[i, COL_SRC + k]]
+                    if ins[i, C_SRC + k] >= 0:
+                        srcs[k] = slots[ins[i, C_SRC + k]]
                         if srcs[k] == NULL:
-                            raise GraphBuildError(f"row {i} ({row_names[i]}): source slot {ins[i, COL_SRC + k]} "
+                            raise GraphBuildError(f"row {i} ({row_names[i]}): source slot {ins[i, C_SRC + k]} "
                                                   f"is undefined")
                         if srcs[k].extra != NULL and (op != MUL_MAT or k != 0):  # no backend could run it
                             raise GraphBuildError(f"row {i} ({row_names[i]}): op code {op} reads a repacked weight")
@@ -427,15 +432,15 @@ cdef class Plan:
                 if r.name[0] == 0:  # the row a profiled node came from
                     _name_row(r, i)
                 for k in range(4):
-                    if r.ne[k] != ins[i, COL_NE + k]:
+                    if r.ne[k] != ins[i, C_NE + k]:
                         raise GraphBuildError(
                             f"row {i} ({row_names[i]}): ggml built shape "
                             f"{[r.ne[0], r.ne[1], r.ne[2], r.ne[3]]} but the emitter expected "
-                            f"{[ins[i, COL_NE], ins[i, COL_NE + 1], ins[i, COL_NE + 2], ins[i, COL_NE + 3]]}")
+                            f"{[ins[i, C_NE], ins[i, C_NE + 1], ins[i, C_NE + 2], ins[i, C_NE + 3]]}")
                 if op == MUL_MAT:
                     mm_nodes.push_back(r)
-                    mm_hints.push_back(ins[i, COL_PARAM])
-                slots[ins[i, COL_OUT]] = r
+                    mm_hints.push_back(ins[i, C_PARAM])
+                slots[ins[i, C_OUT]] = r
 
         for s in input_slots:
             self.inputs.push_back(slots[s])
@@ -490,8 +495,8 @@ cdef class Plan:
         cdef ggml_context * ctx = self.ctx
         cdef ggml_tensor * a = srcs[0]
         cdef ggml_tensor * b = srcs[1]
-        cdef int64_t * p = &ins[i, COL_PARAM]
-        cdef int64_t * ne = &ins[i, COL_NE]
+        cdef int64_t * p = &ins[i, C_PARAM]
+        cdef int64_t * ne = &ins[i, C_NE]
         cdef ggml_tensor * t
         if op == INPUT:
             t = ggml_new_tensor_4d(ctx, GGML_TYPE_I32 if p[0] == 1 else GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3])

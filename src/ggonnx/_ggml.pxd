@@ -91,6 +91,7 @@ cdef extern from "ggml.h" nogil:
     void ggml_build_forward_expand(ggml_cgraph * g, ggml_tensor * t)
     int ggml_graph_n_nodes(ggml_cgraph * g)
     ggml_tensor * ggml_graph_node(ggml_cgraph * g, int i)
+    ggml_tensor ** ggml_graph_nodes(ggml_cgraph * g)
 
     ggml_tensor * ggml_new_tensor_4d(ggml_context * ctx, ggml_type type, int64_t ne0, int64_t ne1, int64_t ne2, int64_t ne3)
     void ggml_set_input(ggml_tensor * t)

@@ -11,32 +11,38 @@ cdef inline void _bind(ggml_tensor * t, vector[ggml_tensor *] & views, void * da
         views[j].data = <char *> data + views[j].view_offs
 
 
+ctypedef ggml_tensor * tensor_ptr
+
+
 cdef _plan_direct_io(Plan self):
     """Which inputs and outputs a run binds to its arrays instead of copying (see the members)."""
     cdef int i, k, j
     cdef int n_nodes = ggml_graph_n_nodes(self.graph)
+    cdef ggml_tensor ** nodes = ggml_graph_nodes(self.graph)
     cdef ggml_tensor * node
     cdef ggml_tensor * t
     cdef bint ok
+    cdef unordered_map[tensor_ptr, int] input_of, output_of  # tensor -> its index
+    cdef unordered_map[tensor_ptr, int].iterator it
     self.input_direct.assign(self.inputs.size(), False)
     self.output_direct.assign(self.outputs.size(), False)
     self.input_home.assign(self.inputs.size(), NULL)
     self.output_home.assign(self.outputs.size(), NULL)
+    self.input_views.clear()
+    self.output_views.clear()
     self.input_views.resize(self.inputs.size())
     self.output_views.resize(self.outputs.size())
     for k in range(<int> self.inputs.size()):
         t = self.inputs[k]
         self.input_home[k] = t.data
-        ok = self.input_bytes[k] > 0 and t.view_src == NULL
-        for i in range(n_nodes):
-            node = ggml_graph_node(self.graph, i)
-            if ok and node.view_src == t:
-                # a node with an input as view_src but a computing op writes into the input
-                ok = _is_view(node) and node.op != GGML_OP_NONE
-                self.input_views[k].push_back(node)
+        self.input_direct[k] = self.input_bytes[k] > 0 and t.view_src == NULL
         for j in range(<int> self.outputs.size()):
-            ok = ok and self.outputs[j] != t
-        self.input_direct[k] = ok
+            if self.outputs[j] == t:
+                self.input_direct[k] = False
+        if input_of.count(t):  # fed twice: bound once would leave the other's views behind
+            self.input_direct[k] = False
+        else:
+            input_of[t] = k
     for k in range(<int> self.outputs.size()):
         t = self.outputs[k]
         self.output_home[k] = t.data
@@ -45,10 +51,23 @@ cdef _plan_direct_io(Plan self):
             ok = ok and self.outputs[j] != t
         self.output_direct[k] = ok
         if ok:
-            for i in range(n_nodes):
-                node = ggml_graph_node(self.graph, i)
-                if node.view_src == t:
-                    self.output_views[k].push_back(node)
+            output_of[t] = k
+    # one pass over the nodes: the views of each input and direct output (ggml keeps a view's
+    # own address, so binding a tensor re-points them too)
+    for i in range(n_nodes):
+        node = nodes[i]
+        if node.view_src == NULL:
+            continue
+        it = input_of.find(node.view_src)
+        if it != input_of.end():
+            k = deref(it).second
+            if self.input_direct[k]:
+                # a node with an input as view_src but a computing op writes into the input
+                self.input_direct[k] = _is_view(node) and node.op != GGML_OP_NONE
+                self.input_views[k].push_back(node)
+        it = output_of.find(node.view_src)
+        if it != output_of.end():
+            self.output_views[deref(it).second].push_back(node)
 
 
 cdef void _bind_outputs(Plan self, vector[void *] & ptrs) noexcept nogil:
