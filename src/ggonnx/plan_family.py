@@ -32,6 +32,7 @@ import numpy as np
 from ggonnx import _core
 from ggonnx.emitter import amx_tiles_len, as_ggml_array, can_repeat, onnx_to_ne
 from ggonnx.errors import GgonnxError
+from ggonnx.host_kernels import HostKernel
 from ggonnx.planner import CompiledPlan, HostStep, IslandStep
 
 Op = _core.Op
@@ -147,6 +148,7 @@ class _RuleCheck:
         self.groups = {k: np.asarray(v, np.intp).T for k, v in groups.items()}
         self.rows = np.asarray([i for i in rows if i in rule_rows], np.intp)
         self.row_set = frozenset(rows)
+        self._compile()
 
     def shapes(self, p, consumers):
         """The rows whose shape at t is not the predicted ``p`` [rows, 4] (int64) -- packed
@@ -169,51 +171,82 @@ class _RuleCheck:
                 changed = {int(r): tuple(int(d) for d in w) for r, w in zip(i[moved], want[moved])}
         return changed if self._holds(p) else None
 
+    def _compile(self):
+        """The groups' rules as flat cell indices into a [rows, 4] shape table: cells that must be
+        equal, numerators that their denominators must divide, rows whose element counts must
+        match, cells that must be 1, and per concat width the result and part columns that must
+        add up. ``_holds`` then tests every rule in a few array ops (gpt2's decode step: 110 ->
+        ~20 us a token, where a numpy call per group and rule was the cost)."""
+        eq_l, eq_r, num, den, ones = [], [], [], [], []
+
+        def eq(r1, c1, r2, c2):
+            eq_l.append(4 * r1 + c1)
+            eq_r.append(4 * r2 + c2)
+
+        def divides(rd, cd, rn, cn):  # p[rd, cd] divides p[rn, cn]
+            den.append(4 * rd + cd)
+            num.append(4 * rn + cn)
+
+        g = self.groups
+        for i, a in g.get("same", np.zeros((2, 0), np.intp)).T:
+            for c in range(4):
+                eq(i, c, a, c)
+        for i, a, b in g.get("binary", np.zeros((3, 0), np.intp)).T:
+            for c in range(4):
+                eq(i, c, a, c)
+                divides(b, c, a, c)
+        for i, a in g.get("repeat", np.zeros((2, 0), np.intp)).T:
+            for c in range(4):
+                divides(a, c, i, c)
+        for i, a in g.get("rows", np.zeros((2, 0), np.intp)).T:
+            ones.append(4 * i)
+            for c in range(1, 4):
+                eq(i, c, a, c)
+        for i, a, b in g.get("mul_mat", np.zeros((3, 0), np.intp)).T:  # [K, N] x [K, M] -> [N, M]
+            eq(a, 0, b, 0)
+            divides(a, 2, b, 2)
+            divides(a, 3, b, 3)
+            for c, (r, rc) in enumerate([(a, 1), (b, 1), (b, 2), (b, 3)]):
+                eq(i, c, r, rc)
+        for i, a, b in g.get("out_prod", np.zeros((3, 0), np.intp)).T:  # [N, K] x [M, K] -> [N, M]
+            eq(a, 1, b, 1)
+            divides(a, 2, b, 2)
+            divides(a, 3, b, 3)
+            for c, (r, rc) in enumerate([(a, 0), (b, 0), (b, 2), (b, 3)]):
+                eq(i, c, r, rc)
+        for i, a, *dest in g.get("permute", np.zeros((6, 0), np.intp)).T:  # source dim k goes to dest[k]
+            for k in range(4):
+                eq(i, dest[k], a, k)
+        for i, a in g.get("transpose", np.zeros((2, 0), np.intp)).T:
+            for c, ac in enumerate((1, 0, 2, 3)):
+                eq(i, c, a, ac)
+        self.sums = []
+        for key, rows in g.items():
+            if key[0] == "concat":
+                for i, *parts in rows.T:
+                    for r in parts:
+                        for c in range(1, 4):
+                            eq(i, c, r, c)
+                self.sums.append((4 * rows[0], 4 * rows[1:]))
+        cells = lambda v: np.asarray(v, np.intp)  # noqa: E731
+        self.eq_l, self.eq_r, self.num, self.den, self.ones = map(cells, (eq_l, eq_r, num, den, ones))
+        self.reshape = g.get("reshape")
+
     def _holds(self, p) -> bool:
         """Whether every other rule gives the shapes ``p`` [rows, 4] (int64) at t (``shapes`` has
         put the packed panels' own into ``p``)."""
         if len(self.rows) and p[self.rows].min() < 1:
             return False
-        g = self.groups
-        if "same" in g and not _equal(p[g["same"][0]], p[g["same"][1]]):
+        flat = p.reshape(-1)
+        if not _equal(flat[self.eq_l], flat[self.eq_r]) or np.any(flat[self.num] % flat[self.den]) \
+                or np.any(flat[self.ones] != 1):
             return False
-        if "binary" in g:
-            i, a, b = g["binary"]
-            if not _equal(p[i], p[a]) or np.any(p[a] % p[b]):
-                return False
-        if "repeat" in g and np.any(p[g["repeat"][0]] % p[g["repeat"][1]]):
+        if self.reshape is not None and not _equal(p[self.reshape[0]].prod(axis=1), p[self.reshape[1]].prod(axis=1)):
             return False
-        if "rows" in g:
-            i, a = g["rows"]
-            if np.any(p[i, 0] != 1) or not _equal(p[i, 1:], p[a, 1:]):
-                return False
-        if "mul_mat" in g:
-            i, a, b = g["mul_mat"]
-            x, y = p[a], p[b]
-            if np.any(x[:, 0] != y[:, 0]) or np.any(y[:, 2:] % x[:, 2:]) or \
-                    not _equal(p[i], np.stack([x[:, 1], y[:, 1], y[:, 2], y[:, 3]], axis=1)):
-                return False
-        if "out_prod" in g:
-            i, a, b = g["out_prod"]
-            x, y = p[a], p[b]
-            if np.any(x[:, 1] != y[:, 1]) or np.any(y[:, 2:] % x[:, 2:]) or \
-                    not _equal(p[i], np.stack([x[:, 0], y[:, 0], y[:, 2], y[:, 3]], axis=1)):
-                return False
-        if "reshape" in g and not _equal(p[g["reshape"][0]].prod(axis=1), p[g["reshape"][1]].prod(axis=1)):
+        if any(not _equal(flat[total], flat[parts].sum(axis=0)) for total, parts in self.sums):
             return False
-        if "permute" in g:
-            i, a, dest = g["permute"][0], g["permute"][1], g["permute"][2:].T
-            if not _equal(np.take_along_axis(p[i], dest, axis=1), p[a]):
-                return False
-        if "transpose" in g and not _equal(p[g["transpose"][0]], p[g["transpose"][1]][:, [1, 0, 2, 3]]):
-            return False
-        for key, rows in g.items():
-            if key[0] == "concat":
-                i, parts = rows[0], rows[1:]
-                if any(not _equal(p[r, 1:], p[i, 1:]) for r in parts) or \
-                        not _equal(p[i, 0], sum(p[r, 0] for r in parts)):
-                    return False
-            elif key[0] == "gemm" and not self._gemm_holds(p, rows[0], rows[1:]):
+        for key, rows in self.groups.items():
+            if key[0] == "gemm" and not self._gemm_holds(p, rows[0], rows[1:]):
                 return False
         for i, (op, srcs, params) in self.other:
             want = tuple(p[i].tolist())
@@ -268,16 +301,41 @@ def _fit_rows(ts, tables):
     return slope, base, bad
 
 
+def _replay_call(fold):
+    """How ``_replay`` runs a fold: (our host kernel's ``call``, [(value name or None, traced
+    array) per kernel argument]), or (None, [(feed name, value name, traced array)]) for another
+    evaluator, run through its dict of feeds."""
+    fed = {f: (n, a) for f, n, a in zip(fold.feed_names, fold.in_names, fold.feeds)}
+    ev = fold.evaluator
+    if isinstance(ev, HostKernel) and all(not n or n in fed for n in ev.names):
+        return ev.call, [fed[n] if n else (None, None) for n in ev.names]
+    return None, list(zip(fold.feed_names, fold.in_names, fold.feeds))
+
+
+class _ShapeFits:
+    """Exact affine fits of several shapes' dims, evaluated together: one array op per ``t``
+    (a decode step's plan has some 70 shapes to write)."""
+
+    def __init__(self, fits: list):
+        self.slope = np.concatenate([np.reshape(s, -1) for s, _ in fits] + [np.zeros(0, np.int64)])
+        self.base = np.concatenate([np.reshape(b, -1) for _, b in fits] + [np.zeros(0, np.int64)])
+        ends = np.cumsum([np.size(s) for s, _ in fits]).tolist()
+        self.bounds = list(zip([0] + ends[:-1], ends))
+
+    def at(self, t) -> tuple:
+        """The shapes at ``t``; None where some dim is below 1 (``t`` is below the samples)."""
+        flat = (self.slope * t + self.base).tolist()
+        if min(flat, default=1) < 1:
+            return None
+        return tuple(tuple(flat[a:b]) for a, b in self.bounds)
+
+
 def _fit_shapes(ts, samples):
-    """Per shape, the exact affine fit of its dims across samples (tuples of shapes), or None."""
+    """The exact affine fits of each shape's dims across samples (tuples of shapes), or None."""
     if any(len(x) != len(samples[0]) or [len(a) for a in x] != [len(a) for a in samples[0]] for x in samples):
         return None
     fits = [_fit(ts, [x[j] for x in samples]) for j in range(len(samples[0]))]
-    return None if any(f is None for f in fits) else fits
-
-
-def _at(fits, t) -> tuple:
-    return tuple(tuple(int(d) for d in slope * t + base) for slope, base in fits)
+    return None if any(f is None for f in fits) else _ShapeFits(fits)
 
 
 def _same(arrays) -> bool:
@@ -323,6 +381,7 @@ class PlanFamily:
         self.islands = []
         self.host_shapes = {}     # step index -> fits of its output shapes
         self.replay = []          # FoldRecords to re-run, in order
+        self.replay_calls = []    # per replayed fold: (call, [(value name, traced array) per argument])
         self.predicted = {}       # name -> (fit, dtype) of structural values read by lowerings
         self.leaves = {}          # name -> (fit, dtype) of varying constants lowerings produced
 
@@ -371,6 +430,7 @@ class PlanFamily:
         for fold in r0.folds:
             if touched.intersection(fold.in_names):
                 self.replay.append(fold)
+                self.replay_calls.append(_replay_call(fold))
                 touched.update(fold.out_names)
         if varying - touched:  # differs, yet nothing that could be replayed explains it
             return False
@@ -478,11 +538,12 @@ class PlanFamily:
             return None
         return t
 
-    def instantiate(self, sig, engine, donor=None):
-        """The CompiledPlan of ``sig`` (on the line: ``t_of``), or None where it cannot be made
-        exactly (the caller traces). ``donor``: a plan the caller drops, whose islands' ggml
-        contexts and schedulers the new islands take over (see _core.Plan)."""
-        t = self.t_of(sig)
+    def instantiate(self, sig, engine, donor=None, t=None):
+        """The CompiledPlan of ``sig`` (on the line: ``t_of``, or ``t`` where the caller found it),
+        or None where it cannot be made exactly (the caller traces). ``donor``: a plan the caller
+        drops, whose islands' ggml contexts and schedulers the new islands take over (see _core.Plan)."""
+        if t is None:
+            t = self.t_of(sig)
         if t is None:
             return None
         values = self._replay(t)
@@ -493,8 +554,11 @@ class PlanFamily:
         donors = iter([] if donor is None else [s.plan for s in donor.steps if isinstance(s, IslandStep)])
         for k, step in enumerate(tpl.steps):
             if isinstance(step, HostStep):
+                shapes = self.host_shapes[k].at(t)
+                if shapes is None:
+                    return None
                 steps.append(HostStep(step.node, step.evaluator, step.in_names, step.in_ids, step.out_ids,
-                                      list(_at(self.host_shapes[k], t))))
+                                      list(shapes)))
                 continue
             fam_island, traced = next(islands)
             core = self._island_plan(t, fam_island, traced, values, engine, next(donors, None))
@@ -516,10 +580,12 @@ class PlanFamily:
         """Signature-dependent plan-time values at ``t``: {name: array}, or None where a value a
         lowering read structurally is not what the family predicts."""
         values = {n: (slope * t + base).astype(dtype) for n, ((slope, base), dtype) in self.leaves.items()}
-        for fold in self.replay:
-            feeds = {f: values.get(n, a) for f, n, a in zip(fold.feed_names, fold.in_names, fold.feeds)}
+        for fold, (call, args) in zip(self.replay, self.replay_calls):
             try:
-                results = fold.evaluator.run(None, feeds)
+                if call is not None:  # a host kernel of ours: its arguments in order, no dict of feeds
+                    results = call([None if n is None else values.get(n, a) for n, a in args])
+                else:
+                    results = fold.evaluator.run(None, {f: values.get(n, a) for f, n, a in args})
             except Exception:  # noqa: BLE001 -- the signature is traced, which reports it properly
                 return None
             values.update(zip(fold.out_names, results))
@@ -593,10 +659,12 @@ class PlanFamily:
         for j, (name, transform) in rebuild.items():
             consts[j] = as_ggml_array(np.ascontiguousarray(transform(np.asarray(values[name], dtype=np.float32)),
                                                            dtype=np.float32))
-        in_shapes, out_shapes = _at(in_fit, t), _at(out_fit, t)
+        in_shapes, out_shapes = in_fit.at(t), out_fit.at(t)
+        if in_shapes is None or out_shapes is None:
+            return None
         predicted = slope * t + base
         ne_t = self._shapes_at(predicted, rows, consumers, rule_rows, leaves, in_slots, in_shapes, consts, check)
-        if ne_t is None or any(min(s, default=1) < 1 for s in in_shapes + out_shapes):
+        if ne_t is None:
             return None
         ins = ins0.copy()
         ins[:, NE] = predicted
@@ -629,9 +697,10 @@ class FamilyCache:
         """A plan for ``sig`` from a family whose line it is on, or None (``donor``: see
         PlanFamily.instantiate)."""
         for k, fam in enumerate(self.families):
-            if fam.t_of(sig) is None:
+            t = fam.t_of(sig)
+            if t is None:
                 continue
-            plan = fam.instantiate(sig, engine, donor)
+            plan = fam.instantiate(sig, engine, donor, t)
             donor = None  # its resources are taken (or it was unusable) either way
             if plan is not None:
                 self.families.insert(0, self.families.pop(k))
