@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from operator import itemgetter
 
 import numpy as np
 
@@ -52,6 +53,7 @@ class GraphRunner:
         self.last_sig = None   # the signature run last
         self.input_names = [i.name for i in graph.inputs]
         self.input_shapes = [i.shape for i in graph.inputs]
+        self._declared = None  # check_shapes' per-input picks, made on first use
         # plans for signatures on a line (a growing KV cache) without tracing; only where a dim is free
         self.families = FamilyCache(enabled=any(s is None or not all(isinstance(d, int) for d in s)
                                                 for s in self.input_shapes))
@@ -66,7 +68,7 @@ class GraphRunner:
         self.last_sig = sig
         plan = self.plans.get(sig)
         if plan is None:
-            return self.trace(arrays)
+            return self.trace(arrays, sig=sig)
         try:
             self.plans.move_to_end(sig)
         except KeyError:  # evicted by another thread meanwhile; we still hold it
@@ -79,16 +81,30 @@ class GraphRunner:
             return self.trace(arrays)
 
     def check_shapes(self, sig) -> None:
-        for name, declared, got in zip(self.input_names, self.input_shapes, sig):
-            if declared is None or (got and got[0] in ("seq",)) or any(isinstance(g, str) for g in got):
+        """Each array input's shape against its declared one (free dims are strings); run per new
+        signature, so its declared dims are picked with one itemgetter call (a decode step of
+        gpt2: 26 inputs, ~60 us in generator expressions before)."""
+        if self._declared is None:
+            self._declared = []
+            for k, declared in enumerate(self.input_shapes):
+                if declared is not None:
+                    at = [j for j, d in enumerate(declared) if isinstance(d, int)]
+                    vals = tuple(declared[j] for j in at)
+                    self._declared.append((k, len(declared), itemgetter(*at) if at else None,
+                                           vals if len(at) != 1 else vals[0]))
+        for k, rank, pick, fixed in self._declared:
+            got = sig[k]
+            if got and isinstance(got[0], str):  # a sequence or a map: no array shape to check
                 continue
-            if len(declared) != len(got) or any(isinstance(d, int) and d != g for d, g in zip(declared, got)):
-                raise InvalidInputError(f"input '{name}': expected shape {list(declared)} (strings are free dims), "
-                                        f"got {list(got)}")
+            if len(got) != rank or (pick is not None and pick(got) != fixed):
+                raise InvalidInputError(f"input '{self.input_names[k]}': expected shape "
+                                        f"{list(self.input_shapes[k])} (strings are free dims), got {list(got)}")
 
-    def trace(self, arrays: list, replace: bool = False) -> list:
-        """Plan the signature of ``arrays`` by tracing a run on them; returns that run's outputs."""
-        sig = tuple(map(signature, arrays))
+    def trace(self, arrays: list, replace: bool = False, sig=None) -> list:
+        """Plan the signature of ``arrays`` (``sig``, where the caller has it) by tracing a run on
+        them, or writing it from a plan family; returns that run's outputs."""
+        if sig is None:
+            sig = tuple(map(signature, arrays))
         self.check_shapes(sig)
         with self.build_lock:
             plan = None if replace else self.plans.get(sig)
