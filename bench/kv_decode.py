@@ -7,8 +7,10 @@ previous step's present keys and values, so the cache grows by one every token.
 Per runtime (onnxruntime also on its quantize_dynamic int8 model): median and mean
 milliseconds a token over the loop, after a first step that builds the session's first plan
 (ggonnx traces the first few cache lengths, then writes each new length's plan from its plan
-family: that time is part of its per-token cost, and the traces are in the mean), and at a
-fixed cache length (a repeated signature, the steady-state compute alone).
+family: that time is part of its per-token cost, and the traces are in the first round's mean),
+and at a fixed cache length (a repeated signature, the steady-state compute alone). The runtimes
+take turns over ``--rounds`` rounds, each round ``--steps`` positions further on; the table gives
+medians over rounds and each round's ratio to onnxruntime int8.
 """
 from __future__ import annotations
 
@@ -108,6 +110,7 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=24)
     ap.add_argument("--start", type=int, default=16, help="cache length before the first step")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3, help="growing-cache passes per runtime, interleaved")
     ap.add_argument("--lengths", help="instead: ms a token at these fixed cache lengths (e.g. 40,200,1000)")
     args = ap.parse_args(argv)
     path = export()
@@ -125,12 +128,26 @@ def main(argv=None) -> int:
             run = (lambda s: lambda f: s.run(None, f))(sess)
             print(f"| {name} | " + " | ".join(f"{fixed(run, n):.1f}" for n in lengths) + " |", flush=True)
         return 0
-    print("| runtime | ms a token, growing cache (median / mean) | ms a token, fixed cache length |")
-    print("|---|---|---|")
-    for name, sess in runners.items():
-        run = (lambda s: lambda f: s.run(None, f))(sess)
-        med, mean = decode(run, args.steps, args.start)
-        print(f"| {name} | {med:.1f} / {mean:.1f} | {fixed(run, args.start + args.steps):.1f} |", flush=True)
+    # rounds: every runtime decodes in turn, then the next round from where the last one ended,
+    # so a drift of the machine's speed meets all runtimes alike (this VM's drifts reach 30%)
+    grow = {name: [] for name in runners}
+    flat = {name: [] for name in runners}
+    for r in range(args.rounds):
+        start = args.start + r * args.steps
+        for name, sess in runners.items():
+            run = (lambda s: lambda f: s.run(None, f))(sess)
+            grow[name].append(decode(run, args.steps, start))
+            flat[name].append(fixed(run, start + args.steps))
+    base = "onnxruntime int8"
+    print("| runtime | ms a token, growing cache (median / mean) | ms a token, fixed cache length "
+          f"| growing × {base} (per round) |")
+    print("|---|---|---|---|")
+    for name in runners:
+        med = float(np.median([m for m, _ in grow[name]]))
+        mean = float(np.median([m for _, m in grow[name]]))
+        ratios = [m / b for (m, _), (b, _) in zip(grow[name], grow[base])]
+        print(f"| {name} | {med:.1f} / {mean:.1f} | {float(np.median(flat[name])):.1f} "
+              f"| {float(np.median(ratios)):.2f} ({', '.join(f'{x:.2f}' for x in ratios)}) |", flush=True)
     return 0
 
 
