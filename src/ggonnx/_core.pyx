@@ -110,6 +110,7 @@ cpdef enum Op:
     ONE_HOT = 84           # src0 float-held integers [M], src1 categories [K] -> [K, M], 1 where equal
     TAKE_COLUMNS = 85      # src0 [C, R...], src1 float-held column indices [K] in [0, C) -> [K, R...]
     OUT_PROD = 86          # ggml_out_prod: src0 [N, K, A2, A3], src1 [M, K, B2, B3] -> [N, M, B2, B3]
+    NORM_AFFINE = 87       # src0 x [C, R...], src1 scale [C], src2 bias [C] or -1 -> LayerNorm of x over C; params: eps bits
 
 cpdef enum Unary:
     EXP = 0

@@ -73,6 +73,14 @@ cdef ggml_tensor * _custom_op_row(ggml_context * ctx, int op, ggml_tensor ** src
         args[1] = b if ggml_is_contiguous(b) else ggml_cont(ctx, b)
         return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], args, 2, ggonnx_take_columns,
                               GGML_N_TASKS_MAX, p)
+    if op == NORM_AFFINE:
+        if b == NULL or ggml_nelements(b) != ne[0] or (c != NULL and ggml_nelements(c) != ne[0]):
+            raise GraphBuildError(f"row {i}: NORM_AFFINE needs a scale (and bias) of {ne[0]} values")
+        args[0] = a if ggml_is_contiguous(a) else ggml_cont(ctx, a)
+        args[1] = b if ggml_is_contiguous(b) else ggml_cont(ctx, b)
+        args[2] = c if c == NULL or ggml_is_contiguous(c) else ggml_cont(ctx, c)
+        return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], args, 3 if c != NULL else 2,
+                              ggonnx_norm_affine, GGML_N_TASKS_MAX, p)
     if op == ONE_HOT:
         args[0] = a if ggml_is_contiguous(a) else ggml_cont(ctx, a)
         args[1] = b if ggml_is_contiguous(b) else ggml_cont(ctx, b)

@@ -284,6 +284,7 @@ cdef extern from "kernels.h" nogil:
     void ggonnx_lookup(ggml_tensor * dst, int ith, int nth, void * params)
     void ggonnx_one_hot(ggml_tensor * dst, int ith, int nth, void * params)
     void ggonnx_take_columns(ggml_tensor * dst, int ith, int nth, void * params)
+    void ggonnx_norm_affine(ggml_tensor * dst, int ith, int nth, void * params)
     void ggonnx_pack_panels(ggml_tensor * dst, int ith, int nth, void * params)
     int ggonnx_amx_bf16_init()
     void ggonnx_gemm_amx_bf16(ggml_tensor * dst, int ith, int nth, void * params)

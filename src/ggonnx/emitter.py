@@ -314,6 +314,13 @@ class Emitter:
         """(a - mean) / sqrt(var + eps) along ne0."""
         return self._emit(Op.NORM, (a,), a.ne, fparams=(eps, 0.0))
 
+    def norm_affine(self, a: GT, scale: GT, bias: GT | None, eps: float) -> GT:
+        """LayerNormalization along ne0 in one pass: norm(a) * scale (+ bias), scale and bias of ne0 values."""
+        if math.prod(scale.ne) != a.ne[0] or (bias is not None and math.prod(bias.ne) != a.ne[0]):
+            self.fail(f"layer norm of {a.ne}: scale {scale.ne} and bias {bias and bias.ne} must hold {a.ne[0]} values")
+        bits = int(np.array([eps], dtype=np.float32).view(np.uint32)[0])
+        return self._emit(Op.NORM_AFFINE, (a, scale, bias), a.ne, params=(bits,))
+
     # -- matmul ---------------------------------------------------------------
     def mul_mat(self, a: GT, b: GT, place: int = _core.PLACE_AUTO) -> GT:
         """ggml_mul_mat: a [K, N, A2, A3], b [K, M, B2, B3] -> [N, M, B2, B3]; a broadcasts over b."""

@@ -150,6 +150,11 @@ void ggonnx_one_hot(struct ggml_tensor * dst, int ith, int nth, void * params);
  * where a strided view per column copied rows of one float. */
 void ggonnx_take_columns(struct ggml_tensor * dst, int ith, int nth, void * params);
 
+/* LayerNormalization over ne0 in one pass per row: dst = (x - mean) / sqrt(var + eps) * g (+ b),
+ * src[0] x contiguous, src[1] g [ne0], src[2] b [ne0] or absent; params[0] the float32 bits of eps.
+ * ggml_norm, a MUL and an ADD were three nodes (and three passes over each row). */
+void ggonnx_norm_affine(struct ggml_tensor * dst, int ith, int nth, void * params);
+
 /* Pad of a 4-D tensor (ne0 contiguous). params: begin pad per ggml dim (ne0..ne3, negative
  * crops), mode (0 constant, 1 reflect, 2 edge, 3 wrap), the float32 bits of the constant. */
 void ggonnx_pad(struct ggml_tensor * dst, int ith, int nth, void * params);

@@ -1,4 +1,4 @@
-/* Small-channel convs (narrow, depthwise) and softmax, as ggml custom ops; see kernels.h. */
+/* Small-channel convs (narrow, depthwise), softmax, layer norm and small lookups, as ggml custom ops; see kernels.h. */
 #include "kernels.h"
 
 /* acc += w * x must become one FMA: ISO C mode (-std=c11) turns GCC's contraction off. */
@@ -528,6 +528,59 @@ void ggonnx_take_columns(struct ggml_tensor * dst, int ith, int nth, void * para
         float * out = y + r * k;
         for (int64_t j = 0; j < k; ++j) {
             out[j] = row[f[j] >= (float) c ? c - 1 : f[j] >= 0.0f ? (int64_t) f[j] : 0];
+        }
+    }
+}
+
+void ggonnx_norm_affine(struct ggml_tensor * dst, int ith, int nth, void * params) {
+    const int64_t * p = (const int64_t *) params;
+    const struct ggml_tensor * src = dst->src[0];
+    const float * g = (const float *) dst->src[1]->data;
+    const float * b = dst->src[2] != NULL ? (const float *) dst->src[2]->data : NULL;
+    const int64_t n = src->ne[0], rows = ggml_nrows(src);
+    const float eps = param_float(p[0]);
+    int64_t r0, r1;
+    split(rows, ith, nth, &r0, &r1);
+    for (int64_t r = r0; r < r1; ++r) {
+        const float * x = (const float *) src->data + r * n;
+        float * y = (float *) dst->data + r * n;
+        v16 acc = SPLAT(0.0f);
+        int64_t i = 0;
+        for (; i + 16 <= n; i += 16) {
+            acc += load_n(x + i, 16);
+        }
+        float sum = 0.0f;
+        for (int k = 0; k < 16; ++k) {
+            sum += acc[k];
+        }
+        for (; i < n; ++i) {
+            sum += x[i];
+        }
+        const float mean = sum / (float) n;
+        const v16 vmean = SPLAT(mean);
+        acc = SPLAT(0.0f);
+        for (i = 0; i + 16 <= n; i += 16) {
+            const v16 d = load_n(x + i, 16) - vmean;
+            acc += d * d;
+        }
+        float var = 0.0f;
+        for (int k = 0; k < 16; ++k) {
+            var += acc[k];
+        }
+        for (; i < n; ++i) {
+            var += (x[i] - mean) * (x[i] - mean);
+        }
+        const float rstd = 1.0f / sqrtf(var / (float) n + eps);
+        const v16 vr = SPLAT(rstd);
+        for (i = 0; i + 16 <= n; i += 16) {
+            v16 v = (load_n(x + i, 16) - vmean) * vr * load_n(g + i, 16);
+            if (b != NULL) {
+                v += load_n(b + i, 16);
+            }
+            store_n(y + i, v, 16);
+        }
+        for (; i < n; ++i) {
+            y[i] = (x[i] - mean) * rstd * g[i] + (b != NULL ? b[i] : 0.0f);
         }
     }
 }

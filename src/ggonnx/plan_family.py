@@ -42,7 +42,7 @@ PANEL = _core.GEMM_PANEL
 
 INPUT, CONST, WEIGHT = int(Op.INPUT), int(Op.CONST), int(Op.WEIGHT)  # plain ints: enum lookups are slow
 _SAME_SHAPE_OPS = {int(o) for o in (Op.UNARY, Op.RELU, Op.TANH, Op.LEAKY_RELU, Op.CLAMP, Op.NORM, Op.RMS_NORM,
-                                    Op.SCALE_BIAS, Op.CONT, Op.SOFT_MAX, Op.ACTIVATION)}
+                                    Op.SCALE_BIAS, Op.CONT, Op.SOFT_MAX, Op.ACTIVATION, Op.NORM_AFFINE)}
 _BINARY_OPS = {int(o) for o in (Op.ADD, Op.SUB, Op.MUL, Op.DIV)}
 # ops whose shape the table states (the others' shapes follow from their sources): at a new t it
 # comes from the affine fit, so the samples must lie on one

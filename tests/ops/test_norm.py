@@ -79,6 +79,25 @@ def test_layer_norm(case, seed):
     assert where == "ggml"
 
 
+@settings(max_examples=30, deadline=None)
+@given(rows=st.sampled_from([(1, 1), (1, 7), (2, 5)]), hidden=st.sampled_from([1, 15, 16, 17, 33, 768]),
+       with_bias=st.booleans(), seed=seeds)
+def test_layer_norm_full_scale_and_bias(rows, hidden, with_bias, seed):
+    # a transformer's LayerNorm: scale and bias of the normalized size, one pass per row (NORM_AFFINE)
+    # over the vector width and its tail, rows split between threads
+    rng = np.random.default_rng(seed)
+    x = randn(rng, rows + (hidden,)) * 3 + 1
+    scale, bias = randn(rng, (hidden,)), randn(rng, (hidden,)) if with_bias else None
+    (got,), where = run_op_placed("LayerNormalization", [x, scale, bias], const=(1, 2), opset=17)
+    x64 = x.astype(np.float64)
+    centered = x64 - x64.mean(axis=-1, keepdims=True)
+    want = centered / np.sqrt((centered ** 2).mean(axis=-1, keepdims=True) + 1e-5) * scale
+    if bias is not None:
+        want = want + bias
+    assert_close(got, want, atol=sum_atol(hidden))
+    assert where == "ggml"
+
+
 def lrn_reference(x, size, alpha, beta, bias):
     """The spec: x / (bias + alpha/size * square_sum)^beta, square_sum[n, c] over the channels
     [c - floor((size-1)/2), c + ceil((size-1)/2)] that exist."""

@@ -109,6 +109,12 @@ def _normalize(ctx, node, inputs, rms: bool):
     e = ctx.e
     t = e.reshape(ctx.tensor(x), (inner, int(math.prod(x.shape[:axis]))))
     eps = float(ctx.attr("epsilon", 1e-5))
+    if not rms and all(p is None or p.shape[-(x.rank - axis):] == x.shape[axis:] and math.prod(p.shape) == inner
+                       for p in (scale, bias)):
+        # full-size scale and bias (a transformer's): one pass (ggml's norm, mul, add were three nodes)
+        y = e.norm_affine(t, e.reshape(ctx.tensor(scale), (inner,)),
+                          None if bias is None else e.reshape(ctx.tensor(bias), (inner,)), eps)
+        return [ctx.output(e.reshape(y, tuple(reversed(x.shape))), x.shape)]
     y = e.reshape(e.rms_norm(t, eps) if rms else e.norm(t, eps), tuple(reversed(x.shape)))
     for param, op in ((scale, Op.MUL), (bias, Op.ADD)):
         if param is None:
