@@ -543,9 +543,16 @@ cdef class Plan:
             return ggml_sum_rows(ctx, a)
         if op == SCALE_BIAS:
             return ggml_scale_bias(ctx, a, <float> fp[i, 0], <float> fp[i, 1])
-        if op == SOFT_MAX:  # ours: vectorized exp, one row in L1 at a time
+        if op == SOFT_MAX:  # ours: vectorized exp, one row in L1 at a time; src1 an added mask
             if not ggml_is_contiguous(a):
                 a = ggml_cont(ctx, a)
+            if b != NULL:
+                if b.type != GGML_TYPE_F32 or b.ne[0] != a.ne[0] or not ggml_can_repeat(b, a):
+                    raise GraphBuildError(f"row {i}: softmax mask {[b.ne[k] for k in range(4)]} does not repeat "
+                                          f"to {[a.ne[k] for k in range(4)]}")
+                srcs[0], srcs[1] = a, b if ggml_is_contiguous(b) else ggml_cont(ctx, b)
+                return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], srcs, 2, ggonnx_softmax,
+                                      GGML_N_TASKS_MAX, p)
             return ggml_custom_4d(ctx, GGML_TYPE_F32, ne[0], ne[1], ne[2], ne[3], &a, 1, ggonnx_softmax,
                                   GGML_N_TASKS_MAX, p)
         if op == MEAN:

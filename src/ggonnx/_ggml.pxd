@@ -82,6 +82,7 @@ cdef extern from "ggml.h" nogil:
     ggml_tensor * ggml_format_name(ggml_tensor * tensor, const char * fmt, ...)
     bint ggml_is_contiguous(const ggml_tensor * t)
     bint ggml_is_transposed(const ggml_tensor * t)
+    bint ggml_can_repeat(const ggml_tensor * t0, const ggml_tensor * t1)
     int64_t ggml_nelements(const ggml_tensor * t)
 
     ggml_context * ggml_init(ggml_init_params params)

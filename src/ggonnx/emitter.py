@@ -257,10 +257,26 @@ class Emitter:
         return self._emit(Op.SCALE_BIAS, (a,), a.ne, fparams=(scale, bias))
 
     # -- reductions -----------------------------------------------------------
-    def soft_max(self, a: GT, scale: float = 1.0) -> GT:
-        """Softmax along ne0 of ``scale * a`` (scale > 0; our kernel applies it in its exp pass)."""
+    def soft_max(self, a: GT, scale: float = 1.0, mask: GT | None = None) -> GT:
+        """Softmax along ne0 of ``scale * a`` (scale > 0; our kernel applies it in its exp pass),
+        plus ``mask`` (rows of ne0 repeating to a's) where given."""
+        if mask is not None and (mask.ne[0] != a.ne[0] or not can_repeat(mask.ne, a.ne)):
+            self.fail(f"softmax mask {mask.ne} does not repeat to {a.ne}")
         bits = 0 if scale == 1.0 else int(np.array([scale], dtype=np.float32).view(np.uint32)[0])
-        return self._emit(Op.SOFT_MAX, (a,), a.ne, params=(bits,))
+        return self._emit(Op.SOFT_MAX, (a,) if mask is None else (a, mask), a.ne, params=(bits,))
+
+    def masked(self, y: GT) -> tuple[GT, GT | None]:
+        """(x, mask) when ``y`` is an ADD row x + mask whose mask has x's rows' length and repeats
+        to x (an attention mask added before a softmax), else (y, None)."""
+        row = self.rows[y.slot] if y.slot < len(self.rows) and self.rows[y.slot][1] == y.slot else None
+        if row is None or row[0] != int(Op.ADD):
+            return y, None
+        x, m = (self.rows[row[_core.COL_SRC + k]] for k in range(2))
+        x_ne, m_ne = tuple(x[_core.COL_NE:_core.COL_NE + 4]), tuple(m[_core.COL_NE:_core.COL_NE + 4])
+        typed = [r[0] == Op.WEIGHT and r[_core.COL_PARAM + 1] != F32 for r in (x, m)]  # the kernel reads floats
+        if x_ne != y.ne or m_ne[0] != x_ne[0] or not can_repeat(m_ne, x_ne) or any(typed):
+            return y, None
+        return GT(int(row[_core.COL_SRC]), x_ne), GT(int(row[_core.COL_SRC + 1]), m_ne)
 
     def unscaled(self, y: GT) -> tuple[GT, float]:
         """(x, s) when ``y`` is a scale_bias row ``s * x`` with no bias and s > 0 (attention's

@@ -98,7 +98,8 @@ void ggonnx_conv_narrow(struct ggml_tensor * dst, int ith, int nth, void * param
  * taps outside the input are skipped). */
 void ggonnx_conv_dw(struct ggml_tensor * dst, int ith, int nth, void * params);
 
-/* Softmax along ne0 of contiguous src[0] (vectorized exp). */
+/* Softmax along ne0 of contiguous src[0] (vectorized exp), scaled by params[0] (float bits; 0:
+ * none) and, with src[1] (contiguous, ne0 the same, repeating to src[0]), masked: softmax(s*x + mask). */
 void ggonnx_softmax(struct ggml_tensor * dst, int ith, int nth, void * params);
 
 /* The packed weight: W [OC, K] as panels of GGONNX_GEMM_PANEL output channels, each

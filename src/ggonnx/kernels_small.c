@@ -407,12 +407,28 @@ static inline v16 exp_or_zero(v16 d) {
     return select16(lt16(d, SPLAT(-87.3f)), SPLAT(0.0f), exp16(d));
 }
 
+/* y = s * x + mask (the mask's row broadcast over x's rows, as ggml_repeat), what a scaling and
+ * an Add of an attention mask before the softmax computed as two nodes */
+static void masked_scores(float * y, const float * x, const struct ggml_tensor * mask, int64_t r,
+                          const struct ggml_tensor * src, float s) {
+    const int64_t n = src->ne[0];
+    const int64_t i1 = r % src->ne[1], i2 = (r / src->ne[1]) % src->ne[2], i3 = r / (src->ne[1] * src->ne[2]);
+    const float * m = (const float *) mask->data +
+        (i1 % mask->ne[1] + (i2 % mask->ne[2]) * mask->ne[1] + (i3 % mask->ne[3]) * mask->ne[1] * mask->ne[2]) * n;
+    for (int64_t i = 0; i < n; i += 16) {
+        const int64_t k = MIN(16, n - i);
+        store_n(y + i, load_n(x + i, k) * SPLAT(s) + load_n(m + i, k), k);
+    }
+}
+
 void ggonnx_softmax(struct ggml_tensor * dst, int ith, int nth, void * params) {
     /* params[0]: float bits of a scale > 0 applied to x first (0: none): softmax(s*x) is
-     * exp(s*(x - max x)) normalized, so the scaling costs no pass over memory of its own */
+     * exp(s*(x - max x)) normalized, so the scaling costs no pass over memory of its own.
+     * src[1], if present: a mask added after the scaling, softmax(s*x + mask); the row is then
+     * scaled and masked into dst first, and the passes below run on it with scale 1. */
     const int64_t scale_bits = ((const int64_t *) params)[0];
-    const v16 scale = SPLAT(scale_bits ? param_float(scale_bits) : 1.0f);
-    const struct ggml_tensor * src = dst->src[0];
+    const struct ggml_tensor * src = dst->src[0], * mask = dst->src[1];
+    const v16 scale = SPLAT(scale_bits && mask == NULL ? param_float(scale_bits) : 1.0f);
     const int64_t n = src->ne[0], rows = ggml_nrows(src), full = n & ~(int64_t) 15;
     const v16 lanes = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15 };
     const vi16 tail = lt16(lanes, SPLAT((float) (n - full)));   /* the last block's valid lanes */
@@ -421,6 +437,10 @@ void ggonnx_softmax(struct ggml_tensor * dst, int ith, int nth, void * params) {
     for (int64_t r = r0; r < r1; ++r) {
         const float * x = (const float *) src->data + r * n;
         float * y = (float *) dst->data + r * n;
+        if (mask != NULL) {
+            masked_scores(y, x, mask, r, src, scale_bits ? param_float(scale_bits) : 1.0f);
+            x = y;
+        }
         v16 mv = SPLAT(-INFINITY);
         for (int64_t i = 0; i < full; i += 16) {
             const v16 v = load_n(x + i, 16);

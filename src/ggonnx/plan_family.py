@@ -55,10 +55,10 @@ def _row_ne(op: int, srcs: list, predicted: tuple, params):
     packed GEMM's outputs), ``predicted`` where it is consistent with the sources. None where
     the row cannot be built, or for ops without a rule here."""
     s0 = srcs[0] if srcs else None
+    if op in _BINARY_OPS or (op == Op.SOFT_MAX and len(srcs) == 2):  # a masked softmax: its mask repeats
+        return s0 if can_repeat(srcs[1], s0) else None
     if op in _SAME_SHAPE_OPS:
         return s0
-    if op in _BINARY_OPS:
-        return s0 if can_repeat(srcs[1], s0) else None
     if op == Op.REPEAT:
         return predicted if can_repeat(s0, predicted) else None
     if op in (Op.SUM_ROWS, Op.MEAN):
@@ -119,10 +119,10 @@ class _RuleCheck:
             if rule is None:
                 continue
             op, srcs, params = rule
-            if op in _SAME_SHAPE_OPS:
-                groups.setdefault("same", []).append((i, srcs[0]))
-            elif op in _BINARY_OPS:
+            if op in _BINARY_OPS or (op == Op.SOFT_MAX and len(srcs) == 2):
                 groups.setdefault("binary", []).append((i, srcs[0], srcs[1]))
+            elif op in _SAME_SHAPE_OPS:
+                groups.setdefault("same", []).append((i, srcs[0]))
             elif op == Op.REPEAT:
                 groups.setdefault("repeat", []).append((i, srcs[0]))
             elif op in (Op.SUM_ROWS, Op.MEAN):

@@ -91,3 +91,45 @@ def test_scaled_softmax_fuses_the_scale(rows, n, scale, masked, seed):
     assert_close(got, want, rtol=1e-5, atol=1e-7)
     plan = next(iter(sess._runner.plans.values()))
     assert (plan.single.n_nodes == 1) == (scale > 0)  # fused: the softmax is the graph's only node
+
+
+@settings(max_examples=40, deadline=None)
+@given(heads=st.integers(1, 3), rows=st.integers(1, 4), n=st.sampled_from([1, 7, 16, 33, 197]),
+       mask_shape=st.sampled_from(["row", "per_row", "per_head", "full"]), scale=st.sampled_from([None, 0.125, -0.5]),
+       mask_input=st.booleans(), seed=seeds)
+def test_softmax_of_scaled_and_masked_scores(heads, rows, n, mask_shape, scale, mask_input, seed):
+    """Softmax(x * s + mask), attention's scores: the scaling and the Add of a mask that repeats
+    over heads and rows run inside the softmax (one graph node where s > 0 or s is absent); a
+    -1e9 or -inf mask entry gives exactly 0. Matches NumPy, the mask fed or a constant."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    import ggonnx
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((1, heads, rows, n)) * 4).astype(np.float32)
+    m_shape = {"row": (n,), "per_row": (1, 1, rows, n), "per_head": (1, heads, 1, n), "full": (1, heads, rows, n)}[mask_shape]
+    mask = np.where(rng.random(m_shape) < 0.3, np.float32(-1e9), np.float32(0)).astype(np.float32)
+    mask[..., 0] = 0                         # every row keeps one score
+    if mask_shape == "full" and n > 1:
+        mask[..., -1] = -np.inf
+    nodes, inits, inputs = [], [], [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))]
+    scores = "x"
+    if scale is not None:
+        nodes.append(helper.make_node("Mul", ["x", "s"], ["xs"]))
+        inits.append(numpy_helper.from_array(np.array(scale, np.float32), "s"))
+        scores = "xs"
+    if mask_input:
+        inputs.append(helper.make_tensor_value_info("m", TensorProto.FLOAT, list(m_shape)))
+    else:
+        inits.append(numpy_helper.from_array(mask, "m"))
+    nodes += [helper.make_node("Add", [scores, "m"], ["z"]), helper.make_node("Softmax", ["z"], ["y"], axis=-1)]
+    g = helper.make_graph(nodes, "g", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(x.shape))],
+                          inits)
+    sess = ggonnx.Session(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
+    (got,) = sess.run(None, {"x": x, "m": mask} if mask_input else {"x": x})
+    z = x.astype(np.float64) * (1.0 if scale is None else np.float32(scale)) + mask
+    want = np.exp(z - z.max(-1, keepdims=True))
+    want /= want.sum(-1, keepdims=True)
+    assert_close(got, want, rtol=1e-5, atol=1e-7)
+    assert np.all(got[np.broadcast_to(mask, x.shape) < -1e8] == 0)
+    plan = next(iter(sess._runner.plans.values()))
+    assert (plan.single.n_nodes == 1) == (scale is None or scale > 0)

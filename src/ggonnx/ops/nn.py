@@ -74,9 +74,10 @@ def lower_softmax(ctx, node, inputs):
         y = e.soft_max(e.reshape(t, (inner, int(math.prod(x.shape[:axis])))))
         return [ctx.output(e.reshape(y, tuple(reversed(x.shape))), x.shape)]
     gaxis = rank - 1 - axis
-    if gaxis == 0:  # a scaling Mul before it (attention's 1/sqrt(d)) runs in the softmax's pass
-        src, scale = e.unscaled(t) if ctx.sole_reader(x) else (t, 1.0)
-        return [ctx.output(e.soft_max(src, scale), x.shape)]
+    if gaxis == 0:  # a scaling Mul and a mask Add before it (attention's) run in the softmax's passes
+        src, mask = e.masked(t) if ctx.sole_reader(x) else (t, None)
+        src, scale = e.unscaled(src) if ctx.sole_reader(x) else (src, 1.0)
+        return [ctx.output(e.soft_max(src, scale, mask), x.shape)]
     swap = list(range(4))
     swap[0], swap[gaxis] = gaxis, 0
     y = e.permute(e.soft_max(e.permute(t, tuple(swap))), tuple(swap))
