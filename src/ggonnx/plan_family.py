@@ -202,18 +202,14 @@ class _RuleCheck:
             ones.append(4 * i)
             for c in range(1, 4):
                 eq(i, c, a, c)
-        for i, a, b in g.get("mul_mat", np.zeros((3, 0), np.intp)).T:  # [K, N] x [K, M] -> [N, M]
-            eq(a, 0, b, 0)
-            divides(a, 2, b, 2)
-            divides(a, 3, b, 3)
-            for c, (r, rc) in enumerate([(a, 1), (b, 1), (b, 2), (b, 3)]):
-                eq(i, c, r, rc)
-        for i, a, b in g.get("out_prod", np.zeros((3, 0), np.intp)).T:  # [N, K] x [M, K] -> [N, M]
-            eq(a, 1, b, 1)
-            divides(a, 2, b, 2)
-            divides(a, 3, b, 3)
-            for c, (r, rc) in enumerate([(a, 0), (b, 0), (b, 2), (b, 3)]):
-                eq(i, c, r, rc)
+        # products over a shared depth: mul_mat [K, N] x [K, M] and out_prod [N, K] x [M, K] -> [N, M]
+        for key, depth, kept in (("mul_mat", 0, 1), ("out_prod", 1, 0)):
+            for i, a, b in g.get(key, np.zeros((3, 0), np.intp)).T:
+                eq(a, depth, b, depth)
+                divides(a, 2, b, 2)
+                divides(a, 3, b, 3)
+                for c, (r, rc) in enumerate([(a, kept), (b, kept), (b, 2), (b, 3)]):
+                    eq(i, c, r, rc)
         for i, a, *dest in g.get("permute", np.zeros((6, 0), np.intp)).T:  # source dim k goes to dest[k]
             for k in range(4):
                 eq(i, dest[k], a, k)
