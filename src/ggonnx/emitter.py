@@ -272,6 +272,8 @@ class Emitter:
         if row is None or row[0] != int(Op.ADD):
             return y, None
         x, m = (self.rows[row[_core.COL_SRC + k]] for k in range(2))
+        if x[1] != row[_core.COL_SRC] or m[1] != row[_core.COL_SRC + 1]:  # rows not at their slots
+            return y, None
         x_ne, m_ne = tuple(x[_core.COL_NE:_core.COL_NE + 4]), tuple(m[_core.COL_NE:_core.COL_NE + 4])
         typed = [r[0] == Op.WEIGHT and r[_core.COL_PARAM + 1] != F32 for r in (x, m)]  # the kernel reads floats
         if x_ne != y.ne or m_ne[0] != x_ne[0] or not can_repeat(m_ne, x_ne) or any(typed):
