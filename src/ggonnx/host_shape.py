@@ -8,6 +8,8 @@ is left to onnx.reference.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ggonnx.errors import InvalidInputError, ShapeError
@@ -95,8 +97,7 @@ def flatten(node, data):
         raise ShapeError(f"{node.describe()}: axis {axis} out of range [-{rank}, {rank}] for input {data.shape}")
     if axis < 0:
         axis += rank
-    return [data.reshape(int(np.prod(data.shape[:axis], dtype=np.int64)),
-                         int(np.prod(data.shape[axis:], dtype=np.int64)))]
+    return [data.reshape(math.prod(data.shape[:axis]), math.prod(data.shape[axis:]))]
 
 
 def expand(node, data, shape_):
