@@ -265,14 +265,19 @@ class Emitter:
         bits = 0 if scale == 1.0 else int(np.array([scale], dtype=np.float32).view(np.uint32)[0])
         return self._emit(Op.SOFT_MAX, (a,) if mask is None else (a, mask), a.ne, params=(bits,))
 
+    def _row_at(self, slot: int):
+        """The row that produced ``slot``, or None (a slot past the table, or not a row's own)."""
+        row = self.rows[slot] if 0 <= slot < len(self.rows) else None
+        return row if row is not None and row[1] == slot else None
+
     def masked(self, y: GT) -> tuple[GT, GT | None]:
         """(x, mask) when ``y`` is an ADD row x + mask whose mask has x's rows' length and repeats
         to x (an attention mask added before a softmax), else (y, None)."""
-        row = self.rows[y.slot] if y.slot < len(self.rows) and self.rows[y.slot][1] == y.slot else None
+        row = self._row_at(y.slot)
         if row is None or row[0] != int(Op.ADD):
             return y, None
-        x, m = (self.rows[row[_core.COL_SRC + k]] for k in range(2))
-        if x[1] != row[_core.COL_SRC] or m[1] != row[_core.COL_SRC + 1]:  # rows not at their slots
+        x, m = (self._row_at(row[_core.COL_SRC + k]) for k in range(2))
+        if x is None or m is None:
             return y, None
         x_ne, m_ne = tuple(x[_core.COL_NE:_core.COL_NE + 4]), tuple(m[_core.COL_NE:_core.COL_NE + 4])
         typed = [r[0] == Op.WEIGHT and r[_core.COL_PARAM + 1] != F32 for r in (x, m)]  # the kernel reads floats
@@ -283,7 +288,7 @@ class Emitter:
     def unscaled(self, y: GT) -> tuple[GT, float]:
         """(x, s) when ``y`` is a scale_bias row ``s * x`` with no bias and s > 0 (attention's
         scaling before a softmax), else (y, 1.0). The caller makes sure nothing else reads y."""
-        row = self.rows[y.slot] if y.slot < len(self.rows) and self.rows[y.slot][1] == y.slot else None
+        row = self._row_at(y.slot)
         if row is None or row[0] != int(Op.SCALE_BIAS):
             return y, 1.0
         scale, bias = self.fparams[y.slot]
@@ -540,7 +545,7 @@ class Emitter:
     def strided_source(self, a: GT) -> GT:
         """``a``, or where ``a`` is permute()'s contiguous copy of a permuted view, that view: for
         readers that take any strides (a copy no row reads is never computed)."""
-        row = self.rows[a.slot] if a.slot < len(self.rows) and self.rows[a.slot][1] == a.slot else None
+        row = self._row_at(a.slot)
         if row is not None and row[0] == Op.CONT:
             view = self.rows[row[_core.COL_SRC]]
             if view[0] == Op.PERMUTE:
@@ -557,8 +562,8 @@ class Emitter:
         if tuple(row[_core.COL_PARAM:_core.COL_PARAM + 4]) != (1, 0, 2, 3):
             return None
         src = int(row[_core.COL_SRC])
-        source = self.rows[src] if src < len(self.rows) else None
-        if source is None or source[1] != src or source[0] == Op.WEIGHT:  # weights may be typed: not here
+        source = self._row_at(src)
+        if source is None or source[0] == Op.WEIGHT:  # weights may be typed: not here
             return None
         return GT(src, tuple(int(d) for d in source[_core.COL_NE:_core.COL_NE + 4]))
 
@@ -705,7 +710,7 @@ class Emitter:
 
     def _packed_row(self, y: GT):
         """The packed GEMM / conv row that produced ``y`` (through reshapes), or None."""
-        row = self.rows[y.slot] if y.slot < len(self.rows) and self.rows[y.slot][1] == y.slot else None
+        row = self._row_at(y.slot)
         while row is not None and row[0] == int(Op.RESHAPE):  # a view of the GEMM's output
             row = self.rows[row[_core.COL_SRC]]
         if row is None or row[0] not in (int(Op.GEMM_PACKED), int(Op.CONV_PACKED), int(Op.CONV_NARROW),
