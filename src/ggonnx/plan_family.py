@@ -49,13 +49,24 @@ _BINARY_OPS = {int(o) for o in (Op.ADD, Op.SUB, Op.MUL, Op.DIV)}
 _STATED_OPS = [int(o) for o in (Op.RESHAPE, Op.REPEAT, Op.GEMM_PACKED, Op.VIEW, Op.WEIGHT)]
 
 
+# products over a shared depth -> [N, M]: op -> (depth dim, kept dim) of both operands;
+# mul_mat [K, N] x [K, M], out_prod [N, K] x [M, K]
+_PRODUCT_DIMS = {int(Op.MUL_MAT): (0, 1), int(Op.OUT_PROD): (1, 0)}
+
+
+def _reads_like_binary(op: int, srcs: list) -> bool:
+    """Whether the row's shape is its first source's, with a second one that repeats to it (an
+    elementwise op, or a softmax with an added mask)."""
+    return op in _BINARY_OPS or (op == Op.SOFT_MAX and len(srcs) == 2)
+
+
 def _row_ne(op: int, srcs: list, predicted: tuple, params):
     """The shape a row of op ``op`` gets from source shapes ``srcs`` (ggml's own result shape and
     preconditions, or our kernel's); for ops whose shape the table states (reshapes, repeats, a
     packed GEMM's outputs), ``predicted`` where it is consistent with the sources. None where
     the row cannot be built, or for ops without a rule here."""
     s0 = srcs[0] if srcs else None
-    if op in _BINARY_OPS or (op == Op.SOFT_MAX and len(srcs) == 2):  # a masked softmax: its mask repeats
+    if _reads_like_binary(op, srcs):
         return s0 if can_repeat(srcs[1], s0) else None
     if op in _SAME_SHAPE_OPS:
         return s0
@@ -63,14 +74,11 @@ def _row_ne(op: int, srcs: list, predicted: tuple, params):
         return predicted if can_repeat(s0, predicted) else None
     if op in (Op.SUM_ROWS, Op.MEAN):
         return (1,) + s0[1:]
-    if op == Op.MUL_MAT:
+    if op in _PRODUCT_DIMS:
+        depth, kept = _PRODUCT_DIMS[op]
         s1 = srcs[1]
-        ok = s0[0] == s1[0] and s1[2] % s0[2] == 0 and s1[3] % s0[3] == 0
-        return (s0[1], s1[1], s1[2], s1[3]) if ok else None
-    if op == Op.OUT_PROD:
-        s1 = srcs[1]
-        ok = s0[1] == s1[1] and s1[2] % s0[2] == 0 and s1[3] % s0[3] == 0
-        return (s0[0], s1[0], s1[2], s1[3]) if ok else None
+        ok = s0[depth] == s1[depth] and s1[2] % s0[2] == 0 and s1[3] % s0[3] == 0
+        return (s0[kept], s1[kept], s1[2], s1[3]) if ok else None
     if op == Op.GEMM_AMX_BF16:  # the tiles' size fixes N and K; M follows the activation
         n = predicted[0]
         ok = s0 == (amx_tiles_len(n, srcs[1][0]), 1, 1, 1) and srcs[1][2:] == (1, 1)
@@ -119,7 +127,7 @@ class _RuleCheck:
             if rule is None:
                 continue
             op, srcs, params = rule
-            if op in _BINARY_OPS or (op == Op.SOFT_MAX and len(srcs) == 2):
+            if _reads_like_binary(op, srcs):
                 groups.setdefault("binary", []).append((i, srcs[0], srcs[1]))
             elif op in _SAME_SHAPE_OPS:
                 groups.setdefault("same", []).append((i, srcs[0]))
@@ -127,10 +135,8 @@ class _RuleCheck:
                 groups.setdefault("repeat", []).append((i, srcs[0]))
             elif op in (Op.SUM_ROWS, Op.MEAN):
                 groups.setdefault("rows", []).append((i, srcs[0]))
-            elif op == Op.MUL_MAT:
-                groups.setdefault("mul_mat", []).append((i, srcs[0], srcs[1]))
-            elif op == Op.OUT_PROD:
-                groups.setdefault("out_prod", []).append((i, srcs[0], srcs[1]))
+            elif op in _PRODUCT_DIMS:
+                groups.setdefault(("product", op), []).append((i, srcs[0], srcs[1]))
             elif op == Op.RESHAPE:
                 groups.setdefault("reshape", []).append((i, srcs[0]))
             elif op == Op.PERMUTE:
@@ -202,9 +208,8 @@ class _RuleCheck:
             ones.append(4 * i)
             for c in range(1, 4):
                 eq(i, c, a, c)
-        # products over a shared depth: mul_mat [K, N] x [K, M] and out_prod [N, K] x [M, K] -> [N, M]
-        for key, depth, kept in (("mul_mat", 0, 1), ("out_prod", 1, 0)):
-            for i, a, b in g.get(key, np.zeros((3, 0), np.intp)).T:
+        for op, (depth, kept) in _PRODUCT_DIMS.items():
+            for i, a, b in g.get(("product", op), np.zeros((3, 0), np.intp)).T:
                 eq(a, depth, b, depth)
                 divides(a, 2, b, 2)
                 divides(a, 3, b, 3)
