@@ -297,6 +297,15 @@ static inline __attribute__((always_inline)) v16 activate(v16 acc, int act, floa
 #endif
 }
 
+/* The sum of v's lanes, first to last. */
+static inline float hsum16(v16 v) {
+    float s = 0.0f;
+    for (int k = 0; k < 16; ++k) {
+        s += v[k];
+    }
+    return s;
+}
+
 /* The first n (<= 16) floats at src, the rest zero; nothing past them is read. */
 static inline v16 load_n(const float * src, int64_t n) {
 #ifdef __AVX512F__

@@ -18,19 +18,6 @@
 
 typedef int32_t mask16 __attribute__((vector_size(64), aligned(4)));
 
-/* The first n (< 16) floats of src, the rest zero. */
-static inline v16 load_tail(const float * src, int64_t n) {
-#ifdef __AVX512F__
-    return (v16) _mm512_maskz_loadu_ps((__mmask16) ((1u << n) - 1), src);
-#else
-    v16 v = {};
-    for (int64_t i = 0; i < n; ++i) {
-        v[i] = src[i];
-    }
-    return v;
-#endif
-}
-
 /* Lane i of the result: the sum of the lanes of a[i]. */
 static inline v16 lane_sums(v16 a[16]) {
     const mask16 lo1 = { 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23 };
@@ -83,8 +70,8 @@ static inline v16 narrow_block(const float * const * px, int64_t taps, int64_t c
         if (full < c) {
             v16 xv[4], wv[4];
             for (int q = 0; q < 4; ++q) {
-                xv[q] = load_tail(x[q] + full, c - full);
-                wv[q] = load_tail(wr[q] + full, c - full);
+                xv[q] = load_n(x[q] + full, c - full);
+                wv[q] = load_n(wr[q] + full, c - full);
             }
             for (int q = 0; q < 4; ++q) {
                 for (int o = 0; o < 4; ++o) {
@@ -153,7 +140,7 @@ static inline v16 dw_load(const float * p, int64_t m) {
         return (v16) _mm512_loadu_ps(p);
     }
 #endif
-    return m == 16 ? load_n(p, 16) : load_tail(p, m);
+    return load_n(p, m);
 }
 
 /* A depthwise output row for one block of channels, in vectors VT of LANES floats (v16; v8 on
@@ -412,9 +399,9 @@ static inline v16 exp_or_zero(v16 d) {
 static void masked_scores(float * y, const float * x, const struct ggml_tensor * mask, int64_t r,
                           const struct ggml_tensor * src, float s) {
     const int64_t n = src->ne[0];
-    const int64_t i1 = r % src->ne[1], i2 = (r / src->ne[1]) % src->ne[2], i3 = r / (src->ne[1] * src->ne[2]);
-    const float * m = (const float *) mask->data +
-        (i1 % mask->ne[1] + (i2 % mask->ne[2]) * mask->ne[1] + (i3 % mask->ne[3]) * mask->ne[1] * mask->ne[2]) * n;
+    int64_t i1, i2, i3;
+    row_coords(src, r, &i1, &i2, &i3);
+    const float * m = at4(mask, 0, i1 % mask->ne[1], i2 % mask->ne[2], i3 % mask->ne[3]);
     for (int64_t i = 0; i < n; i += 16) {
         const int64_t k = MIN(16, n - i);
         store_n(y + i, load_n(x + i, k) * SPLAT(s) + load_n(m + i, k), k);
@@ -447,7 +434,7 @@ void ggonnx_softmax(struct ggml_tensor * dst, int ith, int nth, void * params) {
             mv = select16(lt16(mv, v), v, mv);
         }
         if (full < n) {
-            const v16 v = select16(tail, load_tail(x + full, n - full), SPLAT(-INFINITY));
+            const v16 v = select16(tail, load_n(x + full, n - full), SPLAT(-INFINITY));
             mv = select16(lt16(mv, v), v, mv);
         }
         float m = mv[0];
@@ -461,18 +448,15 @@ void ggonnx_softmax(struct ggml_tensor * dst, int ith, int nth, void * params) {
             sv += e;
         }
         if (full < n) {
-            const v16 e = select16(tail, exp_or_zero((load_tail(x + full, n - full) - SPLAT(m)) * scale), SPLAT(0.0f));
+            const v16 e = select16(tail, exp_or_zero((load_n(x + full, n - full) - SPLAT(m)) * scale), SPLAT(0.0f));
             store_n(y + full, e, n - full);
             sv += e;
         }
-        float sum = 0.0f;
-        for (int i = 0; i < 16; ++i) {
-            sum += sv[i];
-        }
+        const float sum = hsum16(sv);
         const v16 inv = SPLAT(1.0f / sum);
         for (int64_t i = 0; i < n; i += 16) {
             const int64_t k = MIN(16, n - i);
-            store_n(y + i, (k == 16 ? load_n(y + i, 16) : load_tail(y + i, k)) * inv, k);
+            store_n(y + i, load_n(y + i, k) * inv, k);
         }
     }
 }
@@ -487,7 +471,8 @@ void ggonnx_arg_extreme(struct ggml_tensor * dst, int ith, int nth, void * param
     int64_t r0, r1;
     split(rows, ith, nth, &r0, &r1);
     for (int64_t r = r0; r < r1; ++r) {
-        const int64_t i1 = r % src->ne[1], i2 = (r / src->ne[1]) % src->ne[2], i3 = r / (src->ne[1] * src->ne[2]);
+        int64_t i1, i2, i3;
+        row_coords(src, r, &i1, &i2, &i3);
         const char * row = (const char *) src->data + i1 * src->nb[1] + i2 * src->nb[2] + i3 * src->nb[3];
         int64_t best = last ? n - 1 : 0;
         float bv = *(const float *) (row + best * src->nb[0]);
@@ -569,10 +554,7 @@ void ggonnx_norm_affine(struct ggml_tensor * dst, int ith, int nth, void * param
         for (; i + 16 <= n; i += 16) {
             acc += load_n(x + i, 16);
         }
-        float sum = 0.0f;
-        for (int k = 0; k < 16; ++k) {
-            sum += acc[k];
-        }
+        float sum = hsum16(acc);
         for (; i < n; ++i) {
             sum += x[i];
         }
@@ -583,10 +565,7 @@ void ggonnx_norm_affine(struct ggml_tensor * dst, int ith, int nth, void * param
             const v16 d = load_n(x + i, 16) - vmean;
             acc += d * d;
         }
-        float var = 0.0f;
-        for (int k = 0; k < 16; ++k) {
-            var += acc[k];
-        }
+        float var = hsum16(acc);
         for (; i < n; ++i) {
             var += (x[i] - mean) * (x[i] - mean);
         }

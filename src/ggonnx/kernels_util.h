@@ -24,6 +24,13 @@ static inline float * at4(const struct ggml_tensor * t, int64_t i0, int64_t i1, 
     return (float *) ((char *) t->data + i0 * t->nb[0] + i1 * t->nb[1] + i2 * t->nb[2] + i3 * t->nb[3]);
 }
 
+/* The (i1, i2, i3) of row r of t, rows counted along ne1, then ne2, then ne3. */
+static inline void row_coords(const struct ggml_tensor * t, int64_t r, int64_t * i1, int64_t * i2, int64_t * i3) {
+    *i1 = r % t->ne[1];
+    *i2 = (r / t->ne[1]) % t->ne[2];
+    *i3 = r / (t->ne[1] * t->ne[2]);
+}
+
 /* A float32 parameter stored as its bits in an int64 instruction parameter. */
 static inline float param_float(int64_t bits) {
     const uint32_t u = (uint32_t) bits;
