@@ -53,7 +53,14 @@ class GraphRunner:
         self.last_sig = None   # the signature run last
         self.input_names = [i.name for i in graph.inputs]
         self.input_shapes = [i.shape for i in graph.inputs]
-        self._declared = None  # check_shapes' per-input picks, made on first use
+        # check_shapes' per input with a declared shape: (index, rank, picker of its fixed dims, their values)
+        self._declared = []
+        for k, declared in enumerate(self.input_shapes):
+            if declared is not None:
+                at = [j for j, d in enumerate(declared) if isinstance(d, int)]
+                vals = tuple(declared[j] for j in at)
+                self._declared.append((k, len(declared), itemgetter(*at) if at else None,
+                                       vals if len(at) != 1 else vals[0]))
         # plans for signatures on a line (a growing KV cache) without tracing; only where a dim is free
         self.families = FamilyCache(enabled=any(s is None or not all(isinstance(d, int) for d in s)
                                                 for s in self.input_shapes))
@@ -84,14 +91,6 @@ class GraphRunner:
         """Each array input's shape against its declared one (free dims are strings); run per new
         signature, so its declared dims are picked with one itemgetter call (a decode step of
         gpt2: 26 inputs, ~60 us in generator expressions before)."""
-        if self._declared is None:
-            self._declared = []
-            for k, declared in enumerate(self.input_shapes):
-                if declared is not None:
-                    at = [j for j, d in enumerate(declared) if isinstance(d, int)]
-                    vals = tuple(declared[j] for j in at)
-                    self._declared.append((k, len(declared), itemgetter(*at) if at else None,
-                                           vals if len(at) != 1 else vals[0]))
         for k, rank, pick, fixed in self._declared:
             got = sig[k]
             if got and isinstance(got[0], str):  # a sequence or a map: no array shape to check

@@ -75,8 +75,10 @@ def lower_softmax(ctx, node, inputs):
         return [ctx.output(e.reshape(y, tuple(reversed(x.shape))), x.shape)]
     gaxis = rank - 1 - axis
     if gaxis == 0:  # a scaling Mul and a mask Add before it (attention's) run in the softmax's passes
-        src, mask = e.masked(t) if ctx.sole_reader(x) else (t, None)
-        src, scale = e.unscaled(src) if ctx.sole_reader(x) else (src, 1.0)
+        src, mask, scale = t, None, 1.0
+        if ctx.sole_reader(x):
+            src, mask = e.masked(t)
+            src, scale = e.unscaled(src)
         return [ctx.output(e.soft_max(src, scale, mask), x.shape)]
     swap = list(range(4))
     swap[0], swap[gaxis] = gaxis, 0
