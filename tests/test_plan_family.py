@@ -4,6 +4,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 import ggonnx
@@ -196,3 +198,102 @@ def test_array_shape_check_agrees_with_the_row_by_row_pass(monkeypatch, n_rows):
     assert len(seen) >= len(lengths) - 6  # the array rules held nearly everywhere
     if n_rows == 2:
         assert any(seen) and not all(seen)  # some lengths round panels up
+
+
+def _square_plus_length(n_name: str = "n") -> bytes:
+    """y = [x, n * n + n // 8] for x of shape [1, n]: a plan-time value of the length that is not
+    affine, as a constant of the island. The Gather of the shape is affine in n (not replayed);
+    the product of two moving values is not, and the floor division is constant (collinear) at
+    the first samples, yet steps at 8 and 16: only the op's nature tells."""
+    nodes = [helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("Gather", ["s", "one"], ["n"], axis=0),
+             helper.make_node("Mul", ["n", "n"], ["nn"]),
+             helper.make_node("Div", ["n", "eight"], ["q"]),
+             helper.make_node("Add", ["nn", "q"], ["m"]),
+             helper.make_node("Cast", ["m"], ["mf"], to=TensorProto.FLOAT),
+             helper.make_node("Reshape", ["mf", "one_by_one"], ["col"]),
+             helper.make_node("Concat", ["x", "col"], ["y"], axis=1)]
+    graph = helper.make_graph(
+        nodes, "square", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n_name])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, None])],
+        [numpy_helper.from_array(np.array([1], np.int64), "one"), numpy_helper.from_array(np.array(8, np.int64), "eight"),
+         numpy_helper.from_array(np.array([1, 1], np.int64), "one_by_one")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def test_replay_skips_only_folds_proved_affine():
+    # the values that are not affine in the length are replayed at every length: extrapolated
+    # from the samples (3, 4, 5), n // 8 would stay 0 past 8
+    sess = ggonnx.Session(_square_plus_length(), threads=2)
+    rng = np.random.default_rng(0)
+    for n in range(3, 30):
+        x = rng.standard_normal((1, n)).astype(np.float32)
+        want = np.concatenate([x, [[n * n + n // 8]]], axis=1).astype(np.float32)
+        np.testing.assert_array_equal(sess.run(None, {"x": x})[0], want)
+    assert sess.family_plan_count >= 20
+    fam = sess._runner.families.families[0]
+    assert [f.node.op_type for f in fam.replay] == ["Mul", "Div", "Add", "Cast", "Reshape"]
+    assert "n" in fam.leaves  # the shape's Gather: affine, computed rather than run
+
+
+def test_decoder_replays_the_position_lookup_alone():
+    # decoder_step's position row: Shape -> Gather (affine in the length, not replayed) -> Gather
+    # of the position table at that index (replayed: a row of data, not affine)
+    sess = _check_against_ort(decoder_step(), range(10, 20))
+    (fam,) = sess._runner.families.families
+    assert [(f.node.op_type, f.node.inputs[0]) for f in fam.replay] == [("Gather", "pos_table")]
+
+
+_CELLS = [(0, 1), (0, 2), (0, 4), (1, 0), (2, 0), (1, 1), (2, 2), (4, 0)]  # (slope, base) of a dim
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_rules_left_out_as_identities_hold_at_every_length(data):
+    """Every rule _drop_identities leaves out (affine cells equal as functions, constant divisors
+    of both slope and intercept, equal products and sums as polynomials) holds at every t, and
+    _RuleCheck decides as with every rule: random rows of affine dims drawn from a small pool, so
+    that identities and near misses are both common."""
+    from ggonnx import _core
+    from ggonnx.plan_family import _RuleCheck
+    Op = _core.Op
+    n_leaves = data.draw(st.integers(2, 4))
+    n_rules = data.draw(st.integers(1, 6))
+    n = n_leaves + n_rules
+    cells = data.draw(st.lists(st.lists(st.sampled_from(_CELLS), min_size=4, max_size=4), min_size=n, max_size=n))
+    slope = np.array([[c[0] for c in row] for row in cells], np.int64)
+    base = np.array([[c[1] for c in row] for row in cells], np.int64)
+    rule_rows = {}
+    for i in range(n_leaves, n):
+        op = data.draw(st.sampled_from(["same", "add", "repeat", "mul_mat", "out_prod", "reshape", "concat",
+                                        "permute", "sum_rows"]))
+        a, b = data.draw(st.integers(0, i - 1)), data.draw(st.integers(0, i - 1))
+        if data.draw(st.booleans()):  # mostly the row its rule gives at the samples: identities
+            slope[i], base[i] = slope[a], base[a]
+        params = [0] * 8
+        if op == "permute":
+            params[:4] = data.draw(st.permutations([0, 1, 2, 3]))
+        ops = {"same": Op.UNARY, "add": Op.ADD, "repeat": Op.REPEAT, "mul_mat": Op.MUL_MAT, "out_prod": Op.OUT_PROD,
+               "reshape": Op.RESHAPE, "concat": Op.CONCAT_C, "permute": Op.PERMUTE, "sum_rows": Op.SUM_ROWS}
+        srcs = [a, b] if op in ("add", "mul_mat", "out_prod", "concat") else [a]
+        rule_rows[i] = (int(ops[op]), srcs, params)
+    order = list(range(n))
+    full = _RuleCheck(order, rule_rows)
+    reduced = _RuleCheck(order, rule_rows, (slope, base, np.zeros(n, bool)))
+    pairs = lambda a, b: set(zip(a.tolist(), b.tolist()))  # noqa: E731
+    dropped_eq = pairs(full.eq_l, full.eq_r) - pairs(reduced.eq_l, reduced.eq_r)
+    dropped_div = pairs(full.den, full.num) - pairs(reduced.den, reduced.num)
+    dropped_ones = set(full.ones.tolist()) - set(reduced.ones.tolist())
+    counts = lambda c: set() if c.reshape is None else set(map(tuple, c.reshape.T.tolist()))  # noqa: E731
+    dropped_counts = counts(full) - counts(reduced)
+    sums = lambda c: {(t, tuple(ps)) for total, parts in c.sums for t, ps in zip(total.tolist(), parts.T.tolist())}  # noqa: E731
+    dropped_sums = sums(full) - sums(reduced)
+    for t in range(0, 40):
+        p = slope * t + base
+        flat = p.reshape(-1)
+        assert all(flat[a] == flat[b] for a, b in dropped_eq), t
+        assert all(flat[d] == 0 or flat[m] % flat[d] == 0 for d, m in dropped_div), t
+        assert all(flat[c] == 1 for c in dropped_ones), t
+        assert all(np.prod(p[i]) == np.prod(p[a]) for i, a in dropped_counts), t
+        assert all(flat[c] == sum(flat[q] for q in ps) for c, ps in dropped_sums), t
+        assert full._holds(p) == reduced._holds(p), t

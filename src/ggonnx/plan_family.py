@@ -119,7 +119,7 @@ class _RuleCheck:
     the usual case, and then _shapes_at skips its row-by-row pass (0.65 ms a token for gpt2's 12
     layers); ops without an array form here keep the row-by-row rule."""
 
-    def __init__(self, rows, rule_rows):
+    def __init__(self, rows, rule_rows, fit=None):
         groups: dict = {}
         self.other = []
         for i in rows:
@@ -155,6 +155,8 @@ class _RuleCheck:
         self.rows = np.asarray([i for i in rows if i in rule_rows], np.intp)
         self.row_set = frozenset(rows)
         self._compile()
+        if fit is not None:
+            self._drop_identities(*fit)
 
     def shapes(self, p, consumers):
         """The rows whose shape at t is not the predicted ``p`` [rows, 4] (int64) -- packed
@@ -233,14 +235,53 @@ class _RuleCheck:
         self.eq_l, self.eq_r, self.num, self.den, self.ones = map(cells, (eq_l, eq_r, num, den, ones))
         self.reshape = g.get("reshape")
 
+    def _drop_identities(self, slope, base, unfit):
+        """Leave out the rules that hold at every t: the family fitted each row's shape as an exact
+        affine function of t, and where a rule holds between such functions as an identity (equal
+        cells with one slope and intercept, a constant divisor of both, products or sums that
+        agree as polynomials) no t can break it. Rows off the fit (unfit ones, packed panels whose
+        count rounds up) keep all their rules. What is left is checked per t by ``_holds``."""
+        fitted = ~np.asarray(unfit, bool).copy()
+        if "pack" in self.groups:
+            fitted[self.groups["pack"][0]] = False
+        s, b = np.asarray(slope, np.int64).reshape(-1), np.asarray(base, np.int64).reshape(-1)
+        ok = np.repeat(fitted, 4)  # per cell
+
+        def same(l, r):
+            return ok[l] & ok[r] & (s[l] == s[r]) & (b[l] == b[r])
+
+        keep = ~same(self.eq_l, self.eq_r)
+        self.eq_l, self.eq_r = self.eq_l[keep], self.eq_r[keep]
+        d, n = self.den, self.num
+        const_divisor = ok[d] & ok[n] & (s[d] == 0) & (b[d] >= 1)
+        divisor = np.where(const_divisor, b[d], 1)
+        keep = ~((const_divisor & (s[n] % divisor == 0) & (b[n] % divisor == 0)) | same(d, n))
+        self.num, self.den = n[keep], d[keep]
+        keep = ~(ok[self.ones] & (s[self.ones] == 0) & (b[self.ones] == 1))
+        self.ones = self.ones[keep]
+        if self.reshape is not None:  # element counts: polynomials of degree <= 4 in t, equal at 5 points
+            cells = lambda r: [(int(s[4 * r + c]), int(b[4 * r + c])) for c in range(4)]  # noqa: E731
+            count = lambda r, t: math.prod(sl * t + ba for sl, ba in cells(r))  # noqa: E731
+            keep = [not (fitted[i] and fitted[a] and all(count(i, t) == count(a, t) for t in range(5)))
+                    for i, a in self.reshape.T.tolist()]
+            self.reshape = self.reshape[:, keep] if any(keep) else None
+        sums = []
+        for total, parts in self.sums:
+            keep = ~(ok[total] & ok[parts].all(axis=0) & (s[total] == s[parts].sum(axis=0))
+                     & (b[total] == b[parts].sum(axis=0)))
+            if keep.any():
+                sums.append((total[keep], parts[:, keep]))
+        self.sums = sums
+
     def _holds(self, p) -> bool:
         """Whether every other rule gives the shapes ``p`` [rows, 4] (int64) at t (``shapes`` has
         put the packed panels' own into ``p``)."""
         if len(self.rows) and p[self.rows].min() < 1:
             return False
-        flat = p.reshape(-1)
-        if not _equal(flat[self.eq_l], flat[self.eq_r]) or np.any(flat[self.num] % flat[self.den]) \
-                or np.any(flat[self.ones] != 1):
+        flat = p.reshape(-1)  # empty rule lists are skipped: most are identities (_drop_identities)
+        if (len(self.eq_l) and not _equal(flat[self.eq_l], flat[self.eq_r])) \
+                or (len(self.num) and np.any(flat[self.num] % flat[self.den])) \
+                or (len(self.ones) and np.any(flat[self.ones] != 1)):
             return False
         if self.reshape is not None and not _equal(p[self.reshape[0]].prod(axis=1), p[self.reshape[1]].prod(axis=1)):
             return False
@@ -281,6 +322,29 @@ class _RowOrder(list):
         return i in self._set
 
 
+def _leaf_follows_fit(leaf, fit, unfit, in_fit, in_slots, consts, rebuild) -> bool:
+    """Whether an input or constant row has its fitted shape at every t, so that instantiating
+    need not compare them: an input of rank <= 4 whose fitted dims are the row's (two affine
+    functions equal at the samples are one function), or a constant never rebuilt (the same array
+    at every t) on a row that does not move."""
+    i, op, index = leaf
+    slope, base = fit
+    if unfit[i]:
+        return False
+    if op == CONST:
+        return index not in rebuild and not slope[i].any() and \
+            onnx_to_ne(np.shape(consts[index])) == tuple(base[i].tolist())
+    slots = [int(x) for x in in_slots]
+    if op != INPUT or index not in slots:
+        return False
+    a, e = in_fit.bounds[slots.index(index)]
+    if e - a > 4:  # onnx_to_ne drops or merges dims there: not affine
+        return False
+    pad = 4 - (e - a)
+    return (in_fit.slope[a:e][::-1].tolist() + [0] * pad == slope[i].tolist()
+            and in_fit.base[a:e][::-1].tolist() + [1] * pad == base[i].tolist())
+
+
 def _fit(ts, values):
     """(slope, intercept) int64 arrays with values[k] == slope * ts[k] + intercept exactly, or None."""
     v = [np.asarray(x, dtype=np.int64) for x in values]
@@ -300,6 +364,43 @@ def _fit_rows(ts, tables):
         bad |= np.any(slope * t + base != x, axis=1)
     slope[bad], base[bad] = 0, v[-1][bad]
     return slope, base, bad
+
+
+# ops whose outputs are their value inputs moved, added or multiplied: with affine value inputs
+# their outputs are polynomials in t, affine unless two moving values multiply, and then the
+# samples' fit refuses them (three distinct points of a true quadratic are never collinear).
+# Per op, which inputs carry values (None: all); the others (indices, axes, shapes) must not
+# depend on t. Ops that floor, compare, clamp or pick by a moving index are not here: collinear
+# at the samples, they may still step later.
+_AFFINE_FOLDS = {"Identity": (0,), "Neg": (0,), "Cast": (0,), "Flatten": (0,), "Transpose": (0,),
+                 "Unsqueeze": (0,), "Squeeze": (0,), "Reshape": (0,), "Gather": (0,), "Slice": (0,),
+                 "Expand": (0,), "Concat": None, "Add": None, "Sub": None, "Mul": None}
+
+
+def _affine_fold_fits(fold, ts, records, affine, touched):
+    """{output name: (fit, dtype)} of a fold proved affine in t (see _drop_affine_folds), or None."""
+    op = fold.node.op_type
+    if op not in _AFFINE_FOLDS or fold.node.domain not in ("", "ai.onnx") or not isinstance(fold.evaluator, HostKernel):
+        return None
+    values = _AFFINE_FOLDS[op]
+    fed = dict(zip(fold.feed_names, fold.in_names))  # our kernels are fed input j as "in<j>"
+    names = [fed.get(f"in{j}", "") for j in range(len(fold.node.inputs))]
+    moving = [j for j, n in enumerate(names) if n and n in touched]
+    if any(names[j] not in affine or (values is not None and j not in values) for j in moving):
+        return None
+    fits = {}
+    for n in fold.out_names:
+        outs = [r.consts.get(n) for r in records]
+        if any(not isinstance(a, np.ndarray) or a.dtype.kind != "i" for a in outs):  # signed: no wrap at 0
+            return None
+        if op == "Cast" and any(not isinstance(a, np.ndarray) or a.dtype.kind != "i"
+                                or a.dtype.itemsize > outs[0].dtype.itemsize for a in fold.feeds):
+            return None  # signed integers widened or kept
+        fit = _affine_content(ts, outs)
+        if fit is None:
+            return None
+        fits[n] = fit
+    return fits
 
 
 def _replay_call(fold):
@@ -384,7 +485,9 @@ class PlanFamily:
         self.replay = []          # FoldRecords to re-run, in order
         self.replay_calls = []    # per replayed fold: (call, [(value name, traced array) per argument])
         self.predicted = {}       # name -> (fit, dtype) of structural values read by lowerings
-        self.leaves = {}          # name -> (fit, dtype) of varying constants lowerings produced
+        # name -> (fit, dtype) of the varying values known as affine functions of t: constants
+        # lowerings produced, and the outputs of folds _drop_affine_folds proved affine
+        self.leaves = {}
 
     # -- building ---------------------------------------------------------------------
     @classmethod
@@ -460,7 +563,38 @@ class PlanFamily:
             elif not self._build_island(ts, [p.steps[k] for p in plans],
                                         [r.islands[len(self.islands)] for r in records], touched):
                 return False
-        return len(self.islands) == len(r0.islands)
+        if len(self.islands) != len(r0.islands):
+            return False
+        self._drop_affine_folds(ts, records, touched)
+        return True
+
+    def _drop_affine_folds(self, ts, records, touched) -> None:
+        """Replay fewer folds (half of gpt2's 28 a token). A fold whose op moves or adds its value
+        inputs without looking at them (_AFFINE_FOLDS), fed only affine values and static ones,
+        has outputs affine in t: their fit is exact where the samples fit one, so they join
+        ``leaves`` and the fold is not run. Folds whose outputs nothing reads at instantiation
+        (rebuilt constants, host-step constants, constant outputs, checked predictions) are
+        dropped too."""
+        affine = set(self.leaves)
+        kept = []
+        for fold, call in zip(self.replay, self.replay_calls):
+            fits = _affine_fold_fits(fold, ts, records, affine, touched)
+            if fits is None:
+                kept.append((fold, call))
+            else:
+                self.leaves.update(fits)
+                affine.update(fits)
+        r0 = records[-1]
+        needed = set(self.predicted) | set(r0.env_const_names.values()) | {n for n in r0.output_const_names if n}
+        needed |= {name for island in self.islands for name, _ in island[7].values()}
+        live = []
+        for fold, call in reversed(kept):
+            if needed.intersection(fold.out_names):
+                live.append((fold, call))
+                needed.update(n for n in fold.in_names if n)
+        live.reverse()
+        self.replay = [f for f, _ in live]
+        self.replay_calls = [c for _, c in live]
 
     def _build_island(self, ts, steps, islands, touched) -> bool:
         s0 = steps[-1]
@@ -523,8 +657,10 @@ class PlanFamily:
         leaves = [(i, ops[i], int(ins0[i, _core.COL_OUT if ops[i] == INPUT else _core.COL_PARAM]))
                   for i in range(len(ins0)) if ops[i] in (INPUT, CONST)]
         order = _RowOrder(int(i) for i in rows)
+        leaves = [leaf for leaf in leaves if not _leaf_follows_fit(leaf, fit, unfit, in_fit, in_slots, consts0,
+                                                                   rebuild)]
         self.islands.append((fit, order, consumers, rule_rows, leaves, in_fit, out_fit, rebuild,
-                             _RuleCheck(order, rule_rows)))
+                             _RuleCheck(order, rule_rows, fit + (unfit,))))
         return True
 
     # -- instantiating -------------------------------------------------------------------
@@ -606,7 +742,6 @@ class PlanFamily:
         shapes at ``t``. A row whose shape leaves the prediction (a packed panel count rounds
         up, a replayed constant is shorter) also sends its readers that do not move through the
         pass; a row neither moving nor reading such a row keeps the shape it had in the samples."""
-        slot_ne = {int(slot): onnx_to_ne(shape) for slot, shape in zip(in_slots, in_shapes)}
         pred: dict = {}
 
         def ne(r):
@@ -626,6 +761,8 @@ class PlanFamily:
                     queued.add(c)
                     heapq.heappush(extra, c)
 
+        slot_ne = {int(slot): onnx_to_ne(shape) for slot, shape in zip(in_slots, in_shapes)} \
+            if any(op == INPUT for _, op, _ in leaves) else {}
         for i, op, index in leaves:
             v = slot_ne.get(index) if op == INPUT else onnx_to_ne(consts[index].shape) if op == CONST else None
             if v is not None and v != ne(i):
