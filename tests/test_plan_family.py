@@ -297,3 +297,29 @@ def test_rules_left_out_as_identities_hold_at_every_length(data):
         assert all(np.prod(p[i]) == np.prod(p[a]) for i, a in dropped_counts), t
         assert all(flat[c] == sum(flat[q] for q in ps) for c, ps in dropped_sums), t
         assert full._holds(p) == reduced._holds(p), t
+
+
+def test_allocation_planned_ahead_serves_the_next_lengths():
+    # a plan written from a family has its scheduler plan the allocation HEADROOM lengths ahead;
+    # the plans of the lengths after it keep that allocation (no planning per length) and compute
+    # exactly in it, across more than one such reservation
+    from ggonnx.plan_family import HEADROOM
+    lengths = list(range(6, MAX_POS - 1))
+    sess = ggonnx.Session(decoder_step(), threads=2)
+    reserved = []
+    original = ggonnx.plan_family.PlanFamily._island_plan
+
+    def spy(self, t, *args, **kwargs):
+        core = original(self, t, *args, **kwargs)
+        if core is not None:
+            reserved.append((t, core.reserved_upto))
+        return core
+    ggonnx.plan_family.PlanFamily._island_plan = spy
+    try:
+        _check_against_ort_on(sess, decoder_step(), lengths, masked=2)
+    finally:
+        ggonnx.plan_family.PlanFamily._island_plan = original
+    assert len(reserved) >= len(lengths) - 4
+    assert all(t <= upto <= t + HEADROOM for t, upto in reserved)
+    # two plans are kept, so two schedulers take turns; each plans once per HEADROOM lengths
+    assert len({upto for _, upto in reserved}) <= 2 * (len(lengths) // HEADROOM + 1)

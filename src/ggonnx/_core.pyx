@@ -265,6 +265,35 @@ cdef inline bint _is_view(ggml_tensor * t) noexcept nogil:
             or t.op == GGML_OP_PERMUTE or t.op == GGML_OP_TRANSPOSE)
 
 
+cdef bint _in_place_only(ggml_cgraph * g) noexcept nogil:
+    """Whether no node's memory overlaps a source's, except a node written over a source of
+    the same layout (ggml's in-place reuse for elementwise ops). An allocation planned for larger
+    tensors of the same graph keeps every other pair apart: the blocks only hold less."""
+    cdef int i, j, k
+    cdef ggml_tensor * node
+    cdef ggml_tensor * src
+    cdef char * a
+    cdef char * b
+    cdef bint same
+    for i in range(ggml_graph_n_nodes(g)):
+        node = ggml_graph_node(g, i)
+        if node.view_src != NULL or node.data == NULL:
+            continue
+        a = <char *> node.data
+        for j in range(10):  # GGML_MAX_SRC
+            src = node.src[j]
+            if src == NULL or src.data == NULL:
+                continue
+            b = <char *> src.data
+            if a < b + ggml_nbytes(src) and b < a + ggml_nbytes(node):
+                same = a == b and node.type == src.type
+                for k in range(4):
+                    same = same and node.ne[k] == src.ne[k] and node.nb[k] == src.nb[k]
+                if not same:
+                    return False
+    return True
+
+
 include "_custom_ops.pxi"
 
 
@@ -301,10 +330,14 @@ cdef class Plan:
     cdef readonly size_t compute_bytes
     cdef object instructions  # custom ops read their parameters from its rows
     cdef ggonnx_profile * profile  # non-NULL while profiling (set_profiling)
+    # the allocation the scheduler holds was planned for a larger graph of the same structure
+    # (see _reserve_headroom): plans of reserved_key up to length reserved_upto fit it
+    cdef readonly object reserved_key
+    cdef readonly long long reserved_upto
 
     def __cinit__(self, Engine engine, cnp.ndarray instructions, cnp.ndarray fparams, list consts,
                   list input_slots, tuple input_shapes, list output_slots, tuple output_shapes,
-                  int n_threads, list row_names, Plan reuse=None):
+                  int n_threads, list row_names, Plan reuse=None, tuple headroom=None):
         self.engine = engine
         self.n_threads = max(1, min(n_threads, engine.n_threads))
         self.cpu = engine.cpu_single if self.n_threads == 1 else engine.cpu
@@ -314,7 +347,7 @@ cdef class Plan:
         self.output_shapes = output_shapes
         self.matmul_backends = []
         self.instructions = instructions
-        self._build(instructions, fparams, consts, input_slots, output_slots, row_names)
+        self._build(instructions, fparams, consts, input_slots, output_slots, row_names, headroom)
 
     cdef _take_resources(self, Plan old):
         """Take ``old``'s graph context and scheduler (one on another CPU backend is freed), so a
@@ -334,6 +367,9 @@ cdef class Plan:
             old.ctx = NULL
             old.graph = NULL
             PyThread_release_lock(self.engine.lock)
+        if self.sched != NULL:  # the scheduler's allocation came along (see _reserve_headroom)
+            self.reserved_key, self.reserved_upto = old.reserved_key, old.reserved_upto
+        old.reserved_key = None
         if old.profile != NULL:
             ggonnx_profile_free(old.profile)
             old.profile = NULL
@@ -364,15 +400,11 @@ cdef class Plan:
             ggml_free(self.ctx)
 
     cdef _build(self, cnp.ndarray instructions, cnp.ndarray fparams, list consts,
-                list input_slots, list output_slots, list row_names):
+                list input_slots, list output_slots, list row_names, tuple headroom):
         cdef int64_t[:, ::1] ins = instructions
-        cdef double[:, ::1] fp = fparams
         cdef Py_ssize_t n = ins.shape[0]
         cdef Py_ssize_t i, n_slots = 0
-        cdef int op, k
-        cdef bint leaves
-        cdef ggml_tensor * srcs[4]
-        cdef ggml_tensor * r
+        cdef int k
         cdef vector[ggml_tensor *] slots
         cdef vector[ggml_tensor *] const_tensors
         cdef vector[ggml_tensor *] mm_nodes
@@ -383,12 +415,12 @@ cdef class Plan:
         cdef ggml_backend_buffer_type_t bufts[2]
         cdef int n_backends = 0
         cdef ggml_backend_t bk
+        cdef ggml_tensor * r
         if ins.shape[1] != N_COLS:
             raise GraphBuildError(f"instruction table must have {N_COLS} columns")
         for i in range(n):
             if ins[i, C_OUT] + 1 > n_slots:
                 n_slots = ins[i, C_OUT] + 1
-        slots.resize(n_slots, NULL)
         if consts:  # freed by __dealloc__ even when _upload fails half way
             _upload(self.engine.cpu, consts, &self.const_ctx, &self.const_buf, const_tensors)
 
@@ -410,7 +442,113 @@ cdef class Plan:
             self.ctx_size = ip.mem_size
         if self.ctx == NULL:
             raise MemoryError("ggml_init failed for the graph")
+        if self.engine.blas != NULL:
+            backends[n_backends] = self.engine.blas
+            bufts[n_backends] = ggonnx_scratch_buft(self.engine.blas_scratch)
+            n_backends += 1
+        backends[n_backends] = self.cpu  # the CPU backend must come last
+        bufts[n_backends] = ggonnx_scratch_buft(self.engine.cpu_scratch)
+        n_backends += 1
+        if self.sched != NULL:
+            ggml_backend_sched_reset(self.sched)
+        else:
+            self.sched = ggml_backend_sched_new(backends, bufts, n_backends, graph_size, False, False)
+            self.graph_size = graph_size
+            self.reserved_key = None
+        if self.sched == NULL:
+            raise MemoryError("ggml_backend_sched_new failed")
 
+        if not self._reserve_headroom(headroom, fparams, const_tensors, n_slots, output_slots, row_names, graph_size):
+            self.reserved_key = None
+        slots.resize(n_slots, NULL)
+        self.graph = self._build_graph(instructions, fparams, const_tensors, slots, output_slots, row_names, graph_size,
+                                       mm_nodes, mm_hints, &self.outputs)
+        for s in input_slots:
+            self.inputs.push_back(slots[s])
+            self.input_bytes.push_back(ggml_nbytes(slots[s]))
+            self.input_int32.push_back(slots[s].type == GGML_TYPE_I32)
+        self.n_nodes = ggml_graph_n_nodes(self.graph)
+        self._place_matmuls(mm_nodes, mm_hints)
+        if not ggml_backend_sched_alloc_graph(self.sched, self.graph):
+            raise MemoryError("ggml could not allocate the compute graph")
+        if self.reserved_key is not None and not _in_place_only(self.graph):
+            # the allocation planned at the larger length overlaps a node with a source it may
+            # not write over at this one: plan this graph's own (and forget the headroom)
+            self.reserved_key = None
+            ggml_backend_sched_reset(self.sched)
+            self._place_matmuls(mm_nodes, mm_hints)
+            if not ggml_backend_sched_reserve(self.sched, self.graph):
+                raise MemoryError("ggml could not allocate the compute graph")
+            self._place_matmuls(mm_nodes, mm_hints)
+            if not ggml_backend_sched_alloc_graph(self.sched, self.graph):
+                raise MemoryError("ggml could not allocate the compute graph")
+        self.n_splits = ggml_backend_sched_get_n_splits(self.sched)
+        self.compute_bytes = ggml_backend_sched_get_buffer_size(self.sched, self.cpu)
+        if self.engine.blas != NULL:
+            self.compute_bytes += ggml_backend_sched_get_buffer_size(self.sched, self.engine.blas)
+        for k in range(<int> mm_nodes.size()):
+            bk = ggml_backend_sched_get_tensor_backend(self.sched, mm_nodes[k])
+            self.matmul_backends.append(ggml_backend_name(bk).decode() if bk != NULL else "?")
+        for k in range(<int> self.inputs.size()):
+            if self.inputs[k].data == NULL:
+                self.input_bytes[k] = 0  # input not used by any output: nothing to copy
+        _plan_direct_io(self)
+
+    cdef bint _reserve_headroom(self, tuple headroom, cnp.ndarray fparams, vector[ggml_tensor *] & const_tensors,
+                                Py_ssize_t n_slots, list output_slots, list row_names, size_t graph_size) except *:
+        """Let the scheduler's allocation cover the lengths ahead. ``headroom`` is (key, t, upto,
+        table at upto or None) from a plan family: every plan of ``key`` has one graph structure,
+        and its tensors grow with t. Where the allocation taken over was planned for this key up to
+        at least t, nothing is done (ggml's allocator reuses a plan whose tensors all fit); else
+        the graph of the table at ``upto`` is built and reserved, then dropped, so that the plans
+        of the next lengths allocate without planning again. False: no headroom holds."""
+        cdef vector[ggml_tensor *] slots
+        cdef vector[ggml_tensor *] mm_nodes
+        cdef vector[int] mm_hints
+        cdef ggml_cgraph * g
+        if headroom is None:
+            return False
+        key, t, upto, table = headroom
+        if table is None:
+            return self.reserved_key is key and t <= self.reserved_upto
+        slots.resize(n_slots, NULL)
+        try:
+            g = self._build_graph(table, fparams, const_tensors, slots, output_slots, row_names, self.graph_size,
+                                  mm_nodes, mm_hints, NULL)
+        except GraphBuildError:  # that length cannot be built: no headroom, this one is planned alone
+            ggml_reset(self.ctx)
+            return False
+        self._place_matmuls(mm_nodes, mm_hints)
+        ok = ggml_backend_sched_reserve(self.sched, g)  # resets the scheduler after planning
+        ggml_reset(self.ctx)
+        if ok:
+            self.reserved_key, self.reserved_upto = key, upto
+        return ok
+
+    cdef _place_matmuls(self, vector[ggml_tensor *] & mm_nodes, vector[int] & mm_hints):
+        cdef ggml_backend_t bk
+        for k in range(<int> mm_nodes.size()):
+            bk = self.cpu
+            if mm_hints[k] == PLACE_BLAS and self.engine.blas != NULL and ggml_backend_supports_op(self.engine.blas, mm_nodes[k]):
+                bk = self.engine.blas
+            ggml_backend_sched_set_tensor_backend(self.sched, mm_nodes[k], bk)
+
+    cdef ggml_cgraph * _build_graph(self, cnp.ndarray instructions, cnp.ndarray fparams,
+                                    vector[ggml_tensor *] & const_tensors, vector[ggml_tensor *] & slots,
+                                    list output_slots, list row_names, size_t graph_size,
+                                    vector[ggml_tensor *] & mm_nodes, vector[int] & mm_hints,
+                                    vector[ggml_tensor *] * outputs) except NULL:
+        """The rows' tensors in ``slots`` and the graph computing ``output_slots``, each made
+        contiguous (into ``outputs`` where given), in this plan's context."""
+        cdef int64_t[:, ::1] ins = instructions
+        cdef double[:, ::1] fp = fparams
+        cdef Py_ssize_t n = ins.shape[0]
+        cdef Py_ssize_t i
+        cdef int op, k
+        cdef bint leaves
+        cdef ggml_tensor * srcs[4]
+        cdef ggml_tensor * r
+        cdef ggml_cgraph * g
         # two passes: leaves (inputs, weights, constants) first, so that a fused row may read a
         # weight emitted after it (a bias folded into a GEMM by the Add that follows it)
         for leaves in (True, False):
@@ -442,54 +580,16 @@ cdef class Plan:
                     mm_nodes.push_back(r)
                     mm_hints.push_back(ins[i, C_PARAM])
                 slots[ins[i, C_OUT]] = r
-
-        for s in input_slots:
-            self.inputs.push_back(slots[s])
-            self.input_bytes.push_back(ggml_nbytes(slots[s]))
-            self.input_int32.push_back(slots[s].type == GGML_TYPE_I32)
-
-        self.graph = ggml_new_graph_custom(self.ctx, graph_size, False)
+        g = ggml_new_graph_custom(self.ctx, graph_size, False)
         for s in output_slots:
             r = slots[s]
             if _is_view(r) or not ggml_is_contiguous(r):
                 r = ggml_cont(self.ctx, r)  # outputs are read back as one contiguous block
             ggml_set_output(r)
-            ggml_build_forward_expand(self.graph, r)
-            self.outputs.push_back(r)
-        self.n_nodes = ggml_graph_n_nodes(self.graph)
-
-        if self.engine.blas != NULL:
-            backends[n_backends] = self.engine.blas
-            bufts[n_backends] = ggonnx_scratch_buft(self.engine.blas_scratch)
-            n_backends += 1
-        backends[n_backends] = self.cpu  # the CPU backend must come last
-        bufts[n_backends] = ggonnx_scratch_buft(self.engine.cpu_scratch)
-        n_backends += 1
-        if self.sched != NULL:
-            ggml_backend_sched_reset(self.sched)
-        else:
-            self.sched = ggml_backend_sched_new(backends, bufts, n_backends, graph_size, False, False)
-            self.graph_size = graph_size
-        if self.sched == NULL:
-            raise MemoryError("ggml_backend_sched_new failed")
-        for k in range(<int> mm_nodes.size()):
-            bk = self.cpu
-            if mm_hints[k] == PLACE_BLAS and self.engine.blas != NULL and ggml_backend_supports_op(self.engine.blas, mm_nodes[k]):
-                bk = self.engine.blas
-            ggml_backend_sched_set_tensor_backend(self.sched, mm_nodes[k], bk)
-        if not ggml_backend_sched_alloc_graph(self.sched, self.graph):
-            raise MemoryError("ggml could not allocate the compute graph")
-        self.n_splits = ggml_backend_sched_get_n_splits(self.sched)
-        self.compute_bytes = ggml_backend_sched_get_buffer_size(self.sched, self.cpu)
-        if self.engine.blas != NULL:
-            self.compute_bytes += ggml_backend_sched_get_buffer_size(self.sched, self.engine.blas)
-        for k in range(<int> mm_nodes.size()):
-            bk = ggml_backend_sched_get_tensor_backend(self.sched, mm_nodes[k])
-            self.matmul_backends.append(ggml_backend_name(bk).decode() if bk != NULL else "?")
-        for k in range(<int> self.inputs.size()):
-            if self.inputs[k].data == NULL:
-                self.input_bytes[k] = 0  # input not used by any output: nothing to copy
-        _plan_direct_io(self)
+            ggml_build_forward_expand(g, r)
+            if outputs != NULL:
+                outputs.push_back(r)
+        return g
 
     cdef ggml_tensor * _build_one(self, int op, ggml_tensor ** srcs, int64_t[:, ::1] ins,
                                   double[:, ::1] fp, Py_ssize_t i, vector[ggml_tensor *] & const_tensors) except? NULL:

@@ -31,6 +31,7 @@ cdef extern from "ggml.h" nogil:
         int64_t ne[4]
         size_t nb[4]
         int op
+        ggml_tensor * src[10]  # GGML_MAX_SRC
         ggml_tensor * view_src
         size_t view_offs
         void * data
@@ -193,6 +194,7 @@ cdef extern from "ggml-backend.h" nogil:
     void ggml_backend_sched_free(ggml_backend_sched_t sched)
     void ggml_backend_sched_reset(ggml_backend_sched_t sched)
     bint ggml_backend_sched_alloc_graph(ggml_backend_sched_t sched, ggml_cgraph * graph)
+    bint ggml_backend_sched_reserve(ggml_backend_sched_t sched, ggml_cgraph * measure_graph)
     ggml_status ggml_backend_sched_graph_compute(ggml_backend_sched_t sched, ggml_cgraph * graph)
     void ggml_backend_sched_set_tensor_backend(ggml_backend_sched_t sched, ggml_tensor * node, ggml_backend_t backend)
     ggml_backend_t ggml_backend_sched_get_tensor_backend(ggml_backend_sched_t sched, ggml_tensor * node)

@@ -36,6 +36,9 @@ from ggonnx.host_kernels import HostKernel
 from ggonnx.planner import CompiledPlan, HostStep, IslandStep
 
 Op = _core.Op
+# a plan family's allocation is planned for this many lengths past the one written (one
+# allocation plan per 32 tokens of a growing KV cache, instead of one a token)
+HEADROOM = 32
 NE = slice(_core.COL_NE, _core.COL_NE + 4)
 P_OC = _core.COL_PARAM + _core.P_OC
 PANEL = _core.GEMM_PANEL
@@ -798,8 +801,19 @@ class PlanFamily:
             consts[j] = as_ggml_array(np.ascontiguousarray(transform(np.asarray(values[name], dtype=np.float32)),
                                                            dtype=np.float32))
         in_shapes, out_shapes = in_fit.at(t), out_fit.at(t)
-        if in_shapes is None or out_shapes is None:
+        ins = None if in_shapes is None or out_shapes is None else \
+            self._table_at(t, fam_island, ins0, consts, in_slots, in_shapes)
+        if ins is None:
             return None
+        try:
+            return _core.Plan(engine, ins, fp, consts, in_slots, in_shapes, out_slots, out_shapes, threads, names,
+                              reuse, self._headroom(t, fam_island, ins0, consts, in_slots, reuse))
+        except GgonnxError:
+            return None
+
+    def _table_at(self, t, fam_island, ins0, consts, in_slots, in_shapes):
+        """The island's instruction table at ``t``, or None where a row cannot be built there."""
+        (slope, base), rows, consumers, rule_rows, leaves, _, _, _, check = fam_island
         predicted = slope * t + base
         ne_t = self._shapes_at(predicted, rows, consumers, rule_rows, leaves, in_slots, in_shapes, consts, check)
         if ne_t is None:
@@ -809,11 +823,22 @@ class PlanFamily:
         if ne_t:
             idx = list(ne_t)
             ins[idx, NE] = [ne_t[i] for i in idx]
-        try:
-            return _core.Plan(engine, ins, fp, consts, in_slots, in_shapes, out_slots, out_shapes, threads, names,
-                              reuse)
-        except GgonnxError:
+        return ins
+
+    def _headroom(self, t, fam_island, ins0, consts, in_slots, reuse):
+        """What _core.Plan needs to allocate once for the next HEADROOM lengths (see its
+        _reserve_headroom): (key, t, upto, the table at upto, or None where the allocation taken
+        over from ``reuse`` already covers t). None for an island some of whose shapes shrink as t
+        grows: an allocation planned at a larger t would not hold them."""
+        (slope, _), *_, in_fit, _, _, check = fam_island
+        if slope.min(initial=0) < 0:
             return None
+        if reuse is not None and reuse.reserved_key is check and t <= reuse.reserved_upto:
+            return (check, t, reuse.reserved_upto, None)
+        upto = t + HEADROOM
+        in_shapes = in_fit.at(upto)
+        table = None if in_shapes is None else self._table_at(upto, fam_island, ins0, consts, in_slots, in_shapes)
+        return None if table is None else (check, t, upto, table)
 
 
 class FamilyCache:
