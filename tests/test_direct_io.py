@@ -66,3 +66,49 @@ def test_misaligned_and_strided_feeds():
     for x in (unaligned, strided):
         for got, want in zip(sess.run(None, {"x": x}), oracle.run(None, {"x": np.ascontiguousarray(x)})):
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_reshaped_outputs_are_the_nodes_own_memory():
+    # an output that is a reshape of a computed node is that node, bound to the output's array
+    # (no copy node); the same node reshaped twice is copied for the second output, and a reshape
+    # of an input is copied, never the caller's array
+    nodes = [helper.make_node("Add", ["x", "w"], ["z"]),
+             helper.make_node("Reshape", ["z", "flat"], ["r1"]), helper.make_node("Reshape", ["z", "rows"], ["r2"]),
+             helper.make_node("Reshape", ["x", "flat"], ["rx"])]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 6])],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in ("r1", "r2", "rx")],
+        [numpy_helper.from_array(np.arange(24, dtype=np.float32).reshape(4, 6), "w"),
+         numpy_helper.from_array(np.array([-1], np.int64), "flat"), numpy_helper.from_array(np.array([2, -1], np.int64), "rows")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    sess, oracle = ggonnx.Session(model, threads=2), ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).standard_normal((4, 6)).astype(np.float32)
+    got = sess.run(None, {"x": x})
+    for g, w in zip(got, oracle.run(None, {"x": x})):
+        np.testing.assert_array_equal(g, w)
+    arrays = got + [x]
+    assert not any(np.shares_memory(a, b) for i, a in enumerate(arrays) for b in arrays[i + 1:])
+    (island,) = _islands(sess)
+    assert island.n_nodes == 3  # the add, and the input's reshape and its copy
+    assert island.direct_io[1] == [True, False, True]
+
+
+def test_growing_outputs_reuse_their_blocks():
+    # an output a little larger every run, the previous one still held (a KV cache's present
+    # values fed back): pooled blocks a few size classes up serve it, instead of a fresh block
+    # (fresh pages to fault in) each time it crosses a class
+    from ggonnx import _core
+    nodes = [helper.make_node("Add", ["x", "one"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "n"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, "n"])],
+                              [numpy_helper.from_array(np.array(1, np.float32), "one")])
+    sess = ggonnx.Session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString(),
+                          threads=2)
+    held = sess.run(None, {"x": np.zeros((1, 40960), np.float32)})[0]
+    before = _core.output_blocks_made()
+    for n in range(40960, 40960 + 60 * 250, 250):  # 160 KB to 219 KB: two size classes crossed
+        x = np.full((1, n), 2.0, np.float32)
+        y = sess.run(None, {"x": x})[0]
+        np.testing.assert_array_equal(y, x + 1)
+        held = y  # noqa: F841 -- the previous output lives while the next run computes
+    assert _core.output_blocks_made() - before <= 3

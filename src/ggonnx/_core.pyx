@@ -265,6 +265,16 @@ cdef inline bint _is_view(ggml_tensor * t) noexcept nogil:
             or t.op == GGML_OP_PERMUTE or t.op == GGML_OP_TRANSPOSE)
 
 
+cdef inline bint _reshaped_node(ggml_tensor * t) noexcept nogil:
+    """Whether ``t`` is a reshape of a whole, contiguous tensor a node computes (not a leaf: an
+    input, weight or constant must not become an output's memory): a present KV cache is the
+    reshape of a concatenation, which ggml_cont copied once more every token."""
+    cdef ggml_tensor * src = t.view_src
+    return (t.op == GGML_OP_RESHAPE and src != NULL and t.view_offs == 0 and src.op != GGML_OP_NONE
+            and not _is_view(src) and src.type == t.type and ggml_is_contiguous(src)
+            and ggml_nbytes(src) == ggml_nbytes(t))
+
+
 cdef bint _in_place_only(ggml_cgraph * g) noexcept nogil:
     """Whether no node's memory overlaps a source's, except a node written over a source of
     the same layout (ggml's in-place reuse for elementwise ops). An allocation planned for larger
@@ -583,7 +593,9 @@ cdef class Plan:
         g = ggml_new_graph_custom(self.ctx, graph_size, False)
         for s in output_slots:
             r = slots[s]
-            if _is_view(r) or not ggml_is_contiguous(r):
+            if _reshaped_node(r):
+                r = r.view_src  # its memory holds the output's values in order: no copy to make
+            elif _is_view(r) or not ggml_is_contiguous(r):
                 r = ggml_cont(self.ctx, r)  # outputs are read back as one contiguous block
             ggml_set_output(r)
             ggml_build_forward_expand(g, r)
