@@ -697,8 +697,7 @@ class PlanFamily:
                 shapes = self.host_shapes[k].at(t)
                 if shapes is None:
                     return None
-                steps.append(HostStep(step.node, step.evaluator, step.in_names, step.in_ids, step.out_ids,
-                                      list(shapes)))
+                steps.append(step.with_shapes(list(shapes)))
                 continue
             fam_island, traced = next(islands)
             core = self._island_plan(t, fam_island, traced, values, engine, next(donors, None))

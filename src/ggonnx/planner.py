@@ -109,6 +109,14 @@ class HostStep:
         bind = getattr(self.evaluator, "arg_ids", None)
         self.arg_ids = bind(self.in_names, self.in_ids) if bind is not None else None
 
+    def with_shapes(self, out_shapes: list) -> "HostStep":
+        """This step planned for other output shapes (a plan family's next signature), its
+        argument binding shared rather than worked out again."""
+        step = HostStep.__new__(HostStep)
+        step.__dict__.update(self.__dict__)
+        step.out_shapes = out_shapes
+        return step
+
     def run(self, env: list) -> None:
         if self.arg_ids is not None:
             results = self.evaluator.call([None if i is None else env[i] for i in self.arg_ids])
