@@ -36,8 +36,10 @@ from ggonnx.host_kernels import HostKernel
 from ggonnx.planner import CompiledPlan, HostStep, IslandStep
 
 Op = _core.Op
-# a plan family's allocation is planned for this many lengths past the one written (one
-# allocation plan per 32 tokens of a growing KV cache, instead of one a token)
+# a plan family's allocation is planned for up to this many lengths past the one written, and
+# at most a quarter of t past it, so that a family over a batch dim (activations ~ t) or a
+# sequence (attention ~ t^2) holds at most 1.25x (1.56x) its memory: one allocation plan per
+# 4..32 tokens of a growing KV cache instead of one a token
 HEADROOM = 32
 NE = slice(_core.COL_NE, _core.COL_NE + 4)
 P_OC = _core.COL_PARAM + _core.P_OC
@@ -825,7 +827,7 @@ class PlanFamily:
         return ins
 
     def _headroom(self, t, fam_island, ins0, consts, in_slots, reuse):
-        """What _core.Plan needs to allocate once for the next HEADROOM lengths (see its
+        """What _core.Plan needs to allocate once for the next lengths (HEADROOM, see its
         _reserve_headroom): (key, t, upto, the table at upto, or None where the allocation taken
         over from ``reuse`` already covers t). None for an island some of whose shapes shrink as t
         grows: an allocation planned at a larger t would not hold them."""
@@ -834,7 +836,7 @@ class PlanFamily:
             return None
         if reuse is not None and reuse.reserved_key is check and t <= reuse.reserved_upto:
             return (check, t, reuse.reserved_upto, None)
-        upto = t + HEADROOM
+        upto = t + max(1, min(HEADROOM, t // 4))
         in_shapes = in_fit.at(upto)
         table = None if in_shapes is None else self._table_at(upto, fam_island, ins0, consts, in_slots, in_shapes)
         return None if table is None else (check, t, upto, table)
