@@ -265,16 +265,6 @@ cdef inline bint _is_view(ggml_tensor * t) noexcept nogil:
             or t.op == GGML_OP_PERMUTE or t.op == GGML_OP_TRANSPOSE)
 
 
-cdef inline bint _reshaped_node(ggml_tensor * t) noexcept nogil:
-    """Whether ``t`` is a reshape of a whole, contiguous tensor a node computes (not a leaf: an
-    input, weight or constant must not become an output's memory): a present KV cache is the
-    reshape of a concatenation, which ggml_cont copied once more every token."""
-    cdef ggml_tensor * src = t.view_src
-    return (t.op == GGML_OP_RESHAPE and src != NULL and t.view_offs == 0 and src.op != GGML_OP_NONE
-            and not _is_view(src) and src.type == t.type and ggml_is_contiguous(src)
-            and ggml_nbytes(src) == ggml_nbytes(t))
-
-
 cdef bint _in_place_only(ggml_cgraph * g) noexcept nogil:
     """Whether no node's memory overlaps a source's, except a node written over a source of
     the same layout (ggml's in-place reuse for elementwise ops). An allocation planned for larger
@@ -425,7 +415,6 @@ cdef class Plan:
         cdef ggml_backend_buffer_type_t bufts[2]
         cdef int n_backends = 0
         cdef ggml_backend_t bk
-        cdef ggml_tensor * r
         if ins.shape[1] != N_COLS:
             raise GraphBuildError(f"instruction table must have {N_COLS} columns")
         for i in range(n):
@@ -523,7 +512,7 @@ cdef class Plan:
             return self.reserved_key is key and t <= self.reserved_upto
         slots.resize(n_slots, NULL)
         try:
-            g = self._build_graph(table, fparams, const_tensors, slots, output_slots, row_names, self.graph_size,
+            g = self._build_graph(table, fparams, const_tensors, slots, output_slots, row_names, graph_size,
                                   mm_nodes, mm_hints, NULL)
         except GraphBuildError:  # that length cannot be built: no headroom, this one is planned alone
             ggml_reset(self.ctx)

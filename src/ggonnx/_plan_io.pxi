@@ -11,6 +11,16 @@ cdef inline void _bind(ggml_tensor * t, vector[ggml_tensor *] & views, void * da
         views[j].data = <char *> data + views[j].view_offs
 
 
+cdef inline bint _reshaped_node(ggml_tensor * t) noexcept nogil:
+    """Whether ``t`` is a reshape of a whole, contiguous tensor a node computes (not a leaf: an
+    input, weight or constant must not become an output's memory): a present KV cache is the
+    reshape of a concatenation, which ggml_cont copied once more every token."""
+    cdef ggml_tensor * src = t.view_src
+    return (t.op == GGML_OP_RESHAPE and src != NULL and t.view_offs == 0 and src.op != GGML_OP_NONE
+            and not _is_view(src) and src.type == t.type and ggml_is_contiguous(src)
+            and ggml_nbytes(src) == ggml_nbytes(t))
+
+
 ctypedef ggml_tensor * tensor_ptr
 
 

@@ -122,7 +122,8 @@ class _RuleCheck:
     """The rules of an island's moving rows as whole-array tests: whether every row, fed its
     sources' shapes at t, gives its own predicted shape, packed panels' counts rounded up. That is
     the usual case, and then _shapes_at skips its row-by-row pass (0.65 ms a token for gpt2's 12
-    layers); ops without an array form here keep the row-by-row rule."""
+    layers); ops without an array form here keep the row-by-row rule. Given the family's fit
+    (slope, base, unfit rows), the rules that hold at every t are left out (_drop_identities)."""
 
     def __init__(self, rows, rule_rows, fit=None):
         groups: dict = {}
@@ -574,7 +575,7 @@ class PlanFamily:
         return True
 
     def _drop_affine_folds(self, ts, records, touched) -> None:
-        """Replay fewer folds (half of gpt2's 28 a token). A fold whose op moves or adds its value
+        """Replay fewer folds (gpt2 with a KV cache: 12 of 28 a token). A fold whose op moves or adds its value
         inputs without looking at them (_AFFINE_FOLDS), fed only affine values and static ones,
         has outputs affine in t: their fit is exact where the samples fit one, so they join
         ``leaves`` and the fold is not run. Folds whose outputs nothing reads at instantiation
@@ -827,10 +828,11 @@ class PlanFamily:
         return ins
 
     def _headroom(self, t, fam_island, ins0, consts, in_slots, reuse):
-        """What _core.Plan needs to allocate once for the next lengths (HEADROOM, see its
+        """What _core.Plan needs to plan its allocation for the lengths ahead (see its
         _reserve_headroom): (key, t, upto, the table at upto, or None where the allocation taken
-        over from ``reuse`` already covers t). None for an island some of whose shapes shrink as t
-        grows: an allocation planned at a larger t would not hold them."""
+        over from ``reuse`` already covers t), upto at most HEADROOM and t // 4 past t. None for
+        an island some of whose shapes shrink as t grows: an allocation planned at a larger t
+        would not hold them."""
         (slope, _), *_, in_fit, _, _, check = fam_island
         if slope.min(initial=0) < 0:
             return None
