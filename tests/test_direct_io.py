@@ -3,6 +3,7 @@ pooled arrays. The caller's arrays are never written, outputs never alias one an
 earlier run's, and a dropped output's memory is reused by the next run."""
 import numpy as np
 import onnxruntime as ort
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import ggonnx
@@ -112,3 +113,23 @@ def test_growing_outputs_reuse_their_blocks():
         np.testing.assert_array_equal(y, x + 1)
         held = y  # noqa: F841 -- the previous output lives while the next run computes
     assert _core.output_blocks_made() - before <= 3
+
+
+@pytest.mark.parametrize("hw", [1, 3])
+def test_concat_of_channel_slices_as_output(hw):
+    # two 1x1 convs concatenated along channels: the second writes its channels in place into
+    # the first's result (a channel slice). At 1x1 spatial the channels-last result is the output
+    # by a reshape; that chain runs through the in-place write, so the output must be the
+    # writer's values, not the first conv's memory alone (which left the second conv out)
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"]), helper.make_node("Conv", ["x", "w2"], ["b"]),
+             helper.make_node("Concat", ["a", "b"], ["y"], axis=1)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, hw, hw])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(rng.standard_normal((32, 16, 1, 1)).astype(np.float32), "w1"),
+                               numpy_helper.from_array(rng.standard_normal((48, 16, 1, 1)).astype(np.float32), "w2")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    sess, oracle = ggonnx.Session(model, threads=2), ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    x = rng.standard_normal((1, 16, hw, hw)).astype(np.float32)
+    np.testing.assert_allclose(sess.run(None, {"x": x})[0], oracle.run(None, {"x": x})[0], rtol=1e-4, atol=1e-4)
+    assert any("packed GEMM" in p.detail for p in sess.placement({"x": x.shape}))

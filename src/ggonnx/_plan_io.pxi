@@ -12,13 +12,19 @@ cdef inline void _bind(ggml_tensor * t, vector[ggml_tensor *] & views, void * da
 
 
 cdef inline bint _reshaped_node(ggml_tensor * t) noexcept nogil:
-    """Whether ``t`` is a reshape of a whole, contiguous tensor a node computes (not a leaf: an
-    input, weight or constant must not become an output's memory): a present KV cache is the
-    reshape of a concatenation, which ggml_cont copied once more every token."""
+    """Whether ``t`` is reshapes, and only reshapes, of a whole, contiguous tensor a node
+    computes (not a leaf: an input, weight or constant must not become an output's memory): a
+    present KV cache is the reshape of a concatenation, which ggml_cont copied once more every
+    token. The chain must end at the memory's owner itself: a node written in place into it (a
+    channel slice of a concatenation) holds the values, and the owner alone would leave it out."""
     cdef ggml_tensor * src = t.view_src
-    return (t.op == GGML_OP_RESHAPE and src != NULL and t.view_offs == 0 and src.op != GGML_OP_NONE
-            and not _is_view(src) and src.type == t.type and ggml_is_contiguous(src)
-            and ggml_nbytes(src) == ggml_nbytes(t))
+    cdef ggml_tensor * s = t
+    if t.op != GGML_OP_RESHAPE or src == NULL:
+        return False
+    while s != NULL and s.op == GGML_OP_RESHAPE:
+        s = s.src[0]
+    return (s == src and t.view_offs == 0 and src.op != GGML_OP_NONE and not _is_view(src)
+            and src.type == t.type and ggml_is_contiguous(src) and ggml_nbytes(src) == ggml_nbytes(t))
 
 
 ctypedef ggml_tensor * tensor_ptr
