@@ -173,6 +173,18 @@ def test_bf16_weights_on_amx_tiles_equal_ggml_bf16_kernel(m, k, n, seed):
     """bf16 weights on our AMX tile kernel (kernels_amx.c), any M, K, N (partial tiles of rows,
     depth and outputs): x @ bf16(W) within the bf16 rounding of x, and the same as ggml's own
     bf16 kernel (GGONNX_AMX=0) up to float32 summation order."""
+    _check_bf16_on_amx_tiles(m, k, n, seed)
+
+
+@pytest.mark.skipif(not _core.amx_bf16(), reason="this CPU, OS or build has no AMX-BF16")
+@pytest.mark.parametrize("m,k,n", [(70, 300, 160), (33, 64, 128), (100, 4100, 130), (5, 4096, 200)])
+def test_bf16_amx_tiles_threads_over_output_blocks(m, k, n):
+    """Enough output blocks (4 or more at 2 threads) for threads to own runs of them; a depth of
+    4,100 keeps two row blocks of X at a time, so 100 rows take two chunks."""
+    _check_bf16_on_amx_tiles(m, k, n, 7)
+
+
+def _check_bf16_on_amx_tiles(m, k, n, seed):
     if k * n < MIN_ELEMENTS:
         k = -(-MIN_ELEMENTS // n)
     rng = np.random.default_rng(seed)

@@ -45,26 +45,30 @@ int ggonnx_amx_bf16_init(void) {
     return state;
 }
 
-/* One thread's bf16 copy of 32 rows of X, each padded with zeros to kp; rows past M zero. */
+/* One thread's bf16 copy of row blocks of X (32 rows each), each row padded with zeros to kp;
+ * rows past M zero. */
 static _Thread_local uint16_t * a_rows;
 static _Thread_local int64_t a_cap;
 
-static int convert_rows(const float * x, int64_t k, int64_t kp, int64_t m0, int64_t m) {
-    if (a_cap < 32 * kp) {
+/* Row blocks [mb0, mb1) of X into a_rows, block after block. */
+static int convert_rows(const float * x, int64_t k, int64_t kp, int64_t mb0, int64_t mb1, int64_t m) {
+    const int64_t need = (mb1 - mb0) * 32 * kp;
+    if (a_cap < need) {
         free(a_rows);
-        a_rows = aligned_alloc(64, (size_t) (32 * kp) * sizeof(uint16_t));
-        a_cap = a_rows ? 32 * kp : 0;
+        a_rows = aligned_alloc(64, (size_t) need * sizeof(uint16_t));
+        a_cap = a_rows ? need : 0;
         if (!a_rows) {
             return 0;
         }
     }
-    for (int64_t r = 0; r < 32; ++r) {
+    for (int64_t r = 0; r < (mb1 - mb0) * 32; ++r) {
+        const int64_t row = mb0 * 32 + r;
         uint16_t * out = a_rows + r * kp;
-        if (m0 + r >= m) {
+        if (row >= m) {
             memset(out, 0, (size_t) kp * sizeof(uint16_t));
             continue;
         }
-        const float * in = x + (m0 + r) * k;
+        const float * in = x + row * k;
         for (int64_t i = 0; i < kp; i += 16) {
             const int64_t n = k - i < 16 ? (k - i > 0 ? k - i : 0) : 16;
             const __m512 v = _mm512_maskz_loadu_ps((__mmask16) ((1u << n) - 1), in + i);
@@ -74,6 +78,53 @@ static int convert_rows(const float * x, int64_t k, int64_t kp, int64_t m0, int6
     return 1;
 }
 
+/* One 32x32 block of dst: rows m0.. (bf16 copies at a), outputs n0.. (the tiles at w0, w1). The
+ * weight tiles of the next steps are prefetched: tile loads are not followed by the hardware
+ * prefetchers. */
+static void block_32x32(const uint16_t * a, const uint16_t * w0, const uint16_t * w1, int64_t kp, int64_t kb_n,
+                        float * y, int64_t m, int64_t n, int64_t m0, int64_t n0) {
+    float part[32 * 32];
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (int64_t kb = 0; kb < kb_n; ++kb) {
+        if (kb + 2 < kb_n) {
+            for (int off = 0; off < 512; off += 32) {   /* 1 KiB a tile, 64-byte lines */
+                _mm_prefetch((const char *) (w0 + (kb + 2) * 512 + off), _MM_HINT_T0);
+                _mm_prefetch((const char *) (w1 + (kb + 2) * 512 + off), _MM_HINT_T0);
+            }
+        }
+        _tile_loadd(4, a + kb * 32, kp * 2);
+        _tile_loadd(5, a + 16 * kp + kb * 32, kp * 2);
+        _tile_loadd(6, w0 + kb * 512, 64);
+        _tile_loadd(7, w1 + kb * 512, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    if (m0 + 32 <= m && n0 + 32 <= n) {
+        float * yb = y + m0 * n + n0;
+        _tile_stored(0, yb, n * 4);
+        _tile_stored(1, yb + 16, n * 4);
+        _tile_stored(2, yb + 16 * n, n * 4);
+        _tile_stored(3, yb + 16 * n + 16, n * 4);
+    } else {   /* an edge block: through a buffer, the valid rows and outputs only */
+        _tile_stored(0, part, 128);
+        _tile_stored(1, part + 16, 128);
+        _tile_stored(2, part + 16 * 32, 128);
+        _tile_stored(3, part + 16 * 32 + 16, 128);
+        const int64_t rows = MIN(32, m - m0), cols = MIN(32, n - n0);
+        for (int64_t r = 0; r < rows; ++r) {
+            memcpy(y + (m0 + r) * n + n0, part + r * 32, (size_t) cols * sizeof(float));
+        }
+    }
+}
+
+/* bf16 copies of X kept at once: enough row blocks for a few hundred KiB, in L2 with the tiles */
+#define A_CHUNK_BYTES (512 * 1024)
+
 void ggonnx_gemm_amx_bf16(struct ggml_tensor * dst, int ith, int nth, void * params) {
     (void) params;
     const uint16_t * w = (const uint16_t *) dst->src[0]->data;
@@ -82,53 +133,46 @@ void ggonnx_gemm_amx_bf16(struct ggml_tensor * dst, int ith, int nth, void * par
     const int64_t k = dst->src[1]->ne[0], m = dst->src[1]->ne[1], n = dst->ne[0];
     const int64_t kp = (k + 31) / 32 * 32, kb_n = kp / 32;
     const int64_t mb_n = (m + 31) / 32, nb_n = (n + 31) / 32;
-    int64_t u0, u1;
-    split(mb_n * nb_n, ith, nth, &u0, &u1);
-    if (u0 >= u1) {
+    _tile_loadconfig(&AMX_CFG);
+    if (nb_n < 2 * nth) {
+        /* few output blocks: threads share the row blocks, each converted once */
+        int64_t u0, u1;
+        split(mb_n * nb_n, ith, nth, &u0, &u1);
+        int64_t have = -1;
+        for (int64_t u = u0; u < u1; ++u) {
+            const int64_t mb = u / nb_n, nb = u % nb_n;
+            if (mb != have) {
+                if (!convert_rows(x, k, kp, mb, mb + 1, m)) {
+                    memset(y + mb * 32 * n, 0xff, (size_t) (MIN(32, m - mb * 32) * n) * sizeof(float));  /* NaN, never silent */
+                    continue;
+                }
+                have = mb;
+            }
+            const uint16_t * w0 = w + (2 * nb) * kb_n * 512;
+            block_32x32(a_rows, w0, w0 + kb_n * 512, kp, kb_n, y, m, n, mb * 32, nb * 32);
+        }
+        _tile_release();
         return;
     }
-    _tile_loadconfig(&AMX_CFG);
-    float part[32 * 32];
-    int64_t have = -1;
-    for (int64_t u = u0; u < u1; ++u) {
-        const int64_t mb = u / nb_n, nb = u % nb_n, m0 = mb * 32, n0 = nb * 32;
-        if (mb != have) {
-            if (!convert_rows(x, k, kp, m0, m)) {
-                memset(y + m0 * n, 0xff, (size_t) (MIN(32, m - m0) * n) * sizeof(float));  /* NaN, never silent */
-                continue;
+    /* threads own runs of output blocks and go through a chunk of row blocks for each, so each
+     * reads its part of the weights once a chunk (once when X fits a chunk) */
+    int64_t nb0, nb1;
+    split(nb_n, ith, nth, &nb0, &nb1);
+    const int64_t chunk = MAX(1, A_CHUNK_BYTES / (32 * kp * (int64_t) sizeof(uint16_t)));
+    for (int64_t c0 = 0; c0 < mb_n; c0 += chunk) {
+        const int64_t c1 = MIN(mb_n, c0 + chunk);
+        if (!convert_rows(x, k, kp, c0, c1, m)) {
+            for (int64_t row = c0 * 32; row < MIN(m, c1 * 32); ++row) {   /* NaN, never silent */
+                for (int64_t nb = nb0; nb < nb1; ++nb) {
+                    memset(y + row * n + nb * 32, 0xff, (size_t) MIN(32, n - nb * 32) * sizeof(float));
+                }
             }
-            have = mb;
+            continue;
         }
-        /* the 16-output column tiles of this block: (2 nb) and (2 nb + 1), kb_n tiles each */
-        const uint16_t * w0 = w + (2 * nb) * kb_n * 512, * w1 = w0 + kb_n * 512;
-        _tile_zero(0);
-        _tile_zero(1);
-        _tile_zero(2);
-        _tile_zero(3);
-        for (int64_t kb = 0; kb < kb_n; ++kb) {
-            _tile_loadd(4, a_rows + kb * 32, kp * 2);
-            _tile_loadd(5, a_rows + 16 * kp + kb * 32, kp * 2);
-            _tile_loadd(6, w0 + kb * 512, 64);
-            _tile_loadd(7, w1 + kb * 512, 64);
-            _tile_dpbf16ps(0, 4, 6);
-            _tile_dpbf16ps(1, 4, 7);
-            _tile_dpbf16ps(2, 5, 6);
-            _tile_dpbf16ps(3, 5, 7);
-        }
-        if (m0 + 32 <= m && n0 + 32 <= n) {
-            float * yb = y + m0 * n + n0;
-            _tile_stored(0, yb, n * 4);
-            _tile_stored(1, yb + 16, n * 4);
-            _tile_stored(2, yb + 16 * n, n * 4);
-            _tile_stored(3, yb + 16 * n + 16, n * 4);
-        } else {   /* an edge block: through a buffer, the valid rows and outputs only */
-            _tile_stored(0, part, 128);
-            _tile_stored(1, part + 16, 128);
-            _tile_stored(2, part + 16 * 32, 128);
-            _tile_stored(3, part + 16 * 32 + 16, 128);
-            const int64_t rows = MIN(32, m - m0), cols = MIN(32, n - n0);
-            for (int64_t r = 0; r < rows; ++r) {
-                memcpy(y + (m0 + r) * n + n0, part + r * 32, (size_t) cols * sizeof(float));
+        for (int64_t nb = nb0; nb < nb1; ++nb) {
+            const uint16_t * w0 = w + (2 * nb) * kb_n * 512;
+            for (int64_t mb = c0; mb < c1; ++mb) {
+                block_32x32(a_rows + (mb - c0) * 32 * kp, w0, w0 + kb_n * 512, kp, kb_n, y, m, n, mb * 32, nb * 32);
             }
         }
     }
