@@ -145,25 +145,28 @@ def test_amx_weight_matmul(name, m):
 
 
 @pytest.mark.skipif(not _core.amx_weights(), reason="this CPU, OS or build has no AMX int8")
+@pytest.mark.parametrize("name", ["q8_0", "q4_K"])
 @settings(max_examples=12, deadline=None)
-@given(m=st.integers(2, 100), k_blocks=st.integers(1, 40), n_blocks=st.integers(1, 5), seed=st.integers(0, 2 ** 16))
-def test_q8_0_weights_with_several_rows_on_amx_tiles(m, k_blocks, n_blocks, seed):
-    """q8_0 weights times more than one row (vendor/ggml/patches/0004: rows quantized in the tiles'
-    order, threads over column blocks): any row count (a partial last block of 32 rows), depth and
-    outputs in blocks of 32, rows of zeros and of large values, equal x @ dequantize(W) within the
-    activation rounding."""
-    k, n = 32 * k_blocks, 32 * n_blocks
+@given(m=st.integers(2, 100), k_blocks=st.integers(1, 12), n_blocks=st.integers(1, 5), seed=st.integers(0, 2 ** 16))
+def test_typed_weights_with_several_rows_on_amx_tiles(name, m, k_blocks, n_blocks, seed):
+    """q8_0 and q4_K weights times more than one row (vendor/ggml/patches/0004, 0007: rows
+    quantized in the tiles' order, threads over column blocks, q4_K's 4-bit tiles unpacked once
+    per column block): any row count (a partial last block of 32 rows), depth in the type's
+    blocks (32 for q8_0, 256 for q4_K) and outputs in blocks of 32, rows of zeros and of large
+    values, equal x @ dequantize(W) within the activation rounding."""
+    block = 32 if name == "q8_0" else 256
+    k, n = block * k_blocks, 32 * n_blocks
     if k * n < MIN_ELEMENTS:
-        k = -(-MIN_ELEMENTS // n // 32) * 32
+        k = -(-MIN_ELEMENTS // n // block) * block
     rng = np.random.default_rng(seed)
     w = rng.standard_normal((k, n)).astype(np.float32)
     x = rng.standard_normal((m, k)).astype(np.float32)
     x[0] = 0.0
     x[-1] *= 1e4
     data = model_bytes([helper.make_node("MatMul", ["x", "W"], ["y"])], {"W": w}, (m, k), [("y", (m, n))])
-    sess = ggonnx.Session(data, weights="q8_0")
+    sess = ggonnx.Session(data, weights=name)
     assert "(AMX)" in sess.placement()[0].detail
-    check_product("q8_0", sess.run(None, {"x": x})[0], x, dequantized("q8_0", np.ascontiguousarray(w.T)).T.astype(np.float64))
+    check_product(name, sess.run(None, {"x": x})[0], x, dequantized(name, np.ascontiguousarray(w.T)).T.astype(np.float64))
 
 
 @pytest.mark.skipif(not _core.amx_bf16(), reason="this CPU, OS or build has no AMX-BF16")
