@@ -145,16 +145,16 @@ def test_amx_weight_matmul(name, m):
 
 
 @pytest.mark.skipif(not _core.amx_weights(), reason="this CPU, OS or build has no AMX int8")
-@pytest.mark.parametrize("name", ["q8_0", "q4_K", "q5_K"])
+@pytest.mark.parametrize("name", ["q8_0", "q4_0", "q4_K", "q5_K"])
 @settings(max_examples=12, deadline=None)
 @given(m=st.integers(2, 100), k_blocks=st.integers(1, 12), n_blocks=st.integers(1, 5), seed=st.integers(0, 2 ** 16))
 def test_typed_weights_with_several_rows_on_amx_tiles(name, m, k_blocks, n_blocks, seed):
-    """q8_0, q4_K and q5_K weights times more than one row (vendor/ggml/patches/0004, 0007, 0008:
-    rows quantized in the tiles' order, threads over column blocks, the K-quants' 4- and 5-bit
-    tiles unpacked once per column block): any row count (a partial last block of 32 rows),
-    depth in the type's blocks (32 for q8_0, 256 for the K-quants) and outputs in blocks of 32,
+    """q8_0, q4_0, q4_K and q5_K weights times more than one row (vendor/ggml/patches/0004,
+    0007-0009: rows quantized in the tiles' order, threads over column blocks, 4- and 5-bit tiles
+    unpacked once per column block): any row count (a partial last block of 32 rows), depth in
+    the type's blocks (32 for q8_0 and q4_0, 256 for the K-quants) and outputs in blocks of 32,
     rows of zeros and of large values, equal x @ dequantize(W) within the activation rounding."""
-    block = 32 if name == "q8_0" else 256
+    block = 32 if name in ("q8_0", "q4_0") else 256
     k, n = block * k_blocks, 32 * n_blocks
     if k * n < MIN_ELEMENTS:
         k = -(-MIN_ELEMENTS // n // block) * block
