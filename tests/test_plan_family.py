@@ -255,7 +255,7 @@ def test_rules_left_out_as_identities_hold_at_every_length(data):
     _RuleCheck decides as with every rule: random rows of affine dims drawn from a small pool, so
     that identities and near misses are both common."""
     from ggonnx import _core
-    from ggonnx.plan_family import _RuleCheck
+    from ggonnx.plan_family_fit import _RuleCheck
     Op = _core.Op
     n_leaves = data.draw(st.integers(2, 4))
     n_rules = data.draw(st.integers(1, 6))
